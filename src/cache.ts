@@ -1,0 +1,549 @@
+/**
+ * The facade users call: validates every argument on the calling thread (so a
+ * rejected call never reaches a shard and changes nothing), encodes values,
+ * and hands ops to the router. Async methods never throw synchronously: bad
+ * input rejects the returned promise.
+ */
+import { ClosedError, InternalError, InvalidKeyError, InvalidOptionError, UnknownRegionError, ValueTooLargeError } from './errors.js'
+import { ENTRY_OVERHEAD_BYTES, Op, SetFlag } from './protocol.js'
+import { regionShare, resolveOptions, resolveSetOptions } from './options.js'
+import type { CacheOptions, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions } from './options.js'
+import { checkKey, checkKeys, decodeValue, encodeValue } from './values.js'
+import type { EncodedValue } from './values.js'
+import { Router } from './router.js'
+import type { RawEntry, Sink } from './router.js'
+import { aggregateStats } from './stats.js'
+import type { CacheStats } from './stats.js'
+
+/** What {@link CacheRegion.getEntry} returns. */
+export interface CacheEntry<T = unknown> {
+  value: T
+  /** When the entry was written, epoch ms (from a monotonic clock). */
+  createdAt: number
+  /** When it expires, epoch ms; `Infinity` without expiry. */
+  expiresAt: number
+  /** Remaining ms, rounded up; `Infinity` without expiry. */
+  ttlRemaining: number
+  /** Value bytes before compression. */
+  sizeBytes: number
+  /** Value bytes as stored in the shard. */
+  storedBytes: number
+  /** Whether the value is stored LZ4-compressed. */
+  compressed: boolean
+  /** The `metadata` given to `set`, if any. */
+  metadata: Record<string, unknown> | undefined
+}
+
+/** Entries for {@link CacheRegion.mset}: `[key, value]` pairs, a `Map`, or a plain object. */
+export type MsetEntries = Iterable<readonly [string, unknown]> | Record<string, unknown>
+
+/** Promise plumbing for one op. */
+class Deferred<T> implements Sink {
+  readonly promise: Promise<T>
+  #resolve!: (v: T) => void
+  #reject!: (e: Error) => void
+  constructor() {
+    this.promise = new Promise<T>((resolve, reject) => {
+      this.#resolve = resolve
+      this.#reject = reject
+    })
+  }
+  resolve(_index: number, result: unknown): void {
+    this.#resolve(result as T)
+  }
+  reject(_index: number, error: Error): void {
+    this.#reject(error)
+  }
+}
+
+/** Promise plumbing for an op spread over many keys or shards: settles when all parts did; the first error rejects it. */
+class Collector<T> implements Sink {
+  readonly promise: Promise<T>
+  readonly results: unknown[]
+  #remaining: number
+  #finish: (results: unknown[]) => T
+  #resolve!: (v: T) => void
+  #reject!: (e: Error) => void
+  #settled = false
+  constructor(parts: number, finish: (results: unknown[]) => T) {
+    this.results = new Array(parts)
+    this.#remaining = parts
+    this.#finish = finish
+    this.promise = new Promise<T>((resolve, reject) => {
+      this.#resolve = resolve
+      this.#reject = reject
+    })
+    if (parts === 0) this.#settle()
+  }
+  resolve(index: number, result: unknown): void {
+    this.results[index] = result
+    if (--this.#remaining === 0) this.#settle()
+  }
+  reject(_index: number, error: Error): void {
+    if (this.#settled) return
+    this.#settled = true
+    this.#reject(error)
+  }
+  #settle(): void {
+    if (this.#settled) return
+    this.#settled = true
+    try {
+      this.#resolve(this.#finish(this.results))
+    } catch (err) {
+      this.#reject(err as Error)
+    }
+  }
+}
+
+const countTrue = (rs: unknown[]): number => rs.reduce<number>((n, r) => (r === true ? n + 1 : n), 0)
+const addNumbers = (rs: unknown[]): number => rs.reduce<number>((n, r) => n + (r as number), 0)
+
+/** State shared by a cache and its region handles. */
+interface Core {
+  router: Router
+  options: ResolvedOptions
+  closed: boolean
+}
+
+function rejected<T>(err: unknown): Promise<T> {
+  return Promise.reject(err instanceof Error ? err : new InternalError(String(err)))
+}
+
+/**
+ * The data operations, bound to one region. `cache.region(name)` returns one;
+ * the {@link Cache} itself is the one bound to the `default` region.
+ */
+export class CacheRegion {
+  /** @internal */ protected readonly core: Core
+  readonly #region: ResolvedRegion
+  /** Smallest per-shard byte budget of the region: an entry larger than this can never be stored. */
+  readonly #shareBytes: number
+
+  /** @internal */
+  constructor(core: Core, region: ResolvedRegion) {
+    this.core = core
+    this.#region = region
+    this.#shareBytes = Math.floor(region.maxBytes / core.router.shardCount)
+  }
+
+  /** Name of the region this handle operates on. */
+  get regionName(): string {
+    return this.#region.name
+  }
+
+  /** The value stored under `key`, or `undefined` when there is none (or it expired). */
+  get<T = unknown>(key: string): Promise<T | undefined> {
+    try {
+      this.#open()
+      checkKey(key, this.core.options.maxKeyBytes)
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#keyOp<T | undefined>(Op.GET, key)
+  }
+
+  /**
+   * Stores `value` under `key`. Resolves `true` when stored, `false` when `nx`
+   * or `xx` refused it. Strings, Buffers and Uint8Arrays come back as the same
+   * type; other values go through the codec (JSON by default).
+   */
+  set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    let enc: EncodedValue
+    let opts: ResolvedSet
+    try {
+      this.#open()
+      checkKey(key, this.core.options.maxKeyBytes)
+      opts = resolveSetOptions(options)
+      enc = encodeValue(value, this.core.options.codec)
+      this.#checkSize(key, enc, opts)
+    } catch (err) {
+      return rejected(err)
+    }
+    const d = new Deferred<boolean>()
+    this.#writeSet(key, enc, opts, d, 0)
+    return d.promise
+  }
+
+  /** Removes `key`. Resolves `true` when a live entry was removed. */
+  delete(key: string): Promise<boolean> {
+    try {
+      this.#open()
+      checkKey(key, this.core.options.maxKeyBytes)
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#keyOp<boolean>(Op.DELETE, key)
+  }
+
+  /** Whether `key` has a live entry. Does not count as a read and does not refresh LRU order. */
+  has(key: string): Promise<boolean> {
+    try {
+      this.#open()
+      checkKey(key, this.core.options.maxKeyBytes)
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#keyOp<boolean>(Op.HAS, key)
+  }
+
+  /** Remaining lifetime of `key` in ms (rounded up), `Infinity` when it never expires, `undefined` when absent. */
+  ttl(key: string): Promise<number | undefined> {
+    try {
+      this.#open()
+      checkKey(key, this.core.options.maxKeyBytes)
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#keyOp<number | undefined>(Op.TTL, key)
+  }
+
+  /** The value with its timestamps, sizes and metadata, or `undefined`. Counts as a read. */
+  getEntry<T = unknown>(key: string): Promise<CacheEntry<T> | undefined> {
+    try {
+      this.#open()
+      checkKey(key, this.core.options.maxKeyBytes)
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#keyOp<RawEntry | undefined>(Op.GET_ENTRY, key).then((e) =>
+      e === undefined
+        ? undefined
+        : {
+            value: e.value as T,
+            createdAt: e.createdAt,
+            expiresAt: e.expiresAt,
+            ttlRemaining: e.ttlRemaining,
+            sizeBytes: e.sizeBytes,
+            storedBytes: e.storedBytes,
+            compressed: e.compressed,
+            metadata: e.metadata === undefined ? undefined : (JSON.parse(e.metadata.toString('utf8')) as Record<string, unknown>),
+          },
+    )
+  }
+
+  /** Values of `keys`, in key order; `undefined` where a key has no entry. */
+  mget<T = unknown>(keys: readonly string[]): Promise<(T | undefined)[]> {
+    try {
+      this.#open()
+      checkKeys(keys, this.core.options.maxKeyBytes)
+    } catch (err) {
+      return rejected(err)
+    }
+    const c = new Collector<(T | undefined)[]>(keys.length, (rs) => rs as (T | undefined)[])
+    for (let i = 0; i < keys.length; i++) this.#keyOp(Op.GET, keys[i]!, c, i)
+    return c.promise
+  }
+
+  /**
+   * Stores many entries with the same options; resolves how many were stored
+   * (`nx`/`xx` may refuse some). Every key and value is validated first: if
+   * one is bad, the call rejects and nothing is stored.
+   */
+  mset(entries: MsetEntries, options?: SetOptions): Promise<number> {
+    const list: [string, EncodedValue][] = []
+    let opts: ResolvedSet
+    try {
+      this.#open()
+      opts = resolveSetOptions(options)
+      const pairs = toPairs(entries)
+      for (let i = 0; i < pairs.length; i++) {
+        const pair = pairs[i]
+        if (!Array.isArray(pair) || pair.length !== 2) {
+          throw new InvalidOptionError(`entries[${i}] must be a [key, value] pair`)
+        }
+        const [key, value] = pair as [string, unknown]
+        try {
+          checkKey(key, this.core.options.maxKeyBytes)
+          const enc = encodeValue(value, this.core.options.codec)
+          this.#checkSize(key, enc, opts)
+          list.push([key, enc])
+        } catch (err) {
+          ;(err as Error).message = `entries[${i}]: ${(err as Error).message}`
+          throw err
+        }
+      }
+    } catch (err) {
+      return rejected(err)
+    }
+    const c = new Collector<number>(list.length, countTrue)
+    for (let i = 0; i < list.length; i++) this.#writeSet(list[i]![0], list[i]![1], opts, c, i)
+    return c.promise
+  }
+
+  /** Removes `keys`; resolves how many live entries were removed. */
+  mdelete(keys: readonly string[]): Promise<number> {
+    try {
+      this.#open()
+      checkKeys(keys, this.core.options.maxKeyBytes)
+    } catch (err) {
+      return rejected(err)
+    }
+    const c = new Collector<number>(keys.length, countTrue)
+    for (let i = 0; i < keys.length; i++) this.#keyOp(Op.DELETE, keys[i]!, c, i)
+    return c.promise
+  }
+
+  /** For each key, whether it has a live entry, in key order. */
+  mhas(keys: readonly string[]): Promise<boolean[]> {
+    try {
+      this.#open()
+      checkKeys(keys, this.core.options.maxKeyBytes)
+    } catch (err) {
+      return rejected(err)
+    }
+    const c = new Collector<boolean[]>(keys.length, (rs) => rs as boolean[])
+    for (let i = 0; i < keys.length; i++) this.#keyOp(Op.HAS, keys[i]!, c, i)
+    return c.promise
+  }
+
+  /**
+   * Live keys of the region, optionally only those matching a glob (`*`, `?`,
+   * `[abc]`, `[a-z]`, `[!a]`, `\` escapes). In no particular order. Builds the
+   * whole list: for large regions prefer a pattern.
+   */
+  keys(glob?: string): Promise<string[]> {
+    try {
+      this.#open()
+      if (glob !== undefined) this.#checkGlob(glob)
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#allShards(Op.KEYS, glob ?? null, (rs) => (rs as string[][]).flat())
+  }
+
+  /** Removes the live keys matching `glob`; resolves how many. */
+  deleteByPattern(glob: string): Promise<number> {
+    try {
+      this.#open()
+      this.#checkGlob(glob)
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#allShards(Op.DELETE_PATTERN, glob, addNumbers)
+  }
+
+  /** Removes every entry of the region; resolves how many live entries there were. */
+  clear(): Promise<number> {
+    try {
+      this.#open()
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#allShards(Op.CLEAR, undefined, addNumbers)
+  }
+
+  /** Removes expired entries now (shards also sweep them in the background); resolves how many. */
+  cleanupExpired(): Promise<number> {
+    try {
+      this.#open()
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#allShards(Op.CLEANUP, undefined, addNumbers)
+  }
+
+  // ── internals ────────────────────────────────────────────────────────────
+
+  #open(): void {
+    if (this.core.closed) throw new ClosedError()
+  }
+
+  #checkGlob(glob: unknown): void {
+    if (typeof glob !== 'string' || glob.length === 0) {
+      throw new InvalidKeyError(`glob must be a non-empty string (got ${typeof glob === 'string' ? 'an empty string' : typeof glob})`)
+    }
+    if (Buffer.byteLength(glob) > this.core.options.maxKeyBytes) {
+      throw new InvalidKeyError(`glob must be at most maxKeyBytes (${this.core.options.maxKeyBytes}) UTF-8 bytes`)
+    }
+  }
+
+  #checkSize(key: string, enc: EncodedValue, opts: ResolvedSet): void {
+    const max = this.core.options.maxValueBytes
+    const n = enc.bytes.length
+    if (n > max) throw new ValueTooLargeError(`value is ${n} bytes, over options.maxValueBytes (${max})`)
+    const meta = opts.metadata?.length ?? 0
+    // Cheap bound first; count the key's UTF-8 bytes only near the limit.
+    if (key.length * 3 + n + meta + ENTRY_OVERHEAD_BYTES <= this.#shareBytes) return
+    const charge = Buffer.byteLength(key) + n + meta + ENTRY_OVERHEAD_BYTES
+    if (charge > this.#shareBytes) {
+      const r = this.#region
+      throw new ValueTooLargeError(
+        `entry is ${charge} bytes (key + value + metadata + ${ENTRY_OVERHEAD_BYTES}), over region "${r.name}"'s per-shard budget ` +
+          `of ${this.#shareBytes} bytes (regions.${r.name}.maxBytes ${r.maxBytes} over ${this.core.router.shardCount} shards)`,
+      )
+    }
+  }
+
+  #keyOp<T>(op: number, key: string): Promise<T>
+  #keyOp(op: number, key: string, sink: Sink, index: number): void
+  #keyOp<T>(op: number, key: string, sink?: Sink, index = 0): Promise<T> | void {
+    const router = this.core.router
+    const shard = router.shardOf(key)
+    const w = router.writer(shard)
+    w.u8(op)
+    w.u8(this.#region.index)
+    w.key(key)
+    if (sink !== undefined) {
+      router.commit(shard, sink, index)
+      return
+    }
+    const d = new Deferred<T>()
+    router.commit(shard, d, 0)
+    return d.promise
+  }
+
+  #writeSet(key: string, enc: EncodedValue, opts: ResolvedSet, sink: Sink, index: number): void {
+    const router = this.core.router
+    const shard = router.shardOf(key)
+    const w = router.writer(shard)
+    let flags = 0
+    if (opts.nx) flags |= SetFlag.NX
+    if (opts.xx) flags |= SetFlag.XX
+    if (opts.ttl !== undefined) flags |= SetFlag.TTL
+    if (opts.metadata !== undefined) flags |= SetFlag.META
+    w.u8(Op.SET)
+    w.u8(this.#region.index)
+    w.u8(flags)
+    w.key(key)
+    if (opts.ttl !== undefined) w.f64(opts.ttl)
+    w.u8(enc.tag)
+    w.bytes(enc.bytes)
+    if (opts.metadata !== undefined) w.bytes(opts.metadata)
+    router.commit(shard, sink, index)
+  }
+
+  /** Sends one op to every shard; `glob` null means "no pattern" for KEYS. */
+  #allShards<T>(op: number, glob: string | null | undefined, finish: (rs: unknown[]) => T): Promise<T> {
+    const router = this.core.router
+    const c = new Collector<T>(router.shardCount, finish)
+    for (let s = 0; s < router.shardCount; s++) {
+      if (glob === undefined) {
+        router.simple(s, op, this.#region.index, c, s)
+        continue
+      }
+      const w = router.writer(s)
+      w.u8(op)
+      w.u8(this.#region.index)
+      if (glob === null) {
+        w.u8(0)
+      } else {
+        w.u8(1)
+        w.string(glob)
+      }
+      router.commit(s, c, s)
+    }
+    return c.promise
+  }
+}
+
+function toPairs(entries: unknown): unknown[] {
+  if (Array.isArray(entries)) return entries
+  if (entries instanceof Map) return [...entries]
+  if (entries !== null && typeof entries === 'object') {
+    const proto = Object.getPrototypeOf(entries)
+    if (proto === Object.prototype || proto === null) return Object.entries(entries)
+    if (Symbol.iterator in entries) return [...(entries as Iterable<unknown>)]
+  }
+  throw new InvalidOptionError('entries must be an array of [key, value] pairs, a Map, or a plain object')
+}
+
+/** A sharded cache. Its data operations act on the `default` region; {@link Cache.region} gives the others. */
+export class Cache extends CacheRegion {
+  readonly #regions: Map<string, CacheRegion>
+  #closing: Promise<void> | undefined
+
+  /** @internal Use {@link createCache}. */
+  constructor(core: Core) {
+    const byName = new Map(core.options.regions.map((r) => [r.name, r]))
+    super(core, byName.get('default')!)
+    this.#regions = new Map()
+    for (const r of core.options.regions) this.#regions.set(r.name, r.name === 'default' ? this : new CacheRegion(core, r))
+  }
+
+  /** Number of shard threads. */
+  get shards(): number {
+    return this.core.router.shardCount
+  }
+
+  /** Names of the configured regions (`default` included). */
+  get regionNames(): string[] {
+    return [...this.#regions.keys()]
+  }
+
+  /** The data operations bound to region `name`. Throws {@link UnknownRegionError} for a region that was not configured. */
+  region(name: string): CacheRegion {
+    const r = this.#regions.get(name)
+    if (r === undefined) {
+      throw new UnknownRegionError(`region ${JSON.stringify(name)} is not configured (regions: ${[...this.#regions.keys()].join(', ')})`)
+    }
+    return r
+  }
+
+  /**
+   * Counters and gauges, in total, `byShard` and `byRegion`. Reflects every
+   * operation whose promise resolved before the call. Plain JSON.
+   */
+  async stats(): Promise<CacheStats> {
+    if (this.core.closed) throw new ClosedError()
+    const reports = await this.core.router.control((c) => c.stats())
+    return aggregateStats(
+      this.core.options.regions.map((r) => r.name),
+      reports.map((r) => r.regions),
+      this.core.router.restarts,
+    )
+  }
+
+  /** Zeroes the counters (hits, misses, sets, deletes, evictions, corrupt); entries and byte gauges stay. */
+  async resetStats(): Promise<void> {
+    if (this.core.closed) throw new ClosedError()
+    await this.core.router.control((c) => c.resetStats())
+  }
+
+  /**
+   * Lets in-flight operations finish, then stops the shard threads. Operations
+   * issued afterwards reject with `E_CLOSED`. Safe to call more than once.
+   */
+  close(): Promise<void> {
+    this.core.closed = true
+    this.#closing ??= this.core.router.close()
+    return this.#closing
+  }
+
+  /** @internal Makes shard `shard` die of an uncaught exception, as a bug would. For crash tests. */
+  crashShardForTest(shard: number): Promise<unknown> {
+    const d = new Deferred<unknown>()
+    this.core.router.crashShard(shard, d)
+    return d.promise
+  }
+
+  /** @internal Which shard owns `key`. */
+  shardOfForTest(key: string): number {
+    return this.core.router.shardOf(key)
+  }
+}
+
+/**
+ * Starts the shard threads and resolves to a ready {@link Cache}. Rejects with
+ * `E_INVALID_OPTION` (the message names the option) or `E_INVALID_TTL` on bad options.
+ *
+ * @example
+ * ```ts
+ * const cache = await createCache({ shards: 2, regions: { default: { maxBytes: '256mb' } } })
+ * await cache.set('user:1', { name: 'Alice' }, { ttl: '10m' })
+ * await cache.get('user:1') // → { name: 'Alice' }
+ * await cache.close()
+ * ```
+ */
+export async function createCache(options?: CacheOptions): Promise<Cache> {
+  const resolved = resolveOptions(options)
+  const { shards, regions, codec } = resolved
+  const perShard = Array.from({ length: shards }, (_, s) => regions.map((r) => regionShare(r, s, shards)))
+  const router = new Router(perShard, (tag, bytes) => decodeValue(tag, bytes, codec))
+  try {
+    await router.ready()
+  } catch (err) {
+    await router.close()
+    throw err
+  }
+  return new Cache({ router, options: resolved, closed: false })
+}

@@ -1,0 +1,114 @@
+/**
+ * Every error shardcache raises is a {@link CacheError} subclass with a stable
+ * `code`. Match on `code` (or `instanceof`), never on the message: messages
+ * name the argument or option to fix and may be reworded.
+ *
+ * Expected outcomes are not errors: a miss resolves to `undefined`, an `nx`/`xx`
+ * set that did not apply resolves to `false`.
+ */
+
+/** All error codes, for exhaustive handling. */
+export const ErrorCodes = {
+  INVALID_KEY: 'E_INVALID_KEY',
+  INVALID_VALUE: 'E_INVALID_VALUE',
+  VALUE_TOO_LARGE: 'E_VALUE_TOO_LARGE',
+  INVALID_TTL: 'E_INVALID_TTL',
+  UNKNOWN_REGION: 'E_UNKNOWN_REGION',
+  INVALID_OPTION: 'E_INVALID_OPTION',
+  CLOSED: 'E_CLOSED',
+  SHARD_CRASHED: 'E_SHARD_CRASHED',
+  INTERNAL: 'E_INTERNAL',
+} as const
+
+/** A stable error code, e.g. `'E_INVALID_KEY'`. */
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes]
+
+/** Base class of every error raised by shardcache. */
+export class CacheError extends Error {
+  /** Stable machine-readable code, e.g. `'E_INVALID_KEY'`. */
+  readonly code: ErrorCode
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = new.target.name
+  }
+}
+
+/** A key is not a non-empty string of at most `maxKeyBytes` UTF-8 bytes. Code `E_INVALID_KEY`. */
+export class InvalidKeyError extends CacheError {
+  static readonly code = ErrorCodes.INVALID_KEY
+  constructor(message: string) {
+    super(ErrorCodes.INVALID_KEY, message)
+  }
+}
+
+/** A value cannot be stored: `undefined`, a function, a symbol, or rejected by the codec. Code `E_INVALID_VALUE`. */
+export class InvalidValueError extends CacheError {
+  static readonly code = ErrorCodes.INVALID_VALUE
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.INVALID_VALUE, message, options)
+  }
+}
+
+/** A value is over `maxValueBytes`, or its entry is over the region's per-shard byte budget. Code `E_VALUE_TOO_LARGE`. */
+export class ValueTooLargeError extends CacheError {
+  static readonly code = ErrorCodes.VALUE_TOO_LARGE
+  constructor(message: string) {
+    super(ErrorCodes.VALUE_TOO_LARGE, message)
+  }
+}
+
+/** A TTL is not a positive number of milliseconds, `Infinity`, or a duration string like `'30s'`. Code `E_INVALID_TTL`. */
+export class InvalidTtlError extends CacheError {
+  static readonly code = ErrorCodes.INVALID_TTL
+  constructor(message: string) {
+    super(ErrorCodes.INVALID_TTL, message)
+  }
+}
+
+/** A region name that was not configured in `createCache({ regions })`. Code `E_UNKNOWN_REGION`. */
+export class UnknownRegionError extends CacheError {
+  static readonly code = ErrorCodes.UNKNOWN_REGION
+  constructor(message: string) {
+    super(ErrorCodes.UNKNOWN_REGION, message)
+  }
+}
+
+/** An option (of `createCache` or of an operation) is invalid; the message names it. Code `E_INVALID_OPTION`. */
+export class InvalidOptionError extends CacheError {
+  static readonly code = ErrorCodes.INVALID_OPTION
+  constructor(message: string) {
+    super(ErrorCodes.INVALID_OPTION, message)
+  }
+}
+
+/** The cache was closed; operations issued after `close()` reject with this. Code `E_CLOSED`. */
+export class ClosedError extends CacheError {
+  static readonly code = ErrorCodes.CLOSED
+  constructor(message = 'the cache is closed') {
+    super(ErrorCodes.CLOSED, message)
+  }
+}
+
+/**
+ * The shard thread owning the key died while the operation was in flight. The
+ * shard restarts empty; retrying the operation is safe. Code `E_SHARD_CRASHED`.
+ */
+export class ShardCrashedError extends CacheError {
+  static readonly code = ErrorCodes.SHARD_CRASHED
+  /** Index of the shard that died. */
+  readonly shard: number
+  constructor(shard: number, options?: { cause?: unknown }) {
+    super(ErrorCodes.SHARD_CRASHED, `shard ${shard} crashed; it restarts empty and the operation may be retried`, options)
+    this.shard = shard
+  }
+}
+
+/** A bug in shardcache itself (a shard answered something the router cannot read). Code `E_INTERNAL`. */
+export class InternalError extends CacheError {
+  static readonly code = ErrorCodes.INTERNAL
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.INTERNAL, message, options)
+  }
+}

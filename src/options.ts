@@ -1,0 +1,300 @@
+/**
+ * Options of {@link createCache} and of single operations: their types, their
+ * defaults, and the validation that turns them into what router and shards use.
+ * Every message names the option to fix.
+ */
+import { availableParallelism } from 'node:os'
+import ms from 'ms'
+import bytes from 'bytes'
+import { InvalidOptionError, InvalidTtlError } from './errors.js'
+import { MAX_KEY_BYTES_LIMIT } from './protocol.js'
+import type { RegionShardConfig } from '../workers/region_store.js'
+
+/** Milliseconds (a positive number, or `Infinity` for no expiry) or a duration string such as `'30s'`, `'5m'`, `'1h'`, `'2d'`. */
+export type Ttl = number | string
+
+/** A byte count, or a size string such as `'512kb'`, `'100mb'`, `'1gb'` (powers of 1024). */
+export type Size = number | string
+
+/** Turns values that are not strings, Buffers or Uint8Arrays into bytes and back. */
+export interface Codec {
+  /** Encodes a value. Throw (or return `undefined`) to reject it: the set rejects with `E_INVALID_VALUE`. */
+  encode(value: unknown): Uint8Array | string | undefined
+  /** Decodes bytes produced by {@link Codec.encode}. The bytes are a copy the codec may keep. */
+  decode(bytes: Uint8Array): unknown
+}
+
+/** Options of one region. A region is a named keyspace with its own policy and budgets. */
+export interface RegionOptions {
+  /**
+   * Which entry is evicted when the region is over a budget: `'lru'` (least
+   * recently read or written) or `'fifo'` (oldest written; reads and updates do
+   * not reorder).
+   * @default 'lru'
+   */
+  policy?: 'lru' | 'fifo'
+  /**
+   * Byte budget of the region across all shards (each shard gets an equal share).
+   * An entry costs its key bytes + stored value bytes + metadata bytes + 64.
+   * @default 64 MiB when `maxEntries` is not set either, otherwise unbounded
+   */
+  maxBytes?: Size
+  /**
+   * Entry budget of the region across all shards (split exactly: the shares add up to it).
+   * Must be at least the number of shards.
+   * @default unbounded
+   */
+  maxEntries?: number
+  /**
+   * TTL of entries set without one.
+   * @default Infinity (no expiry)
+   */
+  ttl?: Ttl
+  /**
+   * LZ4 compression in the shards: values of at least `minBytes` are compressed
+   * when that makes them smaller. `false` turns it off.
+   * @default { minBytes: 1024 }
+   */
+  compression?: false | { minBytes?: Size }
+}
+
+/** Options of {@link createCache}. */
+export interface CacheOptions {
+  /**
+   * Number of shard worker threads.
+   * @default os.availableParallelism() - 1, at least 1
+   */
+  shards?: number
+  /**
+   * The regions. A region named `default` serves operations that name no
+   * region; when it is not listed it is added with `{ policy: 'lru', maxBytes: '64mb' }`.
+   */
+  regions?: Record<string, RegionOptions>
+  /**
+   * Longest key, in UTF-8 bytes (at most 65535).
+   * @default 4096
+   */
+  maxKeyBytes?: number
+  /**
+   * Largest value, in bytes after encoding and before compression.
+   * @default 16 MiB
+   */
+  maxValueBytes?: Size
+  /**
+   * Codec for values that are not strings, Buffers or Uint8Arrays.
+   * @default JSON (UTF-8)
+   */
+  codec?: Codec
+}
+
+/** Options of `set` and `mset`. */
+export interface SetOptions {
+  /** TTL of this entry. @default the region's `ttl` */
+  ttl?: Ttl
+  /** Only set when the key has no live entry. The set resolves `false` when refused. */
+  nx?: boolean
+  /** Only set when the key has a live entry. The set resolves `false` when refused. */
+  xx?: boolean
+  /** JSON-serializable data stored with the entry and returned by `getEntry`. */
+  metadata?: Record<string, unknown>
+}
+
+/** A region after validation: totals, not shares. */
+export interface ResolvedRegion {
+  name: string
+  index: number
+  policy: 'lru' | 'fifo'
+  maxBytes: number
+  maxEntries: number
+  defaultTtl: number
+  compressMinBytes: number
+}
+
+export interface ResolvedOptions {
+  shards: number
+  maxKeyBytes: number
+  maxValueBytes: number
+  codec: Codec | undefined
+  regions: ResolvedRegion[]
+}
+
+export const DEFAULTS = {
+  maxKeyBytes: 4096,
+  maxValueBytes: 16 * 2 ** 20,
+  regionMaxBytes: 64 * 2 ** 20,
+  compressMinBytes: 1024,
+  /** One region index is one byte in a frame. */
+  maxRegions: 256,
+  maxShards: 256,
+} as const
+
+const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec']
+const REGION_KEYS = ['policy', 'maxBytes', 'maxEntries', 'ttl', 'compression']
+const SET_KEYS = ['ttl', 'nx', 'xx', 'metadata']
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v)
+  if (typeof v === 'bigint') return `${v}n`
+  if (v === null || typeof v !== 'object') return String(v)
+  return Array.isArray(v) ? 'an array' : 'an object'
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false
+  const proto = Object.getPrototypeOf(v)
+  return proto === Object.prototype || proto === null
+}
+
+/** Throws for keys that are not options, so that a typo does not pass silently. */
+export function rejectUnknownKeys(obj: object, known: string[], where: string): void {
+  for (const k of Object.keys(obj)) {
+    if (!known.includes(k)) {
+      throw new InvalidOptionError(`${where}${k} is not an option (options are: ${known.join(', ')})`)
+    }
+  }
+}
+
+function positiveInteger(v: unknown, name: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
+    throw new InvalidOptionError(`${name} must be a positive integer${max < Number.MAX_SAFE_INTEGER ? ` of at most ${max}` : ''} (got ${describe(v)})`)
+  }
+  return v
+}
+
+/** Parses a size: a positive integer of bytes, or a string like `'100mb'`. */
+export function parseSize(v: unknown, name: string): number {
+  if (typeof v === 'string') {
+    const n = bytes.parse(v)
+    if (n !== null && Number.isInteger(n) && n >= 1) return n
+  } else if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= Number.MAX_SAFE_INTEGER) {
+    return v
+  }
+  throw new InvalidOptionError(`${name} must be a positive integer or a size string like "100mb" (got ${describe(v)})`)
+}
+
+/**
+ * Parses a TTL into milliseconds: a positive number, `Infinity` (no expiry), or
+ * a duration string (`'500ms'`, `'30s'`, `'5m'`, `'1h'`, `'2d'`).
+ */
+export function parseTtl(v: unknown, name: string): number {
+  if (typeof v === 'number') {
+    if (v > 0) return v // also Infinity; NaN fails the comparison
+  } else if (typeof v === 'string') {
+    let n: number | undefined
+    try {
+      n = ms(v as ms.StringValue)
+    } catch {
+      n = undefined
+    }
+    if (typeof n === 'number' && n > 0 && Number.isFinite(n)) return n
+  }
+  throw new InvalidTtlError(
+    `${name} must be a positive number of milliseconds, Infinity, or a duration string like "30s" (got ${describe(v)})`,
+  )
+}
+
+function resolveRegion(name: string, index: number, o: unknown, shards: number): ResolvedRegion {
+  const at = `regions.${name}`
+  if (!isPlainObject(o)) throw new InvalidOptionError(`${at} must be an object (got ${describe(o)})`)
+  rejectUnknownKeys(o, REGION_KEYS, `${at}.`)
+  const policy = o.policy ?? 'lru'
+  if (policy !== 'lru' && policy !== 'fifo') {
+    throw new InvalidOptionError(`${at}.policy must be "lru" or "fifo" (got ${describe(policy)})`)
+  }
+  const maxEntries = o.maxEntries === undefined ? Infinity : positiveInteger(o.maxEntries, `${at}.maxEntries`)
+  if (maxEntries < shards) {
+    throw new InvalidOptionError(`${at}.maxEntries (${maxEntries}) must be at least the number of shards (${shards}): each shard holds a share`)
+  }
+  const maxBytes =
+    o.maxBytes !== undefined ? parseSize(o.maxBytes, `${at}.maxBytes`) : maxEntries === Infinity ? DEFAULTS.regionMaxBytes : Infinity
+  const defaultTtl = o.ttl === undefined ? Infinity : parseTtl(o.ttl, `${at}.ttl`)
+  let compressMinBytes: number = DEFAULTS.compressMinBytes
+  const c = o.compression
+  if (c === false) {
+    compressMinBytes = Infinity
+  } else if (c !== undefined) {
+    if (!isPlainObject(c)) throw new InvalidOptionError(`${at}.compression must be false or an object like { minBytes: 1024 } (got ${describe(c)})`)
+    rejectUnknownKeys(c, ['minBytes'], `${at}.compression.`)
+    if (c.minBytes !== undefined) compressMinBytes = parseSize(c.minBytes, `${at}.compression.minBytes`)
+  }
+  return { name, index, policy, maxBytes, maxEntries, defaultTtl, compressMinBytes }
+}
+
+/** Validates {@link CacheOptions} and fills in defaults. Throws {@link InvalidOptionError} / {@link InvalidTtlError}. */
+export function resolveOptions(options: unknown): ResolvedOptions {
+  const o = options ?? {}
+  if (!isPlainObject(o)) throw new InvalidOptionError(`options must be an object (got ${describe(o)})`)
+  rejectUnknownKeys(o, CACHE_KEYS, 'options.')
+  const shards =
+    o.shards === undefined ? Math.max(1, availableParallelism() - 1) : positiveInteger(o.shards, 'options.shards', DEFAULTS.maxShards)
+  const maxKeyBytes = o.maxKeyBytes === undefined ? DEFAULTS.maxKeyBytes : positiveInteger(o.maxKeyBytes, 'options.maxKeyBytes', MAX_KEY_BYTES_LIMIT)
+  const maxValueBytes = o.maxValueBytes === undefined ? DEFAULTS.maxValueBytes : parseSize(o.maxValueBytes, 'options.maxValueBytes')
+  if (maxValueBytes > 0xffffffff) throw new InvalidOptionError(`options.maxValueBytes must be below 4 GiB (got ${maxValueBytes})`)
+  let codec: Codec | undefined
+  if (o.codec !== undefined) {
+    const c = o.codec as Partial<Codec> | null
+    if (c === null || typeof c !== 'object' || typeof c.encode !== 'function' || typeof c.decode !== 'function') {
+      throw new InvalidOptionError('options.codec must be an object with encode(value) and decode(bytes) functions')
+    }
+    codec = c as Codec
+  }
+  const given = o.regions ?? {}
+  if (!isPlainObject(given)) throw new InvalidOptionError(`options.regions must be an object of region options (got ${describe(given)})`)
+  const names = Object.keys(given)
+  if (!names.includes('default')) names.unshift('default')
+  if (names.length > DEFAULTS.maxRegions) throw new InvalidOptionError(`options.regions may hold at most ${DEFAULTS.maxRegions} regions (got ${names.length})`)
+  const regions = names.map((name, i) => {
+    if (name === '') throw new InvalidOptionError('options.regions: a region name must not be empty')
+    return resolveRegion(name, i, Object.hasOwn(given, name) ? given[name] : {}, shards)
+  })
+  return { shards, maxKeyBytes, maxValueBytes, codec, regions }
+}
+
+/** One shard's share of a region: the byte budget divided evenly, the entry budget split so the shares sum to it. */
+export function regionShare(r: ResolvedRegion, shard: number, shards: number): RegionShardConfig {
+  const split = (total: number): number =>
+    total === Infinity ? Infinity : Math.floor(total / shards) + (shard < total % shards ? 1 : 0)
+  return {
+    name: r.name,
+    policy: r.policy,
+    maxBytes: split(r.maxBytes),
+    maxEntries: split(r.maxEntries),
+    defaultTtl: r.defaultTtl,
+    compressMinBytes: r.compressMinBytes,
+  }
+}
+
+/** The options of one `set`, validated: `ttl` undefined means the region's default. */
+export interface ResolvedSet {
+  ttl: number | undefined
+  nx: boolean
+  xx: boolean
+  metadata: Uint8Array | undefined
+}
+
+const NO_SET_OPTIONS: ResolvedSet = { ttl: undefined, nx: false, xx: false, metadata: undefined }
+
+/** Validates the options of `set`/`mset`. */
+export function resolveSetOptions(o: unknown): ResolvedSet {
+  if (o === undefined) return NO_SET_OPTIONS
+  if (!isPlainObject(o)) throw new InvalidOptionError(`options must be an object like { ttl, nx, xx, metadata } (got ${describe(o)})`)
+  rejectUnknownKeys(o, SET_KEYS, 'options.')
+  const ttl = o.ttl === undefined ? undefined : parseTtl(o.ttl, 'options.ttl')
+  const nx = o.nx ?? false
+  const xx = o.xx ?? false
+  if (typeof nx !== 'boolean') throw new InvalidOptionError(`options.nx must be a boolean (got ${describe(nx)})`)
+  if (typeof xx !== 'boolean') throw new InvalidOptionError(`options.xx must be a boolean (got ${describe(xx)})`)
+  if (nx && xx) throw new InvalidOptionError('options.nx and options.xx cannot both be true')
+  let metadata: Uint8Array | undefined
+  if (o.metadata !== undefined) {
+    if (!isPlainObject(o.metadata)) throw new InvalidOptionError(`options.metadata must be a plain object (got ${describe(o.metadata)})`)
+    let json: string
+    try {
+      json = JSON.stringify(o.metadata)
+    } catch (cause) {
+      throw new InvalidOptionError(`options.metadata must be JSON-serializable: ${(cause as Error).message}`)
+    }
+    metadata = Buffer.from(json, 'utf8')
+  }
+  return { ttl, nx, xx, metadata }
+}

@@ -1,0 +1,382 @@
+/**
+ * The router: owns the shard threads, maps keys to shards, batches operations
+ * into frames, matches replies to callers, and restarts shards that die.
+ *
+ * Batching: operations write themselves straight into their shard's open
+ * frame. The first one in a tick schedules a flush with `process.nextTick`,
+ * which Node runs only after the current microtask queue has drained, so all
+ * the promise continuations woken by one reply frame add their next operation
+ * to the same outgoing frame (the auto-pipelining ioredis does for Redis).
+ *
+ * Replies: a reply frame carries the request frame's id; results come in op
+ * order. Each op was registered with a {@link Sink} and its index there, so one
+ * failed op rejects only its own caller.
+ *
+ * Liveness: a shard thread is `ref`'d only while it has frames in flight, so an
+ * idle cache never keeps the process alive, and a pending operation always does.
+ */
+import { Worker, MessageChannel } from 'node:worker_threads'
+import type { MessagePort } from 'node:worker_threads'
+import { wrap, releaseProxy } from 'comlink'
+import type { Remote } from 'comlink'
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
+import { FrameReader, FrameWriter, Op, Status } from './protocol.js'
+import { CacheError, ClosedError, ErrorCodes, InternalError, ShardCrashedError } from './errors.js'
+import type { ErrorCode } from './errors.js'
+import type { ShardControl, ShardInit } from '../workers/shard.js'
+import type { RegionShardConfig } from '../workers/region_store.js'
+
+/** Receives the results of the ops registered with it. */
+export interface Sink {
+  resolve(index: number, result: unknown): void
+  reject(index: number, error: Error): void
+}
+
+/** A shard's answer to GET_ENTRY, value already decoded. */
+export interface RawEntry {
+  value: unknown
+  createdAt: number
+  expiresAt: number
+  ttlRemaining: number
+  sizeBytes: number
+  storedBytes: number
+  compressed: boolean
+  metadata: Buffer | undefined
+}
+
+export type ValueDecoder = (tag: number, bytes: Buffer) => unknown
+
+/** Frames a shard has not answered yet: the sinks of their ops, flattened. */
+interface InflightFrame {
+  sinks: Sink[]
+  indexes: number[]
+}
+
+const SHARD_FILE = new URL('../workers/shard.js', import.meta.url)
+
+/** A shard that crashes again before answering its first frame is not restarted after this many tries in a row. */
+const MAX_RESTARTS_IN_A_ROW = 5
+
+class ShardChannel {
+  worker!: Worker
+  control!: Remote<ShardControl>
+  controlPort!: MessagePort
+  /** Rejects when the current worker dies: control calls race it so they never hang. */
+  died!: Promise<never>
+  #markDied!: (err: Error) => void
+
+  readonly writer = new FrameWriter()
+  sinks: Sink[] = []
+  indexes: number[] = []
+  readonly inflight = new Map<number, InflightFrame>()
+  restarts = 0
+  crashesInARow = 0
+  /** Set after MAX_RESTARTS_IN_A_ROW: every op to this shard fails. */
+  dead: Error | undefined
+  drained: (() => void)[] = []
+
+  constructor(
+    readonly index: number,
+    readonly regions: RegionShardConfig[],
+    readonly onReply: (ch: ShardChannel, frame: Uint8Array) => void,
+    readonly onExit: (ch: ShardChannel, code: number, error: Error | undefined) => void,
+  ) {
+    this.writer.u32(0) // frame id, patched on flush
+    this.writer.u32(0) // op count, patched on flush
+    this.spawn()
+  }
+
+  spawn(): void {
+    const { port1, port2 } = new MessageChannel()
+    const init: ShardInit = { shard: this.index, regions: this.regions, control: port2 }
+    const worker = new Worker(SHARD_FILE, { workerData: init, transferList: [port2] })
+    let lastError: Error | undefined
+    worker.on('message', (frame: Uint8Array) => this.onReply(this, frame))
+    worker.on('error', (err) => {
+      lastError = err
+    })
+    worker.on('exit', (code) => this.onExit(this, code, lastError))
+    worker.unref()
+    this.worker = worker
+    this.controlPort = port1
+    this.control = wrap<ShardControl>(nodeEndpoint(port1))
+    port1.unref()
+    this.died = new Promise<never>((_, reject) => {
+      this.#markDied = reject
+    })
+    this.died.catch(() => {})
+  }
+
+  markDied(err: Error): void {
+    this.#markDied(err)
+  }
+}
+
+export class Router {
+  readonly shardCount: number
+  readonly #shards: ShardChannel[]
+  readonly #decode: ValueDecoder
+  #nextFrameId = 1
+  #flushScheduled = false
+  #closing = false
+  #closed: Promise<void> | undefined
+
+  constructor(regionsByShard: RegionShardConfig[][], decode: ValueDecoder) {
+    this.shardCount = regionsByShard.length
+    this.#decode = decode
+    this.#shards = regionsByShard.map(
+      (regions, i) => new ShardChannel(i, regions, this.#onReply, this.#onExit),
+    )
+  }
+
+  /** Resolves once every shard thread answers on its control port. */
+  async ready(): Promise<void> {
+    await Promise.all(this.#shards.map((ch) => this.#controlCall(ch, (c) => c.stats())))
+  }
+
+  get closing(): boolean {
+    return this.#closing
+  }
+
+  /** Shard restarts since the router started. */
+  get restarts(): number {
+    return this.#shards.reduce((n, ch) => n + ch.restarts, 0)
+  }
+
+  /**
+   * Stable key → shard mapping: FNV-1a over the key's UTF-16 code units.
+   * Hashing code units avoids encoding the key just to route it.
+   */
+  shardOf(key: string): number {
+    if (this.shardCount === 1) return 0
+    let h = 0x811c9dc5
+    for (let i = 0; i < key.length; i++) {
+      h ^= key.charCodeAt(i)
+      h = Math.imul(h, 0x01000193)
+    }
+    return (h >>> 0) % this.shardCount
+  }
+
+  /**
+   * The open frame of a shard: the caller writes one op (opcode, region,
+   * operands) into it, then calls {@link commit} before yielding.
+   */
+  writer(shard: number): FrameWriter {
+    return this.#shards[shard]!.writer
+  }
+
+  /** Registers the op just written to `shard` and makes sure the frame is sent this tick. */
+  commit(shard: number, sink: Sink, index: number): void {
+    const ch = this.#shards[shard]!
+    ch.sinks.push(sink)
+    ch.indexes.push(index)
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      process.nextTick(this.#flush)
+    }
+  }
+
+  /** Writes a whole op with no operands but opcode and region (CLEAR, CLEANUP, CRASH). */
+  simple(shard: number, op: number, region: number, sink: Sink, index: number): void {
+    const w = this.writer(shard)
+    w.u8(op)
+    w.u8(region)
+    this.commit(shard, sink, index)
+  }
+
+  /** @internal Makes a shard thread die of an uncaught exception (tests of crash handling). */
+  crashShard(shard: number, sink: Sink): void {
+    this.simple(shard, Op.CRASH, 0, sink, 0)
+  }
+
+  /** Calls every shard's control API and returns the answers in shard order. */
+  async control<T>(call: (c: Remote<ShardControl>) => Promise<T>): Promise<T[]> {
+    await this.drain()
+    return Promise.all(this.#shards.map((ch) => this.#controlCall(ch, call)))
+  }
+
+  /** Resolves when every op issued so far has been answered. */
+  drain(): Promise<void> {
+    this.#flush()
+    return Promise.all(
+      this.#shards.map((ch) =>
+        ch.inflight.size === 0 ? undefined : new Promise<void>((resolve) => ch.drained.push(resolve)),
+      ),
+    ).then(() => undefined)
+  }
+
+  /** Lets in-flight ops finish, then stops every shard thread. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      this.#closing = true
+      await this.drain()
+      await Promise.all(
+        this.#shards.map(async (ch) => {
+          ch.control[releaseProxy]()
+          ch.controlPort.close()
+          await ch.worker.terminate()
+        }),
+      )
+    })()
+    return this.#closed
+  }
+
+  async #controlCall<T>(ch: ShardChannel, call: (c: Remote<ShardControl>) => Promise<T>): Promise<T> {
+    if (ch.dead !== undefined) throw ch.dead
+    // An unref'd port would let the process exit while we wait for the answer.
+    ch.controlPort.ref()
+    try {
+      return await Promise.race([call(ch.control), ch.died])
+    } finally {
+      ch.controlPort.unref()
+    }
+  }
+
+  #flush = (): void => {
+    this.#flushScheduled = false
+    for (const ch of this.#shards) {
+      if (ch.sinks.length === 0) continue
+      const w = ch.writer
+      const id = this.#nextFrameId
+      this.#nextFrameId = (id + 1) >>> 0 || 1
+      w.putU32(0, id)
+      w.putU32(4, ch.sinks.length)
+      const frame = w.take()
+      w.pos = 8
+      const sinks = ch.sinks
+      const indexes = ch.indexes
+      ch.sinks = []
+      ch.indexes = []
+      if (ch.dead !== undefined) {
+        for (let i = 0; i < sinks.length; i++) sinks[i]!.reject(indexes[i]!, ch.dead)
+        continue
+      }
+      if (ch.inflight.size === 0) ch.worker.ref()
+      ch.inflight.set(id, { sinks, indexes })
+      ch.worker.postMessage(frame, [frame.buffer as ArrayBuffer])
+    }
+  }
+
+  #onReply = (ch: ShardChannel, frame: Uint8Array): void => {
+    ch.crashesInARow = 0
+    const r = new FrameReader(frame)
+    const id = r.u32()
+    const count = r.u32()
+    const f = ch.inflight.get(id)
+    if (f === undefined) return // answered after its shard was declared dead: already rejected
+    ch.inflight.delete(id)
+    if (ch.inflight.size === 0) ch.worker.unref()
+    const { sinks, indexes } = f
+    let i = 0
+    try {
+      for (; i < count; i++) {
+        const status = r.u8()
+        if (status === Status.ERROR) {
+          const code = r.string()
+          const message = r.string()
+          sinks[i]!.reject(indexes[i]!, toError(code, message))
+          continue
+        }
+        let result: unknown
+        try {
+          result = this.#readResult(status, r)
+        } catch (err) {
+          // The bytes were read; only this op's decoding failed (e.g. a codec throwing).
+          sinks[i]!.reject(indexes[i]!, err instanceof Error ? err : new InternalError(String(err)))
+          continue
+        }
+        sinks[i]!.resolve(indexes[i]!, result)
+      }
+    } catch (err) {
+      const e = new InternalError(`shard ${ch.index} sent a malformed reply`, { cause: err })
+      for (; i < sinks.length; i++) sinks[i]!.reject(indexes[i]!, e)
+    }
+    if (ch.inflight.size === 0) this.#signalDrained(ch)
+  }
+
+  #readResult(status: number, r: FrameReader): unknown {
+    switch (status) {
+      case Status.MISS:
+        return undefined
+      case Status.TRUE:
+        return true
+      case Status.FALSE:
+        return false
+      case Status.NUMBER:
+        return r.f64()
+      case Status.VALUE: {
+        const tag = r.u8()
+        return this.#decode(tag, r.bytesView())
+      }
+      case Status.ENTRY: {
+        const tag = r.u8()
+        const bytes = r.bytesView()
+        const createdAt = r.f64()
+        const expiresAt = r.f64()
+        const ttlRemaining = r.f64()
+        const sizeBytes = r.u32()
+        const storedBytes = r.u32()
+        const compressed = r.u8() === 1
+        const meta = r.bytesView()
+        const entry: RawEntry = {
+          value: this.#decode(tag, bytes),
+          createdAt,
+          expiresAt,
+          ttlRemaining,
+          sizeBytes,
+          storedBytes,
+          compressed,
+          metadata: meta.length === 0 ? undefined : meta,
+        }
+        return entry
+      }
+      case Status.KEYS: {
+        const n = r.u32()
+        const keys = new Array<string>(n)
+        for (let i = 0; i < n; i++) keys[i] = r.string()
+        return keys
+      }
+      default:
+        throw new InternalError(`unknown reply status ${status}`)
+    }
+  }
+
+  #onExit = (ch: ShardChannel, code: number, error: Error | undefined): void => {
+    if (this.#closing && error === undefined) return
+    const crash = new ShardCrashedError(ch.index, { cause: error ?? new Error(`shard thread exited with code ${code}`) })
+    ch.markDied(crash)
+    ch.controlPort.close()
+    const lost = [...ch.inflight.values()]
+    ch.inflight.clear()
+    for (const f of lost) {
+      for (let i = 0; i < f.sinks.length; i++) f.sinks[i]!.reject(f.indexes[i]!, crash)
+    }
+    this.#signalDrained(ch)
+    if (this.#closing) return
+    ch.crashesInARow++
+    if (ch.crashesInARow > MAX_RESTARTS_IN_A_ROW) {
+      ch.dead = new ShardCrashedError(ch.index, { cause: new Error(`shard ${ch.index} crashed ${ch.crashesInARow} times in a row; it is not restarted again`) })
+      return
+    }
+    ch.restarts++
+    ch.spawn()
+    // Ops written while the thread was down are still in the open frame.
+    if (ch.sinks.length > 0 && !this.#flushScheduled) {
+      this.#flushScheduled = true
+      process.nextTick(this.#flush)
+    }
+  }
+
+  #signalDrained(ch: ShardChannel): void {
+    const waiting = ch.drained
+    ch.drained = []
+    for (const resolve of waiting) resolve()
+  }
+}
+
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes))
+
+function toError(code: string, message: string): CacheError {
+  if (code === ErrorCodes.CLOSED) return new ClosedError(message)
+  return new CacheError((KNOWN_CODES.has(code) ? code : ErrorCodes.INTERNAL) as ErrorCode, message)
+}

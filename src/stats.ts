@@ -1,0 +1,138 @@
+/**
+ * Stats: each shard reports raw counters per region over its control port;
+ * this module sums them per shard, per region and in total, and derives the
+ * ratios. Everything is plain JSON (no Maps, no Infinity: a missing budget is `null`).
+ */
+import type { RegionShardStats } from '../workers/region_store.js'
+
+/** Counters and gauges of a part of the cache (a region, a shard, or all of it). */
+export interface CounterStats {
+  /** Reads (`get`, `mget`, `getEntry`) that found a live entry. */
+  hits: number
+  /** Reads that found nothing, an expired entry, or a corrupt one. */
+  misses: number
+  /** Writes that stored a value. */
+  sets: number
+  /** Entries removed by `delete`, `mdelete`, `deleteByPattern` or `clear`. */
+  deletes: number
+  /** Entries removed by the cache itself: `evictionsByCause.size + evictionsByCause.expired`. */
+  evictions: number
+  evictionsByCause: {
+    /** Evicted to keep the region within `maxBytes` / `maxEntries`. */
+    size: number
+    /** Removed because their TTL passed. */
+    expired: number
+  }
+  /** Compressed values that failed their checksum when read: each was dropped and read as a miss. */
+  corrupt: number
+  /** Live entries (expired ones not yet swept included). */
+  entries: number
+  /** Entries whose value is stored LZ4-compressed. */
+  compressedEntries: number
+  /** Bytes charged against `maxBytes`: keys + stored values + metadata + 64 per entry. */
+  usedBytes: number
+  /** Value bytes before compression. */
+  rawBytes: number
+  /** Value bytes as stored (after compression). */
+  storedBytes: number
+  /** Byte budget, `null` when unbounded. */
+  maxBytes: number | null
+  /** Entry budget, `null` when unbounded. */
+  maxEntries: number | null
+  /** `hits / (hits + misses)`, 0 before any read. */
+  hitRate: number
+  /** `usedBytes / maxBytes` (or `entries / maxEntries` without a byte budget), 0 when unbounded. */
+  utilization: number
+  /** `rawBytes / storedBytes`: 2 means values take half their size; 1 when nothing is stored. */
+  compressionRatio: number
+}
+
+/** What `cache.stats()` returns. */
+export interface CacheStats extends CounterStats {
+  /** Number of shard threads. */
+  shards: number
+  /** Shard threads that died and were restarted (empty) since the cache was created. */
+  shardRestarts: number
+  /** Per shard, all regions summed, in shard order. */
+  byShard: (CounterStats & { shard: number })[]
+  /** Per region, all shards summed. */
+  byRegion: Record<string, CounterStats>
+}
+
+interface Sum {
+  hits: number
+  misses: number
+  sets: number
+  deletes: number
+  evictionsSize: number
+  evictionsExpired: number
+  corrupt: number
+  entries: number
+  compressedEntries: number
+  usedBytes: number
+  rawBytes: number
+  storedBytes: number
+  maxBytes: number | null
+  maxEntries: number | null
+}
+
+const ADDED = [
+  'hits', 'misses', 'sets', 'deletes', 'evictionsSize', 'evictionsExpired', 'corrupt',
+  'entries', 'compressedEntries', 'usedBytes', 'rawBytes', 'storedBytes',
+] as const
+
+function sum(parts: RegionShardStats[]): Sum {
+  const s: Sum = {
+    hits: 0, misses: 0, sets: 0, deletes: 0, evictionsSize: 0, evictionsExpired: 0, corrupt: 0,
+    entries: 0, compressedEntries: 0, usedBytes: 0, rawBytes: 0, storedBytes: 0, maxBytes: 0, maxEntries: 0,
+  }
+  for (const p of parts) {
+    for (const k of ADDED) s[k] += p[k]
+    // One unbounded part makes the sum unbounded.
+    s.maxBytes = s.maxBytes === null || p.maxBytes === null ? null : s.maxBytes + p.maxBytes
+    s.maxEntries = s.maxEntries === null || p.maxEntries === null ? null : s.maxEntries + p.maxEntries
+  }
+  return s
+}
+
+function derive(s: Sum): CounterStats {
+  const reads = s.hits + s.misses
+  const utilization =
+    s.maxBytes !== null && s.maxBytes > 0
+      ? s.usedBytes / s.maxBytes
+      : s.maxEntries !== null && s.maxEntries > 0
+        ? s.entries / s.maxEntries
+        : 0
+  return {
+    hits: s.hits,
+    misses: s.misses,
+    sets: s.sets,
+    deletes: s.deletes,
+    evictions: s.evictionsSize + s.evictionsExpired,
+    evictionsByCause: { size: s.evictionsSize, expired: s.evictionsExpired },
+    corrupt: s.corrupt,
+    entries: s.entries,
+    compressedEntries: s.compressedEntries,
+    usedBytes: s.usedBytes,
+    rawBytes: s.rawBytes,
+    storedBytes: s.storedBytes,
+    maxBytes: s.maxBytes,
+    maxEntries: s.maxEntries,
+    hitRate: reads === 0 ? 0 : s.hits / reads,
+    utilization,
+    compressionRatio: s.storedBytes === 0 ? 1 : s.rawBytes / s.storedBytes,
+  }
+}
+
+/** Aggregates per-shard, per-region reports (`reports[shard][region]`) into {@link CacheStats}. */
+export function aggregateStats(regionNames: string[], reports: RegionShardStats[][], shardRestarts: number): CacheStats {
+  const all = reports.flat()
+  return {
+    ...derive(sum(all)),
+    shards: reports.length,
+    shardRestarts,
+    byShard: reports.map((regions, shard) => ({ shard, ...derive(sum(regions)) })),
+    // fromEntries defines own properties, so a region named "__proto__" is an ordinary key.
+    byRegion: Object.fromEntries(regionNames.map((name, r) => [name, derive(sum(reports.map((regions) => regions[r]!)))])),
+  }
+}

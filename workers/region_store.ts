@@ -1,0 +1,542 @@
+/**
+ * One shard's slice of one region: a bounded map from key to bytes with LRU or
+ * FIFO eviction, per-entry TTL and byte accounting.
+ *
+ * Layout (after isaacs/node-lru-cache): entries are slots, not objects. A
+ * `Map<string, slot>` finds a slot; typed arrays hold each slot's list links,
+ * sizes, times and flags; plain arrays hold the key and value references; freed
+ * slots go on a stack and are reused. With a million entries the GC then traces
+ * a handful of large arrays instead of a million small objects, which is what
+ * keeps a shard's pauses short. The arrays start small and double as the
+ * region grows, up to its entry budget.
+ *
+ * The list runs from `head` (next to evict) to `tail` (most recently set, or,
+ * under LRU, most recently read). Eviction removes from the head until the
+ * region is within both budgets. FIFO never reorders: an update keeps its place.
+ *
+ * Accounting: an entry is charged `keyBytes + storedBytes + metadataBytes +
+ * ENTRY_OVERHEAD_BYTES` against `maxBytes`. `rawBytes` and `storedBytes` sum the
+ * values before and after compression. {@link RegionStore.checkInvariants}
+ * recomputes every counter from the entries (the property test calls it after
+ * every operation).
+ *
+ * Expiry: times come from an injectable monotonic clock. An expired entry is
+ * never returned; it is removed when touched, by {@link RegionStore.sweep}
+ * (called on a timer by the shard), or by {@link RegionStore.cleanupExpired}.
+ */
+import { ENTRY_OVERHEAD_BYTES } from '../src/protocol.js'
+import type { Glob } from '../src/glob.js'
+import { compressIfSmaller, decompress } from './compression.js'
+
+export type EvictionPolicy = 'lru' | 'fifo'
+
+/** A region's configuration as one shard sees it (budgets are this shard's share). */
+export interface RegionShardConfig {
+  name: string
+  policy: EvictionPolicy
+  /** This shard's byte budget; `Infinity` when the region has none. */
+  maxBytes: number
+  /** This shard's entry budget; `Infinity` when the region has none. */
+  maxEntries: number
+  /** TTL in ms applied when a set gives none; `Infinity` for none. */
+  defaultTtl: number
+  /** Values of at least this many bytes are LZ4-compressed; `Infinity` disables compression. */
+  compressMinBytes: number
+}
+
+/** Counters and gauges of one region in one shard. Plain JSON. */
+export interface RegionShardStats {
+  hits: number
+  misses: number
+  sets: number
+  deletes: number
+  evictionsSize: number
+  evictionsExpired: number
+  corrupt: number
+  entries: number
+  compressedEntries: number
+  usedBytes: number
+  rawBytes: number
+  storedBytes: number
+  maxBytes: number | null
+  maxEntries: number | null
+}
+
+/** What {@link RegionStore.entry} reports about a live entry. */
+export interface StoredEntry {
+  tag: number
+  value: Uint8Array
+  createdAt: number
+  expiresAt: number
+  /** Remaining ms, rounded up; `Infinity` without expiry. */
+  ttlRemaining: number
+  sizeBytes: number
+  storedBytes: number
+  compressed: boolean
+  metadata: Uint8Array | undefined
+}
+
+const NIL = -1
+const FLAG_COMPRESSED = 0x80
+const TAG_MASK = 0x0f
+const INITIAL_CAPACITY = 256
+
+/** The default clock: epoch-based milliseconds that never go backwards. */
+export const monotonicNow = (): number => performance.timeOrigin + performance.now()
+
+export class RegionStore {
+  readonly config: RegionShardConfig
+  readonly #now: () => number
+  readonly #lru: boolean
+
+  readonly #index = new Map<string, number>()
+  #keys: (string | undefined)[] = []
+  #values: (Uint8Array | undefined)[] = []
+  #metas: (Uint8Array | undefined)[] = []
+  #next: Int32Array
+  #prev: Int32Array
+  #created: Float64Array
+  #expires: Float64Array
+  #rawSize: Uint32Array
+  #charge: Uint32Array
+  #flags: Uint8Array
+  #free: number[] = []
+  #capacity: number
+  #used = 0 // slots ever handed out (high-water mark)
+  #head = NIL
+  #tail = NIL
+  #sweepCursor = 0
+
+  #entries = 0
+  #usedBytes = 0
+  #rawBytes = 0
+  #storedBytes = 0
+  #compressedEntries = 0
+
+  #hits = 0
+  #misses = 0
+  #sets = 0
+  #deletes = 0
+  #evictionsSize = 0
+  #evictionsExpired = 0
+  #corrupt = 0
+
+  /** Tag of the value last returned by {@link get}. */
+  lastTag = 0
+
+  constructor(config: RegionShardConfig, now: () => number = monotonicNow) {
+    this.config = config
+    this.#now = now
+    this.#lru = config.policy === 'lru'
+    // One slot more than the entry budget: a set links its entry before evicting.
+    this.#capacity = Math.min(INITIAL_CAPACITY, config.maxEntries + 1)
+    const c = this.#capacity
+    this.#next = new Int32Array(c)
+    this.#prev = new Int32Array(c)
+    this.#created = new Float64Array(c)
+    this.#expires = new Float64Array(c)
+    this.#rawSize = new Uint32Array(c)
+    this.#charge = new Uint32Array(c)
+    this.#flags = new Uint8Array(c)
+  }
+
+  get size(): number {
+    return this.#entries
+  }
+
+  // ── reads ────────────────────────────────────────────────────────────────
+
+  /** The value's original bytes (tag in {@link lastTag}), or undefined on a miss. Counts a hit or a miss. */
+  get(key: string): Uint8Array | undefined {
+    const slot = this.#live(key)
+    if (slot === NIL) {
+      this.#misses++
+      return undefined
+    }
+    const value = this.#read(slot)
+    if (value === undefined) {
+      this.#misses++
+      return undefined
+    }
+    if (this.#lru) this.#moveToTail(slot)
+    this.#hits++
+    this.lastTag = this.#flags[slot]! & TAG_MASK
+    return value
+  }
+
+  /** The whole entry, or undefined on a miss. Counts a hit or a miss, like {@link get}. */
+  entry(key: string): StoredEntry | undefined {
+    const slot = this.#live(key)
+    const value = slot === NIL ? undefined : this.#read(slot)
+    if (value === undefined) {
+      this.#misses++
+      return undefined
+    }
+    if (this.#lru) this.#moveToTail(slot)
+    this.#hits++
+    const flags = this.#flags[slot]!
+    const expiresAt = this.#expires[slot]!
+    return {
+      tag: flags & TAG_MASK,
+      value,
+      createdAt: this.#created[slot]!,
+      expiresAt,
+      ttlRemaining: this.#remaining(expiresAt),
+      sizeBytes: this.#rawSize[slot]!,
+      storedBytes: this.#values[slot]!.length,
+      compressed: (flags & FLAG_COMPRESSED) !== 0,
+      metadata: this.#metas[slot],
+    }
+  }
+
+  /** Whether a live entry exists. Does not count as a read nor refresh LRU order. */
+  has(key: string): boolean {
+    return this.#live(key) !== NIL
+  }
+
+  /** Remaining ms (rounded up), `Infinity` without expiry, undefined on a miss. Does not count as a read. */
+  ttl(key: string): number | undefined {
+    const slot = this.#live(key)
+    if (slot === NIL) return undefined
+    return this.#remaining(this.#expires[slot]!)
+  }
+
+  #remaining(expiresAt: number): number {
+    return expiresAt === Infinity ? Infinity : Math.max(1, Math.ceil(expiresAt - this.#now()))
+  }
+
+  /** Live keys, optionally filtered by a glob. Expired entries met on the way are removed. */
+  keys(glob?: Glob): string[] {
+    const out: string[] = []
+    const now = this.#now()
+    for (let slot = this.#head; slot !== NIL; ) {
+      const next = this.#next[slot]!
+      if (this.#expires[slot]! <= now) {
+        this.#remove(slot)
+        this.#evictionsExpired++
+      } else {
+        const key = this.#keys[slot]!
+        if (glob === undefined || glob.matches(key)) out.push(key)
+      }
+      slot = next
+    }
+    return out
+  }
+
+  // ── writes ───────────────────────────────────────────────────────────────
+
+  /**
+   * Stores a value. `raw` may be a view of a transient frame: it is copied.
+   * Returns false, changing nothing, when `nx` finds a live entry or `xx` finds none.
+   * The caller guarantees that the entry fits the byte budget on its own.
+   */
+  set(
+    key: string,
+    keyBytes: number,
+    tag: number,
+    raw: Uint8Array,
+    ttl: number | undefined,
+    nx: boolean,
+    xx: boolean,
+    metadata: Uint8Array | undefined,
+  ): boolean {
+    let slot = this.#live(key)
+    if (slot === NIL ? xx : nx) return false
+
+    let stored: Uint8Array | undefined
+    let flags = tag
+    if (raw.length >= this.config.compressMinBytes) {
+      stored = compressIfSmaller(raw)
+      if (stored !== undefined) flags |= FLAG_COMPRESSED
+    }
+    stored ??= raw.slice()
+    const meta = metadata === undefined ? undefined : metadata.slice()
+    const charge = keyBytes + stored.length + (meta?.length ?? 0) + ENTRY_OVERHEAD_BYTES
+    const now = this.#now()
+    const life = ttl ?? this.config.defaultTtl
+
+    if (slot === NIL) {
+      slot = this.#allocate()
+      this.#index.set(key, slot)
+      this.#keys[slot] = key
+      this.#link(slot)
+      this.#entries++
+    } else {
+      this.#unaccount(slot)
+      if (this.#lru) this.#moveToTail(slot)
+    }
+    this.#values[slot] = stored
+    this.#metas[slot] = meta
+    this.#flags[slot] = flags
+    this.#rawSize[slot] = raw.length
+    this.#charge[slot] = charge
+    this.#created[slot] = now
+    this.#expires[slot] = now + life
+    this.#account(slot)
+    this.#sets++
+    this.#evictFor(slot)
+    return true
+  }
+
+  /** Removes a key; true when a live entry was removed. */
+  delete(key: string): boolean {
+    const slot = this.#live(key)
+    if (slot === NIL) return false
+    this.#remove(slot)
+    this.#deletes++
+    return true
+  }
+
+  /** Removes the live keys matching the glob; returns how many. */
+  deleteMatching(glob: Glob): number {
+    const now = this.#now()
+    let n = 0
+    for (let slot = this.#head; slot !== NIL; ) {
+      const next = this.#next[slot]!
+      if (this.#expires[slot]! <= now) {
+        this.#remove(slot)
+        this.#evictionsExpired++
+      } else if (glob.matches(this.#keys[slot]!)) {
+        this.#remove(slot)
+        this.#deletes++
+        n++
+      }
+      slot = next
+    }
+    return n
+  }
+
+  /** Removes every entry; returns how many live entries there were. */
+  clear(): number {
+    this.cleanupExpired() // expired entries count as expirations, not as cleared
+    const live = this.#entries
+    this.#deletes += live
+    this.#index.clear()
+    this.#keys = []
+    this.#values = []
+    this.#metas = []
+    this.#free = []
+    this.#used = 0
+    this.#head = this.#tail = NIL
+    this.#sweepCursor = 0
+    this.#entries = this.#usedBytes = this.#rawBytes = this.#storedBytes = this.#compressedEntries = 0
+    return live
+  }
+
+  /** Removes every expired entry now; returns how many. */
+  cleanupExpired(): number {
+    return this.sweep(Infinity)
+  }
+
+  /**
+   * Removes expired entries among the next `budget` slots, continuing where the
+   * previous call stopped, so a timer can spread the work over many ticks.
+   */
+  sweep(budget: number): number {
+    if (this.#entries === 0) return 0
+    const now = this.#now()
+    const end = Math.min(this.#used, budget === Infinity ? this.#used : this.#sweepCursor + budget)
+    let n = 0
+    let slot = budget === Infinity ? 0 : this.#sweepCursor
+    for (; slot < end; slot++) {
+      if (this.#keys[slot] !== undefined && this.#expires[slot]! <= now) {
+        this.#remove(slot)
+        this.#evictionsExpired++
+        n++
+      }
+    }
+    this.#sweepCursor = slot >= this.#used ? 0 : slot
+    return n
+  }
+
+  // ── stats ────────────────────────────────────────────────────────────────
+
+  stats(): RegionShardStats {
+    return {
+      hits: this.#hits,
+      misses: this.#misses,
+      sets: this.#sets,
+      deletes: this.#deletes,
+      evictionsSize: this.#evictionsSize,
+      evictionsExpired: this.#evictionsExpired,
+      corrupt: this.#corrupt,
+      entries: this.#entries,
+      compressedEntries: this.#compressedEntries,
+      usedBytes: this.#usedBytes,
+      rawBytes: this.#rawBytes,
+      storedBytes: this.#storedBytes,
+      maxBytes: Number.isFinite(this.config.maxBytes) ? this.config.maxBytes : null,
+      maxEntries: Number.isFinite(this.config.maxEntries) ? this.config.maxEntries : null,
+    }
+  }
+
+  resetStats(): void {
+    this.#hits = this.#misses = this.#sets = this.#deletes = 0
+    this.#evictionsSize = this.#evictionsExpired = this.#corrupt = 0
+  }
+
+  /**
+   * @internal Recomputes every gauge from the entries and checks the list and
+   * index agree with them; throws on the first mismatch. For tests.
+   */
+  checkInvariants(): void {
+    let entries = 0
+    let used = 0
+    let raw = 0
+    let stored = 0
+    let compressed = 0
+    let prev = NIL
+    for (let slot = this.#head; slot !== NIL; slot = this.#next[slot]!) {
+      if (this.#prev[slot] !== prev) throw new Error(`prev link of slot ${slot} is broken`)
+      const key = this.#keys[slot]
+      if (key === undefined || this.#index.get(key) !== slot) throw new Error(`slot ${slot} is not indexed`)
+      const value = this.#values[slot]!
+      const meta = this.#metas[slot]
+      const charge = Buffer.byteLength(key) + value.length + (meta?.length ?? 0) + ENTRY_OVERHEAD_BYTES
+      if (this.#charge[slot] !== charge) throw new Error(`slot ${slot} is charged ${this.#charge[slot]}, not ${charge}`)
+      entries++
+      used += charge
+      raw += this.#rawSize[slot]!
+      stored += value.length
+      if ((this.#flags[slot]! & FLAG_COMPRESSED) !== 0) compressed++
+      prev = slot
+      if (entries > this.#used) throw new Error('the list has a cycle')
+    }
+    if (prev !== this.#tail) throw new Error('tail is not the last slot')
+    const expect = { entries, used, raw, stored, compressed, indexed: entries, freeSlots: this.#used - entries }
+    const actual = {
+      entries: this.#entries,
+      used: this.#usedBytes,
+      raw: this.#rawBytes,
+      stored: this.#storedBytes,
+      compressed: this.#compressedEntries,
+      indexed: this.#index.size,
+      freeSlots: this.#free.length,
+    }
+    for (const k of Object.keys(expect) as (keyof typeof expect)[]) {
+      if (expect[k] !== actual[k]) throw new Error(`${k} is ${actual[k]}, entries say ${expect[k]}`)
+    }
+    if (entries > this.config.maxEntries) throw new Error(`${entries} entries exceed maxEntries ${this.config.maxEntries}`)
+    if (used > this.config.maxBytes) throw new Error(`${used} bytes exceed maxBytes ${this.config.maxBytes}`)
+  }
+
+  /** @internal Flips a byte of a stored value, to test corruption handling. */
+  corruptForTest(key: string, offset: number): void {
+    const slot = this.#index.get(key)
+    if (slot === undefined) throw new Error(`no entry ${key}`)
+    const v = this.#values[slot]!
+    const at = offset % v.length
+    v[at] = v[at]! ^ 0x5a
+  }
+
+  // ── internals ────────────────────────────────────────────────────────────
+
+  /** The key's slot if it holds a live entry; an expired entry is removed on the way. */
+  #live(key: string): number {
+    const slot = this.#index.get(key)
+    if (slot === undefined) return NIL
+    if (this.#expires[slot]! <= this.#now()) {
+      this.#remove(slot)
+      this.#evictionsExpired++
+      return NIL
+    }
+    return slot
+  }
+
+  /** The original bytes of a slot's value; a corrupt value is removed, counted and read as a miss. */
+  #read(slot: number): Uint8Array | undefined {
+    const stored = this.#values[slot]!
+    if ((this.#flags[slot]! & FLAG_COMPRESSED) === 0) return stored
+    const raw = decompress(stored, this.#rawSize[slot]!)
+    if (raw === undefined) {
+      this.#remove(slot)
+      this.#corrupt++
+    }
+    return raw
+  }
+
+  #account(slot: number): void {
+    const stored = this.#values[slot]!.length
+    this.#usedBytes += this.#charge[slot]!
+    this.#rawBytes += this.#rawSize[slot]!
+    this.#storedBytes += stored
+    if ((this.#flags[slot]! & FLAG_COMPRESSED) !== 0) this.#compressedEntries++
+  }
+
+  #unaccount(slot: number): void {
+    this.#usedBytes -= this.#charge[slot]!
+    this.#rawBytes -= this.#rawSize[slot]!
+    this.#storedBytes -= this.#values[slot]!.length
+    if ((this.#flags[slot]! & FLAG_COMPRESSED) !== 0) this.#compressedEntries--
+  }
+
+  /** Evicts from the head until both budgets hold, sparing `keep` (the entry just written, which fits alone). */
+  #evictFor(keep: number): void {
+    const { maxBytes, maxEntries } = this.config
+    while (this.#entries > maxEntries || this.#usedBytes > maxBytes) {
+      let victim = this.#head
+      if (victim === keep) victim = this.#next[victim]!
+      if (victim === NIL) return
+      this.#remove(victim)
+      this.#evictionsSize++
+    }
+  }
+
+  #remove(slot: number): void {
+    this.#unaccount(slot)
+    this.#index.delete(this.#keys[slot]!)
+    this.#keys[slot] = undefined
+    this.#values[slot] = undefined
+    this.#metas[slot] = undefined
+    this.#unlink(slot)
+    this.#free.push(slot)
+    this.#entries--
+  }
+
+  #allocate(): number {
+    const reused = this.#free.pop()
+    if (reused !== undefined) return reused
+    if (this.#used === this.#capacity) this.#grow()
+    return this.#used++
+  }
+
+  #grow(): void {
+    const c = Math.min(this.#capacity * 2, this.config.maxEntries + 1)
+    const grow = <T extends Int32Array | Float64Array | Uint32Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+      const b = make(c)
+      b.set(a)
+      return b
+    }
+    this.#next = grow(this.#next, (n) => new Int32Array(n))
+    this.#prev = grow(this.#prev, (n) => new Int32Array(n))
+    this.#created = grow(this.#created, (n) => new Float64Array(n))
+    this.#expires = grow(this.#expires, (n) => new Float64Array(n))
+    this.#rawSize = grow(this.#rawSize, (n) => new Uint32Array(n))
+    this.#charge = grow(this.#charge, (n) => new Uint32Array(n))
+    this.#flags = grow(this.#flags, (n) => new Uint8Array(n))
+    this.#capacity = c
+  }
+
+  #link(slot: number): void {
+    this.#prev[slot] = this.#tail
+    this.#next[slot] = NIL
+    if (this.#tail === NIL) this.#head = slot
+    else this.#next[this.#tail] = slot
+    this.#tail = slot
+  }
+
+  #unlink(slot: number): void {
+    const p = this.#prev[slot]!
+    const n = this.#next[slot]!
+    if (p === NIL) this.#head = n
+    else this.#next[p] = n
+    if (n === NIL) this.#tail = p
+    else this.#prev[n] = p
+  }
+
+  #moveToTail(slot: number): void {
+    if (slot === this.#tail) return
+    this.#unlink(slot)
+    this.#link(slot)
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * A shard: one long-lived worker thread that owns its slice of every region.
+ *
+ * It is the only writer of its entries, so nothing here takes a lock. The data
+ * plane is the frame protocol of `src/protocol.ts` on the parent port: every
+ * request frame is answered by one response frame, ops in order. The control
+ * plane (stats) is a comlink endpoint on a separate port, because it is called
+ * rarely and its ergonomics matter more than its ~70 µs per call.
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import type { MessagePort } from 'node:worker_threads'
+import { expose } from 'comlink'
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
+import { FrameReader, FrameWriter, Op, SetFlag, Status } from '../src/protocol.js'
+import { Glob } from '../src/glob.js'
+import { RegionStore } from './region_store.js'
+import type { RegionShardConfig, RegionShardStats } from './region_store.js'
+
+/** What the router passes to each shard thread. */
+export interface ShardInit {
+  shard: number
+  regions: RegionShardConfig[]
+  control: MessagePort
+}
+
+/** The control-plane API a shard exposes over comlink. */
+export interface ShardControl {
+  stats(): { shard: number; regions: RegionShardStats[] }
+  resetStats(): void
+}
+
+/** How many slots each region's expiry sweep checks per tick, and how often it runs. */
+const SWEEP_SLOTS = 10_000
+const SWEEP_INTERVAL_MS = 100
+
+const init = workerData as ShardInit
+const port = parentPort
+if (port === null) throw new Error('workers/shard.js must run as a worker thread')
+
+const stores = init.regions.map((cfg) => new RegionStore(cfg))
+const out = new FrameWriter(64 * 1024)
+
+port.on('message', (frame: Uint8Array) => {
+  const reply = handleFrame(frame)
+  port.postMessage(reply, [reply.buffer as ArrayBuffer])
+})
+
+setInterval(() => {
+  for (const s of stores) s.sweep(SWEEP_SLOTS)
+}, SWEEP_INTERVAL_MS)
+
+const control: ShardControl = {
+  stats: () => ({ shard: init.shard, regions: stores.map((s) => s.stats()) }),
+  resetStats: () => {
+    for (const s of stores) s.resetStats()
+  },
+}
+expose(control, nodeEndpoint(init.control))
+
+function handleFrame(frame: Uint8Array): Uint8Array {
+  const r = new FrameReader(frame)
+  const id = r.u32()
+  const count = r.u32()
+  out.pos = 0
+  out.u32(id)
+  out.u32(count)
+  for (let i = 0; i < count; i++) {
+    const mark = out.pos
+    try {
+      handleOp(r, out)
+    } catch (err) {
+      if (err instanceof CrashRequested) throw err
+      // An op that cannot be read leaves the reader at an unknown position:
+      // every op after it in this frame fails too, but only those.
+      out.pos = mark
+      for (; i < count; i++) writeError(out, err)
+    }
+  }
+  return out.take()
+}
+
+function writeError(w: FrameWriter, err: unknown): void {
+  w.u8(Status.ERROR)
+  w.string('E_INTERNAL')
+  w.string(`shard ${init.shard}: ${err instanceof Error ? err.message : String(err)}`)
+}
+
+function region(index: number): RegionStore {
+  const s = stores[index]
+  if (s === undefined) throw new Error(`no region with index ${index}`)
+  return s
+}
+
+function writeBool(w: FrameWriter, v: boolean): void {
+  w.u8(v ? Status.TRUE : Status.FALSE)
+}
+
+function handleOp(r: FrameReader, w: FrameWriter): void {
+  const op = r.u8()
+  const store = region(r.u8())
+  switch (op) {
+    case Op.GET: {
+      const v = store.get(r.key())
+      if (v === undefined) {
+        w.u8(Status.MISS)
+      } else {
+        w.u8(Status.VALUE)
+        w.u8(store.lastTag)
+        w.bytes(v)
+      }
+      return
+    }
+    case Op.SET: {
+      const flags = r.u8()
+      const key = r.key()
+      const keyBytes = r.keyBytes
+      const ttl = (flags & SetFlag.TTL) !== 0 ? r.f64() : undefined
+      const tag = r.u8()
+      const value = r.bytesView()
+      const meta = (flags & SetFlag.META) !== 0 ? r.bytesView() : undefined
+      writeBool(w, store.set(key, keyBytes, tag, value, ttl, (flags & SetFlag.NX) !== 0, (flags & SetFlag.XX) !== 0, meta))
+      return
+    }
+    case Op.HAS:
+      writeBool(w, store.has(r.key()))
+      return
+    case Op.DELETE:
+      writeBool(w, store.delete(r.key()))
+      return
+    case Op.TTL: {
+      const t = store.ttl(r.key())
+      if (t === undefined) {
+        w.u8(Status.MISS)
+      } else {
+        w.u8(Status.NUMBER)
+        w.f64(t)
+      }
+      return
+    }
+    case Op.GET_ENTRY: {
+      const e = store.entry(r.key())
+      if (e === undefined) {
+        w.u8(Status.MISS)
+        return
+      }
+      w.u8(Status.ENTRY)
+      w.u8(e.tag)
+      w.bytes(e.value)
+      w.f64(e.createdAt)
+      w.f64(e.expiresAt)
+      w.f64(e.ttlRemaining)
+      w.u32(e.sizeBytes)
+      w.u32(e.storedBytes)
+      w.u8(e.compressed ? 1 : 0)
+      w.bytes(e.metadata ?? new Uint8Array(0))
+      return
+    }
+    case Op.KEYS: {
+      const keys = store.keys(readGlob(r))
+      w.u8(Status.KEYS)
+      w.u32(keys.length)
+      for (const k of keys) w.string(k)
+      return
+    }
+    case Op.DELETE_PATTERN: {
+      const glob = readGlob(r)
+      w.u8(Status.NUMBER)
+      w.f64(glob === undefined ? store.clear() : store.deleteMatching(glob))
+      return
+    }
+    case Op.CLEAR:
+      w.u8(Status.NUMBER)
+      w.f64(store.clear())
+      return
+    case Op.CLEANUP:
+      w.u8(Status.NUMBER)
+      w.f64(store.cleanupExpired())
+      return
+    case Op.CRASH:
+      throw new CrashRequested()
+    default:
+      throw new Error(`unknown opcode ${op}`)
+  }
+}
+
+function readGlob(r: FrameReader): Glob | undefined {
+  return r.u8() === 0 ? undefined : new Glob(r.string())
+}
+
+/** Escapes the per-op error handling so that the thread really dies. */
+class CrashRequested extends Error {
+  constructor() {
+    super('crash requested')
+  }
+}
