@@ -516,6 +516,11 @@ export class Cache extends CacheRegion {
     return d.promise
   }
 
+  /** @internal Frames sent to shards since creation. */
+  framesSentForTest(): number {
+    return this.core.router.framesSent
+  }
+
   /** @internal Which shard owns `key`. */
   shardOfForTest(key: string): number {
     return this.core.router.shardOf(key)
@@ -538,7 +543,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   const resolved = resolveOptions(options)
   const { shards, regions, codec } = resolved
   const perShard = Array.from({ length: shards }, (_, s) => regions.map((r) => regionShare(r, s, shards)))
-  const router = new Router(perShard, (tag, bytes) => decodeValue(tag, bytes, codec))
+  const router = new Router(perShard, (tag, bytes) => decodeValue(tag, bytes, codec), resolved.idleSpinMicros)
   try {
     await router.ready()
   } catch (err) {

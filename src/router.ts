@@ -66,6 +66,8 @@ class ShardChannel {
   #markDied!: (err: Error) => void
 
   readonly writer = new FrameWriter()
+  /** Frames posted, shared with the shard so it can tell a frame is on its way (see workers/shard.ts). */
+  readonly doorbell = new Int32Array(new SharedArrayBuffer(4))
   sinks: Sink[] = []
   indexes: number[] = []
   readonly inflight = new Map<number, InflightFrame>()
@@ -78,6 +80,7 @@ class ShardChannel {
   constructor(
     readonly index: number,
     readonly regions: RegionShardConfig[],
+    readonly idleSpinMicros: number,
     readonly onReply: (ch: ShardChannel, frame: Uint8Array) => void,
     readonly onExit: (ch: ShardChannel, code: number, error: Error | undefined) => void,
   ) {
@@ -88,7 +91,14 @@ class ShardChannel {
 
   spawn(): void {
     const { port1, port2 } = new MessageChannel()
-    const init: ShardInit = { shard: this.index, regions: this.regions, control: port2 }
+    Atomics.store(this.doorbell, 0, 0) // a new thread has seen no frame
+    const init: ShardInit = {
+      shard: this.index,
+      regions: this.regions,
+      control: port2,
+      doorbell: this.doorbell.buffer as SharedArrayBuffer,
+      idleSpinMicros: this.idleSpinMicros,
+    }
     const worker = new Worker(SHARD_FILE, { workerData: init, transferList: [port2] })
     let lastError: Error | undefined
     worker.on('message', (frame: Uint8Array) => this.onReply(this, frame))
@@ -117,15 +127,17 @@ export class Router {
   readonly #shards: ShardChannel[]
   readonly #decode: ValueDecoder
   #nextFrameId = 1
+  /** @internal Frames posted to shards so far (tests check batching with it). */
+  framesSent = 0
   #flushScheduled = false
   #closing = false
   #closed: Promise<void> | undefined
 
-  constructor(regionsByShard: RegionShardConfig[][], decode: ValueDecoder) {
+  constructor(regionsByShard: RegionShardConfig[][], decode: ValueDecoder, idleSpinMicros: number) {
     this.shardCount = regionsByShard.length
     this.#decode = decode
     this.#shards = regionsByShard.map(
-      (regions, i) => new ShardChannel(i, regions, this.#onReply, this.#onExit),
+      (regions, i) => new ShardChannel(i, regions, idleSpinMicros, this.#onReply, this.#onExit),
     )
   }
 
@@ -253,6 +265,8 @@ export class Router {
       }
       if (ch.inflight.size === 0) ch.worker.ref()
       ch.inflight.set(id, { sinks, indexes })
+      Atomics.add(ch.doorbell, 0, 1)
+      this.framesSent++
       ch.worker.postMessage(frame, [frame.buffer as ArrayBuffer])
     }
   }

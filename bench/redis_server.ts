@@ -1,0 +1,163 @@
+/**
+ * A private, throwaway `redis-server` on a free loopback port, or the one named
+ * by REDIS_URL. Private servers keep benchmarks (and tests) from touching a
+ * developer's data and from depending on an already running daemon; persistence
+ * is off so disk I/O never shows up in the numbers.
+ */
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { accessSync, constants } from 'node:fs'
+import { createConnection, createServer } from 'node:net'
+import { delimiter, join } from 'node:path'
+
+export interface RedisTarget {
+  url: string
+  /** True when we started the server and must stop it. */
+  owned: boolean
+  /** Stops an owned server (no-op otherwise). Safe to call more than once. */
+  stop(): Promise<void>
+}
+
+/** Every server this process started and has not stopped yet, so exit paths can kill them. */
+const running = new Set<ChildProcess>()
+let exitHookInstalled = false
+
+function installExitHook(): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  // 'exit' handlers must be synchronous; kill() is, and it is all a server needs.
+  process.on('exit', killAllSync)
+}
+
+/** Kills every server started here. Synchronous, for exit and signal handlers. */
+export function killAllSync(): void {
+  for (const child of running) {
+    try {
+      child.kill('SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+  running.clear()
+}
+
+/** Path of an executable found on PATH, or undefined. */
+export function findOnPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue
+    const candidate = join(dir, name)
+    try {
+      accessSync(candidate, constants.X_OK)
+      return candidate
+    } catch {
+      // not here
+    }
+  }
+  return undefined
+}
+
+/** A port the OS reports free on 127.0.0.1 right now (another process could still take it first: we retry). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.unref()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address()
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0
+      srv.close(() => (port > 0 ? resolve(port) : reject(new Error('could not get a free port'))))
+    })
+  })
+}
+
+/** One raw-protocol PING, so that readiness does not depend on the client library under test. */
+function ping(port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createConnection({ host: '127.0.0.1', port })
+    let buf = ''
+    const done = (ok: boolean): void => {
+      clearTimeout(timer)
+      sock.destroy()
+      resolve(ok)
+    }
+    const timer = setTimeout(() => done(false), timeoutMs)
+    sock.setEncoding('utf8')
+    sock.once('error', () => done(false))
+    sock.on('data', (d: string) => {
+      buf += d
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'))
+    })
+    sock.once('connect', () => sock.write('PING\r\n'))
+  })
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** Starts `redis-server` on a free loopback port and resolves once it answers PING. */
+export async function startRedisServer(binary = 'redis-server', readyTimeoutMs = 5000): Promise<RedisTarget> {
+  let lastError: Error | undefined
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort()
+    const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    installExitHook()
+    running.add(child)
+    let exited = false
+    let stderr = ''
+    child.stderr?.setEncoding('utf8')
+    child.stderr?.on('data', (d: string) => {
+      stderr += d
+    })
+    const exitedPromise = new Promise<void>((resolve) => {
+      child.once('exit', () => {
+        exited = true
+        running.delete(child)
+        resolve()
+      })
+      child.once('error', (err) => {
+        lastError = err
+        exited = true
+        running.delete(child)
+        resolve()
+      })
+    })
+
+    const deadline = Date.now() + readyTimeoutMs
+    while (!exited && Date.now() < deadline) {
+      if (await ping(port, 200)) {
+        const stop = async (): Promise<void> => {
+          if (exited) return
+          child.kill('SIGTERM')
+          const killer = setTimeout(() => child.kill('SIGKILL'), 2000)
+          await exitedPromise
+          clearTimeout(killer)
+        }
+        return { url: `redis://127.0.0.1:${port}`, owned: true, stop }
+      }
+      await sleep(25)
+    }
+    if (!exited) child.kill('SIGKILL')
+    await exitedPromise
+    lastError ??= new Error(`redis-server on port ${port} did not answer PING within ${readyTimeoutMs} ms${stderr ? `: ${stderr.trim()}` : ''}`)
+  }
+  throw lastError ?? new Error('redis-server did not start')
+}
+
+/**
+ * REDIS_URL when set; otherwise a private server when `redis-server` is on
+ * PATH; otherwise undefined, with the reason in `skipped`.
+ */
+export async function resolveRedis(): Promise<{ target: RedisTarget | undefined; skipped?: string }> {
+  const url = process.env.REDIS_URL
+  if (url !== undefined && url !== '') {
+    return { target: { url, owned: false, stop: async () => {} } }
+  }
+  const binary = findOnPath('redis-server')
+  if (binary === undefined) return { target: undefined, skipped: 'no Redis available' }
+  try {
+    return { target: await startRedisServer(binary) }
+  } catch (err) {
+    return { target: undefined, skipped: `redis-server failed to start: ${(err as Error).message}` }
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Plain-text tables and unit formatting for the benchmark output. Kept apart
+ * from the workloads so the JSON written next to the table stays raw numbers
+ * (ns, ops/s, ms) and only the printout is rounded.
+ */
+import { cpus, totalmem } from 'node:os'
+import type { RecordableHistogram } from 'node:perf_hooks'
+
+export type Align = 'left' | 'right'
+
+export interface Column {
+  header: string
+  align?: Align
+}
+
+/** A table as aligned text. Cells are already formatted; `undefined` prints as an empty cell. */
+export function table(columns: Column[], rows: (string | undefined)[][]): string {
+  const widths = columns.map((c, i) => Math.max(c.header.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const cell = (text: string, i: number): string => {
+    const w = widths[i] ?? text.length
+    return (columns[i]?.align ?? 'right') === 'left' ? text.padEnd(w) : text.padStart(w)
+  }
+  const line = (cells: (string | undefined)[]): string =>
+    columns.map((_, i) => cell(cells[i] ?? '', i)).join('  ').trimEnd()
+  const rule = widths.map((w) => '-'.repeat(w)).join('  ')
+  return [line(columns.map((c) => c.header)), rule, ...rows.map(line)].join('\n')
+}
+
+/** A section title, underlined, with an empty line before it. */
+export function heading(title: string): string {
+  return `\n${title}\n${'='.repeat(title.length)}`
+}
+
+/** Operations per second: `1.23M/s`, `456k/s`, `789/s`. */
+export function fmtRate(opsPerSec: number | undefined): string {
+  if (opsPerSec === undefined || !Number.isFinite(opsPerSec)) return '-'
+  if (opsPerSec >= 1e6) return `${(opsPerSec / 1e6).toFixed(2)}M/s`
+  if (opsPerSec >= 1e3) return `${(opsPerSec / 1e3).toFixed(opsPerSec >= 1e5 ? 0 : 1)}k/s`
+  return `${opsPerSec.toFixed(0)}/s`
+}
+
+/** A duration given in ns, printed in the unit that keeps 2-3 significant digits. */
+export function fmtNs(ns: number | undefined): string {
+  if (ns === undefined || !Number.isFinite(ns)) return '-'
+  if (ns < 1_000) return `${ns.toFixed(0)} ns`
+  if (ns < 1_000_000) return `${(ns / 1_000).toFixed(ns < 10_000 ? 2 : 1)} µs`
+  return `${(ns / 1_000_000).toFixed(ns < 10_000_000 ? 2 : 1)} ms`
+}
+
+/** Milliseconds with two decimals. */
+export function fmtMs(ms: number | undefined): string {
+  if (ms === undefined || !Number.isFinite(ms)) return '-'
+  return `${ms.toFixed(2)} ms`
+}
+
+/** A ratio such as `8.1x`; `-` when either side is missing or zero. */
+export function fmtRatio(r: number | undefined): string {
+  if (r === undefined || !Number.isFinite(r) || r === 0) return '-'
+  return `${r >= 10 ? r.toFixed(1) : r.toFixed(2)}x`
+}
+
+export function ratio(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined || b === undefined || b === 0 || !Number.isFinite(a) || !Number.isFinite(b)) return undefined
+  return a / b
+}
+
+export function fmtPct(x: number | undefined): string {
+  if (x === undefined || !Number.isFinite(x)) return '-'
+  return `${(x * 100).toFixed(2)}%`
+}
+
+/** `target met` / `target MISSED` with the figure, for the headline lines. */
+export function verdict(ok: boolean | undefined): string {
+  if (ok === undefined) return 'n/a'
+  return ok ? 'target met' : 'target MISSED'
+}
+
+/** What the JSON keeps of a histogram of integer nanoseconds. */
+export interface LatencySummary {
+  count: number
+  minNs: number
+  meanNs: number
+  p50Ns: number
+  p90Ns: number
+  p99Ns: number
+  p999Ns: number
+  maxNs: number
+}
+
+export function summarize(h: RecordableHistogram): LatencySummary {
+  const count = h.count
+  return {
+    count,
+    minNs: count === 0 ? 0 : h.min,
+    meanNs: count === 0 ? 0 : h.mean,
+    p50Ns: h.percentile(50),
+    p90Ns: h.percentile(90),
+    p99Ns: h.percentile(99),
+    p999Ns: h.percentile(99.9),
+    maxNs: count === 0 ? 0 : h.max,
+  }
+}
+
+export interface MachineInfo {
+  cpu: string
+  cores: number
+  node: string
+  platform: string
+  totalMemoryBytes: number
+  date: string
+}
+
+export function machineInfo(): MachineInfo {
+  const list = cpus()
+  return {
+    cpu: list[0]?.model.trim() ?? 'unknown',
+    cores: list.length,
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    totalMemoryBytes: totalmem(),
+    date: new Date().toISOString(),
+  }
+}
+
+export function fmtMachine(m: MachineInfo): string {
+  const gib = (m.totalMemoryBytes / 2 ** 30).toFixed(1)
+  return `machine: ${m.cpu} | ${m.cores} cores | node ${m.node} (${m.platform}) | ${gib} GiB RAM | ${m.date}`
+}

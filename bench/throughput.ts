@@ -1,0 +1,541 @@
+/**
+ * Throughput and latency of get/set on a pre-filled cache with Zipf keys, for
+ * shardcache (1 and 2 shards), lru-cache on the calling thread, and Redis
+ * through ioredis with auto-pipelining.
+ *
+ * Two ways of driving each engine, because they answer different questions:
+ * - pipelined: many async loops keep hundreds of ops in flight, which is how a
+ *   busy server uses a cache and what lets batching engines amortise a
+ *   round trip. Latencies here include queueing behind the other loops.
+ * - one in flight: each op is awaited before the next is issued, which exposes
+ *   the full round trip (thread wake-up, socket, syscalls) that batching hides.
+ * lru-cache is synchronous, so for it "pipelined" is a tight loop and "one in
+ * flight" times single calls: it is the in-thread ceiling, not a competitor.
+ */
+import { createHistogram } from 'node:perf_hooks'
+import type { RecordableHistogram } from 'node:perf_hooks'
+import { LRUCache } from 'lru-cache'
+import { Redis } from 'ioredis'
+import { createCache } from '../src/index.js'
+import type { Cache, CacheStats } from '../src/index.js'
+import { drawOpRing, drawRing, ZipfSampler } from './zipf.js'
+import { resolveRedis } from './redis_server.js'
+import { fmtNs, fmtPct, fmtRate, fmtRatio, heading, ratio, summarize, table, verdict } from './report.js'
+import type { LatencySummary } from './report.js'
+
+export interface ThroughputConfig {
+  keys: number
+  valueBytes: number
+  zipfS: number
+  /** Ops kept in flight by the pipelined run (number of concurrent async loops). */
+  concurrency: number
+  warmupMs: number
+  pipelinedMs: number
+  singleMs: number
+  seed: number
+}
+
+export const DEFAULT_THROUGHPUT: ThroughputConfig = {
+  keys: 100_000,
+  valueBytes: 220,
+  zipfS: 0.99,
+  concurrency: 512,
+  warmupMs: 300,
+  pipelinedMs: 2000,
+  singleMs: 1000,
+  seed: 42,
+}
+
+export interface Mix {
+  name: string
+  writeRatio: number
+}
+
+/**
+ * read-only isolates get throughput for the headline ratio: in a mixed run
+ * the gets and sets share one capacity and cannot be told apart.
+ */
+export const MIXES: Mix[] = [
+  { name: 'read-only 100/0', writeRatio: 0 },
+  { name: 'read-heavy 90/10', writeRatio: 0.1 },
+  { name: 'write-heavy 50/50', writeRatio: 0.5 },
+]
+
+export interface RunResult {
+  ops: number
+  elapsedMs: number
+  opsPerSec: number
+  /** Gets that found a value, over all gets, as the harness saw them. */
+  hitRate: number
+  latency: LatencySummary
+}
+
+export interface EngineMixResult {
+  engine: string
+  mix: string
+  writeRatio: number
+  pipelined: RunResult & { concurrency: number }
+  single: RunResult
+}
+
+export interface EngineSummary {
+  engine: string
+  prefillMs: number
+  /** shardcache only: what `cache.stats()` reported after all mixes. */
+  stats?: Pick<CacheStats, 'hitRate' | 'hits' | 'misses' | 'sets' | 'entries' | 'evictions' | 'shards' | 'shardRestarts' | 'usedBytes'>
+  skipped?: string
+  error?: string
+}
+
+export interface ThroughputResult {
+  config: ThroughputConfig
+  engines: EngineSummary[]
+  results: EngineMixResult[]
+  headline: {
+    sc2OverRedisGet: number | undefined
+    sc1SingleGetP50Ns: number | undefined
+    sc2SingleGetP50Ns: number | undefined
+  }
+}
+
+// ── engines ────────────────────────────────────────────────────────────────
+
+interface AsyncKv {
+  readonly kind: 'async'
+  readonly name: string
+  get(key: string): Promise<unknown>
+  set(key: string, value: string): Promise<unknown>
+  prefill(keys: readonly string[], valueOf: (i: number) => string): Promise<void>
+  summary?(): Promise<EngineSummary['stats']>
+  close(): Promise<void>
+}
+
+interface SyncKv {
+  readonly kind: 'sync'
+  readonly name: string
+  get(key: string): unknown
+  set(key: string, value: string): unknown
+  prefill(keys: readonly string[], valueOf: (i: number) => string): Promise<void>
+  close(): Promise<void>
+}
+
+type Kv = AsyncKv | SyncKv
+
+const PREFILL_CHUNK = 5_000
+
+async function shardcacheKv(shards: number, keys: number, valueBytes: number): Promise<AsyncKv> {
+  // Sized so nothing is evicted: this section measures the data path, not eviction.
+  const maxBytes = Math.max(64 * 2 ** 20, keys * (valueBytes + 128) * 2)
+  const cache: Cache = await createCache({ shards, regions: { default: { maxBytes } } })
+  return {
+    kind: 'async',
+    name: `shardcache ${shards} shard${shards === 1 ? '' : 's'}`,
+    get: (key) => cache.get(key),
+    set: (key, value) => cache.set(key, value),
+    async prefill(list, valueOf) {
+      for (let i = 0; i < list.length; i += PREFILL_CHUNK) {
+        const chunk: [string, string][] = []
+        for (let j = i; j < Math.min(list.length, i + PREFILL_CHUNK); j++) chunk.push([list[j]!, valueOf(j)])
+        await cache.mset(chunk)
+      }
+    },
+    async summary() {
+      const s = await cache.stats()
+      return {
+        hitRate: s.hitRate,
+        hits: s.hits,
+        misses: s.misses,
+        sets: s.sets,
+        entries: s.entries,
+        evictions: s.evictions,
+        shards: s.shards,
+        shardRestarts: s.shardRestarts,
+        usedBytes: s.usedBytes,
+      }
+    },
+    close: () => cache.close(),
+  }
+}
+
+function lruKv(keys: number): SyncKv {
+  const lru = new LRUCache<string, string>({ max: keys * 2 })
+  return {
+    kind: 'sync',
+    name: 'lru-cache (sync)',
+    get: (key) => lru.get(key),
+    set: (key, value) => lru.set(key, value),
+    async prefill(list, valueOf) {
+      for (let i = 0; i < list.length; i++) lru.set(list[i]!, valueOf(i))
+    },
+    async close() {
+      lru.clear()
+    },
+  }
+}
+
+async function redisKv(url: string, ownedServer: boolean): Promise<AsyncKv> {
+  const redis = new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: 1, lazyConnect: true })
+  await redis.connect()
+  let written: readonly string[] = []
+  return {
+    kind: 'async',
+    name: 'ioredis (auto-pipelined)',
+    get: (key) => redis.get(key),
+    set: (key, value) => redis.set(key, value),
+    async prefill(list, valueOf) {
+      written = list
+      for (let i = 0; i < list.length; i += PREFILL_CHUNK) {
+        const args: string[] = []
+        for (let j = i; j < Math.min(list.length, i + PREFILL_CHUNK); j++) args.push(list[j]!, valueOf(j))
+        await redis.mset(...args)
+      }
+    },
+    async close() {
+      // A shared server (REDIS_URL) keeps its other data: remove only our keys.
+      if (!ownedServer) {
+        for (let i = 0; i < written.length; i += PREFILL_CHUNK) await redis.unlink(...written.slice(i, i + PREFILL_CHUNK))
+      }
+      await redis.quit()
+    },
+  }
+}
+
+// ── workload ───────────────────────────────────────────────────────────────
+
+const RING = 1 << 20
+const MASK = RING - 1
+const VALUE_VARIANTS = 64
+
+interface Workload {
+  keys: string[]
+  values: string[]
+  keyRing: Uint32Array
+  opRings: Map<number, Uint8Array>
+}
+
+function buildWorkload(cfg: ThroughputConfig): Workload {
+  // The prefix keeps our keys recognisable (and removable) on a shared Redis.
+  const keys = Array.from({ length: cfg.keys }, (_, i) => `bench:tp:${i}`)
+  const values = Array.from({ length: VALUE_VARIANTS }, (_, v) => {
+    const head = `{"v":${v},"payload":"`
+    const tail = '"}'
+    const fill = cfg.valueBytes - head.length - tail.length
+    let body = ''
+    for (let i = 0; body.length < fill; i++) body += String.fromCharCode(97 + ((i * 7 + v) % 26))
+    return head + body.slice(0, Math.max(0, fill)) + tail
+  })
+  const zipf = new ZipfSampler(cfg.keys, cfg.zipfS, cfg.seed)
+  const keyRing = drawRing(zipf, RING, cfg.seed + 1)
+  const opRings = new Map(MIXES.map((m, i) => [m.writeRatio, drawOpRing(m.writeRatio, RING, cfg.seed + 100 + i)]))
+  return { keys, values, keyRing, opRings }
+}
+
+const nsSince = (t0: number, t1: number): number => Math.max(1, Math.round((t1 - t0) * 1e6))
+
+/** Where each run starts in the rings: runs continue the sequence rather than replay it. */
+let cursor = 0
+
+async function pipelinedAsync(kv: AsyncKv, w: Workload, ops: Uint8Array, ms: number, concurrency: number): Promise<RunResult> {
+  const hist = createHistogram()
+  const { keys, values, keyRing } = w
+  let done = 0
+  let gets = 0
+  let hits = 0
+  const start = performance.now()
+  const deadline = start + ms
+  const loop = async (): Promise<void> => {
+    for (;;) {
+      const t0 = performance.now()
+      if (t0 >= deadline) return
+      const i = cursor++ & MASK
+      const key = keys[keyRing[i]!]!
+      if (ops[i] === 1) {
+        await kv.set(key, values[i & (VALUE_VARIANTS - 1)]!)
+      } else {
+        gets++
+        if ((await kv.get(key)) != null) hits++
+      }
+      hist.record(nsSince(t0, performance.now()))
+      done++
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, loop))
+  return finish(done, performance.now() - start, gets, hits, hist)
+}
+
+async function singleAsync(kv: AsyncKv, w: Workload, ops: Uint8Array, ms: number): Promise<RunResult> {
+  const hist = createHistogram()
+  const { keys, values, keyRing } = w
+  let done = 0
+  let gets = 0
+  let hits = 0
+  const start = performance.now()
+  const deadline = start + ms
+  for (;;) {
+    const t0 = performance.now()
+    if (t0 >= deadline) break
+    const i = cursor++ & MASK
+    const key = keys[keyRing[i]!]!
+    if (ops[i] === 1) {
+      await kv.set(key, values[i & (VALUE_VARIANTS - 1)]!)
+    } else {
+      gets++
+      if ((await kv.get(key)) != null) hits++
+    }
+    hist.record(nsSince(t0, performance.now()))
+    done++
+  }
+  return finish(done, performance.now() - start, gets, hits, hist)
+}
+
+/** Ops between clock reads in the sync tight loop; timing every op would halve lru-cache's rate. */
+const SYNC_BATCH = 1024
+/** One op in this many is timed in the sync tight loop, for its latency percentiles. */
+const SYNC_SAMPLE_EVERY = 16
+
+function pipelinedSync(kv: SyncKv, w: Workload, ops: Uint8Array, ms: number): RunResult {
+  const hist = createHistogram()
+  const { keys, values, keyRing } = w
+  let done = 0
+  let gets = 0
+  let hits = 0
+  const start = performance.now()
+  const deadline = start + ms
+  do {
+    for (let j = 0; j < SYNC_BATCH; j++) {
+      const i = cursor++ & MASK
+      const key = keys[keyRing[i]!]!
+      const timed = j % SYNC_SAMPLE_EVERY === 0
+      const t0 = timed ? performance.now() : 0
+      if (ops[i] === 1) {
+        kv.set(key, values[i & (VALUE_VARIANTS - 1)]!)
+      } else {
+        gets++
+        if (kv.get(key) != null) hits++
+      }
+      if (timed) hist.record(nsSince(t0, performance.now()))
+    }
+    done += SYNC_BATCH
+  } while (performance.now() < deadline)
+  return finish(done, performance.now() - start, gets, hits, hist)
+}
+
+function singleSync(kv: SyncKv, w: Workload, ops: Uint8Array, ms: number): RunResult {
+  const hist = createHistogram()
+  const { keys, values, keyRing } = w
+  let done = 0
+  let gets = 0
+  let hits = 0
+  const start = performance.now()
+  const deadline = start + ms
+  for (;;) {
+    const t0 = performance.now()
+    if (t0 >= deadline) break
+    const i = cursor++ & MASK
+    const key = keys[keyRing[i]!]!
+    if (ops[i] === 1) {
+      kv.set(key, values[i & (VALUE_VARIANTS - 1)]!)
+    } else {
+      gets++
+      if (kv.get(key) != null) hits++
+    }
+    hist.record(nsSince(t0, performance.now()))
+    done++
+  }
+  return finish(done, performance.now() - start, gets, hits, hist)
+}
+
+function finish(done: number, elapsedMs: number, gets: number, hits: number, hist: RecordableHistogram): RunResult {
+  return {
+    ops: done,
+    elapsedMs,
+    opsPerSec: (done / elapsedMs) * 1000,
+    hitRate: gets === 0 ? 1 : hits / gets,
+    latency: summarize(hist),
+  }
+}
+
+async function runPipelined(kv: Kv, w: Workload, ops: Uint8Array, ms: number, concurrency: number): Promise<RunResult> {
+  return kv.kind === 'sync' ? pipelinedSync(kv, w, ops, ms) : pipelinedAsync(kv, w, ops, ms, concurrency)
+}
+
+async function runSingle(kv: Kv, w: Workload, ops: Uint8Array, ms: number): Promise<RunResult> {
+  return kv.kind === 'sync' ? singleSync(kv, w, ops, ms) : singleAsync(kv, w, ops, ms)
+}
+
+/** Reads back a sample of prefilled keys: a wrong answer here is an engine bug, and every later number would be meaningless. */
+async function verifyPrefill(kv: Kv, w: Workload, valueOf: (i: number) => string): Promise<void> {
+  const step = Math.max(1, Math.floor(w.keys.length / 200))
+  for (let i = 0; i < w.keys.length; i += step) {
+    const got = await kv.get(w.keys[i]!)
+    const want = valueOf(i)
+    if (got !== want) {
+      const shown = typeof got === 'string' ? `a string of ${got.length} chars` : String(got)
+      throw new Error(`${kv.name}: get(${JSON.stringify(w.keys[i])}) after prefill returned ${shown}, expected the ${want.length}-char value that was set`)
+    }
+  }
+}
+
+// ── the section ────────────────────────────────────────────────────────────
+
+export interface EngineFactory {
+  name: string
+  make(): Promise<Kv>
+}
+
+export async function runThroughput(cfg: ThroughputConfig, log: (line: string) => void): Promise<ThroughputResult> {
+  const w = buildWorkload(cfg)
+  const valueOf = (i: number): string => w.values[i & (VALUE_VARIANTS - 1)]!
+  const engines: EngineSummary[] = []
+  const results: EngineMixResult[] = []
+
+  const redis = await resolveRedis()
+  const factories: (EngineFactory | { name: string; skipped: string })[] = [
+    { name: 'shardcache 1 shard', make: () => shardcacheKv(1, cfg.keys, cfg.valueBytes) },
+    { name: 'shardcache 2 shards', make: () => shardcacheKv(2, cfg.keys, cfg.valueBytes) },
+    { name: 'lru-cache (sync)', make: async () => lruKv(cfg.keys) },
+    redis.target !== undefined
+      ? { name: 'ioredis (auto-pipelined)', make: () => redisKv(redis.target!.url, redis.target!.owned) }
+      : { name: 'ioredis', skipped: redis.skipped ?? 'no Redis available' },
+  ]
+
+  try {
+    for (const f of factories) {
+      if ('skipped' in f) {
+        engines.push({ engine: f.name, prefillMs: 0, skipped: f.skipped })
+        log(`  ${f.name}: skipped (${f.skipped})`)
+        continue
+      }
+      let kv: Kv | undefined
+      const summary: EngineSummary = { engine: f.name, prefillMs: 0 }
+      engines.push(summary)
+      try {
+        kv = await f.make()
+        const t0 = performance.now()
+        await kv.prefill(w.keys, valueOf)
+        summary.prefillMs = performance.now() - t0
+        await verifyPrefill(kv, w, valueOf)
+        for (const mix of MIXES) {
+          const ops = w.opRings.get(mix.writeRatio)!
+          // Warm-ups let the JIT settle and, for Redis, the socket buffers grow.
+          await runPipelined(kv, w, ops, cfg.warmupMs, cfg.concurrency)
+          const pipelined = await runPipelined(kv, w, ops, cfg.pipelinedMs, cfg.concurrency)
+          await runSingle(kv, w, ops, cfg.warmupMs / 2)
+          const single = await runSingle(kv, w, ops, cfg.singleMs)
+          results.push({
+            engine: kv.name,
+            mix: mix.name,
+            writeRatio: mix.writeRatio,
+            pipelined: { ...pipelined, concurrency: kv.kind === 'sync' ? 1 : cfg.concurrency },
+            single,
+          })
+          log(
+            `  ${kv.name.padEnd(26)} ${mix.name.padEnd(18)} pipelined ${fmtRate(pipelined.opsPerSec).padStart(9)}` +
+              `  one-in-flight p50 ${fmtNs(single.latency.p50Ns)}`,
+          )
+        }
+        if (kv.kind === 'async' && kv.summary !== undefined) summary.stats = await kv.summary()
+      } catch (err) {
+        summary.error = err instanceof Error ? (err.stack ?? err.message) : String(err)
+        log(`  ${f.name}: FAILED: ${summary.error}`)
+      } finally {
+        await kv?.close().catch(() => {})
+      }
+    }
+  } finally {
+    await redis.target?.stop()
+  }
+
+  const find = (engine: string, mix: string): EngineMixResult | undefined =>
+    results.find((r) => r.engine.startsWith(engine) && r.mix === mix)
+  const getMix = MIXES[0]!.name
+  return {
+    config: cfg,
+    engines,
+    results,
+    headline: {
+      sc2OverRedisGet: ratio(find('shardcache 2', getMix)?.pipelined.opsPerSec, find('ioredis', getMix)?.pipelined.opsPerSec),
+      sc1SingleGetP50Ns: find('shardcache 1', getMix)?.single.latency.p50Ns,
+      sc2SingleGetP50Ns: find('shardcache 2', getMix)?.single.latency.p50Ns,
+    },
+  }
+}
+
+// ── printing ───────────────────────────────────────────────────────────────
+
+export const TARGET_SC2_OVER_REDIS = 8
+export const TARGET_SINGLE_GET_P50_NS = 25_000
+
+export function printThroughput(r: ThroughputResult): string {
+  const out: string[] = [
+    heading('1. Throughput and latency (pre-filled, Zipf keys)'),
+    `${r.config.keys.toLocaleString('en-US')} keys, ${r.config.valueBytes}-byte string values, Zipf s=${r.config.zipfS}; ` +
+      `pipelined: ${r.config.concurrency} async loops for ${r.config.pipelinedMs} ms; one in flight: ${r.config.singleMs} ms; ` +
+      `warm-up before each. lru-cache is synchronous: its "pipelined" run is a tight loop (1 op in ${SYNC_SAMPLE_EVERY} timed).`,
+  ]
+  for (const mix of MIXES) {
+    const rows = r.results.filter((x) => x.mix === mix.name)
+    const redis = rows.find((x) => x.engine.startsWith('ioredis'))
+    const lru = rows.find((x) => x.engine.startsWith('lru-cache'))
+    const body = rows.map((x) => [
+      x.engine,
+      fmtRate(x.pipelined.opsPerSec),
+      fmtNs(x.pipelined.latency.p50Ns),
+      fmtNs(x.pipelined.latency.p99Ns),
+      fmtRate(x.single.opsPerSec),
+      fmtNs(x.single.latency.p50Ns),
+      fmtNs(x.single.latency.p99Ns),
+      fmtRatio(ratio(x.pipelined.opsPerSec, redis?.pipelined.opsPerSec)),
+      fmtRatio(ratio(x.pipelined.opsPerSec, lru?.pipelined.opsPerSec)),
+      fmtPct(x.pipelined.hitRate),
+    ])
+    for (const e of r.engines) {
+      if (e.skipped !== undefined) body.push([`${e.engine}: skipped (${e.skipped})`])
+      else if (e.error !== undefined) body.push([`${e.engine}: FAILED (${e.error.split('\n')[0]})`])
+    }
+    out.push(
+      `\n${mix.name} (${(mix.writeRatio * 100).toFixed(0)}% sets)`,
+      table(
+        [
+          { header: 'engine', align: 'left' },
+          { header: 'pipelined' },
+          { header: 'p50' },
+          { header: 'p99' },
+          { header: '1-in-flight' },
+          { header: 'p50' },
+          { header: 'p99' },
+          { header: 'vs ioredis' },
+          { header: 'vs lru-cache' },
+          { header: 'hit rate' },
+        ],
+        body,
+      ),
+    )
+  }
+  const statRows = r.engines
+    .filter((e) => e.stats !== undefined)
+    .map((e) => {
+      const s = e.stats!
+      return [e.engine, fmtPct(s.hitRate), s.hits.toLocaleString('en-US'), s.misses.toLocaleString('en-US'), s.sets.toLocaleString('en-US'),
+        s.entries.toLocaleString('en-US'), s.evictions.toLocaleString('en-US'), String(s.shardRestarts), `${(e.prefillMs / 1000).toFixed(2)} s`]
+    })
+  if (statRows.length > 0) {
+    out.push(
+      '\nshardcache stats() after the runs (sanity: every key was pre-filled, so hitRate should be 100% and evictions 0)',
+      table(
+        [{ header: 'engine', align: 'left' }, { header: 'hitRate' }, { header: 'hits' }, { header: 'misses' }, { header: 'sets' },
+          { header: 'entries' }, { header: 'evictions' }, { header: 'restarts' }, { header: 'prefill' }],
+        statRows,
+      ),
+    )
+  }
+  const h = r.headline
+  out.push(
+    '',
+    `headline: shardcache 2 shards pipelined get / ioredis pipelined get = ${fmtRatio(h.sc2OverRedisGet)} ` +
+      `(target >= ${TARGET_SC2_OVER_REDIS}x: ${verdict(h.sc2OverRedisGet === undefined ? undefined : h.sc2OverRedisGet >= TARGET_SC2_OVER_REDIS)})`,
+    `headline: shardcache one-in-flight get p50 = ${fmtNs(h.sc1SingleGetP50Ns)} (1 shard), ${fmtNs(h.sc2SingleGetP50Ns)} (2 shards) ` +
+      `(target < ${fmtNs(TARGET_SINGLE_GET_P50_NS)}: ${verdict(h.sc2SingleGetP50Ns === undefined ? undefined : Math.max(h.sc2SingleGetP50Ns, h.sc1SingleGetP50Ns ?? 0) < TARGET_SINGLE_GET_P50_NS)})`,
+  )
+  return out.join('\n')
+}

@@ -1,0 +1,191 @@
+#!/usr/bin/env node
+/**
+ * Runs the compiled uvu test files, each in its own child process, one after
+ * another, and prints one total at the end.
+ *
+ *   node test/runner.mjs                      every dist/test/*.test.js
+ *   node test/runner.mjs dist/test/glob.test.js test/region_store.test.ts
+ *
+ * Why a process per file: files that start worker threads or a private
+ * redis-server must not share state or leaks with the next file, and a file that
+ * crashes or hangs must cost only its own tests.
+ *
+ * Each file's output is forwarded live. Its result comes from uvu's summary
+ * ("Total:", "Passed:", "Skipped:"), read with ANSI colours stripped. A file that
+ * exits without a summary (a crash, an uncaught error, `process.exit`) counts as
+ * 1 failed, and so does one that exits non-zero although its summary shows no
+ * failure; one that runs longer than the timeout is killed (with its whole process
+ * group) and counts as 1 failed plus whatever its summary already showed.
+ *
+ * The last line printed is exactly `N passed, N failed`. The exit code is 1 when
+ * anything failed or no test ran at all.
+ *
+ * Environment: TEST_TIMEOUT_MS overrides the per-file timeout (default 120000).
+ */
+import { spawn } from 'node:child_process'
+import { existsSync, readdirSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const distTest = path.join(root, 'dist', 'test')
+const timeoutMs = parseTimeout(process.env.TEST_TIMEOUT_MS)
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\u001b\[[0-9;?]*[ -/]*[@-~]|\u001b[@-Z\\-_]/g
+
+/** The child currently running, so that a signal to the runner can end it too. */
+let current
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    if (current !== undefined) killGroup(current)
+    process.stderr.write(`\nrunner: ${sig}, stopping\n`)
+    process.exit(130)
+  })
+}
+
+const files = process.argv.length > 2 ? process.argv.slice(2).map(resolveArg) : discover()
+
+let passed = 0
+let failed = 0
+let skipped = 0
+const rows = []
+
+for (const file of files) {
+  const r = await runFile(file)
+  passed += r.passed
+  failed += r.failed
+  skipped += r.skipped
+  rows.push({ file, ...r })
+}
+
+process.stdout.write('\n── test files ─────────────────────────────────────────\n')
+for (const r of rows) {
+  const name = path.relative(root, r.file) || r.file
+  const note = r.note ? `  (${r.note})` : ''
+  const skip = r.skipped ? `, ${r.skipped} skipped` : ''
+  process.stdout.write(`${r.failed ? 'FAIL' : 'ok  '}  ${name}: ${r.passed} passed, ${r.failed} failed${skip}${note}\n`)
+}
+if (files.length === 0) process.stdout.write(`no test files found in ${path.relative(root, distTest)} (run npm run build)\n`)
+if (skipped) process.stdout.write(`${skipped} skipped\n`)
+process.stdout.write(`${passed} passed, ${failed} failed\n`)
+process.exitCode = failed > 0 || passed + failed === 0 ? 1 : 0
+
+// ── helpers ──────────────────────────────────────────────────────────────────
+
+function parseTimeout(v) {
+  if (v === undefined || v === '') return 120_000
+  const n = Number(v)
+  if (!Number.isFinite(n) || n <= 0) {
+    process.stderr.write(`runner: TEST_TIMEOUT_MS must be a positive number of ms, got ${JSON.stringify(v)}\n`)
+    process.exit(2)
+  }
+  return n
+}
+
+function discover() {
+  if (!existsSync(distTest)) return []
+  return readdirSync(distTest)
+    .filter((f) => f.endsWith('.test.js'))
+    .sort()
+    .map((f) => path.join(distTest, f))
+}
+
+/** Accepts a compiled file, or a source path `test/x.test.ts` that maps to `dist/test/x.test.js`. */
+function resolveArg(arg) {
+  const abs = path.resolve(arg)
+  if (abs.endsWith('.ts')) {
+    const rel = path.relative(root, abs).replace(/\.ts$/, '.js')
+    return path.join(root, 'dist', rel)
+  }
+  return abs
+}
+
+function killGroup(child) {
+  try {
+    process.kill(-child.pid, 'SIGKILL') // the child leads its own group (detached)
+  } catch {
+    try {
+      child.kill('SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Reads the last uvu summary in `text`; undefined when there is none. */
+function parseSummary(text) {
+  const plain = text.replace(ANSI, '')
+  const re = /^\s*Total:\s+(\d+)\s*\n\s*Passed:\s+(\d+)\s*\n\s*Skipped:\s+(\d+)/gm
+  let last
+  for (let m = re.exec(plain); m !== null; m = re.exec(plain)) last = m
+  if (last === undefined) return undefined
+  return { total: Number(last[1]), passed: Number(last[2]), skipped: Number(last[3]) }
+}
+
+function runFile(file) {
+  const name = path.relative(root, file) || file
+  process.stdout.write(`\n▶ ${name}\n`)
+  if (!existsSync(file)) {
+    process.stderr.write(`runner: ${name} does not exist\n`)
+    return Promise.resolve({ passed: 0, failed: 1, skipped: 0, note: 'missing' })
+  }
+  const env = { ...process.env }
+  // uvu colours only a TTY; keep colours when the runner's own stdout is one.
+  if (process.stdout.isTTY && env.NO_COLOR === undefined && env.FORCE_COLOR === undefined) env.FORCE_COLOR = '1'
+
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [file], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group, so a timeout also ends what it started
+    })
+    current = child
+    let out = ''
+    let timedOut = false
+    child.stdout.on('data', (chunk) => {
+      out += chunk.toString('utf8')
+      process.stdout.write(chunk)
+    })
+    child.stderr.on('data', (chunk) => process.stderr.write(chunk))
+    const timer = setTimeout(() => {
+      timedOut = true
+      process.stderr.write(`\nrunner: ${name} still running after ${timeoutMs} ms, killing it\n`)
+      killGroup(child)
+    }, timeoutMs)
+
+    let settled = false
+    const finish = (code, signal, spawnError) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      current = undefined
+      const summary = parseSummary(out)
+      let passed = summary?.passed ?? 0
+      let failed = summary === undefined ? 0 : Math.max(0, summary.total - summary.passed)
+      const skipped = summary?.skipped ?? 0
+      let note = ''
+      if (spawnError !== undefined) {
+        note = `could not start: ${spawnError.message}`
+        failed += 1
+      } else if (timedOut) {
+        note = `timed out after ${timeoutMs} ms`
+        failed += 1
+      } else if (summary === undefined) {
+        note = signal ? `killed by ${signal}, no summary` : `exit code ${code}, no summary`
+        failed = 1
+        passed = 0
+      } else if (code !== 0 && failed === 0) {
+        note = signal ? `killed by ${signal} after its summary` : `exit code ${code} after its summary`
+        failed = 1
+      } else if (summary.total === 0) {
+        note = 'ran no tests'
+      }
+      resolve({ passed, failed, skipped, note })
+    }
+    child.on('error', (err) => finish(null, null, err))
+    child.on('close', (code, signal) => finish(code, signal))
+  })
+}
