@@ -54,6 +54,18 @@ interface InflightFrame {
 
 const SHARD_FILE = new URL('../workers/shard.js', import.meta.url)
 
+/**
+ * Frames a shard may have unanswered before new ops wait for a reply. A shard
+ * handles frames one at a time, so a second frame in flight only saves the
+ * hand-over; more would fragment: with N shards, every reply's continuations
+ * spread over all shards, and flushing each tick halves the frame size each
+ * round trip until frames hold one op (measured: 512 concurrent callers on 2
+ * shards fell to 1.0 op per frame and ~80k ops/s).
+ */
+const MAX_FRAMES_IN_FLIGHT = 1
+/** A frame this large is sent even when the shard is busy, so frames stay bounded. */
+const FRAME_SOFT_LIMIT_BYTES = 1 << 20
+
 /** A shard that crashes again before answering its first frame is not restarted after this many tries in a row. */
 const MAX_RESTARTS_IN_A_ROW = 5
 
@@ -212,7 +224,9 @@ export class Router {
     this.#flush()
     return Promise.all(
       this.#shards.map((ch) =>
-        ch.inflight.size === 0 ? undefined : new Promise<void>((resolve) => ch.drained.push(resolve)),
+        ch.inflight.size === 0 && ch.sinks.length === 0
+          ? undefined
+          : new Promise<void>((resolve) => ch.drained.push(resolve)),
       ),
     ).then(() => undefined)
   }
@@ -248,6 +262,7 @@ export class Router {
     this.#flushScheduled = false
     for (const ch of this.#shards) {
       if (ch.sinks.length === 0) continue
+      if (ch.inflight.size >= MAX_FRAMES_IN_FLIGHT && ch.writer.pos < FRAME_SOFT_LIMIT_BYTES && ch.dead === undefined) continue
       const w = ch.writer
       const id = this.#nextFrameId
       this.#nextFrameId = (id + 1) >>> 0 || 1
@@ -261,6 +276,7 @@ export class Router {
       ch.indexes = []
       if (ch.dead !== undefined) {
         for (let i = 0; i < sinks.length; i++) sinks[i]!.reject(indexes[i]!, ch.dead)
+        this.#signalDrained(ch)
         continue
       }
       if (ch.inflight.size === 0) ch.worker.ref()
@@ -305,7 +321,19 @@ export class Router {
       const e = new InternalError(`shard ${ch.index} sent a malformed reply`, { cause: err })
       for (; i < sinks.length; i++) sinks[i]!.reject(indexes[i]!, e)
     }
-    if (ch.inflight.size === 0) this.#signalDrained(ch)
+    this.#afterReply(ch)
+  }
+
+  /** Sends what waited for this shard's reply, or tells drain() the shard is idle. */
+  #afterReply(ch: ShardChannel): void {
+    if (ch.sinks.length > 0) {
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true
+        process.nextTick(this.#flush)
+      }
+    } else if (ch.inflight.size === 0) {
+      this.#signalDrained(ch)
+    }
   }
 
   #readResult(status: number, r: FrameReader): unknown {
@@ -365,20 +393,20 @@ export class Router {
     for (const f of lost) {
       for (let i = 0; i < f.sinks.length; i++) f.sinks[i]!.reject(f.indexes[i]!, crash)
     }
-    this.#signalDrained(ch)
-    if (this.#closing) return
+    if (this.#closing) {
+      this.#signalDrained(ch)
+      return
+    }
     ch.crashesInARow++
     if (ch.crashesInARow > MAX_RESTARTS_IN_A_ROW) {
       ch.dead = new ShardCrashedError(ch.index, { cause: new Error(`shard ${ch.index} crashed ${ch.crashesInARow} times in a row; it is not restarted again`) })
+      this.#afterReply(ch) // rejects what waits for it
       return
     }
     ch.restarts++
     ch.spawn()
     // Ops written while the thread was down are still in the open frame.
-    if (ch.sinks.length > 0 && !this.#flushScheduled) {
-      this.#flushScheduled = true
-      process.nextTick(this.#flush)
-    }
+    this.#afterReply(ch)
   }
 
   #signalDrained(ch: ShardChannel): void {
