@@ -324,6 +324,28 @@ test('operations issued in one tick travel in one frame per shard', async () => 
   })
 })
 
+test('many concurrent callers on several shards keep sharing frames (no fragmentation into one-op frames)', async () => {
+  await withCache({ shards: 2 }, async (cache) => {
+    const keys = Array.from({ length: 1000 }, (_, i) => `k${i}`)
+    await cache.mset(keys.map((k): [string, string] => [k, k]))
+    const before = cache.framesSentForTest()
+    let ops = 0
+    const caller = async (c: number): Promise<void> => {
+      for (let i = 0; i < 20; i++) {
+        const k = keys[(c * 31 + i * 7) % keys.length]!
+        assert.is(await cache.get(k), k)
+        ops++
+      }
+    }
+    await Promise.all(Array.from({ length: 256 }, (_, c) => caller(c)))
+    const frames = cache.framesSentForTest() - before
+    // Flushing every tick to every shard halves the frame size each round trip:
+    // this workload then ends at ~1 op per frame. One frame in flight per shard keeps dozens.
+    assert.is(ops, 5120)
+    assert.ok(ops / frames >= 16, `${(ops / frames).toFixed(1)} ops per frame over ${frames} frames`)
+  })
+})
+
 test('operations to one key apply in the order they were issued', async () => {
   await withCache({ shards: 2 }, async (cache) => {
     const ps: Promise<unknown>[] = []
