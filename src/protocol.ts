@@ -34,6 +34,15 @@
  *   KEYS:   u32 count, count × string
  *   ERROR:  string code, string message
  * ```
+ * Transport: each shard has two shared buffers of SHARED_FRAME_BYTES, one per
+ * direction. The router keeps at most one frame in flight per shard (see
+ * src/router.ts), so a frame that fits is copied into the shared request
+ * buffer and only its length is posted; the reply comes back the same way.
+ * Posting a number costs ~0.6 µs where allocating and transferring a 22 KB
+ * buffer costs ~8 µs plus its garbage collection. Frames that do not fit, or
+ * that are sent while another is in flight, travel as transferred buffers.
+ * A {@link FrameMessage} is therefore a length or a frame.
+ *
  * All integers are little-endian. Times are epoch milliseconds measured on a
  * monotonic clock (`performance.timeOrigin + performance.now()`); a missing
  * expiry is `Infinity`.
@@ -83,6 +92,12 @@ export const ValueTag = {
 /** Bytes every entry is charged on top of its key and value, for its slot in the store's arrays and its map entry. */
 export const ENTRY_OVERHEAD_BYTES = 64
 
+/** Size of each shared frame buffer (one per direction per shard). */
+export const SHARED_FRAME_BYTES = 256 * 1024
+
+/** What router and shard post to each other: the length of a frame in the shared buffer, or a transferred frame. */
+export type FrameMessage = number | Uint8Array
+
 /** Longest key the u16 length prefix can carry. */
 export const MAX_KEY_BYTES_LIMIT = 0xffff
 
@@ -94,8 +109,8 @@ export class FrameWriter {
   buf: Buffer
   pos = 0
 
-  constructor(initial = 4096) {
-    this.buf = Buffer.allocUnsafe(initial)
+  constructor(initial: number | Buffer = 4096) {
+    this.buf = typeof initial === 'number' ? Buffer.allocUnsafe(initial) : initial
   }
 
   ensure(extra: number): void {

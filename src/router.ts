@@ -20,7 +20,8 @@ import type { MessagePort } from 'node:worker_threads'
 import { wrap, releaseProxy } from 'comlink'
 import type { Remote } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
-import { FrameReader, FrameWriter, Op, Status } from './protocol.js'
+import { FrameReader, FrameWriter, Op, SHARED_FRAME_BYTES, Status } from './protocol.js'
+import type { FrameMessage } from './protocol.js'
 import { CacheError, ClosedError, ErrorCodes, InternalError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
 import type { ShardControl, ShardInit } from '../workers/shard.js'
@@ -80,6 +81,9 @@ class ShardChannel {
   readonly writer = new FrameWriter()
   /** Frames posted, shared with the shard so it can tell a frame is on its way (see workers/shard.ts). */
   readonly doorbell = new Int32Array(new SharedArrayBuffer(4))
+  /** Shared frame buffers (see src/protocol.ts): requests written here, replies read there. */
+  readonly requests = Buffer.from(new SharedArrayBuffer(SHARED_FRAME_BYTES))
+  readonly replies = Buffer.from(new SharedArrayBuffer(SHARED_FRAME_BYTES))
   sinks: Sink[] = []
   indexes: number[] = []
   readonly inflight = new Map<number, InflightFrame>()
@@ -109,11 +113,15 @@ class ShardChannel {
       regions: this.regions,
       control: port2,
       doorbell: this.doorbell.buffer as SharedArrayBuffer,
+      requests: this.requests.buffer as SharedArrayBuffer,
+      replies: this.replies.buffer as SharedArrayBuffer,
       idleSpinMicros: this.idleSpinMicros,
     }
     const worker = new Worker(SHARD_FILE, { workerData: init, transferList: [port2] })
     let lastError: Error | undefined
-    worker.on('message', (frame: Uint8Array) => this.onReply(this, frame))
+    worker.on('message', (msg: FrameMessage) =>
+      this.onReply(this, typeof msg === 'number' ? this.replies.subarray(0, msg) : msg),
+    )
     worker.on('error', (err) => {
       lastError = err
     })
@@ -268,7 +276,17 @@ export class Router {
       this.#nextFrameId = (id + 1) >>> 0 || 1
       w.putU32(0, id)
       w.putU32(4, ch.sinks.length)
-      const frame = w.take()
+      // The shared buffer is free only when no frame is in flight (its reply would share the reply buffer).
+      const shared = ch.inflight.size === 0 && w.pos <= SHARED_FRAME_BYTES
+      let frame: Uint8Array | undefined
+      let length = 0
+      if (shared) {
+        length = w.pos
+        w.buf.copy(ch.requests, 0, 0, length)
+        w.pos = 0
+      } else {
+        frame = w.take()
+      }
       w.pos = 8
       const sinks = ch.sinks
       const indexes = ch.indexes
@@ -283,7 +301,8 @@ export class Router {
       ch.inflight.set(id, { sinks, indexes })
       Atomics.add(ch.doorbell, 0, 1)
       this.framesSent++
-      ch.worker.postMessage(frame, [frame.buffer as ArrayBuffer])
+      if (frame === undefined) ch.worker.postMessage(length)
+      else ch.worker.postMessage(frame, [frame.buffer as ArrayBuffer])
     }
   }
 
@@ -368,7 +387,8 @@ export class Router {
           sizeBytes,
           storedBytes,
           compressed,
-          metadata: meta.length === 0 ? undefined : meta,
+          // Copied: the reply buffer is reused once this frame is read.
+          metadata: meta.length === 0 ? undefined : Buffer.from(meta),
         }
         return entry
       }

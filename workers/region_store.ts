@@ -249,8 +249,10 @@ export class RegionStore {
       stored = compressIfSmaller(raw)
       if (stored !== undefined) flags |= FLAG_COMPRESSED
     }
-    stored ??= raw.slice()
-    const meta = metadata === undefined ? undefined : metadata.slice()
+    // `new Uint8Array(view)` copies into a buffer of its own. (Buffer#slice would
+    // not: it returns a view, which would pin or alias the whole frame.)
+    stored ??= new Uint8Array(raw)
+    const meta = metadata === undefined ? undefined : new Uint8Array(metadata)
     const charge = keyBytes + stored.length + (meta?.length ?? 0) + ENTRY_OVERHEAD_BYTES
     const now = this.#now()
     const life = ttl ?? this.config.defaultTtl

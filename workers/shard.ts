@@ -12,6 +12,7 @@ import type { MessagePort } from 'node:worker_threads'
 import { expose } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
 import { FrameReader, FrameWriter, Op, SetFlag, Status } from '../src/protocol.js'
+import type { FrameMessage } from '../src/protocol.js'
 import { Glob } from '../src/glob.js'
 import { RegionStore } from './region_store.js'
 import type { RegionShardConfig, RegionShardStats } from './region_store.js'
@@ -23,6 +24,10 @@ export interface ShardInit {
   control: MessagePort
   /** Int32 [0]: frames the router has posted to this shard. See {@link awaitNextFrame}. */
   doorbell: SharedArrayBuffer
+  /** Frames from the router, when the message is a length (see src/protocol.ts). */
+  requests: SharedArrayBuffer
+  /** Replies to frames that came through {@link requests}. */
+  replies: SharedArrayBuffer
   /** How long to stay awake for the next frame after answering one, in µs; 0 sleeps at once. */
   idleSpinMicros: number
 }
@@ -42,7 +47,10 @@ const port = parentPort
 if (port === null) throw new Error('workers/shard.js must run as a worker thread')
 
 const stores = init.regions.map((cfg) => new RegionStore(cfg))
-const out = new FrameWriter(64 * 1024)
+const requests = Buffer.from(init.requests)
+const replies = Buffer.from(init.replies)
+const local = Buffer.allocUnsafe(64 * 1024)
+const out = new FrameWriter(local)
 
 const doorbell = new Int32Array(init.doorbell)
 let framesSeen = 0
@@ -56,10 +64,21 @@ let framesSeen = 0
  */
 const SPIN_AFTER_OPS_AT_MOST = 8
 
-port.on('message', (frame: Uint8Array) => {
+port.on('message', (msg: FrameMessage) => {
   framesSeen++
-  const reply = handleFrame(frame)
-  port.postMessage(reply, [reply.buffer as ArrayBuffer])
+  // A frame that came through the shared buffer is answered through the other
+  // one: the router reads that reply before it sends another shared frame.
+  // The reply is written there directly; if it outgrows it, the writer moves
+  // to a private buffer and the reply is transferred instead.
+  const shared = typeof msg === 'number'
+  out.buf = shared ? replies : local
+  handleFrame(shared ? requests.subarray(0, msg) : msg)
+  if (shared && out.buf === replies) {
+    port.postMessage(out.pos)
+  } else {
+    const reply = out.take()
+    port.postMessage(reply, [reply.buffer as ArrayBuffer])
+  }
   if (lastFrameOps <= SPIN_AFTER_OPS_AT_MOST) awaitNextFrame()
 })
 
@@ -93,7 +112,8 @@ expose(control, nodeEndpoint(init.control))
 
 let lastFrameOps = 0
 
-function handleFrame(frame: Uint8Array): Uint8Array {
+/** Answers every op of a frame into `out`. */
+function handleFrame(frame: Uint8Array): void {
   const r = new FrameReader(frame)
   const id = r.u32()
   const count = r.u32()
@@ -113,7 +133,6 @@ function handleFrame(frame: Uint8Array): Uint8Array {
       for (; i < count; i++) writeError(out, err)
     }
   }
-  return out.take()
 }
 
 function writeError(w: FrameWriter, err: unknown): void {
