@@ -6,6 +6,7 @@
  */
 import { ClosedError, InternalError, InvalidKeyError, InvalidOptionError, UnknownRegionError, ValueTooLargeError } from './errors.js'
 import { ENTRY_OVERHEAD_BYTES, Op, SetFlag } from './protocol.js'
+import type { EntryInfo } from './protocol.js'
 import { regionShare, resolveOptions, resolveSetOptions } from './options.js'
 import type { CacheOptions, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions } from './options.js'
 import { checkKey, checkKeys, decodeValue, encodeValue } from './values.js'
@@ -16,20 +17,8 @@ import { aggregateStats } from './stats.js'
 import type { CacheStats } from './stats.js'
 
 /** What {@link CacheRegion.getEntry} returns. */
-export interface CacheEntry<T = unknown> {
+export interface CacheEntry<T = unknown> extends EntryInfo {
   value: T
-  /** When the entry was written, epoch ms (from a monotonic clock). */
-  createdAt: number
-  /** When it expires, epoch ms; `Infinity` without expiry. */
-  expiresAt: number
-  /** Remaining ms, rounded up; `Infinity` without expiry. */
-  ttlRemaining: number
-  /** Value bytes before compression. */
-  sizeBytes: number
-  /** Value bytes as stored in the shard. */
-  storedBytes: number
-  /** Whether the value is stored LZ4-compressed. */
-  compressed: boolean
   /** The `metadata` given to `set`, if any. */
   metadata: Record<string, unknown> | undefined
 }
@@ -209,13 +198,8 @@ export class CacheRegion {
       e === undefined
         ? undefined
         : {
+            ...e,
             value: e.value as T,
-            createdAt: e.createdAt,
-            expiresAt: e.expiresAt,
-            ttlRemaining: e.ttlRemaining,
-            sizeBytes: e.sizeBytes,
-            storedBytes: e.storedBytes,
-            compressed: e.compressed,
             metadata: e.metadata === undefined ? undefined : (JSON.parse(e.metadata.toString('utf8')) as Record<string, unknown>),
           },
     )

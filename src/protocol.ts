@@ -92,6 +92,22 @@ export const ValueTag = {
 /** Bytes every entry is charged on top of its key and value, for its slot in the store's arrays and its map entry. */
 export const ENTRY_OVERHEAD_BYTES = 64
 
+/** What a shard reports about an entry besides its value and metadata (an ENTRY result). */
+export interface EntryInfo {
+  /** When the entry was written, epoch ms (from a monotonic clock). */
+  createdAt: number
+  /** When it expires, epoch ms; `Infinity` without expiry. */
+  expiresAt: number
+  /** Remaining ms, rounded up; `Infinity` without expiry. */
+  ttlRemaining: number
+  /** Value bytes before compression. */
+  sizeBytes: number
+  /** Value bytes as stored in the shard. */
+  storedBytes: number
+  /** Whether the value is stored LZ4-compressed. */
+  compressed: boolean
+}
+
 /** Size of each shared frame buffer (one per direction per shard). */
 export const SHARED_FRAME_BYTES = 256 * 1024
 

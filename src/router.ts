@@ -21,7 +21,7 @@ import { wrap, releaseProxy } from 'comlink'
 import type { Remote } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
 import { FrameReader, FrameWriter, Op, SHARED_FRAME_BYTES, Status } from './protocol.js'
-import type { FrameMessage } from './protocol.js'
+import type { EntryInfo, FrameMessage } from './protocol.js'
 import { CacheError, ClosedError, ErrorCodes, InternalError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
 import type { ShardControl, ShardInit } from '../workers/shard.js'
@@ -34,14 +34,8 @@ export interface Sink {
 }
 
 /** A shard's answer to GET_ENTRY, value already decoded. */
-export interface RawEntry {
+export interface RawEntry extends EntryInfo {
   value: unknown
-  createdAt: number
-  expiresAt: number
-  ttlRemaining: number
-  sizeBytes: number
-  storedBytes: number
-  compressed: boolean
   metadata: Buffer | undefined
 }
 

@@ -59,22 +59,8 @@ export interface CacheStats extends CounterStats {
   byRegion: Record<string, CounterStats>
 }
 
-interface Sum {
-  hits: number
-  misses: number
-  sets: number
-  deletes: number
-  evictionsSize: number
-  evictionsExpired: number
-  corrupt: number
-  entries: number
-  compressedEntries: number
-  usedBytes: number
-  rawBytes: number
-  storedBytes: number
-  maxBytes: number | null
-  maxEntries: number | null
-}
+/** Sums of shard reports have the shape of one report. */
+type Sum = RegionShardStats
 
 const ADDED = [
   'hits', 'misses', 'sets', 'deletes', 'evictionsSize', 'evictionsExpired', 'corrupt',

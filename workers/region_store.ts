@@ -25,6 +25,7 @@
  * (called on a timer by the shard), or by {@link RegionStore.cleanupExpired}.
  */
 import { ENTRY_OVERHEAD_BYTES } from '../src/protocol.js'
+import type { EntryInfo } from '../src/protocol.js'
 import type { Glob } from '../src/glob.js'
 import { compressIfSmaller, decompress } from './compression.js'
 
@@ -63,16 +64,9 @@ export interface RegionShardStats {
 }
 
 /** What {@link RegionStore.entry} reports about a live entry. */
-export interface StoredEntry {
+export interface StoredEntry extends EntryInfo {
   tag: number
   value: Uint8Array
-  createdAt: number
-  expiresAt: number
-  /** Remaining ms, rounded up; `Infinity` without expiry. */
-  ttlRemaining: number
-  sizeBytes: number
-  storedBytes: number
-  compressed: boolean
   metadata: Uint8Array | undefined
 }
 
