@@ -3,7 +3,8 @@
  *
  * Supported: `*` (any run, also empty), `?` (one character), `[abc]`, `[a-z]`,
  * `[!a-z]` / `[^a-z]` (negated class), and `\x` to match `x` literally. A `[`
- * without a closing `]` is a literal `[`.
+ * without a closing `]` is a literal `[`; a `]` right after `[` (or `[!`) is a
+ * member; a reversed range `[c-a]` means `[a-c]`.
  *
  * No RegExp is ever built from user input. Matching is the greedy algorithm
  * that remembers only the last `*`: it never backtracks further, so a match

@@ -60,7 +60,7 @@ for (const file of files) {
   rows.push({ file, ...r })
 }
 
-process.stdout.write('\n── test files ─────────────────────────────────────────\n')
+process.stdout.write('\n-- test files --\n')
 for (const r of rows) {
   const name = path.relative(root, r.file) || r.file
   const note = r.note ? `  (${r.note})` : ''
@@ -126,7 +126,7 @@ function parseSummary(text) {
 
 function runFile(file) {
   const name = path.relative(root, file) || file
-  process.stdout.write(`\n▶ ${name}\n`)
+  process.stdout.write(`\n> ${name}\n`)
   if (!existsSync(file)) {
     process.stderr.write(`runner: ${name} does not exist\n`)
     return Promise.resolve({ passed: 0, failed: 1, skipped: 0, note: 'missing' })

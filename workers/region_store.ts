@@ -140,7 +140,11 @@ export class RegionStore {
 
   // ── reads ────────────────────────────────────────────────────────────────
 
-  /** The value's original bytes (tag in {@link lastTag}), or undefined on a miss. Counts a hit or a miss. */
+  /**
+   * The value's original bytes (tag in {@link lastTag}), or undefined on a miss.
+   * Counts a hit or a miss. An uncompressed value is returned as stored, not
+   * copied: callers copy it out (the shard writes it into the reply) and must not modify it.
+   */
   get(key: string): Uint8Array | undefined {
     const slot = this.#live(key)
     if (slot === NIL) {
