@@ -4,9 +4,9 @@
  * history never inflate the next engine's pauses.
  *
  * The simulated server: requests arrive open-loop at a fixed rate (a stalled
- * loop does not slow the arrivals down, as with real clients); each one reads a
- * user by a Zipf-chosen id, builds and stores it on a miss, and serialises the
- * response. Alongside, brand-new keys are set at a steady rate so a full cache
+ * loop does not slow the arrivals down, as with real clients); each one parses
+ * a request head, reads a user by a Zipf-chosen id, builds and stores it on a
+ * miss, and serialises the response. Alongside, brand-new keys are set at a steady rate so a full cache
  * keeps evicting, which is what keeps an in-heap cache's old generation busy.
  */
 import { monitorEventLoopDelay, createHistogram, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks'
@@ -16,6 +16,7 @@ import { createCache } from '../src/index.js'
 import type { Cache } from '../src/index.js'
 import { drawRing, ZipfSampler } from './zipf.js'
 import type { ChildMessage, EventLoopConfig, EventLoopResult, GcSummary } from './event_loop_types.js'
+import { describeError, errorDetail } from './report.js'
 
 interface User {
   id: number
@@ -46,10 +47,59 @@ function makeUser(id: number): User {
   }
 }
 
-/** The response work every request does, cache or not. */
+/**
+ * The head of a typical browser/API request. Every request parses one: real
+ * servers allocate the parsed headers, the URL and the response per request,
+ * and that request-scoped garbage sets how often the young generation is
+ * collected, which is when a large old generation gets in the way.
+ */
+const REQUEST_HEAD = [
+  'GET /api/users/{id}?fields=id,name,email&include=profile HTTP/1.1',
+  'Host: api.example.com',
+  'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36',
+  'Accept: application/json, text/plain, */*',
+  'Accept-Language: en-US,en;q=0.9,de;q=0.8',
+  'Accept-Encoding: gzip, deflate, br',
+  'Authorization: Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U',
+  'Cookie: session=3f9a1c2b7d; theme=dark; consent=analytics,ads; _ga=GA1.2.123456789.1700000000',
+  'X-Request-Id: {seq}',
+  'X-Forwarded-For: 203.0.113.7, 198.51.100.23',
+  'Connection: keep-alive',
+  'Cache-Control: no-cache',
+].join('\r\n')
+
+interface ParsedRequest {
+  method: string
+  path: string
+  query: URLSearchParams
+  headers: Record<string, string>
+}
+
+function parseRequest(id: number, seq: number): ParsedRequest {
+  const raw = REQUEST_HEAD.replace('{id}', String(id)).replace('{seq}', String(seq))
+  const lines = raw.split('\r\n')
+  const [method = '', target = ''] = (lines[0] ?? '').split(' ')
+  const headers: Record<string, string> = {}
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!
+    const colon = line.indexOf(':')
+    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim()
+  }
+  const q = target.indexOf('?')
+  return { method, path: q < 0 ? target : target.slice(0, q), query: new URLSearchParams(q < 0 ? '' : target.slice(q + 1)), headers }
+}
+
+/** The response work every request does, cache or not: an envelope, a JSON body and headers. */
 let responseBytes = 0
-function respond(user: User): void {
-  responseBytes += JSON.stringify(user).length
+function respond(user: User, req: ParsedRequest): void {
+  const body = JSON.stringify({ ok: true, requestId: req.headers['x-request-id'], data: user })
+  const headers: Record<string, string> = {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(body.length),
+    'x-request-id': req.headers['x-request-id'] ?? '',
+    'cache-control': 'private, max-age=60',
+  }
+  responseBytes += body.length + headers['content-length']!.length
 }
 
 const userKey = (id: number): string => `user:${id}`
@@ -57,7 +107,7 @@ const userKey = (id: number): string => `user:${id}`
 /** A request's outcome; `complete` is called exactly once, synchronously or later. */
 interface Engine {
   prefill(entries: number, chunk: number): Promise<void>
-  request(id: number, complete: (hit: boolean) => void, fail: (err: unknown) => void): void
+  request(id: number, req: ParsedRequest, complete: (hit: boolean) => void, fail: (err: unknown) => void): void
   churn(seq: number, fail: (err: unknown) => void): void
   close(): Promise<void>
 }
@@ -65,8 +115,8 @@ interface Engine {
 function noCache(): Engine {
   return {
     async prefill() {},
-    request(id, complete) {
-      respond(makeUser(id))
+    request(id, req, complete) {
+      respond(makeUser(id), req)
       complete(false)
     },
     churn(seq) {
@@ -84,7 +134,7 @@ function lruEngine(entries: number, out: { lru?: LRUCache<string, User> }): Engi
     async prefill(n) {
       for (let id = 0; id < n; id++) lru.set(userKey(id), makeUser(id))
     },
-    request(id, complete) {
+    request(id, req, complete) {
       const key = userKey(id)
       let user = lru.get(key)
       const hit = user !== undefined
@@ -92,7 +142,7 @@ function lruEngine(entries: number, out: { lru?: LRUCache<string, User> }): Engi
         user = makeUser(id)
         lru.set(key, user)
       }
-      respond(user)
+      respond(user, req)
       complete(hit)
     },
     churn(seq) {
@@ -125,42 +175,57 @@ async function shardcacheEngine(cfg: EventLoopConfig, out: { cache?: Cache }): P
       }
       await pending
     },
-    request(id, complete, fail) {
+    request(id, req, complete, fail) {
       const key = userKey(id)
-      cache.get<User>(key).then((cached) => {
-        let user = cached
-        if (user === undefined) {
-          user = makeUser(id)
-          cache.set(key, user).catch(fail)
-        }
-        respond(user)
-        complete(cached !== undefined)
-      }, fail)
+      cache.get<User>(key).then(
+        (cached) => {
+          let user = cached
+          if (user === undefined) {
+            user = makeUser(id)
+            cache.set(key, user).catch((err: unknown) => fail(new Error(`shardcache set(${JSON.stringify(key)}) after a miss failed`, { cause: err })))
+          } else if (cached?.id !== id) {
+            fail(new Error(`shardcache get(${JSON.stringify(key)}) returned the entry of id ${JSON.stringify(cached?.id)}`))
+          }
+          respond(user, req)
+          complete(cached !== undefined)
+        },
+        (err: unknown) => fail(new Error(`shardcache get(${JSON.stringify(key)}) failed`, { cause: err })),
+      )
     },
     churn(seq, fail) {
-      cache.set(`churn:${seq}`, makeUser(10_000_000 + seq)).catch(fail)
+      const key = `churn:${seq}`
+      cache.set(key, makeUser(10_000_000 + seq)).catch((err: unknown) => fail(new Error(`shardcache set(${JSON.stringify(key)}) failed`, { cause: err })))
     },
     close: () => cache.close(),
   }
 }
 
+const emptyGc = (): GcSummary => ({ count: 0, minor: 0, major: 0, other: 0, totalMs: 0, maxMs: 0, maxMajorMs: 0, maxMinorMs: 0 })
+
 function gcObserver(): { summary(): GcSummary; reset(): void; stop(): void } {
-  let s: GcSummary = { count: 0, minor: 0, major: 0, totalMs: 0, maxMs: 0 }
+  let s = emptyGc()
   const obs = new PerformanceObserver((list) => {
     for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[]) {
       s.count++
       s.totalMs += e.duration
       if (e.duration > s.maxMs) s.maxMs = e.duration
       const kind = e.detail?.kind
-      if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) s.major++
-      else if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) s.minor++
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) {
+        s.major++
+        s.maxMajorMs = Math.max(s.maxMajorMs, e.duration)
+      } else if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) {
+        s.minor++
+        s.maxMinorMs = Math.max(s.maxMinorMs, e.duration)
+      } else {
+        s.other++
+      }
     }
   })
   obs.observe({ entryTypes: ['gc'] })
   return {
     summary: () => ({ ...s }),
     reset: () => {
-      s = { count: 0, minor: 0, major: 0, totalMs: 0, maxMs: 0 }
+      s = emptyGc()
     },
     stop: () => obs.disconnect(),
   }
@@ -224,6 +289,7 @@ async function run(cfg: EventLoopConfig): Promise<EventLoopResult> {
     if (inFlight > maxInFlight) maxInFlight = inFlight
     engine.request(
       id,
+      parseRequest(id, seq),
       (hit) => {
         inFlight--
         if (!counted) return
@@ -319,6 +385,6 @@ function send(msg: ChildMessage): Promise<void> {
 process.once('message', (cfg: EventLoopConfig) => {
   run(cfg).then(
     (result) => send({ ok: true, result }),
-    (err: unknown) => send({ ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
+    (err: unknown) => send({ ok: false, error: describeError(err), detail: errorDetail(err) }),
   ).finally(() => process.exit(0))
 })

@@ -25,10 +25,16 @@ export interface EventLoopConfig {
 
 export interface GcSummary {
   count: number
+  /** Scavenges of the young generation. */
   minor: number
+  /** Mark-compact finalisations (the atomic pause of a full collection). */
   major: number
+  /** Incremental-marking steps and weak-callback processing. */
+  other: number
   totalMs: number
   maxMs: number
+  maxMajorMs: number
+  maxMinorMs: number
 }
 
 export interface EventLoopResult {
@@ -49,4 +55,4 @@ export interface EventLoopResult {
   lruSize?: number
 }
 
-export type ChildMessage = { ok: true; result: EventLoopResult } | { ok: false; error: string }
+export type ChildMessage = { ok: true; result: EventLoopResult } | { ok: false; error: string; detail: string }

@@ -3,7 +3,7 @@
  * from the workloads so the JSON written next to the table stays raw numbers
  * (ns, ops/s, ms) and only the printout is rounded.
  */
-import { cpus, totalmem } from 'node:os'
+import { cpus, loadavg, totalmem } from 'node:os'
 import type { RecordableHistogram } from 'node:perf_hooks'
 
 export type Align = 'left' | 'right'
@@ -13,8 +13,12 @@ export interface Column {
   align?: Align
 }
 
-/** A table as aligned text. Cells are already formatted; `undefined` prints as an empty cell. */
-export function table(columns: Column[], rows: (string | undefined)[][]): string {
+/**
+ * A table as aligned text. Cells are already formatted; `undefined` prints as
+ * an empty cell. `notes` (skipped or failed engines) print under the rows
+ * without widening the columns.
+ */
+export function table(columns: Column[], rows: (string | undefined)[][], notes: string[] = []): string {
   const widths = columns.map((c, i) => Math.max(c.header.length, ...rows.map((r) => (r[i] ?? '').length)))
   const cell = (text: string, i: number): string => {
     const w = widths[i] ?? text.length
@@ -23,7 +27,40 @@ export function table(columns: Column[], rows: (string | undefined)[][]): string
   const line = (cells: (string | undefined)[]): string =>
     columns.map((_, i) => cell(cells[i] ?? '', i)).join('  ').trimEnd()
   const rule = widths.map((w) => '-'.repeat(w)).join('  ')
-  return [line(columns.map((c) => c.header)), rule, ...rows.map(line)].join('\n')
+  return [line(columns.map((c) => c.header)), rule, ...rows.map(line), ...notes].join('\n')
+}
+
+/** An error's message with its `cause` chain, one line: what a report row needs to point at the failing layer. */
+export function describeError(err: unknown): string {
+  const parts: string[] = []
+  let e: unknown = err
+  for (let depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    if (e instanceof Error) {
+      const code = (e as Error & { code?: unknown }).code
+      parts.push(`${e.name}${typeof code === 'string' ? ` [${code}]` : ''}: ${e.message}`)
+      e = e.cause
+    } else {
+      parts.push(String(e))
+      break
+    }
+  }
+  return parts.join(' <- caused by ')
+}
+
+/** The stack of an error, followed by its causes' stacks: for the JSON and for crash output. */
+export function errorDetail(err: unknown): string {
+  const parts: string[] = []
+  let e: unknown = err
+  for (let depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    if (e instanceof Error) {
+      parts.push(e.stack ?? `${e.name}: ${e.message}`)
+      e = e.cause
+    } else {
+      parts.push(String(e))
+      break
+    }
+  }
+  return parts.join('\ncaused by: ')
 }
 
 /** A section title, underlined, with an empty line before it. */
@@ -108,6 +145,8 @@ export interface MachineInfo {
   platform: string
   totalMemoryBytes: number
   date: string
+  /** 1/5/15-minute load averages when the run started: other work on the machine skews every figure. */
+  loadAverage: number[]
 }
 
 export function machineInfo(): MachineInfo {
@@ -119,10 +158,12 @@ export function machineInfo(): MachineInfo {
     platform: `${process.platform}-${process.arch}`,
     totalMemoryBytes: totalmem(),
     date: new Date().toISOString(),
+    loadAverage: loadavg(),
   }
 }
 
 export function fmtMachine(m: MachineInfo): string {
   const gib = (m.totalMemoryBytes / 2 ** 30).toFixed(1)
-  return `machine: ${m.cpu} | ${m.cores} cores | node ${m.node} (${m.platform}) | ${gib} GiB RAM | ${m.date}`
+  const load = m.loadAverage.map((x) => x.toFixed(2)).join(' ')
+  return `machine: ${m.cpu} | ${m.cores} cores | node ${m.node} (${m.platform}) | ${gib} GiB RAM | ${m.date} | load avg ${load}`
 }

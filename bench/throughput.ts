@@ -20,7 +20,7 @@ import { createCache } from '../src/index.js'
 import type { Cache, CacheStats } from '../src/index.js'
 import { drawOpRing, drawRing, ZipfSampler } from './zipf.js'
 import { resolveRedis } from './redis_server.js'
-import { fmtNs, fmtPct, fmtRate, fmtRatio, heading, ratio, summarize, table, verdict } from './report.js'
+import { describeError, errorDetail, fmtNs, fmtPct, fmtRate, fmtRatio, heading, ratio, summarize, table, verdict } from './report.js'
 import type { LatencySummary } from './report.js'
 
 export interface ThroughputConfig {
@@ -84,7 +84,10 @@ export interface EngineSummary {
   /** shardcache only: what `cache.stats()` reported after all mixes. */
   stats?: Pick<CacheStats, 'hitRate' | 'hits' | 'misses' | 'sets' | 'entries' | 'evictions' | 'shards' | 'shardRestarts' | 'usedBytes'>
   skipped?: string
+  /** One line: message and causes. */
   error?: string
+  /** Stacks, for the JSON. */
+  errorDetail?: string
 }
 
 export interface ThroughputResult {
@@ -174,8 +177,21 @@ function lruKv(keys: number): SyncKv {
 }
 
 async function redisKv(url: string, ownedServer: boolean): Promise<AsyncKv> {
-  const redis = new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: 1, lazyConnect: true })
-  await redis.connect()
+  // No reconnecting: a benchmark should fail fast, and a client retrying in the
+  // background would keep the process alive after the section gave up.
+  const redis = new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: 1, lazyConnect: true, retryStrategy: () => null })
+  // Errors surface through the commands; the listener keeps ioredis from printing
+  // "Unhandled error event" and keeps the socket-level cause for our message.
+  let socketError: Error | undefined
+  redis.on('error', (err: Error) => {
+    socketError = err
+  })
+  try {
+    await redis.connect()
+  } catch (err) {
+    redis.disconnect()
+    throw new Error(`cannot connect to Redis at ${url}`, { cause: socketError ?? err })
+  }
   let written: readonly string[] = []
   return {
     kind: 'async',
@@ -242,7 +258,7 @@ async function pipelinedAsync(kv: AsyncKv, w: Workload, ops: Uint8Array, ms: num
   let gets = 0
   let hits = 0
   const start = performance.now()
-  const deadline = start + ms
+  let deadline = start + ms
   const loop = async (): Promise<void> => {
     for (;;) {
       const t0 = performance.now()
@@ -259,7 +275,13 @@ async function pipelinedAsync(kv: AsyncKv, w: Workload, ops: Uint8Array, ms: num
       done++
     }
   }
-  await Promise.all(Array.from({ length: concurrency }, loop))
+  // One failed op ends every loop: the others must not keep issuing ops to an engine about to be closed.
+  const guarded = (): Promise<void> =>
+    loop().catch((err: unknown) => {
+      deadline = 0
+      throw err
+    })
+  await Promise.all(Array.from({ length: concurrency }, guarded))
   return finish(done, performance.now() - start, gets, hits, hist)
 }
 
@@ -409,17 +431,23 @@ export async function runThroughput(cfg: ThroughputConfig, log: (line: string) =
       let kv: Kv | undefined
       const summary: EngineSummary = { engine: f.name, prefillMs: 0 }
       engines.push(summary)
+      // Which step was running, so a failure names it.
+      let phase = 'create'
       try {
         kv = await f.make()
+        phase = 'prefill'
         const t0 = performance.now()
         await kv.prefill(w.keys, valueOf)
         summary.prefillMs = performance.now() - t0
+        phase = 'read-back after prefill'
         await verifyPrefill(kv, w, valueOf)
         for (const mix of MIXES) {
           const ops = w.opRings.get(mix.writeRatio)!
           // Warm-ups let the JIT settle and, for Redis, the socket buffers grow.
+          phase = `${mix.name} pipelined`
           await runPipelined(kv, w, ops, cfg.warmupMs, cfg.concurrency)
           const pipelined = await runPipelined(kv, w, ops, cfg.pipelinedMs, cfg.concurrency)
+          phase = `${mix.name} one in flight`
           await runSingle(kv, w, ops, cfg.warmupMs / 2)
           const single = await runSingle(kv, w, ops, cfg.singleMs)
           results.push({
@@ -434,9 +462,11 @@ export async function runThroughput(cfg: ThroughputConfig, log: (line: string) =
               `  one-in-flight p50 ${fmtNs(single.latency.p50Ns)}`,
           )
         }
+        phase = 'stats'
         if (kv.kind === 'async' && kv.summary !== undefined) summary.stats = await kv.summary()
       } catch (err) {
-        summary.error = err instanceof Error ? (err.stack ?? err.message) : String(err)
+        summary.error = `during ${phase}: ${describeError(err)}`
+        summary.errorDetail = errorDetail(err)
         log(`  ${f.name}: FAILED: ${summary.error}`)
       } finally {
         await kv?.close().catch(() => {})
@@ -489,9 +519,10 @@ export function printThroughput(r: ThroughputResult): string {
       fmtRatio(ratio(x.pipelined.opsPerSec, lru?.pipelined.opsPerSec)),
       fmtPct(x.pipelined.hitRate),
     ])
+    const notes: string[] = []
     for (const e of r.engines) {
-      if (e.skipped !== undefined) body.push([`${e.engine}: skipped (${e.skipped})`])
-      else if (e.error !== undefined) body.push([`${e.engine}: FAILED (${e.error.split('\n')[0]})`])
+      if (e.skipped !== undefined) notes.push(`${e.engine}: skipped (${e.skipped})`)
+      else if (e.error !== undefined) notes.push(`${e.engine}: FAILED: ${e.error}`)
     }
     out.push(
       `\n${mix.name} (${(mix.writeRatio * 100).toFixed(0)}% sets)`,
@@ -509,6 +540,7 @@ export function printThroughput(r: ThroughputResult): string {
           { header: 'hit rate' },
         ],
         body,
+        notes,
       ),
     )
   }
