@@ -527,7 +527,10 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   const resolved = resolveOptions(options)
   const { shards, regions, codec } = resolved
   const perShard = Array.from({ length: shards }, (_, s) => regions.map((r) => regionShare(r, s, shards)))
-  const router = new Router(perShard, (tag, bytes) => decodeValue(tag, bytes, codec), resolved.idleSpinMicros)
+  const router = new Router(perShard, (tag, bytes) => decodeValue(tag, bytes, codec), {
+    idleMicros: resolved.idleSpinMicros,
+    replyMicros: resolved.replySpinMicros,
+  })
   try {
     await router.ready()
   } catch (err) {

@@ -16,11 +16,23 @@
  * idle cache never keeps the process alive, and a pending operation always does.
  */
 import { Worker, MessageChannel } from 'node:worker_threads'
+import { availableParallelism } from 'node:os'
 import type { MessagePort } from 'node:worker_threads'
 import { wrap, releaseProxy } from 'comlink'
 import type { Remote } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
-import { FrameReader, FrameWriter, Op, SHARED_FRAME_BYTES, Status } from './protocol.js'
+import {
+  FrameReader,
+  FrameWriter,
+  MAX_FRAME_ID,
+  Op,
+  REPLY_TAKEN,
+  SHARED_FRAME_BYTES,
+  SIGNAL_SLOTS,
+  SMALL_FRAME_OPS,
+  Signal,
+  Status,
+} from './protocol.js'
 import type { EntryInfo, FrameMessage } from './protocol.js'
 import { CacheError, ClosedError, ErrorCodes, InternalError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
@@ -73,8 +85,8 @@ class ShardChannel {
   #markDied!: (err: Error) => void
 
   readonly writer = new FrameWriter()
-  /** Frames posted, shared with the shard so it can tell a frame is on its way (see workers/shard.ts). */
-  readonly doorbell = new Int32Array(new SharedArrayBuffer(4))
+  /** Signals shared with the shard thread, indexed by {@link Signal} (see src/protocol.ts). */
+  readonly signals = new Int32Array(new SharedArrayBuffer(SIGNAL_SLOTS * 4))
   /** Shared frame buffers (see src/protocol.ts): requests written here, replies read there. */
   readonly requests = Buffer.from(new SharedArrayBuffer(SHARED_FRAME_BYTES))
   readonly replies = Buffer.from(new SharedArrayBuffer(SHARED_FRAME_BYTES))
@@ -91,6 +103,7 @@ class ShardChannel {
     readonly index: number,
     readonly regions: RegionShardConfig[],
     readonly idleSpinMicros: number,
+    readonly spinners: Int32Array,
     readonly onReply: (ch: ShardChannel, frame: Uint8Array) => void,
     readonly onExit: (ch: ShardChannel, code: number, error: Error | undefined) => void,
   ) {
@@ -101,15 +114,17 @@ class ShardChannel {
 
   spawn(): void {
     const { port1, port2 } = new MessageChannel()
-    Atomics.store(this.doorbell, 0, 0) // a new thread has seen no frame
+    this.signals.fill(0) // a new thread has seen no frame
     const init: ShardInit = {
       shard: this.index,
       regions: this.regions,
       control: port2,
-      doorbell: this.doorbell.buffer as SharedArrayBuffer,
+      signals: this.signals.buffer as SharedArrayBuffer,
       requests: this.requests.buffer as SharedArrayBuffer,
       replies: this.replies.buffer as SharedArrayBuffer,
       idleSpinMicros: this.idleSpinMicros,
+      spinners: this.spinners.buffer as SharedArrayBuffer,
+      spinSlots: Math.max(0, availableParallelism() - 1),
     }
     const worker = new Worker(SHARD_FILE, { workerData: init, transferList: [port2] })
     let lastError: Error | undefined
@@ -146,12 +161,18 @@ export class Router {
   #flushScheduled = false
   #closing = false
   #closed: Promise<void> | undefined
+  readonly #replySpinMs: number
+  /** Shards whose small frame was just posted while they were awake: the flush may spin for their replies. */
+  readonly #awaited: ShardChannel[] = []
 
-  constructor(regionsByShard: RegionShardConfig[][], decode: ValueDecoder, idleSpinMicros: number) {
+  constructor(regionsByShard: RegionShardConfig[][], decode: ValueDecoder, spin: { idleMicros: number; replyMicros: number }) {
     this.shardCount = regionsByShard.length
     this.#decode = decode
+    this.#replySpinMs = spin.replyMicros / 1000
+    // Shards spinning now, across this cache (see the transport notes in src/protocol.ts).
+    const spinners = new Int32Array(new SharedArrayBuffer(4))
     this.#shards = regionsByShard.map(
-      (regions, i) => new ShardChannel(i, regions, idleSpinMicros, this.#onReply, this.#onExit),
+      (regions, i) => new ShardChannel(i, regions, spin.idleMicros, spinners, this.#onReply, this.#onExit),
     )
   }
 
@@ -267,7 +288,7 @@ export class Router {
       if (ch.inflight.size >= MAX_FRAMES_IN_FLIGHT && ch.writer.pos < FRAME_SOFT_LIMIT_BYTES && ch.dead === undefined) continue
       const w = ch.writer
       const id = this.#nextFrameId
-      this.#nextFrameId = (id + 1) >>> 0 || 1
+      this.#nextFrameId = id === MAX_FRAME_ID ? 1 : id + 1
       w.putU32(0, id)
       w.putU32(4, ch.sinks.length)
       // The shared buffer is free only when no frame is in flight (its reply would share the reply buffer).
@@ -293,11 +314,46 @@ export class Router {
       }
       if (ch.inflight.size === 0) ch.worker.ref()
       ch.inflight.set(id, { sinks, indexes })
-      Atomics.add(ch.doorbell, 0, 1)
+      const awaited =
+        frame === undefined && sinks.length <= SMALL_FRAME_OPS && this.#replySpinMs > 0 && Atomics.load(ch.signals, Signal.AWAKE) === 1
+      if (awaited) {
+        Atomics.store(ch.signals, Signal.WAITING, id)
+        this.#awaited.push(ch)
+      }
       this.framesSent++
       if (frame === undefined) ch.worker.postMessage(length)
       else ch.worker.postMessage(frame, [frame.buffer as ArrayBuffer])
+      // After the post, so a shard that sees the count change finds the message already queued.
+      Atomics.add(ch.signals, Signal.FRAMES_POSTED, 1)
     }
+    if (this.#awaited.length > 0) this.#spinForReplies()
+  }
+
+  /**
+   * A small frame sent to a shard that is awake is answered in a few µs, while
+   * letting this thread sleep until the reply's message arrives costs ~25 µs
+   * more (a thread wake-up). So the flush waits for such replies by spinning,
+   * for at most `replySpinMicros`, and reads them straight from the shared
+   * reply buffer. The compare-and-swap on WAITING settles the race with a
+   * shard that answers just as we give up: whoever loses, nothing is lost.
+   */
+  #spinForReplies(): void {
+    const awaited = this.#awaited
+    const deadline = performance.now() + this.#replySpinMs
+    for (let i = 0; i < awaited.length; i++) {
+      const ch = awaited[i]!
+      const signals = ch.signals
+      for (let n = 1; Atomics.load(signals, Signal.WAITING) !== REPLY_TAKEN; n++) {
+        if ((n & 31) === 0 && performance.now() > deadline) break
+      }
+      const waitingFor = Atomics.load(signals, Signal.WAITING)
+      if (waitingFor !== REPLY_TAKEN && Atomics.compareExchange(signals, Signal.WAITING, waitingFor, 0) === waitingFor) {
+        continue // gave up first: the shard will post the reply
+      }
+      Atomics.store(signals, Signal.WAITING, 0)
+      this.#onReply(ch, ch.replies.subarray(0, Atomics.load(signals, Signal.REPLY_LENGTH)))
+    }
+    awaited.length = 0
   }
 
   #onReply = (ch: ShardChannel, frame: Uint8Array): void => {

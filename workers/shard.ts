@@ -11,7 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import { expose } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
-import { FrameReader, FrameWriter, Op, SetFlag, Status } from '../src/protocol.js'
+import { FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/protocol.js'
 import type { FrameMessage } from '../src/protocol.js'
 import { Glob } from '../src/glob.js'
 import { RegionStore } from './region_store.js'
@@ -22,12 +22,16 @@ export interface ShardInit {
   shard: number
   regions: RegionShardConfig[]
   control: MessagePort
-  /** Int32 [0]: frames the router has posted to this shard. See {@link awaitNextFrame}. */
-  doorbell: SharedArrayBuffer
+  /** Int32 signals shared with the router, indexed by {@link Signal}. */
+  signals: SharedArrayBuffer
   /** Frames from the router, when the message is a length (see src/protocol.ts). */
   requests: SharedArrayBuffer
   /** Replies to frames that came through {@link requests}. */
   replies: SharedArrayBuffer
+  /** Int32 [0]: shards spinning now, shared by every shard of the cache. */
+  spinners: SharedArrayBuffer
+  /** At most this many shards may spin at once (cores minus the calling thread's). */
+  spinSlots: number
   /** How long to stay awake for the next frame after answering one, in µs; 0 sleeps at once. */
   idleSpinMicros: number
 }
@@ -52,17 +56,9 @@ const replies = Buffer.from(init.replies)
 const local = Buffer.allocUnsafe(64 * 1024)
 const out = new FrameWriter(local)
 
-const doorbell = new Int32Array(init.doorbell)
+const signals = new Int32Array(init.signals)
+const spinners = new Int32Array(init.spinners)
 let framesSeen = 0
-
-/**
- * Only small frames make the shard wait awake: they come from callers that
- * issue few operations at a time and wait for each (latency-bound). Large
- * frames mean a pipelining caller whose next frame is a whole batch away; a
- * shard spinning then only takes a core from the calling thread (measured
- * with 2 shards on 2 cores: batched throughput halved).
- */
-const SPIN_AFTER_OPS_AT_MOST = 8
 
 port.on('message', (msg: FrameMessage) => {
   framesSeen++
@@ -74,27 +70,44 @@ port.on('message', (msg: FrameMessage) => {
   out.buf = shared ? replies : local
   handleFrame(shared ? requests.subarray(0, msg) : msg)
   if (shared && out.buf === replies) {
-    port.postMessage(out.pos)
+    Atomics.store(signals, Signal.REPLY_LENGTH, out.pos)
+    // A router spinning for this frame takes the reply from the buffer: no post, no wake-up.
+    if (Atomics.compareExchange(signals, Signal.WAITING, lastFrameId, REPLY_TAKEN) !== lastFrameId) port.postMessage(out.pos)
   } else {
     const reply = out.take()
     port.postMessage(reply, [reply.buffer as ArrayBuffer])
   }
-  if (lastFrameOps <= SPIN_AFTER_OPS_AT_MOST) awaitNextFrame()
+  // Only small frames keep the shard awake: large ones come from a pipelining
+  // caller whose next frame is a whole batch away, and a spinning shard would
+  // only take a core from it (measured with 2 shards on 2 cores: batched
+  // throughput halved).
+  if (lastFrameOps <= SMALL_FRAME_OPS) awaitNextFrame()
 })
 
 /**
- * Waking a sleeping thread costs ~25 µs on the reference machine, about half
- * of a one-op round trip. So after answering, the shard stays awake for a
- * moment, watching the doorbell the router bumps before each post: if the next
- * frame comes in time, the event loop finds it without sleeping. This trades
- * up to `idleSpinMicros` of this thread's CPU per frame for latency.
+ * After answering a small frame the shard stays awake for up to
+ * `idleSpinMicros`, watching FRAMES_POSTED: if the next frame comes in time,
+ * the event loop finds its message without the thread having slept (a wake-up
+ * costs ~25 µs here). AWAKE tells the router it may spin for the answer.
  */
 function awaitNextFrame(): void {
   const budget = init.idleSpinMicros / 1000
-  if (budget <= 0 || Atomics.load(doorbell, 0) !== framesSeen) return
+  if (budget <= 0 || Atomics.load(signals, Signal.FRAMES_POSTED) !== framesSeen || !takeSpinSlot()) return
+  Atomics.store(signals, Signal.AWAKE, 1)
   const start = performance.now()
-  for (let i = 1; Atomics.load(doorbell, 0) === framesSeen; i++) {
-    if ((i & 63) === 0 && performance.now() - start > budget) return
+  for (let i = 1; Atomics.load(signals, Signal.FRAMES_POSTED) === framesSeen; i++) {
+    if ((i & 63) === 0 && performance.now() - start > budget) break
+  }
+  Atomics.store(signals, Signal.AWAKE, 0)
+  Atomics.sub(spinners, 0, 1)
+}
+
+/** Claims one of the shared spin slots, if one is free. */
+function takeSpinSlot(): boolean {
+  for (;;) {
+    const n = Atomics.load(spinners, 0)
+    if (n >= init.spinSlots) return false
+    if (Atomics.compareExchange(spinners, 0, n, n + 1) === n) return true
   }
 }
 
@@ -111,6 +124,7 @@ const control: ShardControl = {
 expose(control, nodeEndpoint(init.control))
 
 let lastFrameOps = 0
+let lastFrameId = 0
 
 /** Answers every op of a frame into `out`. */
 function handleFrame(frame: Uint8Array): void {
@@ -118,6 +132,7 @@ function handleFrame(frame: Uint8Array): void {
   const id = r.u32()
   const count = r.u32()
   lastFrameOps = count
+  lastFrameId = id
   out.pos = 0
   out.u32(id)
   out.u32(count)
