@@ -181,10 +181,6 @@ export class Router {
     await Promise.all(this.#shards.map((ch) => this.#controlCall(ch, (c) => c.stats())))
   }
 
-  get closing(): boolean {
-    return this.#closing
-  }
-
   /** Shard restarts since the router started. */
   get restarts(): number {
     return this.#shards.reduce((n, ch) => n + ch.restarts, 0)
