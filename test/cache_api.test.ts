@@ -346,6 +346,33 @@ test('many concurrent callers on several shards keep sharing frames (no fragment
   })
 })
 
+test('a failed operation rejects only its own promise, not the others in its frame', async () => {
+  // This codec cannot decode what it stored for "poison": the shard's answer is fine, decoding it fails.
+  const codec = {
+    encode: (v: unknown) => Buffer.from(JSON.stringify(v)),
+    decode: (b: Uint8Array) => {
+      const v = JSON.parse(Buffer.from(b).toString()) as unknown
+      if (v === 'poison') throw new Error('cannot decode poison')
+      return v
+    },
+  }
+  await withCache({ shards: 1, codec }, async (cache) => {
+    await cache.mset([['a', { n: 1 }], ['bad', 'x'], ['b', { n: 2 }]])
+    await cache.set('bad', { toJSON: () => 'poison' })
+    const before = cache.framesSentForTest()
+    const results = await Promise.allSettled([cache.get('a'), cache.get('bad'), cache.get('b'), cache.set('c', 3)])
+    assert.is(cache.framesSentForTest() - before, 1) // one frame carried all four
+    assert.equal(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled'])
+    assert.equal((results[0] as PromiseFulfilledResult<unknown>).value, { n: 1 })
+    const err = (results[1] as PromiseRejectedResult).reason as { code: string; message: string; cause: Error }
+    assert.is(err.code, 'E_INVALID_VALUE')
+    assert.is(err.message, 'stored value cannot be decoded by the configured codec')
+    assert.is(err.cause.message, 'cannot decode poison')
+    assert.equal((results[2] as PromiseFulfilledResult<unknown>).value, { n: 2 })
+    assert.is(await cache.get('c'), 3)
+  })
+})
+
 test('operations to one key apply in the order they were issued', async () => {
   await withCache({ shards: 2 }, async (cache) => {
     const ps: Promise<unknown>[] = []
