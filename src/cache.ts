@@ -13,7 +13,7 @@ import { checkKey, checkKeys, decodeValue, encodeValue } from './values.js'
 import type { EncodedValue } from './values.js'
 import { Router } from './router.js'
 import type { RawEntry, Sink } from './router.js'
-import { aggregateStats } from './stats.js'
+import { aggregateStats, emptyRegionStats } from './stats.js'
 import type { CacheStats } from './stats.js'
 
 /** What {@link CacheRegion.getEntry} returns. */
@@ -469,11 +469,19 @@ export class Cache extends CacheRegion {
    */
   async stats(): Promise<CacheStats> {
     if (this.core.closed) throw new ClosedError()
-    const reports = await this.core.router.control((c) => c.stats())
+    const { router, options } = this.core
+    const reports = await router.control((c) => c.stats())
+    const down: number[] = []
+    const perShard = reports.map((r, shard) => {
+      if (r !== undefined) return r.regions
+      down.push(shard)
+      return options.regions.map((region) => emptyRegionStats(regionShare(region, shard, router.shardCount)))
+    })
     return aggregateStats(
-      this.core.options.regions.map((r) => r.name),
-      reports.map((r) => r.regions),
-      this.core.router.restarts,
+      options.regions.map((r) => r.name),
+      perShard,
+      router.restarts,
+      down,
     )
   }
 

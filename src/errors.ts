@@ -94,14 +94,27 @@ export class ClosedError extends CacheError {
 /**
  * The shard thread owning the key died while the operation was in flight. The
  * shard restarts empty; retrying the operation is safe. Code `E_SHARD_CRASHED`.
+ *
+ * When `restarting` is false the shard kept dying before it could answer
+ * anything and is no longer restarted: its keys fail until the cache is recreated.
  */
 export class ShardCrashedError extends CacheError {
   static readonly code = ErrorCodes.SHARD_CRASHED
   /** Index of the shard that died. */
   readonly shard: number
-  constructor(shard: number, options?: { cause?: unknown }) {
-    super(ErrorCodes.SHARD_CRASHED, `shard ${shard} crashed; it restarts empty and the operation may be retried`, options)
+  /** Whether the shard is being restarted (false: it is down for good). */
+  readonly restarting: boolean
+  constructor(shard: number, options?: { cause?: unknown; restarting?: boolean }) {
+    const restarting = options?.restarting ?? true
+    super(
+      ErrorCodes.SHARD_CRASHED,
+      restarting
+        ? `shard ${shard} crashed; it restarts empty and the operation may be retried`
+        : `shard ${shard} is down: it crashed repeatedly before answering and is not restarted; recreate the cache`,
+      options,
+    )
     this.shard = shard
+    this.restarting = restarting
   }
 }
 

@@ -232,10 +232,10 @@ export class Router {
     this.simple(shard, Op.CRASH, 0, sink, 0)
   }
 
-  /** Calls every shard's control API and returns the answers in shard order. */
-  async control<T>(call: (c: Remote<ShardControl>) => Promise<T>): Promise<T[]> {
+  /** Calls every shard's control API and returns the answers in shard order; `undefined` for a shard that is down for good. */
+  async control<T>(call: (c: Remote<ShardControl>) => Promise<T>): Promise<(T | undefined)[]> {
     await this.drain()
-    return Promise.all(this.#shards.map((ch) => this.#controlCall(ch, call)))
+    return Promise.all(this.#shards.map((ch) => (ch.dead === undefined ? this.#controlCall(ch, call) : undefined)))
   }
 
   /** Resolves when every op issued so far has been answered. */
@@ -465,7 +465,8 @@ export class Router {
     }
     ch.crashesInARow++
     if (ch.crashesInARow > MAX_RESTARTS_IN_A_ROW) {
-      ch.dead = new ShardCrashedError(ch.index, { cause: new Error(`shard ${ch.index} crashed ${ch.crashesInARow} times in a row; it is not restarted again`) })
+      const cause = new Error(`shard ${ch.index} crashed ${ch.crashesInARow} times in a row without answering a frame`, { cause: crash.cause })
+      ch.dead = new ShardCrashedError(ch.index, { cause, restarting: false })
       this.#afterReply(ch) // rejects what waits for it
       return
     }

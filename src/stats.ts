@@ -3,7 +3,7 @@
  * this module sums them per shard, per region and in total, and derives the
  * ratios. Everything is plain JSON (no Maps, no Infinity: a missing budget is `null`).
  */
-import type { RegionShardStats } from '../workers/region_store.js'
+import type { RegionShardConfig, RegionShardStats } from '../workers/region_store.js'
 
 /** Counters and gauges of a part of the cache (a region, a shard, or all of it). */
 export interface CounterStats {
@@ -53,10 +53,32 @@ export interface CacheStats extends CounterStats {
   shards: number
   /** Shard threads that died and were restarted (empty) since the cache was created. */
   shardRestarts: number
+  /** Shards that kept crashing before answering and are no longer restarted (their figures are zeros). */
+  shardsDown: number[]
   /** Per shard, all regions summed, in shard order. */
   byShard: (CounterStats & { shard: number })[]
   /** Per region, all shards summed. */
   byRegion: Record<string, CounterStats>
+}
+
+/** The stats of a region share that holds nothing (a shard that is down). */
+export function emptyRegionStats(config: RegionShardConfig): RegionShardStats {
+  return {
+    hits: 0,
+    misses: 0,
+    sets: 0,
+    deletes: 0,
+    evictionsSize: 0,
+    evictionsExpired: 0,
+    corrupt: 0,
+    entries: 0,
+    compressedEntries: 0,
+    usedBytes: 0,
+    rawBytes: 0,
+    storedBytes: 0,
+    maxBytes: Number.isFinite(config.maxBytes) ? config.maxBytes : null,
+    maxEntries: Number.isFinite(config.maxEntries) ? config.maxEntries : null,
+  }
 }
 
 /** Sums of shard reports have the shape of one report. */
@@ -111,12 +133,18 @@ function derive(s: Sum): CounterStats {
 }
 
 /** Aggregates per-shard, per-region reports (`reports[shard][region]`) into {@link CacheStats}. */
-export function aggregateStats(regionNames: string[], reports: RegionShardStats[][], shardRestarts: number): CacheStats {
+export function aggregateStats(
+  regionNames: string[],
+  reports: RegionShardStats[][],
+  shardRestarts: number,
+  shardsDown: number[],
+): CacheStats {
   const all = reports.flat()
   return {
     ...derive(sum(all)),
     shards: reports.length,
     shardRestarts,
+    shardsDown,
     byShard: reports.map((regions, shard) => ({ shard, ...derive(sum(regions)) })),
     // fromEntries defines own properties, so a region named "__proto__" is an ordinary key.
     byRegion: Object.fromEntries(regionNames.map((name, r) => [name, derive(sum(reports.map((regions) => regions[r]!)))])),

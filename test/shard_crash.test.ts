@@ -61,4 +61,31 @@ test('stats and resetStats are answered after a crash, not left hanging', async 
   await cache.close()
 })
 
+test('a shard that keeps crashing before answering is given up after 5 restarts; the others and stats keep working', async () => {
+  const cache = await createCache({ shards: 2 })
+  const onShard1 = Array.from({ length: 40 }, (_, i) => `k${i}`).filter((k) => cache.shardOfForTest(k) === 1)
+  const onShard0 = Array.from({ length: 40 }, (_, i) => `k${i}`).filter((k) => cache.shardOfForTest(k) === 0)
+  await cache.mset(onShard1.map((k): [string, string] => [k, k]))
+  // Each crash request is the first frame of the restarted thread: six crashes without an answer.
+  for (let i = 0; i < 6; i++) {
+    const err = (await cache.crashShardForTest(0).catch((e: unknown) => e)) as ShardCrashedError
+    assert.instance(err, ShardCrashedError)
+    assert.is(err.restarting, true)
+  }
+  const err = (await cache.get(onShard0[0]!).catch((e: unknown) => e)) as ShardCrashedError
+  assert.instance(err, ShardCrashedError)
+  assert.is(err.code, 'E_SHARD_CRASHED')
+  assert.is(err.restarting, false)
+  assert.is(err.message, 'shard 0 is down: it crashed repeatedly before answering and is not restarted; recreate the cache')
+  assert.equal(await cache.mget(onShard1), onShard1)
+  const s = await cache.stats()
+  assert.is(s.shardRestarts, 5)
+  assert.equal(s.shardsDown, [0])
+  assert.is(s.byShard[0]!.entries, 0)
+  assert.is(s.byShard[1]!.entries, onShard1.length)
+  assert.is(s.entries, onShard1.length)
+  await cache.resetStats()
+  await cache.close()
+})
+
 test.run()

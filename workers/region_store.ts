@@ -32,6 +32,7 @@ import type { Glob } from '../src/glob.js'
 import { compressIfSmaller, decompress } from './compression.js'
 import { KeyIndex } from './key_index.js'
 import { ValueSlab } from './value_slab.js'
+import { emptyRegionStats } from '../src/stats.js'
 
 export type EvictionPolicy = 'lru' | 'fifo'
 
@@ -367,6 +368,7 @@ export class RegionStore {
 
   stats(): RegionShardStats {
     return {
+      ...emptyRegionStats(this.config),
       hits: this.#hits,
       misses: this.#misses,
       sets: this.#sets,
@@ -379,8 +381,6 @@ export class RegionStore {
       usedBytes: this.#usedBytes,
       rawBytes: this.#rawBytes,
       storedBytes: this.#storedBytes,
-      maxBytes: Number.isFinite(this.config.maxBytes) ? this.config.maxBytes : null,
-      maxEntries: Number.isFinite(this.config.maxEntries) ? this.config.maxEntries : null,
     }
   }
 
