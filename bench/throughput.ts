@@ -285,31 +285,6 @@ async function pipelinedAsync(kv: AsyncKv, w: Workload, ops: Uint8Array, ms: num
   return finish(done, performance.now() - start, gets, hits, hist)
 }
 
-async function singleAsync(kv: AsyncKv, w: Workload, ops: Uint8Array, ms: number): Promise<RunResult> {
-  const hist = createHistogram()
-  const { keys, values, keyRing } = w
-  let done = 0
-  let gets = 0
-  let hits = 0
-  const start = performance.now()
-  const deadline = start + ms
-  for (;;) {
-    const t0 = performance.now()
-    if (t0 >= deadline) break
-    const i = cursor++ & MASK
-    const key = keys[keyRing[i]!]!
-    if (ops[i] === 1) {
-      await kv.set(key, values[i & (VALUE_VARIANTS - 1)]!)
-    } else {
-      gets++
-      if ((await kv.get(key)) != null) hits++
-    }
-    hist.record(nsSince(t0, performance.now()))
-    done++
-  }
-  return finish(done, performance.now() - start, gets, hits, hist)
-}
-
 /** Ops between clock reads in the sync tight loop; timing every op would halve lru-cache's rate. */
 const SYNC_BATCH = 1024
 /** One op in this many is timed in the sync tight loop, for its latency percentiles. */
@@ -382,7 +357,8 @@ async function runPipelined(kv: Kv, w: Workload, ops: Uint8Array, ms: number, co
 }
 
 async function runSingle(kv: Kv, w: Workload, ops: Uint8Array, ms: number): Promise<RunResult> {
-  return kv.kind === 'sync' ? singleSync(kv, w, ops, ms) : singleAsync(kv, w, ops, ms)
+  // One in flight is the pipelined run with a single loop.
+  return kv.kind === 'sync' ? singleSync(kv, w, ops, ms) : pipelinedAsync(kv, w, ops, ms, 1)
 }
 
 /** Reads back a sample of prefilled keys: a wrong answer here is an engine bug, and every later number would be meaningless. */
