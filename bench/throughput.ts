@@ -290,7 +290,12 @@ const SYNC_BATCH = 1024
 /** One op in this many is timed in the sync tight loop, for its latency percentiles. */
 const SYNC_SAMPLE_EVERY = 16
 
-function pipelinedSync(kv: SyncKv, w: Workload, ops: Uint8Array, ms: number): RunResult {
+/**
+ * The synchronous loop: `batch` ops between clock reads, one op in
+ * `sampleEvery` timed. The pipelined run batches (timing every op would halve
+ * lru-cache's rate); the one-in-flight run times each op.
+ */
+function syncLoop(kv: SyncKv, w: Workload, ops: Uint8Array, ms: number, batch: number, sampleEvery: number): RunResult {
   const hist = createHistogram()
   const { keys, values, keyRing } = w
   let done = 0
@@ -299,10 +304,10 @@ function pipelinedSync(kv: SyncKv, w: Workload, ops: Uint8Array, ms: number): Ru
   const start = performance.now()
   const deadline = start + ms
   do {
-    for (let j = 0; j < SYNC_BATCH; j++) {
+    for (let j = 0; j < batch; j++) {
       const i = cursor++ & MASK
       const key = keys[keyRing[i]!]!
-      const timed = j % SYNC_SAMPLE_EVERY === 0
+      const timed = j % sampleEvery === 0
       const t0 = timed ? performance.now() : 0
       if (ops[i] === 1) {
         kv.set(key, values[i & (VALUE_VARIANTS - 1)]!)
@@ -312,33 +317,8 @@ function pipelinedSync(kv: SyncKv, w: Workload, ops: Uint8Array, ms: number): Ru
       }
       if (timed) hist.record(nsSince(t0, performance.now()))
     }
-    done += SYNC_BATCH
+    done += batch
   } while (performance.now() < deadline)
-  return finish(done, performance.now() - start, gets, hits, hist)
-}
-
-function singleSync(kv: SyncKv, w: Workload, ops: Uint8Array, ms: number): RunResult {
-  const hist = createHistogram()
-  const { keys, values, keyRing } = w
-  let done = 0
-  let gets = 0
-  let hits = 0
-  const start = performance.now()
-  const deadline = start + ms
-  for (;;) {
-    const t0 = performance.now()
-    if (t0 >= deadline) break
-    const i = cursor++ & MASK
-    const key = keys[keyRing[i]!]!
-    if (ops[i] === 1) {
-      kv.set(key, values[i & (VALUE_VARIANTS - 1)]!)
-    } else {
-      gets++
-      if (kv.get(key) != null) hits++
-    }
-    hist.record(nsSince(t0, performance.now()))
-    done++
-  }
   return finish(done, performance.now() - start, gets, hits, hist)
 }
 
@@ -353,12 +333,12 @@ function finish(done: number, elapsedMs: number, gets: number, hits: number, his
 }
 
 async function runPipelined(kv: Kv, w: Workload, ops: Uint8Array, ms: number, concurrency: number): Promise<RunResult> {
-  return kv.kind === 'sync' ? pipelinedSync(kv, w, ops, ms) : pipelinedAsync(kv, w, ops, ms, concurrency)
+  return kv.kind === 'sync' ? syncLoop(kv, w, ops, ms, SYNC_BATCH, SYNC_SAMPLE_EVERY) : pipelinedAsync(kv, w, ops, ms, concurrency)
 }
 
 async function runSingle(kv: Kv, w: Workload, ops: Uint8Array, ms: number): Promise<RunResult> {
   // One in flight is the pipelined run with a single loop.
-  return kv.kind === 'sync' ? singleSync(kv, w, ops, ms) : pipelinedAsync(kv, w, ops, ms, 1)
+  return kv.kind === 'sync' ? syncLoop(kv, w, ops, ms, 1, 1) : pipelinedAsync(kv, w, ops, ms, 1)
 }
 
 /** Reads back a sample of prefilled keys: a wrong answer here is an engine bug, and every later number would be meaningless. */
