@@ -71,6 +71,9 @@ export function runMicro(cfg: MicroConfig, log: (line: string) => void): MicroSe
   const keys = Array.from({ length: cfg.keys }, (_, i) => `bench:rs:${i}`)
   const fresh = Array.from({ length: FRESH }, (_, i) => `bench:fresh:${i}`)
   const value = new Uint8Array(cfg.valueBytes).fill(120)
+  // A shard looks keys up from the frame's bytes (getAt/setAt); lru-cache takes strings. Each gets its native form.
+  const keyBytes = keys.map((k) => Buffer.from(k))
+  const freshBytes = fresh.map((k) => Buffer.from(k))
   const ring = drawRing(new ZipfSampler(cfg.keys, cfg.zipfS, cfg.seed), RING, cfg.seed + 1)
   // Store results somewhere observable so the JIT cannot drop the calls.
   let sink = 0
@@ -78,9 +81,9 @@ export function runMicro(cfg: MicroConfig, log: (line: string) => void): MicroSe
   const cases: Case[] = []
   for (const policy of ['lru', 'fifo'] as const) {
     const store = new RegionStore(config(policy, cfg.keys))
-    for (let i = 0; i < keys.length; i++) store.set(keys[i]!, keys[i]!.length, ValueTag.UINT8ARRAY, value, undefined, false, false, undefined)
+    for (let i = 0; i < keys.length; i++) store.set(keys[i]!, ValueTag.UINT8ARRAY, value, undefined, false, false, undefined)
     const small = new RegionStore(config(policy, cfg.evictionEntries))
-    for (let i = 0; i < cfg.evictionEntries; i++) small.set(keys[i]!, keys[i]!.length, ValueTag.UINT8ARRAY, value, undefined, false, false, undefined)
+    for (let i = 0; i < cfg.evictionEntries; i++) small.set(keys[i]!, ValueTag.UINT8ARRAY, value, undefined, false, false, undefined)
     let gi = 0
     let si = 0
     let ei = 0
@@ -90,24 +93,24 @@ export function runMicro(cfg: MicroConfig, log: (line: string) => void): MicroSe
         subject,
         name: 'get hit',
         fn: () => {
-          const k = keys[ring[gi++ & MASK]!]!
-          sink += store.get(k)?.length ?? 0
+          const k = keyBytes[ring[gi++ & MASK]!]!
+          sink += store.getAt(k, 0, k.length)?.length ?? 0
         },
       },
       {
         subject,
         name: 'set (update)',
         fn: () => {
-          const k = keys[ring[si++ & MASK]!]!
-          store.set(k, k.length, ValueTag.UINT8ARRAY, value, undefined, false, false, undefined)
+          const k = keyBytes[ring[si++ & MASK]!]!
+          store.setAt(k, 0, k.length, ValueTag.UINT8ARRAY, value, undefined, false, false, undefined)
         },
       },
       {
         subject,
         name: 'set with eviction',
         fn: () => {
-          const k = fresh[ei++ & (FRESH - 1)]!
-          small.set(k, k.length, ValueTag.UINT8ARRAY, value, undefined, false, false, undefined)
+          const k = freshBytes[ei++ & (FRESH - 1)]!
+          small.setAt(k, 0, k.length, ValueTag.UINT8ARRAY, value, undefined, false, false, undefined)
         },
       },
     )

@@ -52,7 +52,7 @@ interface PutOptions {
 /** set() with the key's real UTF-8 length, as the shard passes it. */
 function put(store: RegionStore, key: string, value: string | Uint8Array, o: PutOptions = {}): boolean {
   const raw = typeof value === 'string' ? enc.encode(value) : value
-  return store.set(key, Buffer.byteLength(key), o.tag ?? 0, raw, o.ttl, o.nx ?? false, o.xx ?? false, o.meta)
+  return store.set(key, o.tag ?? 0, raw, o.ttl, o.nx ?? false, o.xx ?? false, o.meta)
 }
 
 /** get() decoded as UTF-8, or undefined on a miss. */
@@ -1099,7 +1099,7 @@ function step(store: RegionStore, model: Model, clock: Clock, op: Op, i: number)
   const where = `op #${i} ${describe(op)}`
   switch (op.op) {
     case 'set':
-      assert.is(store.set(op.key, Buffer.byteLength(op.key), op.tag, op.value, op.ttl, op.nx, op.xx, op.meta), model.set(op.key, op.tag, op.value, op.ttl, op.nx, op.xx, op.meta), where)
+      assert.is(store.set(op.key, op.tag, op.value, op.ttl, op.nx, op.xx, op.meta), model.set(op.key, op.tag, op.value, op.ttl, op.nx, op.xx, op.meta), where)
       break
     case 'get': {
       const want = model.read(op.key)

@@ -3,13 +3,16 @@
  * FIFO eviction, per-entry TTL and byte accounting.
  *
  * Layout (after isaacs/node-lru-cache): entries are slots, not objects. A
- * {@link KeyIndex} (a `Map<string, slot>` split into small maps) finds a slot;
- * typed arrays hold each slot's list links, sizes, times, flags and the ref of
- * its value in a {@link ValueSlab} (values live in big pages, not one object
- * each); a plain array holds the key strings; freed slots go on a stack and
- * are reused. With a million entries the GC then traces the key strings and a
- * handful of large arrays instead of millions of objects, which is what keeps
- * a shard's pauses short (1M entries under churn: 11 ms instead of 250 ms). The arrays start small and double as the
+ * {@link KeyTable} (a hash table over key bytes, in typed arrays) finds a
+ * slot; typed arrays hold each slot's list links, sizes, times, flags and the
+ * ref of its value in a {@link ValueSlab} (values and keys live in big pages,
+ * not one object each); freed slots go on a stack and are reused. With a
+ * million entries the GC then traces a handful of large arrays instead of
+ * millions of objects, which is what keeps a shard's pauses short.
+ *
+ * Keys are bytes: the shard looks keys up straight from the frame
+ * (`getAt(frame, start, length)`), never building a string; the methods
+ * taking string keys encode them and are for tests and in-thread callers. The arrays start small and double as the
  * region grows, up to its entry budget.
  *
  * The list runs from `head` (next to evict) to `tail` (most recently set, or,
@@ -30,7 +33,7 @@ import { ENTRY_OVERHEAD_BYTES } from '../src/protocol.js'
 import type { EntryInfo } from '../src/protocol.js'
 import type { Glob } from '../src/glob.js'
 import { compressIfSmaller, decompress } from './compression.js'
-import { KeyIndex } from './key_index.js'
+import { KeyTable, hashBytes } from './key_table.js'
 import { ValueSlab } from './value_slab.js'
 import { emptyRegionStats } from '../src/stats.js'
 
@@ -77,6 +80,8 @@ export interface StoredEntry extends EntryInfo {
 
 const NIL = -1
 const FLAG_COMPRESSED = 0x80
+/** Set while a slot holds an entry. */
+const FLAG_LIVE = 0x40
 const TAG_MASK = 0x0f
 const INITIAL_CAPACITY = 256
 
@@ -88,8 +93,9 @@ export class RegionStore {
   readonly #now: () => number
   readonly #lru: boolean
 
-  readonly #index: KeyIndex
-  #keys: (string | undefined)[] = []
+  readonly #keys: KeyTable
+  /** Hash of the key last looked up by {@link #live}, reused when a set inserts it. */
+  #lastHash = 0
   /** Where each slot's stored value lives in {@link #slab}, and its stored length. */
   #valueRef: Float64Array
   #storedSize: Uint32Array
@@ -130,10 +136,10 @@ export class RegionStore {
     this.config = config
     this.#now = now
     this.#lru = config.policy === 'lru'
-    this.#index = new KeyIndex(config.maxEntries === Infinity ? Infinity : config.maxEntries)
     // One slot more than the entry budget: a set links its entry before evicting.
     this.#capacity = Math.min(INITIAL_CAPACITY, config.maxEntries + 1)
     const c = this.#capacity
+    this.#keys = new KeyTable(config.maxEntries, c)
     this.#next = new Int32Array(c)
     this.#prev = new Int32Array(c)
     this.#created = new Float64Array(c)
@@ -157,8 +163,8 @@ export class RegionStore {
    * memory, valid until the next write: callers copy it out at once (the shard
    * writes it into the reply) and must not modify it.
    */
-  get(key: string): Uint8Array | undefined {
-    const slot = this.#live(key)
+  getAt(buf: Uint8Array, start: number, len: number): Uint8Array | undefined {
+    const slot = this.#live(buf, start, len)
     if (slot === NIL) {
       this.#misses++
       return undefined
@@ -174,9 +180,9 @@ export class RegionStore {
     return value
   }
 
-  /** The whole entry, or undefined on a miss. Counts a hit or a miss, like {@link get}. */
-  entry(key: string): StoredEntry | undefined {
-    const slot = this.#live(key)
+  /** The whole entry, or undefined on a miss. Counts a hit or a miss, like {@link getAt}. */
+  entryAt(buf: Uint8Array, start: number, len: number): StoredEntry | undefined {
+    const slot = this.#live(buf, start, len)
     const value = slot === NIL ? undefined : this.#read(slot)
     if (value === undefined) {
       this.#misses++
@@ -200,13 +206,13 @@ export class RegionStore {
   }
 
   /** Whether a live entry exists. Does not count as a read nor refresh LRU order. */
-  has(key: string): boolean {
-    return this.#live(key) !== NIL
+  hasAt(buf: Uint8Array, start: number, len: number): boolean {
+    return this.#live(buf, start, len) !== NIL
   }
 
   /** Remaining ms (rounded up), `Infinity` without expiry, undefined on a miss. Does not count as a read. */
-  ttl(key: string): number | undefined {
-    const slot = this.#live(key)
+  ttlAt(buf: Uint8Array, start: number, len: number): number | undefined {
+    const slot = this.#live(buf, start, len)
     if (slot === NIL) return undefined
     return this.#remaining(this.#expires[slot]!)
   }
@@ -225,7 +231,7 @@ export class RegionStore {
         this.#remove(slot)
         this.#evictionsExpired++
       } else {
-        const key = this.#keys[slot]!
+        const key = this.#keys.keyString(slot)
         if (glob === undefined || glob.matches(key)) out.push(key)
       }
       slot = next
@@ -240,9 +246,10 @@ export class RegionStore {
    * Returns false, changing nothing, when `nx` finds a live entry or `xx` finds none.
    * The caller guarantees that the entry fits the byte budget on its own.
    */
-  set(
-    key: string,
-    keyBytes: number,
+  setAt(
+    buf: Uint8Array,
+    start: number,
+    len: number,
     tag: number,
     raw: Uint8Array,
     ttl: number | undefined,
@@ -250,7 +257,7 @@ export class RegionStore {
     xx: boolean,
     metadata: Uint8Array | undefined,
   ): boolean {
-    let slot = this.#live(key)
+    let slot = this.#live(buf, start, len)
     if (slot === NIL ? xx : nx) return false
 
     let stored: Uint8Array | undefined
@@ -264,14 +271,13 @@ export class RegionStore {
     // `new Uint8Array(view)` copies into a buffer of its own. (Buffer#slice would
     // not: it returns a view, which would pin or alias the whole frame.)
     const meta = metadata === undefined ? undefined : new Uint8Array(metadata)
-    const charge = keyBytes + stored.length + (meta?.length ?? 0) + ENTRY_OVERHEAD_BYTES
+    const charge = len + stored.length + (meta?.length ?? 0) + ENTRY_OVERHEAD_BYTES
     const now = this.#now()
     const life = ttl ?? this.config.defaultTtl
 
     if (slot === NIL) {
       slot = this.#allocate()
-      this.#index.set(key, slot)
-      this.#keys[slot] = key
+      this.#keys.insert(slot, buf, start, len, this.#lastHash)
       this.#link(slot)
       this.#entries++
     } else {
@@ -282,7 +288,7 @@ export class RegionStore {
     this.#valueRef[slot] = this.#slab.store(stored)
     this.#storedSize[slot] = stored.length
     this.#metas[slot] = meta
-    this.#flags[slot] = flags
+    this.#flags[slot] = flags | FLAG_LIVE
     this.#rawSize[slot] = raw.length
     this.#charge[slot] = charge
     this.#created[slot] = now
@@ -294,8 +300,8 @@ export class RegionStore {
   }
 
   /** Removes a key; true when a live entry was removed. */
-  delete(key: string): boolean {
-    const slot = this.#live(key)
+  deleteAt(buf: Uint8Array, start: number, len: number): boolean {
+    const slot = this.#live(buf, start, len)
     if (slot === NIL) return false
     this.#remove(slot)
     this.#deletes++
@@ -311,7 +317,7 @@ export class RegionStore {
       if (this.#expires[slot]! <= now) {
         this.#remove(slot)
         this.#evictionsExpired++
-      } else if (glob.matches(this.#keys[slot]!)) {
+      } else if (glob.matches(this.#keys.keyString(slot))) {
         this.#remove(slot)
         this.#deletes++
         n++
@@ -326,8 +332,8 @@ export class RegionStore {
     this.cleanupExpired() // expired entries count as expirations, not as cleared
     const live = this.#entries
     this.#deletes += live
-    this.#index.clear()
-    this.#keys = []
+    this.#keys.clear()
+    this.#flags.fill(0)
     this.#slab.clear()
     this.#metas = []
     this.#free = []
@@ -354,7 +360,7 @@ export class RegionStore {
     let n = 0
     let slot = budget === Infinity ? 0 : this.#sweepCursor
     for (; slot < end; slot++) {
-      if (this.#keys[slot] !== undefined && this.#expires[slot]! <= now) {
+      if ((this.#flags[slot]! & FLAG_LIVE) !== 0 && this.#expires[slot]! <= now) {
         this.#remove(slot)
         this.#evictionsExpired++
         n++
@@ -362,6 +368,44 @@ export class RegionStore {
     }
     this.#sweepCursor = slot >= this.#used ? 0 : slot
     return n
+  }
+
+  // ── the same operations with string keys (tests and in-thread callers) ──
+
+  /** {@link getAt} with a string key. */
+  get(key: string): Uint8Array | undefined {
+    const b = Buffer.from(key, 'utf8')
+    return this.getAt(b, 0, b.length)
+  }
+
+  /** {@link entryAt} with a string key. */
+  entry(key: string): StoredEntry | undefined {
+    const b = Buffer.from(key, 'utf8')
+    return this.entryAt(b, 0, b.length)
+  }
+
+  /** {@link hasAt} with a string key. */
+  has(key: string): boolean {
+    const b = Buffer.from(key, 'utf8')
+    return this.hasAt(b, 0, b.length)
+  }
+
+  /** {@link ttlAt} with a string key. */
+  ttl(key: string): number | undefined {
+    const b = Buffer.from(key, 'utf8')
+    return this.ttlAt(b, 0, b.length)
+  }
+
+  /** {@link setAt} with a string key. */
+  set(key: string, tag: number, raw: Uint8Array, ttl: number | undefined, nx: boolean, xx: boolean, metadata: Uint8Array | undefined): boolean {
+    const b = Buffer.from(key, 'utf8')
+    return this.setAt(b, 0, b.length, tag, raw, ttl, nx, xx, metadata)
+  }
+
+  /** {@link deleteAt} with a string key. */
+  delete(key: string): boolean {
+    const b = Buffer.from(key, 'utf8')
+    return this.deleteAt(b, 0, b.length)
   }
 
   // ── stats ────────────────────────────────────────────────────────────────
@@ -402,11 +446,10 @@ export class RegionStore {
     let prev = NIL
     for (let slot = this.#head; slot !== NIL; slot = this.#next[slot]!) {
       if (this.#prev[slot] !== prev) throw new Error(`prev link of slot ${slot} is broken`)
-      const key = this.#keys[slot]
-      if (key === undefined || this.#index.get(key) !== slot) throw new Error(`slot ${slot} is not indexed`)
+      if ((this.#flags[slot]! & FLAG_LIVE) === 0 || !this.#keys.indexes(slot)) throw new Error(`slot ${slot} is not indexed`)
       const storedSize = this.#storedSize[slot]!
       const meta = this.#metas[slot]
-      const charge = Buffer.byteLength(key) + storedSize + (meta?.length ?? 0) + ENTRY_OVERHEAD_BYTES
+      const charge = this.#keys.keyLength(slot) + storedSize + (meta?.length ?? 0) + ENTRY_OVERHEAD_BYTES
       if (this.#charge[slot] !== charge) throw new Error(`slot ${slot} is charged ${this.#charge[slot]}, not ${charge}`)
       entries++
       used += charge
@@ -424,7 +467,7 @@ export class RegionStore {
       raw: this.#rawBytes,
       stored: this.#storedBytes,
       compressed: this.#compressedEntries,
-      indexed: this.#index.size,
+      indexed: this.#keys.size,
       freeSlots: this.#free.length,
     }
     for (const k of Object.keys(expect) as (keyof typeof expect)[]) {
@@ -436,8 +479,9 @@ export class RegionStore {
 
   /** @internal Flips a byte of a stored value, to test corruption handling. */
   corruptForTest(key: string, offset: number): void {
-    const slot = this.#index.get(key)
-    if (slot === undefined) throw new Error(`no entry ${key}`)
+    const b = Buffer.from(key, 'utf8')
+    const slot = this.#keys.find(b, 0, b.length, hashBytes(b, 0, b.length))
+    if (slot < 0) throw new Error(`no entry ${key}`)
     const v = this.#slab.view(this.#valueRef[slot]!, this.#storedSize[slot]!)
     const at = offset % v.length
     v[at] = v[at]! ^ 0x5a
@@ -446,9 +490,11 @@ export class RegionStore {
   // ── internals ────────────────────────────────────────────────────────────
 
   /** The key's slot if it holds a live entry; an expired entry is removed on the way. */
-  #live(key: string): number {
-    const slot = this.#index.get(key)
-    if (slot === undefined) return NIL
+  #live(buf: Uint8Array, start: number, len: number): number {
+    const hash = hashBytes(buf, start, len)
+    this.#lastHash = hash
+    const slot = this.#keys.find(buf, start, len, hash)
+    if (slot < 0) return NIL
     const expires = this.#expires[slot]!
     // Most entries never expire: skip the clock read (~100 ns) for them.
     if (expires !== Infinity && expires <= this.#now()) {
@@ -500,8 +546,8 @@ export class RegionStore {
 
   #remove(slot: number): void {
     this.#unaccount(slot)
-    this.#index.delete(this.#keys[slot]!)
-    this.#keys[slot] = undefined
+    this.#keys.remove(slot)
+    this.#flags[slot] = 0
     this.#slab.free(this.#valueRef[slot]!, this.#storedSize[slot]!)
     this.#metas[slot] = undefined
     this.#unlink(slot)
@@ -530,6 +576,7 @@ export class RegionStore {
     this.#rawSize = grow(this.#rawSize, (n) => new Uint32Array(n))
     this.#valueRef = grow(this.#valueRef, (n) => new Float64Array(n))
     this.#storedSize = grow(this.#storedSize, (n) => new Uint32Array(n))
+    this.#keys.ensureSlots(c)
     this.#charge = grow(this.#charge, (n) => new Uint32Array(n))
     this.#flags = grow(this.#flags, (n) => new Uint8Array(n))
     this.#capacity = c

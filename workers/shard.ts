@@ -171,7 +171,8 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
   const store = region(r.u8())
   switch (op) {
     case Op.GET: {
-      const v = store.get(r.key())
+      r.keyAt()
+      const v = store.getAt(r.buf, r.keyStart, r.keyBytes)
       if (v === undefined) {
         w.u8(Status.MISS)
       } else {
@@ -183,23 +184,29 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
     }
     case Op.SET: {
       const flags = r.u8()
-      const key = r.key()
+      r.keyAt()
+      const keyStart = r.keyStart
       const keyBytes = r.keyBytes
       const ttl = (flags & SetFlag.TTL) !== 0 ? r.f64() : undefined
       const tag = r.u8()
       const value = r.bytesView()
       const meta = (flags & SetFlag.META) !== 0 ? r.bytesView() : undefined
-      writeBool(w, store.set(key, keyBytes, tag, value, ttl, (flags & SetFlag.NX) !== 0, (flags & SetFlag.XX) !== 0, meta))
+      const nx = (flags & SetFlag.NX) !== 0
+      const xx = (flags & SetFlag.XX) !== 0
+      writeBool(w, store.setAt(r.buf, keyStart, keyBytes, tag, value, ttl, nx, xx, meta))
       return
     }
     case Op.HAS:
-      writeBool(w, store.has(r.key()))
+      r.keyAt()
+      writeBool(w, store.hasAt(r.buf, r.keyStart, r.keyBytes))
       return
     case Op.DELETE:
-      writeBool(w, store.delete(r.key()))
+      r.keyAt()
+      writeBool(w, store.deleteAt(r.buf, r.keyStart, r.keyBytes))
       return
     case Op.TTL: {
-      const t = store.ttl(r.key())
+      r.keyAt()
+      const t = store.ttlAt(r.buf, r.keyStart, r.keyBytes)
       if (t === undefined) {
         w.u8(Status.MISS)
       } else {
@@ -209,7 +216,8 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
       return
     }
     case Op.GET_ENTRY: {
-      const e = store.entry(r.key())
+      r.keyAt()
+      const e = store.entryAt(r.buf, r.keyStart, r.keyBytes)
       if (e === undefined) {
         w.u8(Status.MISS)
         return

@@ -104,6 +104,17 @@ export class ValueSlab {
     return this.#pages[page]!.subarray(offset, offset + length)
   }
 
+  /** The buffer holding the bytes at `ref` (with {@link offsetOf}: reads without allocating a view). */
+  pageOf(ref: number): Uint8Array {
+    const page = Math.floor(ref / PAGE_BYTES)
+    return page === OWN_PAGE ? this.#own[ref]! : this.#pages[page]!
+  }
+
+  /** Where the bytes at `ref` start in {@link pageOf}'s buffer. */
+  offsetOf(ref: number): number {
+    return ref < PAGE_BYTES ? 0 : ref % PAGE_BYTES
+  }
+
   /** Returns the chunk of a value of `length` bytes for reuse. */
   free(ref: number, length: number): void {
     const page = Math.floor(ref / PAGE_BYTES)
