@@ -8,12 +8,12 @@
  * ref of its value in a {@link ValueSlab} (values and keys live in big pages,
  * not one object each); freed slots go on a stack and are reused. With a
  * million entries the GC then traces a handful of large arrays instead of
- * millions of objects, which is what keeps a shard's pauses short.
+ * millions of objects, which is what keeps a shard's pauses short. The arrays
+ * start small and double as the region grows, up to its entry budget.
  *
  * Keys are bytes: the shard looks keys up straight from the frame
  * (`getAt(frame, start, length)`), never building a string; the methods
- * taking string keys encode them and are for tests and in-thread callers. The arrays start small and double as the
- * region grows, up to its entry budget.
+ * taking string keys encode them and are for tests and in-thread callers.
  *
  * The list runs from `head` (next to evict) to `tail` (most recently set, or,
  * under LRU, most recently read). Eviction removes from the head until the
