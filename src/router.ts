@@ -213,10 +213,13 @@ export class Router {
     const ch = this.#shards[shard]!
     ch.sinks.push(sink)
     ch.indexes.push(index)
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true
-      process.nextTick(this.#flush)
-    }
+    this.#scheduleFlush()
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return
+    this.#flushScheduled = true
+    process.nextTick(this.#flush)
   }
 
   /** Writes a whole op with no operands but opcode and region (CLEAR, CLEANUP, CRASH). */
@@ -281,8 +284,18 @@ export class Router {
     this.#flushScheduled = false
     for (const ch of this.#shards) {
       if (ch.sinks.length === 0) continue
-      if (ch.inflight.size >= MAX_FRAMES_IN_FLIGHT && ch.writer.pos < FRAME_SOFT_LIMIT_BYTES && ch.dead === undefined) continue
       const w = ch.writer
+      if (ch.dead !== undefined) {
+        // Nothing is encoded or sent for a shard that is down: its ops fail at once.
+        const { sinks, indexes } = ch
+        ch.sinks = []
+        ch.indexes = []
+        w.pos = 8
+        for (let i = 0; i < sinks.length; i++) sinks[i]!.reject(indexes[i]!, ch.dead)
+        this.#signalDrained(ch)
+        continue
+      }
+      if (ch.inflight.size >= MAX_FRAMES_IN_FLIGHT && w.pos < FRAME_SOFT_LIMIT_BYTES) continue
       const id = this.#nextFrameId
       this.#nextFrameId = id === MAX_FRAME_ID ? 1 : id + 1
       w.putU32(0, id)
@@ -294,7 +307,6 @@ export class Router {
       if (shared) {
         length = w.pos
         w.buf.copy(ch.requests, 0, 0, length)
-        w.pos = 0
       } else {
         frame = w.take()
       }
@@ -303,11 +315,6 @@ export class Router {
       const indexes = ch.indexes
       ch.sinks = []
       ch.indexes = []
-      if (ch.dead !== undefined) {
-        for (let i = 0; i < sinks.length; i++) sinks[i]!.reject(indexes[i]!, ch.dead)
-        this.#signalDrained(ch)
-        continue
-      }
       if (ch.inflight.size === 0) ch.worker.ref()
       ch.inflight.set(id, { sinks, indexes })
       const awaited =
@@ -392,10 +399,7 @@ export class Router {
   /** Sends what waited for this shard's reply, or tells drain() the shard is idle. */
   #afterReply(ch: ShardChannel): void {
     if (ch.sinks.length > 0) {
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true
-        process.nextTick(this.#flush)
-      }
+      this.#scheduleFlush()
     } else if (ch.inflight.size === 0) {
       this.#signalDrained(ch)
     }

@@ -23,20 +23,20 @@ function describeKey(key: unknown): string {
 }
 
 /**
- * Returns the key's UTF-8 length, or throws {@link InvalidKeyError}. Keys like
+ * Throws {@link InvalidKeyError} unless `key` is a valid key. Keys like
  * `__proto__` are ordinary: shards index keys with a `Map`, never an object.
  */
-export function checkKey(key: unknown, maxKeyBytes: number): number {
+export function checkKey(key: unknown, maxKeyBytes: number): asserts key is string {
   if (typeof key !== 'string' || key.length === 0) {
     throw new InvalidKeyError(`key must be a non-empty string (got ${describeKey(key)})`)
   }
   // Each UTF-16 unit is at most 3 UTF-8 bytes: short keys need no count.
-  const n = key.length * 3 <= maxKeyBytes ? -1 : Buffer.byteLength(key)
+  if (key.length * 3 <= maxKeyBytes) return
+  const n = Buffer.byteLength(key)
   if (n > maxKeyBytes) throw new InvalidKeyError(`key must be at most maxKeyBytes (${maxKeyBytes}) UTF-8 bytes (got ${n})`)
-  return n
 }
 
-export function checkKeys(keys: unknown, maxKeyBytes: number, name = 'keys'): string[] {
+export function checkKeys(keys: unknown, maxKeyBytes: number, name = 'keys'): asserts keys is string[] {
   if (!Array.isArray(keys)) throw new InvalidKeyError(`${name} must be an array of keys (got ${describeKey(keys)})`)
   for (let i = 0; i < keys.length; i++) {
     try {
@@ -45,7 +45,6 @@ export function checkKeys(keys: unknown, maxKeyBytes: number, name = 'keys'): st
       throw new InvalidKeyError(`${name}[${i}]: ${(err as Error).message}`)
     }
   }
-  return keys as string[]
 }
 
 const jsonEncode = (v: unknown): string | undefined => JSON.stringify(v)
