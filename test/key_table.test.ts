@@ -2,6 +2,15 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { KeyTable, hashBytes } from '../workers/key_table.js'
+import { RegionViews, SLOT_WORDS, allocateRegionMemory } from '../src/shared_region.js'
+
+/** A table over fresh shared memory with room for `slots` slot records. */
+function table(expectedKeys: number, slots: number): KeyTable {
+  const memory = allocateRegionMemory(slots)
+  memory.slots.grow(slots * SLOT_WORDS * 4)
+  const views = new RegionViews(memory)
+  return new KeyTable(views, expectedKeys, () => views.remap())
+}
 
 const enc = (s: string) => Buffer.from(s, 'utf8')
 
@@ -18,7 +27,7 @@ function insert(t: KeyTable, slot: number, key: string): void {
 }
 
 test('finds keys by their bytes, not by buffer identity or position', () => {
-  const t = new KeyTable(10, 10)
+  const t = table(10, 10)
   insert(t, 3, 'user:1')
   insert(t, 7, 'ünïcödé ✓')
   assert.is(find(t, 'user:1'), 3)
@@ -35,7 +44,7 @@ test('random inserts and removes in a table that must grow agree with a Map', ()
   // Started for 4 keys (16 buckets): it grows, and probe runs collide constantly.
   let seed = 12345
   const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32)
-  const t = new KeyTable(4, 0)
+  const t = table(4, 1000)
   const model = new Map<string, number>()
   const freeSlots: number[] = []
   let nextSlot = 0
@@ -45,7 +54,6 @@ test('random inserts and removes in a table that must grow agree with a Map', ()
     assert.is(slot, model.get(key) ?? -1, `find ${key} at step ${step}`)
     if (slot < 0 && rand() < 0.6) {
       const s = freeSlots.pop() ?? nextSlot++
-      t.ensureSlots(nextSlot)
       insert(t, s, key)
       model.set(key, s)
     } else if (slot >= 0 && rand() < 0.5) {

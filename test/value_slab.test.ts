@@ -1,14 +1,13 @@
-// ValueSlab: values in shared pages, chunks reused by size class, large values in buffers of their own.
+// ValueSlab: values in pages carved from one shared arena, chunks reused by size class.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { ValueSlab, sizeClasses } from '../workers/value_slab.js'
+import { ArenaFullError, ValueSlab, sizeClasses } from '../workers/value_slab.js'
 
 const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill)
 
-test('every length up to 64 KiB gets the smallest class that holds it, wasting at most 25% above 64 bytes', () => {
-  const { classOf, classSize, count, maxChunk } = sizeClasses
-  let prev = -1
-  for (let n = 0; n <= maxChunk; n++) {
+test('every length gets the smallest class that holds it, wasting at most 25% above 64 bytes', () => {
+  const { classOf, classSize, count } = sizeClasses
+  const check = (n: number, prev: number): number => {
     const c = classOf(n)
     assert.ok(c >= 0 && c < count, `class of ${n}`)
     const size = classSize(c)
@@ -16,9 +15,12 @@ test('every length up to 64 KiB gets the smallest class that holds it, wasting a
     if (c > 0) assert.ok(classSize(c - 1) < n, `${n} would fit the smaller class ${c - 1}`)
     if (n > 64) assert.ok((size - n) / n < 0.25, `${n} wastes ${size - n} in class ${c}`)
     assert.ok(c >= prev)
-    prev = c
+    return c
   }
-  assert.is(classOf(maxChunk + 1), -1)
+  let prev = -1
+  for (let n = 0; n <= 1 << 18; n++) prev = check(n, prev)
+  for (let n = (1 << 18) + 1; n <= 2 ** 32; n = Math.ceil(n * 1.01)) prev = check(n, prev)
+  check(2 ** 32, -1)
   assert.equal([16, 17, 64, 65, 80, 81, 128, 129, 65536].map((n) => classSize(classOf(n))), [16, 32, 64, 80, 80, 96, 128, 160, 65536])
 })
 
@@ -38,20 +40,32 @@ test('stored bytes read back, are copies, and survive other stores and frees', (
   assert.equal([...slab.view(c, 5)], [3, 3, 3, 3, 3])
 })
 
-test('values over 64 KiB live in buffers of their own, which are released when freed', () => {
+test('big values get a page of their own size class, reused by the next value of that class', () => {
   const slab = new ValueSlab()
   const big = bytes(100_000, 7)
   const ref = slab.store(big)
-  assert.equal(slab.view(ref, 100_000), big)
-  assert.is(slab.reservedBytes, 100_000)
+  assert.equal(new Uint8Array(slab.view(ref, 100_000)), big)
+  assert.is(slab.reservedBytes, 114_688) // class of 100,000: 2^16 + 3 × 2^14
   slab.free(ref, 100_000)
-  assert.is(slab.reservedBytes, 0)
-  const again = slab.store(bytes(70_000, 8))
-  assert.is(again, ref) // the index is reused
-  assert.is(slab.view(again, 70_000)[69_999], 8)
+  const again = slab.store(bytes(110_000, 8)) // same class
+  assert.is(again, ref)
+  assert.is(slab.reservedBytes, 114_688)
+  assert.is(slab.view(again, 110_000)[109_999], 8)
 })
 
-test('pages are reserved per class as needed and clear() releases them all', () => {
+test('the arena grows in place and refuses a store past its reservation, changing nothing', () => {
+  const arena = new SharedArrayBuffer(0, { maxByteLength: 1 << 20 })
+  let grew = 0
+  const slab = new ValueSlab(arena, () => grew++)
+  const a = slab.store(bytes(100, 1))
+  assert.is(grew, 1)
+  assert.is(arena.byteLength, 65536)
+  assert.throws(() => slab.store(bytes(2 << 20, 2)), (e: Error) => e instanceof ArenaFullError)
+  assert.is(arena.byteLength, 65536)
+  assert.is(slab.view(a, 100)[99], 1)
+})
+
+test('pages are carved per class as needed and clear() makes the whole arena reusable', () => {
   const slab = new ValueSlab()
   assert.is(slab.reservedBytes, 0)
   const refs = Array.from({ length: 1000 }, (_, i) => slab.store(bytes(200, i & 0xff)))

@@ -1,6 +1,7 @@
 /**
  * Key → slot index of a region store, over key *bytes*: an open-addressing
- * hash table in typed arrays, with the key bytes in pages.
+ * hash table in shared memory (src/shared_region.ts), with the key bytes in an
+ * arena and each slot's key hash, length and ref in its slot record.
  *
  * Why not `Map<string, slot>`:
  * - Keys arrive in frames as UTF-8 bytes. A Map needs each one decoded into a
@@ -12,82 +13,77 @@
  *   243 ms. This table never rebuilds under churn: deletion shifts the
  *   following entries back (no tombstones), so only growth rehashes, and the
  *   table is sized up front from the entry budget (up to 2^20 buckets).
+ * - Other threads can probe it (src/shared_region.ts), which a Map cannot offer.
  *
  * Layout: `buckets[i]` holds slot + 1 (0 is empty), linear probing from
- * `hash & mask`, load factor at most 1/2. Per slot: the key's hash, its
- * length and the ref of its bytes in a {@link ValueSlab}. Slots are the
- * region store's; it tells the table how many there are ({@link ensureSlots}).
+ * `hash & mask`, load factor at most 1/2. The slot's record must be marked
+ * changing (odd sequence number) by the caller around insert and remove.
  */
+import { Header, RegionViews, Slot, SLOT_WORDS, hashBytes } from '../src/shared_region.js'
 import { ValueSlab } from './value_slab.js'
+
+export { hashBytes }
 
 const MAX_PRESIZED_BUCKETS = 1 << 20
 const MIN_BUCKETS = 16
 
-/** FNV-1a over bytes: cheap for short keys, and spreads them well enough for linear probing at load ≤ 1/2. */
-export function hashBytes(buf: Uint8Array, start: number, len: number): number {
-  let h = 0x811c9dc5
-  const end = start + len
-  for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193)
-  return h >>> 0
-}
-
 export class KeyTable {
-  #buckets: Int32Array
+  readonly #v: RegionViews
+  readonly #onGrow: () => void
   #mask: number
   #count = 0
-  #hash: Uint32Array
-  #len: Uint16Array
-  #ref: Float64Array
-  readonly #bytes = new ValueSlab()
+  readonly #bytes: ValueSlab
 
-  /** `expectedKeys` sizes the table so that it need not grow (Infinity: start small). */
-  constructor(expectedKeys: number, slots: number) {
-    // Without an entry budget the table starts small and doubles as it fills.
+  /**
+   * `expectedKeys` sizes the table so that it need not grow (Infinity: start
+   * small). `onGrow` runs after a shared buffer grew (the owner remaps views).
+   */
+  constructor(views: RegionViews, expectedKeys: number, onGrow: () => void) {
+    this.#v = views
+    this.#onGrow = onGrow
+    this.#bytes = new ValueSlab(views.memory.keys, onGrow)
     const target = Number.isFinite(expectedKeys) ? expectedKeys * 2 : 0
     let n = MIN_BUCKETS
     while (n < target && n < MAX_PRESIZED_BUCKETS) n *= 2
-    this.#buckets = new Int32Array(n)
+    n = Math.min(n, views.memory.buckets.maxByteLength / 4)
+    this.#growBuckets(n)
     this.#mask = n - 1
-    this.#hash = new Uint32Array(slots)
-    this.#len = new Uint16Array(slots)
-    this.#ref = new Float64Array(slots)
+    Atomics.store(views.header, Header.MASK, this.#mask)
   }
 
   get size(): number {
     return this.#count
   }
 
-  /** Makes room for slots below `slots`. */
-  ensureSlots(slots: number): void {
-    if (slots <= this.#hash.length) return
-    const grow = <T extends Uint32Array | Uint16Array | Float64Array>(a: T, b: T): T => {
-      b.set(a)
-      return b
-    }
-    this.#hash = grow(this.#hash, new Uint32Array(slots))
-    this.#len = grow(this.#len, new Uint16Array(slots))
-    this.#ref = grow(this.#ref, new Float64Array(slots))
+  /** The arena of key bytes: `keyBytes(slot)` reads from it. */
+  get arena(): Buffer {
+    return this.#bytes.bytes
   }
 
   /** The slot holding the key `buf[start, start + len)` with hash `hash`, or -1. */
   find(buf: Uint8Array, start: number, len: number, hash: number): number {
-    const buckets = this.#buckets
+    const buckets = this.#v.buckets
+    const slots = this.#v.slots
     const mask = this.#mask
+    const h = hash | 0
     for (let i = hash & mask; ; i = (i + 1) & mask) {
       const e = buckets[i]!
       if (e === 0) return -1
-      const slot = e - 1
-      if (this.#hash[slot] === hash && this.#len[slot] === len && this.#sameBytes(slot, buf, start, len)) return slot
+      const base = (e - 1) * SLOT_WORDS
+      if (slots[base + Slot.KEY_HASH] === h && slots[base + Slot.KEY_LEN] === len && this.#sameBytes(base, buf, start, len)) return e - 1
     }
   }
 
   /** Indexes `slot` under the key `buf[start, start + len)`; the key must not be present. */
   insert(slot: number, buf: Uint8Array, start: number, len: number, hash: number): void {
-    if ((this.#count + 1) * 2 > this.#buckets.length) this.#resize(this.#buckets.length * 2)
-    this.#hash[slot] = hash
-    this.#len[slot] = len
-    this.#ref[slot] = this.#bytes.store(buf.subarray(start, start + len))
-    const buckets = this.#buckets
+    if ((this.#count + 1) * 2 > this.#mask + 1) this.#resize((this.#mask + 1) * 2)
+    const ref = this.#bytes.store(buf.subarray(start, start + len))
+    const base = slot * SLOT_WORDS
+    const slots = this.#v.slots
+    slots[base + Slot.KEY_HASH] = hash | 0
+    slots[base + Slot.KEY_LEN] = len
+    this.#v.slotsU[base + Slot.KEY_REF] = ref
+    const buckets = this.#v.buckets
     const mask = this.#mask
     let i = hash & mask
     while (buckets[i] !== 0) i = (i + 1) & mask
@@ -97,16 +93,18 @@ export class KeyTable {
 
   /** Drops `slot` from the index and frees its key bytes. */
   remove(slot: number): void {
-    const buckets = this.#buckets
+    const buckets = this.#v.buckets
+    const slots = this.#v.slots
     const mask = this.#mask
-    let i = this.#hash[slot]! & mask
+    const base = slot * SLOT_WORDS
+    let i = slots[base + Slot.KEY_HASH]! & mask
     while (buckets[i] !== slot + 1) i = (i + 1) & mask
     // Backward-shift deletion: move later entries of the probe run into the
     // hole unless that would put them before their home bucket.
     for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
       const e = buckets[j]!
       if (e === 0) break
-      const home = this.#hash[e - 1]! & mask
+      const home = slots[(e - 1) * SLOT_WORDS + Slot.KEY_HASH]! & mask
       const stays = i <= j ? i < home && home <= j : i < home || home <= j
       if (!stays) {
         buckets[i] = e
@@ -114,28 +112,30 @@ export class KeyTable {
       }
     }
     buckets[i] = 0
-    this.#bytes.free(this.#ref[slot]!, this.#len[slot]!)
+    this.#bytes.free(this.#v.slotsU[base + Slot.KEY_REF]!, slots[base + Slot.KEY_LEN]!)
     this.#count--
   }
 
-  /** The key bytes of `slot` (a view, valid until the slot is removed). */
-  keyBytes(slot: number): Uint8Array {
-    return this.#bytes.view(this.#ref[slot]!, this.#len[slot]!)
+  /** The key bytes of `slot` (a view, valid until the slot is removed or the arena grows). */
+  keyBytes(slot: number): Buffer {
+    const base = slot * SLOT_WORDS
+    return this.#bytes.view(this.#v.slotsU[base + Slot.KEY_REF]!, this.#v.slots[base + Slot.KEY_LEN]!)
   }
 
   /** The key of `slot` as a string. */
   keyString(slot: number): string {
-    const b = this.keyBytes(slot)
-    return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8')
+    const base = slot * SLOT_WORDS
+    const ref = this.#v.slotsU[base + Slot.KEY_REF]!
+    return this.#bytes.bytes.toString('utf8', ref, ref + this.#v.slots[base + Slot.KEY_LEN]!)
   }
 
   /** UTF-8 length of the key of `slot`. */
   keyLength(slot: number): number {
-    return this.#len[slot]!
+    return this.#v.slots[slot * SLOT_WORDS + Slot.KEY_LEN]!
   }
 
   clear(): void {
-    this.#buckets.fill(0)
+    this.#v.buckets.fill(0)
     this.#bytes.clear()
     this.#count = 0
   }
@@ -143,32 +143,43 @@ export class KeyTable {
   /** @internal Whether `slot` is reachable from its home bucket (for invariant checks). */
   indexes(slot: number): boolean {
     const mask = this.#mask
-    for (let i = this.#hash[slot]! & mask; this.#buckets[i] !== 0; i = (i + 1) & mask) {
-      if (this.#buckets[i] === slot + 1) return true
+    const buckets = this.#v.buckets
+    for (let i = this.#v.slots[slot * SLOT_WORDS + Slot.KEY_HASH]! & mask; buckets[i] !== 0; i = (i + 1) & mask) {
+      if (buckets[i] === slot + 1) return true
     }
     return false
   }
 
-  #sameBytes(slot: number, buf: Uint8Array, start: number, len: number): boolean {
-    const ref = this.#ref[slot]!
-    const page = this.#bytes.pageOf(ref)
-    const at = this.#bytes.offsetOf(ref) - start
-    for (let i = start; i < start + len; i++) if (page[at + i] !== buf[i]) return false
+  #sameBytes(base: number, buf: Uint8Array, start: number, len: number): boolean {
+    const keys = this.#bytes.bytes
+    const at = this.#v.slotsU[base + Slot.KEY_REF]! - start
+    for (let i = start; i < start + len; i++) if (keys[at + i] !== buf[i]) return false
     return true
   }
 
+  #growBuckets(n: number): void {
+    const sab = this.#v.memory.buckets
+    if (sab.byteLength < n * 4) sab.grow(n * 4)
+    this.#onGrow()
+  }
+
+  /** Doubles the table in place. Readers probing meanwhile may miss (and ask the shard); they never get a wrong slot. */
   #resize(n: number): void {
-    const old = this.#buckets
-    const buckets = new Int32Array(n)
+    if (n * 4 > this.#v.memory.buckets.maxByteLength) return // at the reserved size: the load factor may pass 1/2
+    const old = this.#v.buckets.slice(0, this.#mask + 1)
+    this.#growBuckets(n)
+    const buckets = this.#v.buckets
+    buckets.fill(0, 0, n)
+    const slots = this.#v.slots
     const mask = n - 1
     for (let k = 0; k < old.length; k++) {
       const e = old[k]!
       if (e === 0) continue
-      let i = this.#hash[e - 1]! & mask
+      let i = slots[(e - 1) * SLOT_WORDS + Slot.KEY_HASH]! & mask
       while (buckets[i] !== 0) i = (i + 1) & mask
       buckets[i] = e
     }
-    this.#buckets = buckets
     this.#mask = mask
+    Atomics.store(this.#v.header, Header.MASK, mask)
   }
 }

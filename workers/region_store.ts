@@ -5,11 +5,19 @@
  * Layout (after isaacs/node-lru-cache): entries are slots, not objects. A
  * {@link KeyTable} (a hash table over key bytes, in typed arrays) finds a
  * slot; typed arrays hold each slot's list links, sizes, times, flags and the
- * ref of its value in a {@link ValueSlab} (values and keys live in big pages,
+ * ref of its value in a {@link ValueSlab} (values and keys live in arenas,
  * not one object each); freed slots go on a stack and are reused. With a
  * million entries the GC then traces a handful of large arrays instead of
  * millions of objects, which is what keeps a shard's pauses short. The arrays
  * start small and double as the region grows, up to its entry budget.
+ *
+ * What other threads read lives in shared memory ({@link RegionMemory}, layout
+ * in src/shared_region.ts): the hash index, each slot's record (sequence
+ * number, flags, key and value refs and sizes, expiry) and both arenas. Every
+ * change to a slot's record happens between two increments of its sequence
+ * number (odd while changing), and clear() does the same with the header's, so
+ * readers can tell a consistent read from a torn one. List links, charges,
+ * creation times and metadata are private to the shard.
  *
  * Keys are bytes: the shard looks keys up straight from the frame
  * (`getAt(frame, start, length)`), never building a string; the methods
@@ -32,9 +40,21 @@
 import { ENTRY_OVERHEAD_BYTES } from '../src/protocol.js'
 import type { EntryInfo } from '../src/protocol.js'
 import type { Glob } from '../src/glob.js'
+import {
+  EXPIRES_F64,
+  Header,
+  RegionViews,
+  SLOT_WORDS,
+  Slot,
+  SlotFlag,
+  allocateRegionMemory,
+  monotonicNow,
+  slotLimit,
+} from '../src/shared_region.js'
+import type { RegionMemory } from '../src/shared_region.js'
 import { compressIfSmaller, decompress } from './compression.js'
 import { KeyTable, hashBytes } from './key_table.js'
-import { ValueSlab } from './value_slab.js'
+import { ArenaFullError, ValueSlab } from './value_slab.js'
 import { emptyRegionStats } from '../src/stats.js'
 
 export type EvictionPolicy = 'lru' | 'fifo'
@@ -79,35 +99,37 @@ export interface StoredEntry extends EntryInfo {
 }
 
 const NIL = -1
-const FLAG_COMPRESSED = 0x80
-/** Set while a slot holds an entry. */
-const FLAG_LIVE = 0x40
-const TAG_MASK = 0x0f
+const FLAG_COMPRESSED = SlotFlag.COMPRESSED
+const FLAG_LIVE = SlotFlag.LIVE
+const TAG_MASK = SlotFlag.TAG_MASK
 const INITIAL_CAPACITY = 256
+/** Float64 words per slot record, and where the expiry sits among them. */
+const F64_PER_SLOT = SLOT_WORDS / 2
 
-/** The default clock: epoch-based milliseconds that never go backwards. */
-export const monotonicNow = (): number => performance.timeOrigin + performance.now()
+export { monotonicNow }
+
+/** Slots a region slice with this configuration can ever use (what its shared memory reserves). */
+export function slotsFor(config: RegionShardConfig): number {
+  return slotLimit(config.maxEntries, config.maxBytes, ENTRY_OVERHEAD_BYTES)
+}
 
 export class RegionStore {
   readonly config: RegionShardConfig
   readonly #now: () => number
   readonly #lru: boolean
 
+  /** Shared with readers: header, slot records, index and arenas. */
+  readonly #v: RegionViews
+  readonly #slotLimit: number
   readonly #keys: KeyTable
   /** Hash of the key last looked up by {@link #live}, reused when a set inserts it. */
   #lastHash = 0
-  /** Where each slot's stored value lives in {@link #slab}, and its stored length. */
-  #valueRef: Float64Array
-  #storedSize: Uint32Array
-  readonly #slab = new ValueSlab()
+  readonly #slab: ValueSlab
   #metas: (Uint8Array | undefined)[] = []
   #next: Int32Array
   #prev: Int32Array
   #created: Float64Array
-  #expires: Float64Array
-  #rawSize: Uint32Array
   #charge: Uint32Array
-  #flags: Uint8Array
   #free: number[] = []
   #capacity: number
   #used = 0 // slots ever handed out (high-water mark)
@@ -132,23 +154,40 @@ export class RegionStore {
   /** Tag of the value last returned by {@link get}. */
   lastTag = 0
 
-  constructor(config: RegionShardConfig, now: () => number = monotonicNow) {
+  /**
+   * `memory` is what other threads read (see src/shared_region.ts); it must
+   * reserve {@link slotsFor}(config) slots. Without it the store allocates its own.
+   */
+  constructor(config: RegionShardConfig, now: () => number = monotonicNow, memory?: RegionMemory) {
     this.config = config
     this.#now = now
     this.#lru = config.policy === 'lru'
+    this.#slotLimit = slotsFor(config)
+    const mem = memory ?? allocateRegionMemory(this.#slotLimit)
+    if (mem.slots.maxByteLength < this.#slotLimit * SLOT_WORDS * 4) throw new Error('region memory reserves too few slots')
+    this.#v = new RegionViews(mem)
     // One slot more than the entry budget: a set links its entry before evicting.
-    this.#capacity = Math.min(INITIAL_CAPACITY, config.maxEntries + 1)
+    this.#capacity = Math.min(INITIAL_CAPACITY, this.#slotLimit)
     const c = this.#capacity
-    this.#keys = new KeyTable(config.maxEntries, c)
+    mem.slots.grow(c * SLOT_WORDS * 4)
+    this.#keys = new KeyTable(this.#v, config.maxEntries, this.#grew)
+    this.#slab = new ValueSlab(mem.values, this.#grew)
+    this.#grew()
     this.#next = new Int32Array(c)
     this.#prev = new Int32Array(c)
     this.#created = new Float64Array(c)
-    this.#expires = new Float64Array(c)
-    this.#rawSize = new Uint32Array(c)
-    this.#valueRef = new Float64Array(c)
-    this.#storedSize = new Uint32Array(c)
     this.#charge = new Uint32Array(c)
-    this.#flags = new Uint8Array(c)
+  }
+
+  /** The shared memory readers on other threads map. */
+  get memory(): RegionMemory {
+    return this.#v.memory
+  }
+
+  /** After a shared buffer grew: remap our views, then tell readers to remap theirs. */
+  #grew = (): void => {
+    this.#v.remap()
+    Atomics.add(this.#v.header, Header.GEN, 1)
   }
 
   get size(): number {
@@ -176,7 +215,7 @@ export class RegionStore {
     }
     if (this.#lru) this.#moveToTail(slot)
     this.#hits++
-    this.lastTag = this.#flags[slot]! & TAG_MASK
+    this.lastTag = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & TAG_MASK
     return value
   }
 
@@ -190,16 +229,16 @@ export class RegionStore {
     }
     if (this.#lru) this.#moveToTail(slot)
     this.#hits++
-    const flags = this.#flags[slot]!
-    const expiresAt = this.#expires[slot]!
+    const flags = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]!
+    const expiresAt = this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]!
     return {
       tag: flags & TAG_MASK,
       value,
       createdAt: this.#created[slot]!,
       expiresAt,
       ttlRemaining: this.#remaining(expiresAt),
-      sizeBytes: this.#rawSize[slot]!,
-      storedBytes: this.#storedSize[slot]!,
+      sizeBytes: this.#v.slotsU[slot * SLOT_WORDS + Slot.RAW_SIZE]!,
+      storedBytes: this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!,
       compressed: (flags & FLAG_COMPRESSED) !== 0,
       metadata: this.#metas[slot],
     }
@@ -214,7 +253,7 @@ export class RegionStore {
   ttlAt(buf: Uint8Array, start: number, len: number): number | undefined {
     const slot = this.#live(buf, start, len)
     if (slot === NIL) return undefined
-    return this.#remaining(this.#expires[slot]!)
+    return this.#remaining(this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]!)
   }
 
   #remaining(expiresAt: number): number {
@@ -227,7 +266,7 @@ export class RegionStore {
     const now = this.#now()
     for (let slot = this.#head; slot !== NIL; ) {
       const next = this.#next[slot]!
-      if (this.#expires[slot]! <= now) {
+      if (this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]! <= now) {
         this.#remove(slot)
         this.#evictionsExpired++
       } else {
@@ -237,6 +276,17 @@ export class RegionStore {
       slot = next
     }
     return out
+  }
+
+  /**
+   * Applies a read another thread made straight from shared memory
+   * (src/shared_region.ts): refreshes LRU order, if the slot still holds the
+   * entry that was read (same sequence number).
+   */
+  touch(slot: number, seq: number): void {
+    if (!this.#lru || slot < 0 || slot >= this.#used) return
+    if (this.#v.slots[slot * SLOT_WORDS + Slot.SEQ] !== seq) return
+    this.#moveToTail(slot)
   }
 
   // ── writes ───────────────────────────────────────────────────────────────
@@ -275,28 +325,71 @@ export class RegionStore {
     const now = this.#now()
     const life = ttl ?? this.config.defaultTtl
 
+    // Room for the value first: if there is none, nothing has changed.
+    const ref = this.#storeValue(stored, slot)
     if (slot === NIL) {
       slot = this.#allocate()
-      this.#keys.insert(slot, buf, start, len, this.#lastHash)
+      this.#begin(slot)
+      try {
+        this.#keys.insert(slot, buf, start, len, this.#lastHash)
+      } catch (err) {
+        this.#slab.free(ref, stored.length)
+        this.#free.push(slot)
+        this.#end(slot)
+        throw err
+      }
       this.#link(slot)
       this.#entries++
     } else {
+      this.#begin(slot)
       this.#unaccount(slot)
-      this.#slab.free(this.#valueRef[slot]!, this.#storedSize[slot]!)
+      this.#slab.free(this.#v.slotsU[slot * SLOT_WORDS + Slot.VALUE_REF]!, this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!)
       if (this.#lru) this.#moveToTail(slot)
     }
-    this.#valueRef[slot] = this.#slab.store(stored)
-    this.#storedSize[slot] = stored.length
+    const base = slot * SLOT_WORDS
+    const v = this.#v
+    v.slotsU[base + Slot.VALUE_REF] = ref
+    v.slotsU[base + Slot.STORED_SIZE] = stored.length
+    v.slots[base + Slot.FLAGS] = flags | FLAG_LIVE
+    v.slotsU[base + Slot.RAW_SIZE] = raw.length
+    v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64] = now + life
+    this.#end(slot)
     this.#metas[slot] = meta
-    this.#flags[slot] = flags | FLAG_LIVE
-    this.#rawSize[slot] = raw.length
     this.#charge[slot] = charge
     this.#created[slot] = now
-    this.#expires[slot] = now + life
     this.#account(slot)
     this.#sets++
     this.#evictFor(slot)
     return true
+  }
+
+  /**
+   * Copies a value into the arena. When the arena is at its 4 GiB reservation
+   * (possible only without a byte budget), evicts from the head to make room,
+   * sparing `keep`.
+   */
+  #storeValue(bytes: Uint8Array, keep: number): number {
+    for (;;) {
+      try {
+        return this.#slab.store(bytes)
+      } catch (err) {
+        if (!(err instanceof ArenaFullError)) throw err
+        let victim = this.#head
+        if (victim === keep && keep !== NIL) victim = this.#next[victim]!
+        if (victim === NIL) throw new Error(`region "${this.config.name}" has no room left for ${bytes.length} bytes in this shard's arena`)
+        this.#remove(victim)
+        this.#evictionsSize++
+      }
+    }
+  }
+
+  /** Marks a slot's shared record as changing (its sequence number odd); {@link #end} publishes the change. */
+  #begin(slot: number): void {
+    Atomics.add(this.#v.slots, slot * SLOT_WORDS + Slot.SEQ, 1)
+  }
+
+  #end(slot: number): void {
+    Atomics.add(this.#v.slots, slot * SLOT_WORDS + Slot.SEQ, 1)
   }
 
   /** Removes a key; true when a live entry was removed. */
@@ -314,7 +407,7 @@ export class RegionStore {
     let n = 0
     for (let slot = this.#head; slot !== NIL; ) {
       const next = this.#next[slot]!
-      if (this.#expires[slot]! <= now) {
+      if (this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]! <= now) {
         this.#remove(slot)
         this.#evictionsExpired++
       } else if (glob.matches(this.#keys.keyString(slot))) {
@@ -332,8 +425,11 @@ export class RegionStore {
     this.cleanupExpired() // expired entries count as expirations, not as cleared
     const live = this.#entries
     this.#deletes += live
+    const header = this.#v.header
+    Atomics.add(header, Header.SEQ, 1) // readers stand back until it is even again
     this.#keys.clear()
-    this.#flags.fill(0)
+    const slots = this.#v.slots
+    for (let slot = 0; slot < this.#used; slot++) slots[slot * SLOT_WORDS + Slot.FLAGS] = 0
     this.#slab.clear()
     this.#metas = []
     this.#free = []
@@ -341,6 +437,7 @@ export class RegionStore {
     this.#head = this.#tail = NIL
     this.#sweepCursor = 0
     this.#entries = this.#usedBytes = this.#rawBytes = this.#storedBytes = this.#compressedEntries = 0
+    Atomics.add(header, Header.SEQ, 1)
     return live
   }
 
@@ -360,7 +457,7 @@ export class RegionStore {
     let n = 0
     let slot = budget === Infinity ? 0 : this.#sweepCursor
     for (; slot < end; slot++) {
-      if ((this.#flags[slot]! & FLAG_LIVE) !== 0 && this.#expires[slot]! <= now) {
+      if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_LIVE) !== 0 && this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]! <= now) {
         this.#remove(slot)
         this.#evictionsExpired++
         n++
@@ -446,16 +543,16 @@ export class RegionStore {
     let prev = NIL
     for (let slot = this.#head; slot !== NIL; slot = this.#next[slot]!) {
       if (this.#prev[slot] !== prev) throw new Error(`prev link of slot ${slot} is broken`)
-      if ((this.#flags[slot]! & FLAG_LIVE) === 0 || !this.#keys.indexes(slot)) throw new Error(`slot ${slot} is not indexed`)
-      const storedSize = this.#storedSize[slot]!
+      if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_LIVE) === 0 || !this.#keys.indexes(slot)) throw new Error(`slot ${slot} is not indexed`)
+      const storedSize = this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!
       const meta = this.#metas[slot]
       const charge = this.#keys.keyLength(slot) + storedSize + (meta?.length ?? 0) + ENTRY_OVERHEAD_BYTES
       if (this.#charge[slot] !== charge) throw new Error(`slot ${slot} is charged ${this.#charge[slot]}, not ${charge}`)
       entries++
       used += charge
-      raw += this.#rawSize[slot]!
+      raw += this.#v.slotsU[slot * SLOT_WORDS + Slot.RAW_SIZE]!
       stored += storedSize
-      if ((this.#flags[slot]! & FLAG_COMPRESSED) !== 0) compressed++
+      if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) !== 0) compressed++
       prev = slot
       if (entries > this.#used) throw new Error('the list has a cycle')
     }
@@ -482,7 +579,7 @@ export class RegionStore {
     const b = Buffer.from(key, 'utf8')
     const slot = this.#keys.find(b, 0, b.length, hashBytes(b, 0, b.length))
     if (slot < 0) throw new Error(`no entry ${key}`)
-    const v = this.#slab.view(this.#valueRef[slot]!, this.#storedSize[slot]!)
+    const v = this.#slab.view(this.#v.slotsU[slot * SLOT_WORDS + Slot.VALUE_REF]!, this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!)
     const at = offset % v.length
     v[at] = v[at]! ^ 0x5a
   }
@@ -495,7 +592,7 @@ export class RegionStore {
     this.#lastHash = hash
     const slot = this.#keys.find(buf, start, len, hash)
     if (slot < 0) return NIL
-    const expires = this.#expires[slot]!
+    const expires = this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]!
     // Most entries never expire: skip the clock read (~100 ns) for them.
     if (expires !== Infinity && expires <= this.#now()) {
       this.#remove(slot)
@@ -507,9 +604,9 @@ export class RegionStore {
 
   /** The original bytes of a slot's value; a corrupt value is removed, counted and read as a miss. */
   #read(slot: number): Uint8Array | undefined {
-    const stored = this.#slab.view(this.#valueRef[slot]!, this.#storedSize[slot]!)
-    if ((this.#flags[slot]! & FLAG_COMPRESSED) === 0) return stored
-    const raw = decompress(stored, this.#rawSize[slot]!)
+    const stored = this.#slab.view(this.#v.slotsU[slot * SLOT_WORDS + Slot.VALUE_REF]!, this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!)
+    if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) === 0) return stored
+    const raw = decompress(stored, this.#v.slotsU[slot * SLOT_WORDS + Slot.RAW_SIZE]!)
     if (raw === undefined) {
       this.#remove(slot)
       this.#corrupt++
@@ -518,18 +615,18 @@ export class RegionStore {
   }
 
   #account(slot: number): void {
-    const stored = this.#storedSize[slot]!
+    const stored = this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!
     this.#usedBytes += this.#charge[slot]!
-    this.#rawBytes += this.#rawSize[slot]!
+    this.#rawBytes += this.#v.slotsU[slot * SLOT_WORDS + Slot.RAW_SIZE]!
     this.#storedBytes += stored
-    if ((this.#flags[slot]! & FLAG_COMPRESSED) !== 0) this.#compressedEntries++
+    if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) !== 0) this.#compressedEntries++
   }
 
   #unaccount(slot: number): void {
     this.#usedBytes -= this.#charge[slot]!
-    this.#rawBytes -= this.#rawSize[slot]!
-    this.#storedBytes -= this.#storedSize[slot]!
-    if ((this.#flags[slot]! & FLAG_COMPRESSED) !== 0) this.#compressedEntries--
+    this.#rawBytes -= this.#v.slotsU[slot * SLOT_WORDS + Slot.RAW_SIZE]!
+    this.#storedBytes -= this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!
+    if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) !== 0) this.#compressedEntries--
   }
 
   /** Evicts from the head until both budgets hold, sparing `keep` (the entry just written, which fits alone). */
@@ -546,9 +643,11 @@ export class RegionStore {
 
   #remove(slot: number): void {
     this.#unaccount(slot)
+    this.#begin(slot)
     this.#keys.remove(slot)
-    this.#flags[slot] = 0
-    this.#slab.free(this.#valueRef[slot]!, this.#storedSize[slot]!)
+    this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS] = 0
+    this.#slab.free(this.#v.slotsU[slot * SLOT_WORDS + Slot.VALUE_REF]!, this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!)
+    this.#end(slot)
     this.#metas[slot] = undefined
     this.#unlink(slot)
     this.#free.push(slot)
@@ -563,8 +662,9 @@ export class RegionStore {
   }
 
   #grow(): void {
-    const c = Math.min(this.#capacity * 2, this.config.maxEntries + 1)
-    const grow = <T extends Int32Array | Float64Array | Uint32Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+    const c = Math.min(this.#capacity * 2, this.#slotLimit)
+    if (c === this.#capacity) throw new Error(`region "${this.config.name}" reached its slot limit (${c})`)
+    const grow = <T extends Int32Array | Float64Array | Uint32Array>(a: T, make: (n: number) => T): T => {
       const b = make(c)
       b.set(a)
       return b
@@ -572,13 +672,9 @@ export class RegionStore {
     this.#next = grow(this.#next, (n) => new Int32Array(n))
     this.#prev = grow(this.#prev, (n) => new Int32Array(n))
     this.#created = grow(this.#created, (n) => new Float64Array(n))
-    this.#expires = grow(this.#expires, (n) => new Float64Array(n))
-    this.#rawSize = grow(this.#rawSize, (n) => new Uint32Array(n))
-    this.#valueRef = grow(this.#valueRef, (n) => new Float64Array(n))
-    this.#storedSize = grow(this.#storedSize, (n) => new Uint32Array(n))
-    this.#keys.ensureSlots(c)
     this.#charge = grow(this.#charge, (n) => new Uint32Array(n))
-    this.#flags = grow(this.#flags, (n) => new Uint8Array(n))
+    this.#v.memory.slots.grow(c * SLOT_WORDS * 4)
+    this.#grew()
     this.#capacity = c
   }
 

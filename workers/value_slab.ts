@@ -1,38 +1,36 @@
 /**
- * Stored values of a region store, in big shared pages rather than one
- * `Uint8Array` per value.
+ * Stored bytes (values, or keys) of a region store, in one arena: a growable
+ * SharedArrayBuffer that readers on other threads can see (src/shared_region.ts).
  *
- * Why: every `Uint8Array` is a JS object with its own backing store, which the
- * garbage collector must visit and finalize. With a million values under churn
- * a shard's major GC paused for 130–250 ms (measured); with values in pages
- * (and keys too, see key_table.ts), 4–9 ms. Churn itself ran 2.4x faster.
- * Key bytes use a ValueSlab of their own.
+ * Why one arena rather than one `Uint8Array` per value: every `Uint8Array` is
+ * a JS object with its own backing store, which the garbage collector must
+ * visit and finalize. With a million values under churn a shard's major GC
+ * paused for 130–250 ms (measured); with values in pages, 4–9 ms. Churn itself
+ * ran 2.4x faster. And a single buffer is what other threads can map.
  *
- * How: a value is rounded up to a size class (multiples of 16 up to 64 bytes,
- * then four classes per power of two, so at most 25% is wasted) and takes a
- * chunk of that class. Each class carves pages into chunks (256 chunks a page,
- * between 64 KiB and 1 MiB, so a small cache does not reserve megabytes per
- * class) and keeps freed chunks on a stack for reuse. Values over 64 KiB get a buffer of their
- * own (they are few, and a page of them would waste more than it saves).
+ * How: a length is rounded up to a size class (multiples of 16 up to 64
+ * bytes, then four classes per power of two, so at most 25% is wasted) and
+ * takes a chunk of that class. Each class carves pages from the arena's top
+ * (256 chunks a page, between 64 KiB and 1 MiB, or one chunk for big values)
+ * and keeps freed chunks on a stack for reuse. A chunk is named by its ref:
+ * its byte offset in the arena.
  *
- * A chunk is named by a ref: `page * PAGE_BYTES + offset`, exact in a double.
+ * The arena grows in place and never shrinks; `clear()` makes all of it
+ * reusable. Chunks freed in one class serve only that class.
  */
 
-/** Largest page; refs count pages in units of it. */
-const PAGE_BYTES = 1 << 20
+const MAX_PAGE_BYTES = 1 << 20
 const MIN_PAGE_BYTES = 1 << 16
-const MAX_CHUNK = 64 * 1024
-/** Page number of values stored in a buffer of their own; their ref is `OWN_PAGE * PAGE_BYTES + index`. */
-const OWN_PAGE = 0
+/** Growth step of the arena once it is large: bounded so a big arena does not double at once. */
+const MAX_GROW_STEP = 64 << 20
 
-/** Size class of a length: its index, or -1 when the value gets its own buffer. */
+/** Size class of a length. */
 function classOf(n: number): number {
-  if (n > MAX_CHUNK) return -1
   if (n <= 64) return n <= 16 ? 0 : ((n + 15) >>> 4) - 1 // 16, 32, 48, 64 → 0..3
   // Above 64: four classes per power of two: 80, 96, 112, 128, 160, 192, 224, 256, ...
   const p = 31 - Math.clz32(n - 1) // n - 1 in [2^p, 2^(p+1))
-  const step = 1 << (p - 2)
-  const i = Math.ceil((n - (1 << p)) / step) // 1..4
+  const step = 2 ** (p - 2)
+  const i = Math.ceil((n - 2 ** p) / step) // 1..4
   return 3 + (p - 6) * 4 + i
 }
 
@@ -40,12 +38,20 @@ function classSize(c: number): number {
   if (c <= 3) return (c + 1) * 16
   const p = 6 + Math.floor((c - 4) / 4)
   const i = ((c - 4) % 4) + 1
-  return (1 << p) + i * (1 << (p - 2))
+  return 2 ** p + i * 2 ** (p - 2)
 }
 
-const CLASSES = classOf(MAX_CHUNK) + 1
+/** Classes up to 4 GiB, the largest arena. */
+const CLASSES = classOf(2 ** 32) + 1
 
-/** A growable stack of refs in a Float64Array (refs exceed the small-integer range). */
+/** Thrown by {@link ValueSlab.store} when the arena cannot grow: the caller evicts and retries. */
+export class ArenaFullError extends Error {
+  constructor(need: number) {
+    super(`arena full: cannot fit ${need} more bytes`)
+  }
+}
+
+/** A growable stack of refs. */
 class RefStack {
   #items = new Float64Array(64)
   length = 0
@@ -66,104 +72,92 @@ interface SizeClass {
   size: number
   pageBytes: number
   free: RefStack
-  /** Page being carved, and where the next fresh chunk starts in it (-1: none yet). */
-  page: number
+  /** Where the next fresh chunk starts in the page being carved, and where that page ends. */
   next: number
+  end: number
 }
 
 export class ValueSlab {
-  /** Page 0 is reserved for OWN_PAGE refs; class pages start at 1. */
-  #pages: (Uint8Array | undefined)[] = [undefined]
-  #own: (Uint8Array | undefined)[] = []
-  #ownFree: number[] = []
+  readonly #arena: SharedArrayBuffer
+  readonly #onGrow: () => void
+  #bytes: Buffer
+  #top = 0
   #classes: SizeClass[] = []
 
-  constructor() {
+  /** `onGrow` runs after the arena grew, so views of it can be remapped. */
+  constructor(arena: SharedArrayBuffer = new SharedArrayBuffer(0, { maxByteLength: 2 ** 32 }), onGrow: () => void = () => {}) {
+    this.#arena = arena
+    this.#onGrow = onGrow
+    this.#bytes = Buffer.from(arena, 0, arena.byteLength)
     this.#reset()
   }
 
-  /** Stores a copy of `bytes`; returns its ref. */
+  /** The arena's bytes: `bytes[ref]` is where the chunk `ref` starts. Replaced when the arena grows. */
+  get bytes(): Buffer {
+    return this.#bytes
+  }
+
+  /** Stores a copy of `bytes`; returns its ref. Throws {@link ArenaFullError} when the arena cannot grow. */
   store(bytes: Uint8Array): number {
-    const c = classOf(bytes.length)
-    if (c < 0) {
-      const own = new Uint8Array(bytes) // copies
-      const index = this.#ownFree.pop() ?? this.#own.length
-      this.#own[index] = own
-      return OWN_PAGE * PAGE_BYTES + index
-    }
-    const ref = this.#alloc(this.#classes[c]!)
-    const page = Math.floor(ref / PAGE_BYTES)
-    this.#pages[page]!.set(bytes, ref - page * PAGE_BYTES)
+    const ref = this.#alloc(this.#classes[classOf(bytes.length)]!)
+    this.#bytes.set(bytes, ref)
     return ref
   }
 
-  /** A view of the `length` bytes at `ref`; valid until the ref is freed. */
-  view(ref: number, length: number): Uint8Array {
-    const page = Math.floor(ref / PAGE_BYTES)
-    const offset = ref - page * PAGE_BYTES
-    if (page === OWN_PAGE) return this.#own[offset]!
-    return this.#pages[page]!.subarray(offset, offset + length)
-  }
-
-  /** The buffer holding the bytes at `ref` (with {@link offsetOf}: reads without allocating a view). */
-  pageOf(ref: number): Uint8Array {
-    const page = Math.floor(ref / PAGE_BYTES)
-    return page === OWN_PAGE ? this.#own[ref]! : this.#pages[page]!
-  }
-
-  /** Where the bytes at `ref` start in {@link pageOf}'s buffer. */
-  offsetOf(ref: number): number {
-    return ref < PAGE_BYTES ? 0 : ref % PAGE_BYTES
+  /** A view of the `length` bytes at `ref`; valid until the ref is freed or the arena grows. */
+  view(ref: number, length: number): Buffer {
+    return this.#bytes.subarray(ref, ref + length)
   }
 
   /** Returns the chunk of a value of `length` bytes for reuse. */
   free(ref: number, length: number): void {
-    const page = Math.floor(ref / PAGE_BYTES)
-    if (page === OWN_PAGE) {
-      const index = ref - page * PAGE_BYTES
-      this.#own[index] = undefined
-      this.#ownFree.push(index)
-      return
-    }
     this.#classes[classOf(length)]!.free.push(ref)
   }
 
-  /** Frees everything, pages included. */
+  /** Frees every chunk; the arena keeps its size. */
   clear(): void {
     this.#reset()
   }
 
-  /** Bytes of pages and own buffers held, for tests and stats. */
+  /** Bytes of the arena carved into pages so far, for tests and stats. */
   get reservedBytes(): number {
-    let n = 0
-    for (const p of this.#pages) n += p?.length ?? 0
-    for (const o of this.#own) n += o?.length ?? 0
-    return n
+    return this.#top
   }
 
   #alloc(cls: SizeClass): number {
     if (cls.free.length > 0) return cls.free.pop()
-    if (cls.page < 0 || cls.next + cls.size > cls.pageBytes) {
-      cls.page = this.#pages.length
-      this.#pages.push(new Uint8Array(cls.pageBytes))
-      cls.next = 0
+    if (cls.next + cls.size > cls.end) {
+      const start = this.#top
+      this.#ensure(start + cls.pageBytes)
+      this.#top = start + cls.pageBytes
+      cls.next = start
+      cls.end = this.#top
     }
-    const ref = cls.page * PAGE_BYTES + cls.next
+    const ref = cls.next
     cls.next += cls.size
     return ref
   }
 
+  #ensure(bytes: number): void {
+    const have = this.#arena.byteLength
+    if (bytes <= have) return
+    const max = this.#arena.maxByteLength
+    if (bytes > max) throw new ArenaFullError(bytes - have)
+    const step = Math.min(Math.max(have, MIN_PAGE_BYTES), MAX_GROW_STEP)
+    this.#arena.grow(Math.min(max, Math.max(bytes, have + step)))
+    this.#bytes = Buffer.from(this.#arena, 0, this.#arena.byteLength)
+    this.#onGrow()
+  }
+
   #reset(): void {
-    this.#pages = [undefined]
-    this.#own = []
-    this.#ownFree = []
+    this.#top = 0
     this.#classes = Array.from({ length: CLASSES }, (_, c) => {
       const size = classSize(c)
-      const pageBytes = Math.min(PAGE_BYTES, Math.max(MIN_PAGE_BYTES, size * 256))
-      return { size, pageBytes, free: new RefStack(), page: -1, next: 0 }
+      const pageBytes = Math.max(size, Math.min(MAX_PAGE_BYTES, Math.max(MIN_PAGE_BYTES, size * 256)))
+      return { size, pageBytes, free: new RefStack(), next: 0, end: 0 }
     })
   }
 }
 
 /** @internal For tests: the size class arithmetic. */
-export const sizeClasses = { classOf, classSize, count: CLASSES, maxChunk: MAX_CHUNK }
+export const sizeClasses = { classOf, classSize, count: CLASSES }

@@ -1,0 +1,361 @@
+/**
+ * A region slice's memory, shared between its shard (the only writer) and
+ * any thread that reads it directly: the layout both sides agree on, the
+ * reader, and the access log that carries reads back to the shard.
+ *
+ * Why reads bypass the shard: a get that crosses threads costs a thread
+ * wake-up on each side, 20–35 µs of CPU on the reference machine, however
+ * small the batch. Reading the shard's memory costs a hash probe and a copy,
+ * a few hundred ns, and the value stays off the reading thread's heap.
+ *
+ * Consistency: every slot has a sequence number (a seqlock). The shard makes
+ * it odd before it changes the slot and even again after, so a reader that
+ * sees the same even number before and after reading a slot has read one
+ * consistent entry. The region header has one more sequence number for bulk
+ * changes (clear). A reader never trusts the hash index: it compares the key
+ * bytes under the slot's seqlock, so a racing write can cost it a miss on
+ * this path, never a wrong value. Every miss on this path (absent, expired,
+ * torn, growing) is answered by the shard, which stays the authority.
+ *
+ * LRU order: a read here cannot relink the shard's list, so the reader logs
+ * (slot, sequence) in an {@link AccessLog} that the shard applies before its
+ * next frame; when the log is full, reads are dropped from it (as Caffeine's
+ * read buffer drops them): recency stays approximate under extreme read
+ * rates, never wrong about which entry was read.
+ *
+ * Growth: every buffer is a growable SharedArrayBuffer, reserved once at its
+ * largest size (address space only; memory is committed as it is touched) and
+ * grown in place, so no buffer is ever replaced and readers never need a
+ * message to follow. Views are fixed-length (V8 reads length-tracking views
+ * 2–3x slower, measured), so after a growth the shard bumps GEN in the header
+ * and readers remap.
+ */
+import { ValueTag } from './protocol.js'
+
+/** The default clock: epoch-based ms from a monotonic source; agrees across threads to a few µs (measured). */
+export const monotonicNow = (): number => performance.timeOrigin + performance.now()
+
+/** Header words (Int32). */
+export const Header = {
+  /** Seqlock over the whole region: odd while a bulk change (clear) runs. */
+  SEQ: 0,
+  /** Bucket count − 1. */
+  MASK: 1,
+  /** Bumped after any buffer grew: readers remap their views. */
+  GEN: 2,
+} as const
+const HEADER_WORDS = 4
+
+/** Slot record: `SLOT_WORDS` Int32 words per slot. */
+export const Slot = {
+  SEQ: 0,
+  /** {@link SlotFlag} bits and the value tag. */
+  FLAGS: 1,
+  KEY_LEN: 2,
+  KEY_HASH: 3,
+  /** Offset of the key bytes in the key arena (uint32). */
+  KEY_REF: 4,
+  /** Offset of the stored value in the value arena (uint32). */
+  VALUE_REF: 5,
+  STORED_SIZE: 6,
+  RAW_SIZE: 7,
+  /** Words 8–9: expiry as a float64, at Float64 index `slot * SLOT_WORDS / 2 + 4`. */
+} as const
+export const SLOT_WORDS = 10
+export const EXPIRES_F64 = 4
+
+export const SlotFlag = {
+  TAG_MASK: 0x0f,
+  /** Set while the slot holds an entry. */
+  LIVE: 0x40,
+  COMPRESSED: 0x80,
+} as const
+
+/** The SharedArrayBuffers of one region slice. All but the header are growable. */
+export interface RegionMemory {
+  header: SharedArrayBuffer
+  slots: SharedArrayBuffer
+  buckets: SharedArrayBuffer
+  keys: SharedArrayBuffer
+  values: SharedArrayBuffer
+}
+
+/** Largest buffer V8 lets a growable SharedArrayBuffer reserve. */
+export const MAX_ARENA_BYTES = 2 ** 32
+/** Slots per region slice at most (a reservation bound; budgets are usually far smaller). */
+export const MAX_SLOTS = 1 << 26
+export const MAX_BUCKETS = 1 << 27
+
+/** Slots a slice can ever need: one per entry the budgets allow, plus one (a set links before it evicts). */
+export function slotLimit(maxEntries: number, maxBytes: number, entryOverhead: number): number {
+  return Math.min(maxEntries + 1, Math.floor(maxBytes / entryOverhead) + 1, MAX_SLOTS)
+}
+
+/** Reserves the buffers of a region slice that may hold up to `maxSlots` slots. */
+export function allocateRegionMemory(maxSlots: number): RegionMemory {
+  let buckets = 16
+  while (buckets < maxSlots * 2 && buckets < MAX_BUCKETS) buckets *= 2
+  const growable = (max: number): SharedArrayBuffer => new SharedArrayBuffer(0, { maxByteLength: max })
+  return {
+    header: new SharedArrayBuffer(HEADER_WORDS * 4),
+    slots: growable(maxSlots * SLOT_WORDS * 4),
+    buckets: growable(buckets * 4),
+    keys: growable(MAX_ARENA_BYTES),
+    values: growable(MAX_ARENA_BYTES),
+  }
+}
+
+/** Fixed-length views of a {@link RegionMemory}, remapped after growth. */
+export class RegionViews {
+  readonly header: Int32Array
+  slots!: Int32Array
+  slotsU!: Uint32Array
+  slotsF!: Float64Array
+  buckets!: Int32Array
+  keys!: Buffer
+  values!: Buffer
+
+  constructor(readonly memory: RegionMemory) {
+    this.header = new Int32Array(memory.header)
+    this.remap()
+  }
+
+  remap(): void {
+    const m = this.memory
+    const slotBytes = m.slots.byteLength
+    this.slots = new Int32Array(m.slots, 0, slotBytes / 4)
+    this.slotsU = new Uint32Array(m.slots, 0, slotBytes / 4)
+    this.slotsF = new Float64Array(m.slots, 0, slotBytes / 8)
+    this.buckets = new Int32Array(m.buckets, 0, m.buckets.byteLength / 4)
+    this.keys = Buffer.from(m.keys, 0, m.keys.byteLength)
+    this.values = Buffer.from(m.values, 0, m.values.byteLength)
+  }
+}
+
+/** FNV-1a over bytes: cheap for short keys, and spreads them well enough for linear probing at load ≤ 1/2. */
+export function hashBytes(buf: Uint8Array, start: number, len: number): number {
+  let h = 0x811c9dc5
+  const end = start + len
+  for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, 0x01000193)
+  return h >>> 0
+}
+
+/** What {@link SharedRegionReader.find} saw: the slot, its sequence number and the header's. */
+export interface Found {
+  slot: number
+  seq: number
+  regionSeq: number
+}
+
+/** Probes at most this many buckets; a longer run (only while the shard rewrites the table) is left to the shard. */
+const MAX_PROBES = 64
+
+/**
+ * Reads a region slice straight from shared memory. Every method returns
+ * `undefined` when it cannot answer for sure; the caller then asks the shard.
+ */
+export class SharedRegionReader {
+  readonly #v: RegionViews
+  #gen = 0
+
+  constructor(memory: RegionMemory) {
+    this.#v = new RegionViews(memory)
+  }
+
+  /**
+   * Finds the live, unexpired entry of the key `kb[0, len)` (hash `hash`).
+   * The result is only a candidate: callers read what they need, then
+   * {@link valid} must confirm nothing changed meanwhile.
+   */
+  find(kb: Uint8Array, len: number, hash: number, out: Found): boolean {
+    const v = this.#v
+    const gen = Atomics.load(v.header, Header.GEN)
+    if (gen !== this.#gen) {
+      v.remap()
+      this.#gen = gen
+    }
+    const regionSeq = Atomics.load(v.header, Header.SEQ)
+    if ((regionSeq & 1) !== 0) return false
+    const buckets = v.buckets
+    const slots = v.slots
+    const mask = v.header[Header.MASK]!
+    if (mask >= buckets.length) return false
+    for (let i = hash & mask, n = 0; n < MAX_PROBES; i = (i + 1) & mask, n++) {
+      const e = buckets[i]!
+      if (e === 0) return false
+      const base = (e - 1) * SLOT_WORDS
+      if (base >= slots.length) return false
+      // The sequence number first: everything read after it is checked by valid().
+      const seq = Atomics.load(slots, base + Slot.SEQ)
+      if (slots[base + Slot.KEY_HASH] !== (hash | 0) || slots[base + Slot.KEY_LEN] !== len) continue
+      if ((seq & 1) !== 0) return false
+      if ((slots[base + Slot.FLAGS]! & SlotFlag.LIVE) === 0) continue
+      const ref = v.slotsU[base + Slot.KEY_REF]!
+      const keys = v.keys
+      if (ref + len > keys.length) return false
+      let same = true
+      for (let k = 0; k < len; k++) {
+        if (keys[ref + k] !== kb[k]) {
+          same = false
+          break
+        }
+      }
+      if (!same) continue
+      const expires = v.slotsF[(e - 1) * (SLOT_WORDS / 2) + EXPIRES_F64]!
+      if (expires !== Infinity && expires <= monotonicNow()) return false
+      out.slot = e - 1
+      out.seq = seq
+      out.regionSeq = regionSeq
+      return true
+    }
+    return false
+  }
+
+  /** Whether the slot found is still what it was: everything read since {@link find} is consistent. */
+  valid(f: Found): boolean {
+    const v = this.#v
+    return Atomics.load(v.slots, f.slot * SLOT_WORDS + Slot.SEQ) === f.seq && Atomics.load(v.header, Header.SEQ) === f.regionSeq
+  }
+
+  /** Expiry of the found slot (check {@link valid} after). */
+  expiresAt(f: Found): number {
+    return this.#v.slotsF[f.slot * (SLOT_WORDS / 2) + EXPIRES_F64]!
+  }
+
+  /** Flags (tag, compression) of the found slot. */
+  flags(f: Found): number {
+    return this.#v.slots[f.slot * SLOT_WORDS + Slot.FLAGS]!
+  }
+
+  rawSize(f: Found): number {
+    return this.#v.slotsU[f.slot * SLOT_WORDS + Slot.RAW_SIZE]!
+  }
+
+  /**
+   * The stored value as a string (for STRING values and JSON), decoded
+   * straight from shared memory, or undefined when the ref is out of view.
+   */
+  valueString(f: Found): string | undefined {
+    const v = this.#v
+    const base = f.slot * SLOT_WORDS
+    const ref = v.slotsU[base + Slot.VALUE_REF]!
+    const end = ref + v.slotsU[base + Slot.STORED_SIZE]!
+    if (end > v.values.length) return undefined
+    return v.values.toString('utf8', ref, end)
+  }
+
+  /** Copies the stored bytes into a new Buffer, or undefined when the ref is out of view. */
+  valueCopy(f: Found): Buffer | undefined {
+    const v = this.#v
+    const base = f.slot * SLOT_WORDS
+    const ref = v.slotsU[base + Slot.VALUE_REF]!
+    const n = v.slotsU[base + Slot.STORED_SIZE]!
+    if (ref + n > v.values.length) return undefined
+    const out = Buffer.allocUnsafe(n)
+    v.values.copy(out, 0, ref, ref + n)
+    return out
+  }
+}
+
+/** Value tags a reader can decode from a string without copying the bytes first. */
+export function isTextTag(tag: number): boolean {
+  return tag === ValueTag.STRING || tag === ValueTag.CODEC
+}
+
+/**
+ * Reads done outside the shard, for the shard to apply: a ring of (region,
+ * slot, seq) written by one reader thread and drained by the shard, plus the
+ * reader's hit counts per region (the shard adds them to its stats).
+ *
+ * Layout: Int32 words HEAD (written by the reader), TAIL (by the shard), KICK
+ * (1 once the reader asked the shard to drain), then the ring. Hits are a
+ * Float64Array of their own, one per region, written by the reader only.
+ */
+export interface AccessLogMemory {
+  ring: SharedArrayBuffer
+  hits: SharedArrayBuffer
+}
+
+const LOG_HEAD = 0
+const LOG_TAIL = 1
+const LOG_KICK = 2
+const LOG_WORDS = 4
+/** Entries per ring: big enough that a shard draining every frame rarely drops one. */
+export const LOG_CAPACITY = 1 << 14
+
+export function allocateAccessLog(regions: number): AccessLogMemory {
+  return {
+    ring: new SharedArrayBuffer((LOG_WORDS + LOG_CAPACITY * 4) * 4),
+    hits: new SharedArrayBuffer(Math.max(1, regions) * 8),
+  }
+}
+
+/** The reader's end of an {@link AccessLogMemory}. */
+export class AccessLogWriter {
+  readonly #ring: Int32Array
+  readonly hits: Float64Array
+  #head = 0
+
+  /** `kick` asks the shard to drain soon; called once the ring is half full. */
+  constructor(
+    memory: AccessLogMemory,
+    readonly kick: () => void,
+  ) {
+    this.#ring = new Int32Array(memory.ring)
+    this.hits = new Float64Array(memory.hits)
+  }
+
+  /** Logs a read of `slot` (sequence `seq`) in `region`; dropped when the ring is full. */
+  record(region: number, slot: number, seq: number): void {
+    const ring = this.#ring
+    const pending = (this.#head - Atomics.load(ring, LOG_TAIL)) | 0
+    if (pending >= LOG_CAPACITY) return
+    const at = LOG_WORDS + (this.#head & (LOG_CAPACITY - 1)) * 4
+    ring[at] = region
+    ring[at + 1] = slot
+    ring[at + 2] = seq
+    this.#head = (this.#head + 1) | 0
+    Atomics.store(ring, LOG_HEAD, this.#head)
+    if (pending >= LOG_CAPACITY / 2 && Atomics.load(ring, LOG_KICK) === 0) {
+      Atomics.store(ring, LOG_KICK, 1)
+      this.kick()
+    }
+  }
+}
+
+/** The shard's end of an {@link AccessLogMemory}. */
+export class AccessLogReader {
+  readonly #ring: Int32Array
+  readonly hits: Float64Array
+  /** Hits at the last resetStats, per region. */
+  readonly baseline: Float64Array
+
+  constructor(memory: AccessLogMemory) {
+    this.#ring = new Int32Array(memory.ring)
+    this.hits = new Float64Array(memory.hits)
+    this.baseline = new Float64Array(this.hits.length)
+  }
+
+  /** Calls `apply` for every logged read, oldest first, and empties the ring. */
+  drain(apply: (region: number, slot: number, seq: number) => void): void {
+    const ring = this.#ring
+    const head = Atomics.load(ring, LOG_HEAD)
+    let tail = ring[LOG_TAIL]!
+    while (tail !== head) {
+      const at = LOG_WORDS + (tail & (LOG_CAPACITY - 1)) * 4
+      apply(ring[at]!, ring[at + 1]!, ring[at + 2]!)
+      tail = (tail + 1) | 0
+    }
+    Atomics.store(ring, LOG_TAIL, tail)
+    Atomics.store(ring, LOG_KICK, 0)
+  }
+
+  /** Hits counted by the reader in `region` since the last {@link resetHits}. */
+  hitsOf(region: number): number {
+    return this.hits[region]! - this.baseline[region]!
+  }
+
+  resetHits(): void {
+    this.baseline.set(this.hits)
+  }
+}
