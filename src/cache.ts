@@ -9,9 +9,9 @@ import { ENTRY_OVERHEAD_BYTES, Op, SetFlag } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
 import { regionShare, resolveOptions, resolveSetOptions } from './options.js'
 import type { CacheOptions, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions } from './options.js'
-import { checkKey, checkKeys, decodeValue, encodeValue } from './values.js'
+import { checkKey, checkKeys, encodeValue } from './values.js'
 import type { EncodedValue } from './values.js'
-import { Router } from './router.js'
+import { ASK_SHARD, Router } from './router.js'
 import type { RawEntry, Sink } from './router.js'
 import { aggregateStats, emptyRegionStats } from './stats.js'
 import type { CacheStats } from './stats.js'
@@ -125,10 +125,14 @@ export class CacheRegion {
     try {
       this.#open()
       checkKey(key, this.core.options.maxKeyBytes)
+      const router = this.core.router
+      const shard = router.shardOf(key)
+      const value = router.readValue(shard, this.#region.index, key)
+      if (value !== ASK_SHARD) return Promise.resolve(value as T)
+      return this.#keyOp<T | undefined>(Op.GET, key, shard)
     } catch (err) {
       return rejected(err)
     }
-    return this.#keyOp<T | undefined>(Op.GET, key)
   }
 
   /**
@@ -161,7 +165,9 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    return this.#keyOp<boolean>(Op.DELETE, key)
+    const d = new Deferred<boolean>()
+    this.#delete(key, d, 0)
+    return d.promise
   }
 
   /** Whether `key` has a live entry. Does not count as a read and does not refresh LRU order. */
@@ -172,7 +178,10 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    return this.#keyOp<boolean>(Op.HAS, key)
+    const router = this.core.router
+    const shard = router.shardOf(key)
+    if (router.readHas(shard, this.#region.index, key) === true) return Promise.resolve(true)
+    return this.#keyOp<boolean>(Op.HAS, key, shard)
   }
 
   /** Remaining lifetime of `key` in ms (rounded up), `Infinity` when it never expires, `undefined` when absent. */
@@ -183,7 +192,11 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    return this.#keyOp<number | undefined>(Op.TTL, key)
+    const router = this.core.router
+    const shard = router.shardOf(key)
+    const ttl = router.readTtl(shard, this.#region.index, key)
+    if (ttl !== ASK_SHARD) return Promise.resolve(ttl)
+    return this.#keyOp<number | undefined>(Op.TTL, key, shard)
   }
 
   /** The value with its timestamps, sizes and metadata, or `undefined`. Counts as a read. */
@@ -194,7 +207,7 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    return this.#keyOp<RawEntry | undefined>(Op.GET_ENTRY, key).then((e) =>
+    return this.#keyOp<RawEntry | undefined>(Op.GET_ENTRY, key, this.core.router.shardOf(key)).then((e) =>
       e === undefined
         ? undefined
         : {
@@ -214,7 +227,21 @@ export class CacheRegion {
       return rejected(err)
     }
     const c = new Collector<(T | undefined)[]>(keys.length, (rs) => rs as (T | undefined)[])
-    for (let i = 0; i < keys.length; i++) this.#keyOp(Op.GET, keys[i]!, c, i)
+    const router = this.core.router
+    const region = this.#region.index
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!
+      const shard = router.shardOf(key)
+      let value: unknown
+      try {
+        value = router.readValue(shard, region, key)
+      } catch (err) {
+        c.reject(i, err as Error)
+        return c.promise
+      }
+      if (value === ASK_SHARD) this.#keyOp(Op.GET, key, shard, c, i)
+      else c.resolve(i, value)
+    }
     return c.promise
   }
 
@@ -263,7 +290,7 @@ export class CacheRegion {
       return rejected(err)
     }
     const c = new Collector<number>(keys.length, countTrue)
-    for (let i = 0; i < keys.length; i++) this.#keyOp(Op.DELETE, keys[i]!, c, i)
+    for (let i = 0; i < keys.length; i++) this.#delete(keys[i]!, c, i)
     return c.promise
   }
 
@@ -276,7 +303,13 @@ export class CacheRegion {
       return rejected(err)
     }
     const c = new Collector<boolean[]>(keys.length, (rs) => rs as boolean[])
-    for (let i = 0; i < keys.length; i++) this.#keyOp(Op.HAS, keys[i]!, c, i)
+    const router = this.core.router
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!
+      const shard = router.shardOf(key)
+      if (router.readHas(shard, this.#region.index, key) === true) c.resolve(i, true)
+      else this.#keyOp(Op.HAS, key, shard, c, i)
+    }
     return c.promise
   }
 
@@ -358,11 +391,11 @@ export class CacheRegion {
     }
   }
 
-  #keyOp<T>(op: number, key: string): Promise<T>
-  #keyOp(op: number, key: string, sink: Sink, index: number): void
-  #keyOp<T>(op: number, key: string, sink?: Sink, index = 0): Promise<T> | void {
+  /** Sends a read of `key` to its shard. */
+  #keyOp<T>(op: number, key: string, shard: number): Promise<T>
+  #keyOp(op: number, key: string, shard: number, sink: Sink, index: number): void
+  #keyOp<T>(op: number, key: string, shard: number, sink?: Sink, index = 0): Promise<T> | void {
     const router = this.core.router
-    const shard = router.shardOf(key)
     const w = router.writer(shard)
     w.u8(op)
     w.u8(this.#region.index)
@@ -374,6 +407,16 @@ export class CacheRegion {
     const d = new Deferred<T>()
     router.commit(shard, d, 0)
     return d.promise
+  }
+
+  #delete(key: string, sink: Sink, index: number): void {
+    const router = this.core.router
+    const shard = router.shardOf(key)
+    const w = router.writer(shard)
+    w.u8(Op.DELETE)
+    w.u8(this.#region.index)
+    w.key(key)
+    router.commitWrite(shard, sink, index, this.#region.index, key)
   }
 
   #writeSet(key: string, enc: EncodedValue, opts: ResolvedSet, sink: Sink, index: number): void {
@@ -393,28 +436,28 @@ export class CacheRegion {
     w.u8(enc.tag)
     w.bytes(enc.bytes)
     if (opts.metadata !== undefined) w.bytes(opts.metadata)
-    router.commit(shard, sink, index)
+    router.commitWrite(shard, sink, index, this.#region.index, key)
   }
 
   /** Sends one op to every shard; `glob` null means "no pattern" for KEYS. */
   #allShards<T>(op: number, glob: string | null | undefined, finish: (rs: unknown[]) => T): Promise<T> {
     const router = this.core.router
+    const region = this.#region.index
+    // Direct reads of the region wait for these (see Router.commitWrite).
+    const changes = op === Op.CLEAR || op === Op.DELETE_PATTERN
     const c = new Collector<T>(router.shardCount, finish)
     for (let s = 0; s < router.shardCount; s++) {
-      if (glob === undefined) {
-        router.simple(s, op, this.#region.index, c, s)
-        continue
-      }
       const w = router.writer(s)
       w.u8(op)
-      w.u8(this.#region.index)
+      w.u8(region)
       if (glob === null) {
         w.u8(0)
-      } else {
+      } else if (glob !== undefined) {
         w.u8(1)
         w.string(glob)
       }
-      router.commit(s, c, s)
+      if (changes) router.commitWrite(s, c, s, region, undefined)
+      else router.commit(s, c, s)
     }
     return c.promise
   }
@@ -535,7 +578,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   const resolved = resolveOptions(options)
   const { shards, regions, codec } = resolved
   const perShard = Array.from({ length: shards }, (_, s) => regions.map((r) => regionShare(r, s, shards)))
-  const router = new Router(perShard, (tag, bytes) => decodeValue(tag, bytes, codec), {
+  const router = new Router(perShard, codec, {
     idleMicros: resolved.idleSpinMicros,
     replyMicros: resolved.replySpinMicros,
   })

@@ -150,8 +150,15 @@ export const REPLY_TAKEN = -1
 /** Frame ids stay positive int32s, so they fit a signal slot. */
 export const MAX_FRAME_ID = 0x7fffffff
 
-/** What router and shard post to each other: the length of a frame in the shared buffer, or a transferred frame. */
+/**
+ * What router and shard post to each other: the length of a frame in the
+ * shared buffer, a transferred frame, or (router to shard only)
+ * {@link DRAIN_ACCESS_LOG}.
+ */
 export type FrameMessage = number | Uint8Array
+
+/** Asks a shard to apply the reads logged by direct readers now (src/shared_region.ts): their log is half full. */
+export const DRAIN_ACCESS_LOG = -1
 
 /** Longest key the u16 length prefix can carry. */
 export const MAX_KEY_BYTES_LIMIT = 0xffff

@@ -14,6 +14,12 @@
  *
  * Liveness: a shard thread is `ref`'d only while it has frames in flight, so an
  * idle cache never keeps the process alive, and a pending operation always does.
+ *
+ * Direct reads: `get`, `has` and `ttl` first try the shard's shared memory
+ * (src/shared_region.ts) and send an op only when that cannot answer for sure.
+ * Order is kept: while a write to a key (or a clear or pattern delete of its
+ * region) is queued or in flight, reads of that key go through the shard's
+ * frames, behind the write, as they would on a pipelined connection.
  */
 import { Worker, MessageChannel } from 'node:worker_threads'
 import { availableParallelism } from 'node:os'
@@ -33,11 +39,17 @@ import {
   Signal,
   Status,
 } from './protocol.js'
+import { DRAIN_ACCESS_LOG, ValueTag } from './protocol.js'
 import type { EntryInfo, FrameMessage } from './protocol.js'
 import { CacheError, ClosedError, ErrorCodes, InternalError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
 import type { ShardControl, ShardInit } from '../workers/shard.js'
+import { slotsFor } from '../workers/region_store.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
+import { AccessLogWriter, SharedRegionReader, SlotFlag, allocateAccessLog, allocateRegionMemory, hashBytes, monotonicNow } from './shared_region.js'
+import type { Found } from './shared_region.js'
+import { decodeValue, decodeText } from './values.js'
+import type { Codec } from './options.js'
 
 /** Receives the results of the ops registered with it. */
 export interface Sink {
@@ -51,12 +63,19 @@ export interface RawEntry extends EntryInfo {
   metadata: Buffer | undefined
 }
 
-export type ValueDecoder = (tag: number, bytes: Buffer) => unknown
+/** What a direct read returns when only the shard can answer. */
+export const ASK_SHARD: unique symbol = Symbol('ask the shard')
 
-/** Frames a shard has not answered yet: the sinks of their ops, flattened. */
-interface InflightFrame {
+/**
+ * Ops of a frame: who gets each result, and, for writes, what they hold back
+ * (see {@link Router.commitWrite}): the region (-1: not a write) and the key
+ * (undefined: the whole region).
+ */
+interface FrameOps {
   sinks: Sink[]
   indexes: number[]
+  writeRegions: number[]
+  writeKeys: (string | undefined)[]
 }
 
 const SHARD_FILE = new URL('../workers/shard.js', import.meta.url)
@@ -90,9 +109,15 @@ class ShardChannel {
   /** Shared frame buffers (see src/protocol.ts): requests written here, replies read there. */
   readonly requests = Buffer.from(new SharedArrayBuffer(SHARED_FRAME_BYTES))
   readonly replies = Buffer.from(new SharedArrayBuffer(SHARED_FRAME_BYTES))
-  sinks: Sink[] = []
-  indexes: number[] = []
-  readonly inflight = new Map<number, InflightFrame>()
+  /** The open frame's ops. */
+  ops: FrameOps = newFrameOps()
+  readonly inflight = new Map<number, FrameOps>()
+  /** Direct readers of each region's shared memory, and the log of their reads; replaced when the thread is. */
+  readers: SharedRegionReader[] = []
+  log!: AccessLogWriter
+  /** Per region: whether reads reorder it (LRU), and clears or pattern deletes queued or in flight. */
+  readonly lru: boolean[]
+  readonly barriers: Int32Array
   restarts = 0
   crashesInARow = 0
   /** Set after MAX_RESTARTS_IN_A_ROW: every op to this shard fails. */
@@ -109,13 +134,22 @@ class ShardChannel {
   ) {
     this.writer.u32(0) // frame id, patched on flush
     this.writer.u32(0) // op count, patched on flush
+    this.lru = regions.map((r) => r.policy === 'lru')
+    this.barriers = new Int32Array(regions.length)
     this.spawn()
   }
 
   spawn(): void {
     const { port1, port2 } = new MessageChannel()
     this.signals.fill(0) // a new thread has seen no frame
+    // A new thread starts empty, in new memory: readers of the old one are dropped with it.
+    const memory = this.regions.map((r) => allocateRegionMemory(slotsFor(r)))
+    const log = allocateAccessLog(this.regions.length)
+    this.readers = memory.map((m) => new SharedRegionReader(m))
+    this.log = new AccessLogWriter(log, () => this.worker.postMessage(DRAIN_ACCESS_LOG))
     const init: ShardInit = {
+      memory,
+      logs: [log],
       shard: this.index,
       regions: this.regions,
       control: port2,
@@ -154,7 +188,13 @@ class ShardChannel {
 export class Router {
   readonly shardCount: number
   readonly #shards: ShardChannel[]
-  readonly #decode: ValueDecoder
+  readonly #codec: Codec | undefined
+  /** Per region: keys with writes queued or in flight, and how many. */
+  readonly #pendingWrites: Map<string, number>[]
+  /** UTF-8 bytes of the key of the current direct read (keys are at most 65535 bytes). */
+  readonly #keyBytes = Buffer.allocUnsafe(0x10000)
+  #keyHash = 0
+  readonly #found: Found = { slot: 0, seq: 0, regionSeq: 0 }
   #nextFrameId = 1
   /** @internal Frames posted to shards so far (tests check batching with it). */
   framesSent = 0
@@ -165,9 +205,10 @@ export class Router {
   /** Shards whose small frame was just posted while they were awake: the flush may spin for their replies. */
   readonly #awaited: ShardChannel[] = []
 
-  constructor(regionsByShard: RegionShardConfig[][], decode: ValueDecoder, spin: { idleMicros: number; replyMicros: number }) {
+  constructor(regionsByShard: RegionShardConfig[][], codec: Codec | undefined, spin: { idleMicros: number; replyMicros: number }) {
     this.shardCount = regionsByShard.length
-    this.#decode = decode
+    this.#codec = codec
+    this.#pendingWrites = regionsByShard[0]!.map(() => new Map<string, number>())
     this.#replySpinMs = spin.replyMicros / 1000
     // Shards spinning now, across this cache (see the transport notes in src/protocol.ts).
     const spinners = new Int32Array(new SharedArrayBuffer(4))
@@ -210,10 +251,134 @@ export class Router {
 
   /** Registers the op just written to `shard` and makes sure the frame is sent this tick. */
   commit(shard: number, sink: Sink, index: number): void {
-    const ch = this.#shards[shard]!
-    ch.sinks.push(sink)
-    ch.indexes.push(index)
+    const ops = this.#shards[shard]!.ops
+    ops.sinks.push(sink)
+    ops.indexes.push(index)
+    ops.writeRegions.push(-1)
+    ops.writeKeys.push(undefined)
     this.#scheduleFlush()
+  }
+
+  /**
+   * {@link commit} for an op that changes `key` in `region` (or, with `key`
+   * undefined, the whole region): until it is answered, direct reads of what
+   * it changes are sent to the shard instead, so they see it.
+   */
+  commitWrite(shard: number, sink: Sink, index: number, region: number, key: string | undefined): void {
+    const ch = this.#shards[shard]!
+    const ops = ch.ops
+    ops.sinks.push(sink)
+    ops.indexes.push(index)
+    ops.writeRegions.push(region)
+    ops.writeKeys.push(key)
+    if (key === undefined) {
+      ch.barriers[region]!++
+    } else {
+      const pending = this.#pendingWrites[region]!
+      pending.set(key, (pending.get(key) ?? 0) + 1)
+    }
+    this.#scheduleFlush()
+  }
+
+  /** Releases what op `i` of `ops` held back ({@link commitWrite}). */
+  #released(ch: ShardChannel, ops: FrameOps, i: number): void {
+    const region = ops.writeRegions[i]!
+    if (region < 0) return
+    const key = ops.writeKeys[i]
+    if (key === undefined) {
+      ch.barriers[region]!--
+      return
+    }
+    const pending = this.#pendingWrites[region]!
+    const n = pending.get(key)!
+    if (n === 1) pending.delete(key)
+    else pending.set(key, n - 1)
+  }
+
+  /** Settles op `i` of `ops` with a result or an error. */
+  #settle(ch: ShardChannel, ops: FrameOps, i: number, result: unknown, error?: Error): void {
+    this.#released(ch, ops, i)
+    if (error === undefined) ops.sinks[i]!.resolve(ops.indexes[i]!, result)
+    else ops.sinks[i]!.reject(ops.indexes[i]!, error)
+  }
+
+  // ── direct reads (see src/shared_region.ts) ─────────────────────────────
+
+  /** The shard's reader for a direct read of `key`, with the key's bytes in #keyBytes; undefined when only the shard can answer. */
+  #directReader(shard: number, region: number, key: string): SharedRegionReader | undefined {
+    const ch = this.#shards[shard]!
+    if (ch.dead !== undefined || ch.barriers[region] !== 0) return undefined
+    const pending = this.#pendingWrites[region]!
+    if (pending.size !== 0 && pending.has(key)) return undefined
+    const len = this.#encodeKey(key)
+    if (!ch.readers[region]!.find(this.#keyBytes, len, this.#keyHash, this.#found)) return undefined
+    return ch.readers[region]
+  }
+
+  /**
+   * Writes the UTF-8 bytes of `key` to #keyBytes and their FNV-1a hash to
+   * #keyHash; returns the length. ASCII keys take one loop for both (~4x
+   * faster than Buffer#write then hashing, measured on 9-byte keys).
+   */
+  #encodeKey(key: string): number {
+    const kb = this.#keyBytes
+    const n = key.length
+    let h = 0x811c9dc5
+    for (let i = 0; i < n; i++) {
+      const c = key.charCodeAt(i)
+      if (c >= 0x80) {
+        const len = kb.write(key, 0, 'utf8')
+        this.#keyHash = hashBytes(kb, 0, len)
+        return len
+      }
+      kb[i] = c
+      h = Math.imul(h ^ c, 0x01000193)
+    }
+    this.#keyHash = h >>> 0
+    return n
+  }
+
+  /**
+   * The value of `key` read straight from its shard's memory, or
+   * {@link ASK_SHARD}. Counts a hit and logs the read for LRU order.
+   * Compressed values are left to the shard, which decompresses them off this thread.
+   */
+  readValue(shard: number, region: number, key: string): unknown {
+    const reader = this.#directReader(shard, region, key)
+    if (reader === undefined) return ASK_SHARD
+    const f = this.#found
+    const flags = reader.flags(f)
+    if ((flags & SlotFlag.COMPRESSED) !== 0) return ASK_SHARD
+    const tag = flags & SlotFlag.TAG_MASK
+    let value: unknown
+    if (tag === ValueTag.STRING || (tag === ValueTag.CODEC && this.#codec === undefined)) {
+      const text = reader.valueString(f)
+      if (text === undefined || !reader.valid(f)) return ASK_SHARD
+      value = decodeText(tag, text) // may throw: a stored value the codec cannot read
+    } else {
+      const bytes = reader.valueCopy(f)
+      if (bytes === undefined || !reader.valid(f)) return ASK_SHARD
+      value = tag === ValueTag.BUFFER ? bytes : decodeValue(tag, bytes, this.#codec)
+    }
+    const ch = this.#shards[shard]!
+    ch.log.hits[region]!++
+    if (ch.lru[region]) ch.log.record(region, f.slot, f.seq)
+    return value
+  }
+
+  /** Whether `key` has a live entry, read straight from shared memory: `true`, or {@link ASK_SHARD}. */
+  readHas(shard: number, region: number, key: string): true | typeof ASK_SHARD {
+    const reader = this.#directReader(shard, region, key)
+    return reader !== undefined && reader.valid(this.#found) ? true : ASK_SHARD
+  }
+
+  /** Remaining ms of `key` (as TTL reports it), read straight from shared memory, or {@link ASK_SHARD}. */
+  readTtl(shard: number, region: number, key: string): number | typeof ASK_SHARD {
+    const reader = this.#directReader(shard, region, key)
+    if (reader === undefined) return ASK_SHARD
+    const expiresAt = reader.expiresAt(this.#found)
+    if (!reader.valid(this.#found)) return ASK_SHARD
+    return expiresAt === Infinity ? Infinity : Math.max(1, Math.ceil(expiresAt - monotonicNow()))
   }
 
   #scheduleFlush(): void {
@@ -246,7 +411,7 @@ export class Router {
     this.#flush()
     return Promise.all(
       this.#shards.map((ch) =>
-        ch.inflight.size === 0 && ch.sinks.length === 0
+        ch.inflight.size === 0 && ch.ops.sinks.length === 0
           ? undefined
           : new Promise<void>((resolve) => ch.drained.push(resolve)),
       ),
@@ -283,15 +448,14 @@ export class Router {
   #flush = (): void => {
     this.#flushScheduled = false
     for (const ch of this.#shards) {
-      if (ch.sinks.length === 0) continue
+      if (ch.ops.sinks.length === 0) continue
       const w = ch.writer
       if (ch.dead !== undefined) {
         // Nothing is encoded or sent for a shard that is down: its ops fail at once.
-        const { sinks, indexes } = ch
-        ch.sinks = []
-        ch.indexes = []
+        const ops = ch.ops
+        ch.ops = newFrameOps()
         w.pos = 8
-        for (let i = 0; i < sinks.length; i++) sinks[i]!.reject(indexes[i]!, ch.dead)
+        for (let i = 0; i < ops.sinks.length; i++) this.#settle(ch, ops, i, undefined, ch.dead)
         this.#signalDrained(ch)
         continue
       }
@@ -299,7 +463,7 @@ export class Router {
       const id = this.#nextFrameId
       this.#nextFrameId = id === MAX_FRAME_ID ? 1 : id + 1
       w.putU32(0, id)
-      w.putU32(4, ch.sinks.length)
+      w.putU32(4, ch.ops.sinks.length)
       // The shared buffer is free only when no frame is in flight (its reply would share the reply buffer).
       const shared = ch.inflight.size === 0 && w.pos <= SHARED_FRAME_BYTES
       let frame: Uint8Array | undefined
@@ -311,14 +475,12 @@ export class Router {
         frame = w.take()
       }
       w.pos = 8
-      const sinks = ch.sinks
-      const indexes = ch.indexes
-      ch.sinks = []
-      ch.indexes = []
+      const ops = ch.ops
+      ch.ops = newFrameOps()
       if (ch.inflight.size === 0) ch.worker.ref()
-      ch.inflight.set(id, { sinks, indexes })
+      ch.inflight.set(id, ops)
       const awaited =
-        frame === undefined && sinks.length <= SMALL_FRAME_OPS && this.#replySpinMs > 0 && Atomics.load(ch.signals, Signal.AWAKE) === 1
+        frame === undefined && ops.sinks.length <= SMALL_FRAME_OPS && this.#replySpinMs > 0 && Atomics.load(ch.signals, Signal.AWAKE) === 1
       if (awaited) {
         Atomics.store(ch.signals, Signal.WAITING, id)
         this.#awaited.push(ch)
@@ -364,11 +526,10 @@ export class Router {
     const r = new FrameReader(frame)
     const id = r.u32()
     const count = r.u32()
-    const f = ch.inflight.get(id)
-    if (f === undefined) return // answered after its shard was declared dead: already rejected
+    const ops = ch.inflight.get(id)
+    if (ops === undefined) return // answered after its shard was declared dead: already rejected
     ch.inflight.delete(id)
     if (ch.inflight.size === 0) ch.worker.unref()
-    const { sinks, indexes } = f
     let i = 0
     try {
       for (; i < count; i++) {
@@ -376,7 +537,7 @@ export class Router {
         if (status === Status.ERROR) {
           const code = r.string()
           const message = r.string()
-          sinks[i]!.reject(indexes[i]!, toError(code, message))
+          this.#settle(ch, ops, i, undefined, toError(code, message))
           continue
         }
         let result: unknown
@@ -384,21 +545,21 @@ export class Router {
           result = this.#readResult(status, r)
         } catch (err) {
           // The bytes were read; only this op's decoding failed (e.g. a codec throwing).
-          sinks[i]!.reject(indexes[i]!, err instanceof Error ? err : new InternalError(String(err)))
+          this.#settle(ch, ops, i, undefined, err instanceof Error ? err : new InternalError(String(err)))
           continue
         }
-        sinks[i]!.resolve(indexes[i]!, result)
+        this.#settle(ch, ops, i, result)
       }
     } catch (err) {
       const e = new InternalError(`shard ${ch.index} sent a malformed reply`, { cause: err })
-      for (; i < sinks.length; i++) sinks[i]!.reject(indexes[i]!, e)
+      for (; i < ops.sinks.length; i++) this.#settle(ch, ops, i, undefined, e)
     }
     this.#afterReply(ch)
   }
 
   /** Sends what waited for this shard's reply, or tells drain() the shard is idle. */
   #afterReply(ch: ShardChannel): void {
-    if (ch.sinks.length > 0) {
+    if (ch.ops.sinks.length > 0) {
       this.#scheduleFlush()
     } else if (ch.inflight.size === 0) {
       this.#signalDrained(ch)
@@ -417,7 +578,7 @@ export class Router {
         return r.f64()
       case Status.VALUE: {
         const tag = r.u8()
-        return this.#decode(tag, r.bytesView())
+        return decodeValue(tag, r.bytesView(), this.#codec)
       }
       case Status.ENTRY: {
         const tag = r.u8()
@@ -430,7 +591,7 @@ export class Router {
         const compressed = r.u8() === 1
         const meta = r.bytesView()
         const entry: RawEntry = {
-          value: this.#decode(tag, bytes),
+          value: decodeValue(tag, bytes, this.#codec),
           createdAt,
           expiresAt,
           ttlRemaining,
@@ -461,7 +622,7 @@ export class Router {
     const lost = [...ch.inflight.values()]
     ch.inflight.clear()
     for (const f of lost) {
-      for (let i = 0; i < f.sinks.length; i++) f.sinks[i]!.reject(f.indexes[i]!, crash)
+      for (let i = 0; i < f.sinks.length; i++) this.#settle(ch, f, i, undefined, crash)
     }
     if (this.#closing) {
       this.#signalDrained(ch)
@@ -485,6 +646,10 @@ export class Router {
     ch.drained = []
     for (const resolve of waiting) resolve()
   }
+}
+
+function newFrameOps(): FrameOps {
+  return { sinks: [], indexes: [], writeRegions: [], writeKeys: [] }
 }
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes))

@@ -69,6 +69,16 @@ export function encodeValue(value: unknown, codec: Codec | undefined): EncodedVa
   throw new InvalidValueError(`value cannot be encoded: the ${codec === undefined ? 'JSON' : 'configured'} codec returned ${out === undefined ? 'undefined' : typeof out}`)
 }
 
+/** Rebuilds a STRING value, or a CODEC value of the JSON codec, from its text. */
+export function decodeText(tag: number, text: string): unknown {
+  if (tag === ValueTag.STRING) return text
+  try {
+    return JSON.parse(text)
+  } catch (cause) {
+    throw new InvalidValueError('stored value cannot be decoded by the JSON codec', { cause })
+  }
+}
+
 /** Rebuilds a value from a shard's answer. `bytes` is a view of a frame: anything kept is copied. */
 export function decodeValue(tag: number, bytes: Buffer, codec: Codec | undefined): unknown {
   switch (tag) {

@@ -40,17 +40,19 @@ test('stored bytes read back, are copies, and survive other stores and frees', (
   assert.equal([...slab.view(c, 5)], [3, 3, 3, 3, 3])
 })
 
-test('big values get a page of their own size class, reused by the next value of that class', () => {
+test('big values take chunks of their size class (pages of 1 MiB), values over 1 MiB a page of their own', () => {
   const slab = new ValueSlab()
   const big = bytes(100_000, 7)
   const ref = slab.store(big)
   assert.equal(new Uint8Array(slab.view(ref, 100_000)), big)
-  assert.is(slab.reservedBytes, 114_688) // class of 100,000: 2^16 + 3 × 2^14
+  assert.is(slab.reservedBytes, 1 << 20) // one page of nine 114,688-byte chunks (the class of 100,000: 2^16 + 3 × 2^14)
   slab.free(ref, 100_000)
-  const again = slab.store(bytes(110_000, 8)) // same class
+  const again = slab.store(bytes(110_000, 8)) // same class: the freed chunk
   assert.is(again, ref)
-  assert.is(slab.reservedBytes, 114_688)
   assert.is(slab.view(again, 110_000)[109_999], 8)
+  const huge = slab.store(bytes(2 << 20, 9))
+  assert.is(slab.reservedBytes, 3 << 20)
+  assert.is(slab.view(huge, 2 << 20)[(2 << 20) - 1], 9)
 })
 
 test('the arena grows in place and refuses a store past its reservation, changing nothing', () => {

@@ -11,9 +11,11 @@ import { parentPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import { expose } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
-import { FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/protocol.js'
+import { DRAIN_ACCESS_LOG, FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/protocol.js'
 import type { FrameMessage } from '../src/protocol.js'
 import { Glob } from '../src/glob.js'
+import { AccessLogReader, monotonicNow } from '../src/shared_region.js'
+import type { AccessLogMemory, RegionMemory } from '../src/shared_region.js'
 import { RegionStore } from './region_store.js'
 import type { RegionShardConfig, RegionShardStats } from './region_store.js'
 
@@ -21,6 +23,10 @@ import type { RegionShardConfig, RegionShardStats } from './region_store.js'
 export interface ShardInit {
   shard: number
   regions: RegionShardConfig[]
+  /** Each region's shared memory (src/shared_region.ts), reserved by the router. */
+  memory: RegionMemory[]
+  /** Logs of the reads direct readers made, one per reading thread. */
+  logs: AccessLogMemory[]
   control: MessagePort
   /** Int32 signals shared with the router, indexed by {@link Signal}. */
   signals: SharedArrayBuffer
@@ -50,7 +56,17 @@ const init = workerData as ShardInit
 const port = parentPort
 if (port === null) throw new Error('workers/shard.js must run as a worker thread')
 
-const stores = init.regions.map((cfg) => new RegionStore(cfg))
+const stores = init.regions.map((cfg, i) => new RegionStore(cfg, monotonicNow, init.memory[i]))
+const logs = init.logs.map((m) => new AccessLogReader(m))
+
+/** Applies the reads other threads made from shared memory (LRU order); runs before every frame, so writes see them. */
+function drainLogs(): void {
+  for (const log of logs) log.drain(touch)
+}
+
+function touch(region: number, slot: number, seq: number): void {
+  stores[region]?.touch(slot, seq)
+}
 const requests = Buffer.from(init.requests)
 const replies = Buffer.from(init.replies)
 const local = Buffer.allocUnsafe(64 * 1024)
@@ -61,7 +77,12 @@ const spinners = new Int32Array(init.spinners)
 let framesSeen = 0
 
 port.on('message', (msg: FrameMessage) => {
+  if (msg === DRAIN_ACCESS_LOG) {
+    drainLogs()
+    return
+  }
   framesSeen++
+  drainLogs()
   // A frame that came through the shared buffer is answered through the other
   // one: the router reads that reply before it sends another shared frame.
   // The reply is written there directly; if it outgrows it, the writer moves
@@ -112,13 +133,23 @@ function takeSpinSlot(): boolean {
 }
 
 setInterval(() => {
+  drainLogs()
   for (const s of stores) s.sweep(SWEEP_SLOTS)
 }, SWEEP_INTERVAL_MS)
 
 const control: ShardControl = {
-  stats: () => ({ shard: init.shard, regions: stores.map((s) => s.stats()) }),
+  stats: () => ({
+    shard: init.shard,
+    regions: stores.map((s, r) => {
+      const st = s.stats()
+      // Hits of direct readers are counted on their side.
+      for (const log of logs) st.hits += log.hitsOf(r)
+      return st
+    }),
+  }),
   resetStats: () => {
     for (const s of stores) s.resetStats()
+    for (const log of logs) log.resetHits()
   },
 }
 expose(control, nodeEndpoint(init.control))

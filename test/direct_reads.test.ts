@@ -1,0 +1,116 @@
+// get/has/ttl/mget answered straight from the shards' shared memory: exact results, order
+// kept behind queued writes, hits counted, LRU order kept, and nothing read from a dead shard's memory.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { createCache } from '../src/index.js'
+import type { Cache } from '../src/index.js'
+
+async function withCache(options: Parameters<typeof createCache>[0], fn: (c: Cache) => Promise<void>): Promise<void> {
+  const cache = await createCache(options)
+  try {
+    await fn(cache)
+  } finally {
+    await cache.close()
+  }
+}
+
+test('hits are answered without a frame and counted exactly; misses go to the shard', async () => {
+  await withCache({ shards: 2 }, async (cache) => {
+    await cache.mset([
+      ['a', 'A'],
+      ['b', { n: 1 }],
+      ['c', Buffer.from([1, 2, 3])],
+      ['d', new Uint8Array([4, 5])],
+    ])
+    const frames = cache.framesSentForTest()
+    assert.is(await cache.get('a'), 'A')
+    assert.equal(await cache.get('b'), { n: 1 })
+    assert.equal(await cache.get('c'), Buffer.from([1, 2, 3]))
+    const u8 = await cache.get('d')
+    assert.ok(u8 instanceof Uint8Array && !Buffer.isBuffer(u8))
+    assert.equal([...(u8 as Uint8Array)], [4, 5])
+    assert.is(await cache.has('a'), true)
+    assert.is(await cache.ttl('a'), Infinity)
+    assert.equal(await cache.mget(['a', 'c']), ['A', Buffer.from([1, 2, 3])])
+    assert.equal(await cache.mhas(['a', 'b']), [true, true])
+    assert.is(cache.framesSentForTest(), frames, 'no frame was sent for hits')
+    assert.is(await cache.get('nope'), undefined)
+    assert.equal(await cache.mget(['a', 'nope2']), ['A', undefined])
+    assert.ok(cache.framesSentForTest() > frames, 'misses were asked of the shards')
+    const s = await cache.stats()
+    assert.is(s.hits, 7) // 4 gets + 2 of mget + 1 of the second mget; has and ttl are not reads
+    assert.is(s.misses, 2)
+    await cache.resetStats()
+    assert.is((await cache.stats()).hits, 0)
+    await cache.get('a')
+    assert.is((await cache.stats()).hits, 1)
+  })
+})
+
+test('a read issued after a write in the same tick sees the write', async () => {
+  await withCache({ shards: 2 }, async (cache) => {
+    await cache.mset([
+      ['k', 'old'],
+      ['gone', 'x'],
+      ['p:1', 'x'],
+      ['q', 'x'],
+    ])
+    // Without awaiting: the write is queued when the read is issued.
+    const results = await Promise.all([
+      cache.set('k', 'new'),
+      cache.get('k'),
+      cache.delete('gone'),
+      cache.get('gone'),
+      cache.has('gone'),
+      cache.deleteByPattern('p:*'),
+      cache.get('p:1'),
+    ])
+    assert.equal(results, [true, 'new', true, undefined, false, 1, undefined])
+    const afterClear = await Promise.all([cache.clear(), cache.get('q'), cache.mget(['k', 'q'])])
+    assert.equal(afterClear, [2, undefined, [undefined, undefined]])
+  })
+})
+
+test('direct reads refresh LRU order: the entry read is not the one evicted', async () => {
+  await withCache({ shards: 1, regions: { default: { maxEntries: 3 } } }, async (cache) => {
+    await cache.set('a', 1)
+    await cache.set('b', 2)
+    await cache.set('c', 3)
+    const frames = cache.framesSentForTest()
+    assert.is(await cache.get('a'), 1) // a direct read: logged for the shard
+    assert.is(cache.framesSentForTest(), frames)
+    await cache.set('d', 4)
+    assert.equal(await cache.mget(['a', 'b', 'c', 'd']), [1, undefined, 3, 4])
+  })
+})
+
+test('FIFO regions ignore direct reads when evicting, and expired entries are never returned', async () => {
+  await withCache({ shards: 1, regions: { default: { maxEntries: 2, policy: 'fifo' }, short: { ttl: 40 } } }, async (cache) => {
+    await cache.set('a', 1)
+    await cache.set('b', 2)
+    assert.is(await cache.get('a'), 1)
+    await cache.set('c', 3)
+    assert.equal(await cache.mget(['a', 'b', 'c']), [undefined, 2, 3])
+    const short = cache.region('short')
+    await short.set('t', 'soon gone')
+    assert.is(await short.get('t'), 'soon gone')
+    await new Promise((r) => setTimeout(r, 60))
+    assert.is(await short.get('t'), undefined)
+    assert.is(await short.has('t'), false)
+    assert.is(await short.ttl('t'), undefined)
+    assert.is((await cache.stats()).byRegion.short!.evictionsByCause.expired, 1)
+  })
+})
+
+test('after a shard crash, direct reads see the restarted (empty) shard, not the dead one’s memory', async () => {
+  await withCache({ shards: 1 }, async (cache) => {
+    await cache.set('k', 'before')
+    assert.is(await cache.get('k'), 'before')
+    await cache.crashShardForTest(0).catch(() => {})
+    assert.is(await cache.get('k'), undefined)
+    await cache.set('k', 'after')
+    assert.is(await cache.get('k'), 'after')
+  })
+})
+
+test.run()

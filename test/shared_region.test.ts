@@ -1,0 +1,118 @@
+// Direct reads of a region's shared memory while its writer runs on another thread:
+// every value read must be exactly one the writer stored for that key, and never older than one read before.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { Worker } from 'node:worker_threads'
+import { RegionStore, slotsFor } from '../workers/region_store.js'
+import type { RegionShardConfig } from '../workers/region_store.js'
+import { AccessLogReader, AccessLogWriter, LOG_CAPACITY, SharedRegionReader, allocateAccessLog, allocateRegionMemory, hashBytes } from '../src/shared_region.js'
+import type { Found } from '../src/shared_region.js'
+import { ValueTag } from '../src/protocol.js'
+import { checkValue } from './fixtures/region_values.js'
+
+const config = (over: Partial<RegionShardConfig> = {}): RegionShardConfig => ({
+  name: 'default',
+  policy: 'lru',
+  maxBytes: Infinity,
+  maxEntries: Infinity,
+  defaultTtl: Infinity,
+  compressMinBytes: Infinity,
+  ...over,
+})
+
+/** Reads `key` through a reader the way the router does; undefined when the reader cannot answer. */
+function read(reader: SharedRegionReader, key: string): string | undefined {
+  const kb = Buffer.from(key)
+  const f: Found = { slot: 0, seq: 0, regionSeq: 0 }
+  if (!reader.find(kb, kb.length, hashBytes(kb, 0, kb.length), f)) return undefined
+  const s = reader.valueString(f)
+  return s !== undefined && reader.valid(f) ? s : undefined
+}
+
+test('reads racing a writer thread never return a torn, foreign or older value', async () => {
+  // A small byte budget forces evictions too; the value sizes change with every version.
+  const cfg = config({ maxBytes: 150_000 })
+  const keys = 300
+  const memory = allocateRegionMemory(slotsFor(cfg))
+  const stop = new SharedArrayBuffer(4)
+  const worker = new Worker(new URL('./fixtures/region_writer.js', import.meta.url), { workerData: { config: cfg, memory, stop, keys } })
+  const done = new Promise<number>((resolve, reject) => {
+    worker.once('message', resolve)
+    worker.once('error', reject)
+  })
+  await new Promise((r) => setTimeout(r, 50)) // let the writer start
+  const reader = new SharedRegionReader(memory)
+  const seen = new Float64Array(keys)
+  let reads = 0
+  let hits = 0
+  const until = performance.now() + 1500
+  try {
+    while (performance.now() < until) {
+      for (let i = 0; i < 1000; i++) {
+        const k = (reads * 7919 + i) % keys
+        const v = read(reader, `k${k}`)
+        reads++
+        if (v === undefined) continue
+        hits++
+        const version = checkValue(k, v)
+        assert.ok(version >= seen[k]!, `k${k}: read version ${version} after ${seen[k]}`)
+        seen[k] = version
+      }
+    }
+  } finally {
+    Atomics.store(new Int32Array(stop), 0, 1)
+  }
+  const writes = await done
+  // The race really happened: both sides did a lot while the other ran.
+  assert.ok(writes > 50_000, `${writes} writes`)
+  assert.ok(hits > 50_000, `${hits} hits in ${reads} reads`)
+})
+
+test('a reader sees sets, updates, deletes, expiry and clear, and grows with the store', () => {
+  let now = 1000
+  const store = new RegionStore(config({ maxEntries: 100_000 }), () => now)
+  const reader = new SharedRegionReader(store.memory, () => now)
+  const put = (k: string, v: string, ttl?: number) => store.set(k, ValueTag.STRING, Buffer.from(v), ttl, false, false, undefined)
+  put('a', 'one')
+  assert.is(read(reader, 'a'), 'one')
+  put('a', 'two, longer than one')
+  assert.is(read(reader, 'a'), 'two, longer than one')
+  store.delete('a')
+  assert.is(read(reader, 'a'), undefined)
+  // Growth of slots, buckets and arenas while the reader holds old views.
+  for (let i = 0; i < 20_000; i++) put(`key:${i}`, `value:${i}`)
+  for (let i = 0; i < 20_000; i += 997) assert.is(read(reader, `key:${i}`), `value:${i}`)
+  assert.is(read(reader, 'key:20000'), undefined)
+  put('t', 'short-lived', 50)
+  assert.is(read(reader, 't'), 'short-lived')
+  now += 50
+  assert.is(read(reader, 't'), undefined, 'expired: left to the shard')
+  store.clear()
+  assert.is(read(reader, 'key:0'), undefined)
+})
+
+test('the access log carries reads to the store in order, counts hits, and drops reads when full', () => {
+  const log = allocateAccessLog(2)
+  let kicks = 0
+  const writer = new AccessLogWriter(log, () => kicks++)
+  const shardEnd = new AccessLogReader(log)
+  writer.record(1, 5, 2)
+  writer.record(0, 7, 4)
+  writer.hits[1]! += 2
+  const got: number[][] = []
+  shardEnd.drain((r, slot, seq) => got.push([r, slot, seq]))
+  assert.equal(got, [
+    [1, 5, 2],
+    [0, 7, 4],
+  ])
+  assert.is(shardEnd.hitsOf(1), 2)
+  shardEnd.resetHits()
+  assert.is(shardEnd.hitsOf(1), 0)
+  for (let i = 0; i < LOG_CAPACITY + 10; i++) writer.record(0, i, 0)
+  assert.is(kicks, 1, 'asked to drain once, at half full')
+  let n = 0
+  shardEnd.drain(() => n++)
+  assert.is(n, LOG_CAPACITY)
+})
+
+test.run()
