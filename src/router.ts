@@ -228,8 +228,12 @@ export class Router {
   }
 
   /**
-   * Stable key → shard mapping: FNV-1a over the key's UTF-16 code units.
-   * Hashing code units avoids encoding the key just to route it.
+   * Stable key → shard mapping: FNV-1a over the key's UTF-16 code units, then
+   * murmur3's finalizer. Hashing code units avoids encoding the key just to
+   * route it. The finalizer matters: for ASCII keys this FNV equals the shard's
+   * bucket hash, whose low bits pick the bucket; routing on those same bits
+   * puts every key of a shard in even home buckets (with 2 shards): with the
+   * benchmark's 100k keys the mean probe distance rose from 0.36 to 0.48.
    */
   shardOf(key: string): number {
     if (this.shardCount === 1) return 0
@@ -238,6 +242,11 @@ export class Router {
       h ^= key.charCodeAt(i)
       h = Math.imul(h, 0x01000193)
     }
+    h ^= h >>> 16
+    h = Math.imul(h, 0x85ebca6b)
+    h ^= h >>> 13
+    h = Math.imul(h, 0xc2b2ae35)
+    h ^= h >>> 16
     return (h >>> 0) % this.shardCount
   }
 
