@@ -2,18 +2,10 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createCache } from '../src/index.js'
-import type { Cache } from '../src/index.js'
+import { withCache } from './fixtures/helpers.js'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-async function withCache(options: Parameters<typeof createCache>[0], fn: (c: Cache) => Promise<void>): Promise<void> {
-  const cache = await createCache(options)
-  try {
-    await fn(cache)
-  } finally {
-    await cache.close()
-  }
-}
 
 test('the README example works as written', async () => {
   const cache = await createCache({

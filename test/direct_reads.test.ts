@@ -2,17 +2,8 @@
 // kept behind queued writes, hits counted, LRU order kept, and nothing read from a dead shard's memory.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { createCache } from '../src/index.js'
-import type { Cache } from '../src/index.js'
+import { withCache } from './fixtures/helpers.js'
 
-async function withCache(options: Parameters<typeof createCache>[0], fn: (c: Cache) => Promise<void>): Promise<void> {
-  const cache = await createCache(options)
-  try {
-    await fn(cache)
-  } finally {
-    await cache.close()
-  }
-}
 
 test('hits are answered without a frame and counted exactly; misses go to the shard', async () => {
   await withCache({ shards: 2 }, async (cache) => {

@@ -5,6 +5,7 @@
  * every counter and every read against a Map-based reference after every op.
  */
 import { test } from 'uvu'
+import { regionConfig } from './fixtures/helpers.js'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
 import { RegionStore } from '../workers/region_store.js'
@@ -24,17 +25,7 @@ class Clock {
   readonly now = (): number => this.t
 }
 
-function config(over: Partial<RegionShardConfig> = {}): RegionShardConfig {
-  return {
-    name: 'r',
-    policy: 'lru',
-    maxBytes: Infinity,
-    maxEntries: Infinity,
-    defaultTtl: Infinity,
-    compressMinBytes: Infinity,
-    ...over,
-  }
-}
+const config = regionConfig
 
 function make(over: Partial<RegionShardConfig> = {}): { store: RegionStore; clock: Clock } {
   const clock = new Clock()

@@ -1,6 +1,7 @@
 // Direct reads of a region's shared memory while its writer runs on another thread:
 // every value read must be exactly one the writer stored for that key, and never older than one read before.
 import { test } from 'uvu'
+import { regionConfig } from './fixtures/helpers.js'
 import * as assert from 'uvu/assert'
 import { Worker } from 'node:worker_threads'
 import { RegionStore, slotsFor } from '../workers/region_store.js'
@@ -10,15 +11,7 @@ import type { Found } from '../src/shared_region.js'
 import { ValueTag } from '../src/protocol.js'
 import { checkValue } from './fixtures/region_values.js'
 
-const config = (over: Partial<RegionShardConfig> = {}): RegionShardConfig => ({
-  name: 'default',
-  policy: 'lru',
-  maxBytes: Infinity,
-  maxEntries: Infinity,
-  defaultTtl: Infinity,
-  compressMinBytes: Infinity,
-  ...over,
-})
+const config = (over: Partial<RegionShardConfig> = {}): RegionShardConfig => regionConfig({ name: 'default', ...over })
 
 /** Reads `key` through a reader the way the router does; undefined when the reader cannot answer. */
 function read(reader: SharedRegionReader, key: string): string | undefined {
