@@ -313,15 +313,17 @@ export class Router {
 
   // ── direct reads (see src/shared_region.ts) ─────────────────────────────
 
-  /** The shard's reader for a direct read of `key`, with the key's bytes in #keyBytes; undefined when only the shard can answer. */
-  #directReader(shard: number, region: number, key: string): SharedRegionReader | undefined {
+  /**
+   * The shard of `key` when its region's reader found a candidate entry (in
+   * #found; callers read it, then check `valid`); undefined when only the shard can answer.
+   */
+  #directFind(shard: number, region: number, key: string): ShardChannel | undefined {
     const ch = this.#shards[shard]!
     if (ch.dead !== undefined || ch.barriers[region] !== 0) return undefined
     const pending = this.#pendingWrites[region]!
     if (pending.size !== 0 && pending.has(key)) return undefined
     const len = this.#encodeKey(key)
-    if (!ch.readers[region]!.find(this.#keyBytes, len, this.#keyHash, this.#found)) return undefined
-    return ch.readers[region]
+    return ch.readers[region]!.find(this.#keyBytes, len, this.#keyHash, this.#found) ? ch : undefined
   }
 
   /**
@@ -353,8 +355,9 @@ export class Router {
    * Compressed values are left to the shard, which decompresses them off this thread.
    */
   readValue(shard: number, region: number, key: string): unknown {
-    const reader = this.#directReader(shard, region, key)
-    if (reader === undefined) return ASK_SHARD
+    const ch = this.#directFind(shard, region, key)
+    if (ch === undefined) return ASK_SHARD
+    const reader = ch.readers[region]!
     const f = this.#found
     const flags = reader.flags(f)
     if ((flags & SlotFlag.COMPRESSED) !== 0) return ASK_SHARD
@@ -369,7 +372,6 @@ export class Router {
       if (bytes === undefined || !reader.valid(f)) return ASK_SHARD
       value = tag === ValueTag.BUFFER ? bytes : decodeValue(tag, bytes, this.#codec)
     }
-    const ch = this.#shards[shard]!
     ch.log.hits[region]!++
     if (ch.lru[region]) ch.log.record(region, f.slot, f.seq)
     return value
@@ -377,14 +379,15 @@ export class Router {
 
   /** Whether `key` has a live entry, read straight from shared memory: `true`, or {@link ASK_SHARD}. */
   readHas(shard: number, region: number, key: string): true | typeof ASK_SHARD {
-    const reader = this.#directReader(shard, region, key)
-    return reader !== undefined && reader.valid(this.#found) ? true : ASK_SHARD
+    const ch = this.#directFind(shard, region, key)
+    return ch !== undefined && ch.readers[region]!.valid(this.#found) ? true : ASK_SHARD
   }
 
   /** Remaining ms of `key` (as TTL reports it), read straight from shared memory, or {@link ASK_SHARD}. */
   readTtl(shard: number, region: number, key: string): number | typeof ASK_SHARD {
-    const reader = this.#directReader(shard, region, key)
-    if (reader === undefined) return ASK_SHARD
+    const ch = this.#directFind(shard, region, key)
+    if (ch === undefined) return ASK_SHARD
+    const reader = ch.readers[region]!
     const expiresAt = reader.expiresAt(this.#found)
     if (!reader.valid(this.#found)) return ASK_SHARD
     return expiresAt === Infinity ? Infinity : Math.max(1, Math.ceil(expiresAt - monotonicNow()))

@@ -30,8 +30,6 @@
  * 2–3x slower, measured), so after a growth the shard bumps GEN in the header
  * and readers remap.
  */
-import { ValueTag } from './protocol.js'
-
 /** The default clock: epoch-based ms from a monotonic source; agrees across threads to a few µs (measured). */
 export const monotonicNow = (): number => performance.timeOrigin + performance.now()
 
@@ -236,10 +234,6 @@ export class SharedRegionReader {
     return this.#v.slots[f.slot * SLOT_WORDS + Slot.FLAGS]!
   }
 
-  rawSize(f: Found): number {
-    return this.#v.slotsU[f.slot * SLOT_WORDS + Slot.RAW_SIZE]!
-  }
-
   /**
    * The stored value as a string (for STRING values and JSON), decoded
    * straight from shared memory, or undefined when the ref is out of view.
@@ -265,11 +259,6 @@ export class SharedRegionReader {
     v.values.copy(out, 0, ref, ref + n)
     return out
   }
-}
-
-/** Value tags a reader can decode from a string without copying the bytes first. */
-export function isTextTag(tag: number): boolean {
-  return tag === ValueTag.STRING || tag === ValueTag.CODEC
 }
 
 /**

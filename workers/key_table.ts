@@ -55,11 +55,6 @@ export class KeyTable {
     return this.#count
   }
 
-  /** The arena of key bytes: `keyBytes(slot)` reads from it. */
-  get arena(): Buffer {
-    return this.#bytes.bytes
-  }
-
   /** The slot holding the key `buf[start, start + len)` with hash `hash`, or -1. */
   find(buf: Uint8Array, start: number, len: number, hash: number): number {
     const buckets = this.#v.buckets

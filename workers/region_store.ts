@@ -106,8 +106,6 @@ const INITIAL_CAPACITY = 256
 /** Float64 words per slot record, and where the expiry sits among them. */
 const F64_PER_SLOT = SLOT_WORDS / 2
 
-export { monotonicNow }
-
 /** Slots a region slice with this configuration can ever use (what its shared memory reserves). */
 export function slotsFor(config: RegionShardConfig): number {
   return slotLimit(config.maxEntries, config.maxBytes, ENTRY_OVERHEAD_BYTES)
