@@ -168,7 +168,7 @@ export function printMicro(s: MicroSection): string {
     r.subject.startsWith('lru-cache') ? '-' : fmtRatio(ratio(r.opsPerSec, peer(r.case)?.opsPerSec)),
   ])
   return [
-    heading('3. Region store micro-benchmarks (in-thread, benchmark.js)'),
+    heading('5. Region store micro-benchmarks (in-thread, benchmark.js)'),
     `${s.config.keys.toLocaleString('en-US')} keys, ${s.config.valueBytes}-byte Uint8Array values, Zipf s=${s.config.zipfS} for get/update; ` +
       `eviction case: budget ${s.config.evictionEntries.toLocaleString('en-US')} entries, every set a new key; maxTime ${s.config.maxTimeSec} s per case.`,
     table(

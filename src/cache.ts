@@ -7,7 +7,7 @@
 import { ClosedError, InternalError, InvalidKeyError, InvalidOptionError, UnknownRegionError, ValueTooLargeError } from './errors.js'
 import { ENTRY_OVERHEAD_BYTES, Op, SetFlag } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
-import { regionShare, resolveOptions, resolveSetOptions } from './options.js'
+import { regionShare, rejectUnknownKeys, resolveOptions, resolveSetOptions } from './options.js'
 import type { CacheOptions, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions } from './options.js'
 import { checkKey, checkKeys, encodeValue } from './values.js'
 import type { EncodedValue } from './values.js'
@@ -15,6 +15,9 @@ import { ASK_SHARD, Router } from './router.js'
 import type { RawEntry, Sink } from './router.js'
 import { aggregateStats, emptyRegionStats } from './stats.js'
 import type { CacheStats } from './stats.js'
+import { ShardThread } from './shard_thread.js'
+import { AttachedLink, Broker, BrokerClient, checkHandle } from './attach.js'
+import type { AttachOptions, CacheHandle } from './attach.js'
 
 /** What {@link CacheRegion.getEntry} returns. */
 export interface CacheEntry<T = unknown> extends EntryInfo {
@@ -87,11 +90,21 @@ class Collector<T> implements Sink {
 const countTrue = (rs: unknown[]): number => rs.reduce<number>((n, r) => (r === true ? n + 1 : n), 0)
 const addNumbers = (rs: unknown[]): number => rs.reduce<number>((n, r) => n + (r as number), 0)
 
+/** What differs between the owner's cache and an attached thread's. */
+interface Admin {
+  stats(): Promise<CacheStats>
+  resetStats(): Promise<void>
+  close(): Promise<void>
+  /** Owner only. */
+  broker: Broker | undefined
+}
+
 /** State shared by a cache and its region handles. */
 interface Core {
   router: Router
   options: ResolvedOptions
   closed: boolean
+  admin: Admin
 }
 
 function rejected<T>(err: unknown): Promise<T> {
@@ -126,13 +139,29 @@ export class CacheRegion {
       this.#open()
       checkKey(key, this.core.options.maxKeyBytes)
       const router = this.core.router
-      const shard = router.shardOf(key)
-      const value = router.readValue(shard, this.#region.index, key)
+      const value = router.readValue(this.#region.index, key)
       if (value !== ASK_SHARD) return Promise.resolve(value as T)
-      return this.#keyOp<T | undefined>(Op.GET, key, shard)
+      return this.#keyOp<T | undefined>(Op.GET, key, router.shardOf(key))
     } catch (err) {
       return rejected(err)
     }
+  }
+
+  /**
+   * The value of `key` if this thread can read it without waiting: from the
+   * near cache, or straight from the shard's shared memory. `undefined` when
+   * the key is absent, expired, or only its shard can answer now (a value
+   * stored compressed, a write of this thread still pending). Counts a hit
+   * when it returns a value, and nothing otherwise. Throws on a bad key or a
+   * closed cache.
+   */
+  getSync<T = unknown>(key: string): T | undefined {
+    const { router, options } = this.core
+    if (this.core.closed || router.closed) throw new ClosedError()
+    // The common key needs no UTF-8 count (see checkKey): tested inline, as this is the near-hit path.
+    if (typeof key !== 'string' || key.length === 0 || key.length * 3 > options.maxKeyBytes) checkKey(key, options.maxKeyBytes)
+    const value = router.readValue(this.#region.index, key)
+    return value === ASK_SHARD ? undefined : (value as T)
   }
 
   /**
@@ -231,15 +260,14 @@ export class CacheRegion {
     const region = this.#region.index
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i]!
-      const shard = router.shardOf(key)
       let value: unknown
       try {
-        value = router.readValue(shard, region, key)
+        value = router.readValue(region, key)
       } catch (err) {
         c.reject(i, err as Error)
         return c.promise
       }
-      if (value === ASK_SHARD) this.#keyOp(Op.GET, key, shard, c, i)
+      if (value === ASK_SHARD) this.#keyOp(Op.GET, key, router.shardOf(key), c, i)
       else c.resolve(i, value)
     }
     return c.promise
@@ -362,7 +390,7 @@ export class CacheRegion {
   // ── internals ────────────────────────────────────────────────────────────
 
   #open(): void {
-    if (this.core.closed) throw new ClosedError()
+    if (this.core.closed || this.core.router.closed) throw new ClosedError()
   }
 
   #checkGlob(glob: unknown): void {
@@ -508,40 +536,56 @@ export class Cache extends CacheRegion {
 
   /**
    * Counters and gauges, in total, `byShard` and `byRegion`. Reflects every
-   * operation whose promise resolved before the call. Plain JSON.
+   * operation whose promise resolved before the call. Plain JSON. On an
+   * attached thread, the owner computes them (the same figures).
    */
-  async stats(): Promise<CacheStats> {
-    if (this.core.closed) throw new ClosedError()
-    const { router, options } = this.core
-    const reports = await router.control((c) => c.stats())
-    const down: number[] = []
-    const perShard = reports.map((r, shard) => {
-      if (r !== undefined) return r.regions
-      down.push(shard)
-      return options.regions.map((region) => emptyRegionStats(regionShare(region, shard, router.shardCount)))
-    })
-    return aggregateStats(
-      options.regions.map((r) => r.name),
-      perShard,
-      router.restarts,
-      down,
-    )
+  stats(): Promise<CacheStats> {
+    if (this.core.closed || this.core.router.closed) return rejected(new ClosedError())
+    return this.core.admin.stats()
   }
 
   /** Zeroes the counters (hits, misses, sets, deletes, evictions, corrupt); entries and byte gauges stay. */
-  async resetStats(): Promise<void> {
+  resetStats(): Promise<void> {
+    if (this.core.closed || this.core.router.closed) return rejected(new ClosedError())
+    return this.core.admin.resetStats()
+  }
+
+  /**
+   * A descriptor that lets one other worker thread use this cache:
+   * post it with `handle.transfer` as the transfer list, then call
+   * {@link attachCache} in that thread. Each handle is for one thread; make
+   * one per thread (or per task: attaching again in a thread that already
+   * did returns its existing client). Owner only.
+   */
+  handle(): CacheHandle {
+    const broker = this.core.admin.broker
+    if (broker === undefined) {
+      throw new InvalidOptionError('handle() is only available on the cache createCache() returned; post that cache\'s handle to other threads')
+    }
     if (this.core.closed) throw new ClosedError()
-    await this.core.router.control((c) => c.resetStats())
+    return broker.handle()
   }
 
   /**
    * Lets in-flight operations finish, then stops the shard threads. Operations
-   * issued afterwards reject with `E_CLOSED`. Safe to call more than once.
+   * issued afterwards reject with `E_CLOSED`, on this thread and on attached
+   * ones. Safe to call more than once. On an attached thread, `close()` only
+   * detaches that thread: the cache lives on.
    */
   close(): Promise<void> {
     this.core.closed = true
-    this.#closing ??= this.core.router.close()
+    this.#closing ??= this.core.admin.close()
     return this.#closing
+  }
+
+  /** Whether this client is closed: `close()` was called here, or the owner closed the cache. */
+  get closed(): boolean {
+    return this.core.closed || this.core.router.closed
+  }
+
+  /** @internal Near-cache entries this thread holds for region `name`. */
+  nearCacheSizeForTest(name = 'default'): number {
+    return this.core.router.nearSize(this.core.options.regions.findIndex((r) => r.name === name))
   }
 
   /** @internal Makes shard `shard` die of an uncaught exception, as a bug would. For crash tests. */
@@ -578,15 +622,156 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   const resolved = resolveOptions(options)
   const { shards, regions, codec } = resolved
   const perShard = Array.from({ length: shards }, (_, s) => regions.map((r) => regionShare(r, s, shards)))
-  const router = new Router(perShard, codec, {
-    idleMicros: resolved.idleSpinMicros,
-    replyMicros: resolved.replySpinMicros,
+  // Shards spinning now, across this cache (see the transport notes in src/protocol.ts).
+  const spinners = new Int32Array(new SharedArrayBuffer(4))
+  const threads: ShardThread[] = []
+  const router = new Router({
+    shards,
+    lru: regions.map((r) => r.policy === 'lru'),
+    codec,
+    nearCacheEntries: resolved.nearCacheEntries,
+    replySpinMicros: resolved.replySpinMicros,
+    owner: true,
+    link: (i, events) => {
+      const t = new ShardThread(i, perShard[i]!, resolved.idleSpinMicros, resolved.replySpinMicros, spinners, events)
+      threads.push(t)
+      return t
+    },
   })
+  const stats = async (): Promise<CacheStats> => {
+    const reports = await control(router, threads, (c) => c.stats())
+    const down: number[] = []
+    const perShardStats = reports.map((r, shard) => {
+      if (r !== undefined) return r.regions
+      down.push(shard)
+      return regions.map((region) => emptyRegionStats(regionShare(region, shard, shards)))
+    })
+    const attachedThreads = reports.reduce((n, r) => Math.max(n, r?.attachedThreads ?? 0), 0)
+    return { ...aggregateStats(regions.map((r) => r.name), perShardStats, router.restarts, down), attachedThreads }
+  }
+  const resetStats = async (): Promise<void> => {
+    await control(router, threads, (c) => c.resetStats())
+  }
+  const broker = new Broker(resolved, { threads: () => threads, isDead: (i) => router.isDead(i), stats, resetStats })
+  const admin: Admin = {
+    stats,
+    resetStats,
+    broker,
+    close: async () => {
+      // Attached threads must see E_CLOSED, not a crash, when the shards stop.
+      broker.close()
+      await router.close()
+    },
+  }
   try {
-    await router.ready()
+    await Promise.all(threads.map((t) => controlCall(t, (c) => c.stats())))
   } catch (err) {
     await router.close()
     throw err
   }
-  return new Cache({ router, options: resolved, closed: false })
+  return new Cache({ router, options: resolved, closed: false, admin })
+}
+
+/** Calls every shard's control API after the ops issued so far; `undefined` for a shard that is down for good. */
+async function control<T>(router: Router, threads: ShardThread[], call: (c: ShardThread['control']) => Promise<T>): Promise<(T | undefined)[]> {
+  await router.drain()
+  return Promise.all(threads.map((t) => (router.isDead(t.index) ? undefined : controlCall(t, call))))
+}
+
+async function controlCall<T>(t: ShardThread, call: (c: ShardThread['control']) => Promise<T>): Promise<T> {
+  // An unref'd port would let the process exit while we wait for the answer.
+  t.controlPort.ref()
+  try {
+    return await Promise.race([call(t.control), t.died])
+  } finally {
+    t.controlPort.unref()
+  }
+}
+
+/** Clients attached in this thread, by cache id: attaching twice returns the same one. */
+const attached = new Map<string, Cache>()
+
+/**
+ * In a worker thread (or a piscina task), returns a client of the cache whose
+ * {@link Cache.handle} was posted here: the same API as the owner's, with its
+ * own ports to every shard and direct reads of their shared memory. Writes
+ * from any thread are visible to every thread once their promise resolved.
+ * Rejects with `E_INVALID_OPTION` for something that is not a handle, or when
+ * the owner uses a custom codec and `options.codec` is missing; `E_CLOSED`
+ * when the owner already closed the cache.
+ *
+ * @example
+ * ```ts
+ * // main thread
+ * const h = cache.handle()
+ * worker.postMessage({ cache: h }, h.transfer)
+ * // worker thread
+ * parentPort.on('message', async ({ cache: h }) => {
+ *   const cache = await attachCache(h)
+ *   await cache.set('from-worker', 1)
+ * })
+ * ```
+ */
+export async function attachCache(handle: CacheHandle, options?: AttachOptions): Promise<Cache> {
+  checkHandle(handle)
+  const existing = attached.get(handle.id)
+  if (existing !== undefined && !existing.closed) {
+    handle.port.close() // this thread already has its ports
+    return existing
+  }
+  const o = handle.options
+  if (options !== undefined && (options === null || typeof options !== 'object')) {
+    throw new InvalidOptionError('options must be an object like { codec, nearCache }')
+  }
+  if (options !== undefined) rejectUnknownKeys(options, ['codec', 'nearCache'], 'options.')
+  if (o.customCodec && options?.codec === undefined) {
+    throw new InvalidOptionError('options.codec is required: the owner created the cache with a custom codec, and functions cannot be posted to a thread')
+  }
+  const resolvedOwn = resolveOptions({ shards: o.shards, codec: options?.codec, nearCache: options?.nearCache })
+  const nearCacheEntries = options?.nearCache === undefined ? o.nearCacheEntries : resolvedOwn.nearCacheEntries
+  const resolved: ResolvedOptions = {
+    shards: o.shards,
+    maxKeyBytes: o.maxKeyBytes,
+    maxValueBytes: o.maxValueBytes,
+    codec: resolvedOwn.codec,
+    idleSpinMicros: 0,
+    replySpinMicros: 0,
+    nearCacheEntries,
+    regions: o.regions,
+  }
+  const state = new Int32Array(handle.state)
+  const broker = new BrokerClient(handle.port, state)
+  const links: AttachedLink[] = []
+  const router = new Router({
+    shards: o.shards,
+    lru: o.regions.map((r) => r.policy === 'lru'),
+    codec: resolved.codec,
+    nearCacheEntries,
+    replySpinMicros: 0,
+    owner: false,
+    ownerClosed: () => state[0] !== 0,
+    link: (i, events) => {
+      const l = new AttachedLink(i, o.regions.length, broker, events)
+      links.push(l)
+      return l
+    },
+  })
+  const reply = await broker.request<{ id: number; shards: { port: import('node:worker_threads').MessagePort; memory: import('./shared_region.js').RegionMemory[]; generation: number }[] }>({
+    type: 'attach',
+    logs: links.map((l) => l.logMemory),
+  })
+  reply.shards.forEach((access, i) => links[i]!.connect(access))
+  const admin: Admin = {
+    broker: undefined,
+    stats: () => broker.request<{ id: number; stats: CacheStats }>({ type: 'stats' }).then((r) => r.stats),
+    resetStats: () => broker.request({ type: 'resetStats' }).then(() => undefined),
+    close: async () => {
+      attached.delete(handle.id)
+      await router.close()
+      broker.port.close()
+    },
+  }
+  const cache = new Cache({ router, options: resolved, closed: false, admin })
+  attached.set(handle.id, cache)
+  return cache
 }

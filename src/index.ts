@@ -2,10 +2,11 @@
  * shardcache: an in-process cache for Node.js whose keyspace is sharded across
  * worker threads. See README.md for the guide; every export here has TSDoc.
  */
-export { createCache, Cache, CacheRegion } from './cache.js'
+export { createCache, attachCache, Cache, CacheRegion } from './cache.js'
+export type { CacheHandle, AttachOptions, HandleOptions } from './attach.js'
 export type { CacheEntry, MsetEntries } from './cache.js'
 export type { CacheOptions, RegionOptions, SetOptions, Codec, Ttl, Size } from './options.js'
-export type { CacheStats, CounterStats } from './stats.js'
+export type { CacheStats, CounterStats, DictionaryStats } from './stats.js'
 export {
   CacheError,
   ErrorCodes,

@@ -53,9 +53,17 @@ export interface RegionOptions {
   /**
    * LZ4 compression in the shards: values of at least `minBytes` are compressed
    * when that makes them smaller. `false` turns it off.
-   * @default { minBytes: 1024 }
+   *
+   * `dictionary: true` compresses with a dictionary each shard builds from
+   * sampled values of the region, and rebuilds when the values drift (older
+   * entries keep decoding with the dictionary they were written with). It
+   * pays for many small values that share structure, such as JSON records: on
+   * ~170-byte records it stores ~62 bytes a value where plain LZ4 saves
+   * nothing. With it, `minBytes` defaults to 32. Its figures are in
+   * `stats().byRegion[name].dictionary` (`DictionaryStats`).
+   * @default { minBytes: 1024, dictionary: false }
    */
-  compression?: false | { minBytes?: Size }
+  compression?: false | { minBytes?: Size; dictionary?: boolean }
 }
 
 /** Options of {@link createCache}. */
@@ -102,6 +110,16 @@ export interface CacheOptions {
    * @default 20
    */
   replySpinMicros?: number
+  /**
+   * An opt-in L0 on each thread that uses the cache (the owner and every
+   * attached thread): decoded values of recent hits, served without decoding
+   * or a promise round trip while shared memory proves them current (their
+   * slot's version is unchanged and they have not expired). `maxEntries` is
+   * per region, per thread. Hits return the same object to every caller:
+   * treat cached values as immutable. `false` turns it off.
+   * @default false
+   */
+  nearCache?: false | { maxEntries?: number }
 }
 
 /** Options of `set` and `mset`. */
@@ -125,6 +143,7 @@ export interface ResolvedRegion {
   maxEntries: number
   defaultTtl: number
   compressMinBytes: number
+  compressDictionary: boolean
 }
 
 export interface ResolvedOptions {
@@ -134,6 +153,8 @@ export interface ResolvedOptions {
   codec: Codec | undefined
   idleSpinMicros: number
   replySpinMicros: number
+  /** Near-cache entries per region and thread; 0: no near cache. */
+  nearCacheEntries: number
   regions: ResolvedRegion[]
 }
 
@@ -142,6 +163,12 @@ export const DEFAULTS = {
   maxValueBytes: 16 * 2 ** 20,
   regionMaxBytes: 64 * 2 ** 20,
   compressMinBytes: 1024,
+  /**
+   * With a dictionary, small values compress too: below ~32 bytes the 4-byte
+   * checksum and LZ4's literal overhead leave little to gain.
+   */
+  dictionaryCompressMinBytes: 32,
+  nearCacheEntries: 10_000,
   idleSpinMicros: 50,
   replySpinMicros: 20,
   /** One region index is one byte in a frame. */
@@ -149,7 +176,7 @@ export const DEFAULTS = {
   maxShards: 256,
 } as const
 
-const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros']
+const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache']
 const REGION_KEYS = ['policy', 'maxBytes', 'maxEntries', 'ttl', 'compression']
 const SET_KEYS = ['ttl', 'nx', 'xx', 'metadata']
 
@@ -238,15 +265,23 @@ function resolveRegion(name: string, index: number, o: unknown, shards: number):
     o.maxBytes !== undefined ? parseSize(o.maxBytes, `${at}.maxBytes`) : maxEntries === Infinity ? DEFAULTS.regionMaxBytes : Infinity
   const defaultTtl = o.ttl === undefined ? Infinity : parseTtl(o.ttl, `${at}.ttl`)
   let compressMinBytes: number = DEFAULTS.compressMinBytes
+  let compressDictionary = false
   const c = o.compression
   if (c === false) {
     compressMinBytes = Infinity
   } else if (c !== undefined) {
-    if (!isPlainObject(c)) throw new InvalidOptionError(`${at}.compression must be false or an object like { minBytes: 1024 } (got ${describe(c)})`)
-    rejectUnknownKeys(c, ['minBytes'], `${at}.compression.`)
+    if (!isPlainObject(c)) {
+      throw new InvalidOptionError(`${at}.compression must be false or an object like { minBytes: 1024, dictionary: true } (got ${describe(c)})`)
+    }
+    rejectUnknownKeys(c, ['minBytes', 'dictionary'], `${at}.compression.`)
+    if (c.dictionary !== undefined) {
+      if (typeof c.dictionary !== 'boolean') throw new InvalidOptionError(`${at}.compression.dictionary must be a boolean (got ${describe(c.dictionary)})`)
+      compressDictionary = c.dictionary
+    }
     if (c.minBytes !== undefined) compressMinBytes = parseSize(c.minBytes, `${at}.compression.minBytes`)
+    else if (compressDictionary) compressMinBytes = DEFAULTS.dictionaryCompressMinBytes
   }
-  return { name, index, policy, maxBytes, maxEntries, defaultTtl, compressMinBytes }
+  return { name, index, policy, maxBytes, maxEntries, defaultTtl, compressMinBytes, compressDictionary }
 }
 
 /** Validates {@link CacheOptions} and fills in defaults. Throws {@link InvalidOptionError} / {@link InvalidTtlError}. */
@@ -261,6 +296,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (maxValueBytes > 0xffffffff) throw new InvalidOptionError(`options.maxValueBytes must be below 4 GiB (got ${maxValueBytes})`)
   const idleSpinMicros = micros(o.idleSpinMicros ?? DEFAULTS.idleSpinMicros, 'options.idleSpinMicros')
   const replySpinMicros = micros(o.replySpinMicros ?? DEFAULTS.replySpinMicros, 'options.replySpinMicros')
+  const nearCacheEntries = resolveNearCache(o.nearCache)
   let codec: Codec | undefined
   if (o.codec !== undefined) {
     const c = o.codec as Partial<Codec> | null
@@ -278,7 +314,14 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     if (name === '') throw new InvalidOptionError('options.regions: a region name must not be empty')
     return resolveRegion(name, i, Object.hasOwn(given, name) ? given[name] : {}, shards)
   })
-  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, regions }
+  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions }
+}
+
+function resolveNearCache(v: unknown): number {
+  if (v === undefined || v === false) return 0
+  if (!isPlainObject(v)) throw new InvalidOptionError(`options.nearCache must be false or an object like { maxEntries: 10000 } (got ${describe(v)})`)
+  rejectUnknownKeys(v, ['maxEntries'], 'options.nearCache.')
+  return v.maxEntries === undefined ? DEFAULTS.nearCacheEntries : positiveInteger(v.maxEntries, 'options.nearCache.maxEntries', 2 ** 24)
 }
 
 /** One shard's share of a region: the byte budget divided evenly, the entry budget split so the shares sum to it. */
@@ -292,6 +335,7 @@ export function regionShare(r: ResolvedRegion, shard: number, shards: number): R
     maxEntries: split(r.maxEntries),
     defaultTtl: r.defaultTtl,
     compressMinBytes: r.compressMinBytes,
+    compressDictionary: r.compressDictionary,
   }
 }
 

@@ -157,6 +157,14 @@ export const MAX_FRAME_ID = 0x7fffffff
  */
 export type FrameMessage = number | Uint8Array
 
+/**
+ * Everything the owner posts to a shard thread: a {@link FrameMessage},
+ * {@link DRAIN_ACCESS_LOG}, or a new attached thread's own port and access
+ * log (src/attach.ts). Attached threads post frames and DRAIN_ACCESS_LOG on
+ * their port, always as transferred buffers.
+ */
+export type ShardMessage = FrameMessage | { attach: import('node:worker_threads').MessagePort; log: import('./shared_region.js').AccessLogMemory }
+
 /** Asks a shard to apply the reads logged by direct readers now (src/shared_region.ts): their log is half full. */
 export const DRAIN_ACCESS_LOG = -1
 

@@ -21,33 +21,20 @@
  * region) is queued or in flight, reads of that key go through the shard's
  * frames, behind the write, as they would on a pipelined connection.
  */
-import { Worker, MessageChannel } from 'node:worker_threads'
-import { availableParallelism } from 'node:os'
-import type { MessagePort } from 'node:worker_threads'
-import { wrap, releaseProxy } from 'comlink'
-import type { Remote } from 'comlink'
-import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
 import {
   FrameReader,
   FrameWriter,
   MAX_FRAME_ID,
   Op,
-  REPLY_TAKEN,
-  SHARED_FRAME_BYTES,
-  SIGNAL_SLOTS,
-  SMALL_FRAME_OPS,
-  Signal,
   Status,
 } from './protocol.js'
-import { DRAIN_ACCESS_LOG, ValueTag } from './protocol.js'
-import type { EntryInfo, FrameMessage } from './protocol.js'
+import { ValueTag } from './protocol.js'
+import type { EntryInfo } from './protocol.js'
 import { CacheError, ClosedError, ErrorCodes, InternalError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
-import type { ShardControl, ShardInit } from '../workers/shard.js'
-import { slotsFor } from '../workers/region_store.js'
-import type { RegionShardConfig } from '../workers/region_store.js'
-import { AccessLogWriter, SharedRegionReader, SlotFlag, allocateAccessLog, allocateRegionMemory, hashBytes, monotonicNow } from './shared_region.js'
-import type { Found } from './shared_region.js'
+import { SlotFlag, hashBytes, monotonicNow } from './shared_region.js'
+import type { AccessLogWriter, Found, SharedRegionReader } from './shared_region.js'
+import { NearRegion } from './near_cache.js'
 import { decodeValue, decodeText } from './values.js'
 import type { Codec } from './options.js'
 
@@ -67,6 +54,43 @@ export interface RawEntry extends EntryInfo {
 export const ASK_SHARD: unique symbol = Symbol('ask the shard')
 
 /**
+ * How this thread reaches one shard thread: the owner's {@link ShardThread}
+ * (src/shard_thread.ts) or an attached thread's port (src/attach.ts).
+ */
+export interface ShardLink {
+  /** Readers of the current thread's shared memory, one per region. */
+  readonly readers: SharedRegionReader[]
+  /** This thread's log of direct reads for the shard. */
+  readonly log: AccessLogWriter
+  /** False while there is no shard thread to send to (an attached link waiting for its new port). */
+  readonly ready: boolean
+  /**
+   * Sends the frame in `w[0, w.pos)` (`alone`: no other frame is in flight).
+   * Returns whether the router should spin for the reply with {@link takeReply}.
+   */
+  send(w: FrameWriter, id: number, ops: number, alone: boolean): boolean
+  /** Waits (spinning, until `deadline`) for the reply to the frame just sent; undefined: it will be posted. */
+  takeReply(deadline: number): Uint8Array | undefined
+  /** Keeps the process alive while frames are in flight. */
+  ref(): void
+  unref(): void
+  /** After {@link LinkEvents.lost}: get a new shard thread (owner) or a port to it (attached). */
+  restart(): void
+  close(): Promise<void>
+}
+
+/** What links report to their router. */
+export interface LinkEvents {
+  reply(shard: number, frame: Uint8Array): void
+  /** The shard thread died (or, for an attached link, its port closed): what is in flight is lost. */
+  lost(shard: number, cause: Error): void
+  /** A link that was not ready is again. */
+  ready(shard: number): void
+  /** The shard will not come back; every op to it fails with `error`. */
+  dead(shard: number, error: Error): void
+}
+
+/**
  * Ops of a frame: who gets each result, and, for writes, what they hold back
  * (see {@link Router.commitWrite}): the region (-1: not a write) and the key
  * (undefined: the whole region).
@@ -77,8 +101,6 @@ interface FrameOps {
   writeRegions: number[]
   writeKeys: (string | undefined)[]
 }
-
-const SHARD_FILE = new URL('../workers/shard.js', import.meta.url)
 
 /**
  * Frames a shard may have unanswered before new ops wait for a reply. A shard
@@ -92,105 +114,72 @@ const MAX_FRAMES_IN_FLIGHT = 1
 /** A frame this large is sent even when the shard is busy, so frames stay bounded. */
 const FRAME_SOFT_LIMIT_BYTES = 1 << 20
 
+/**
+ * A near hit is logged for the shard's LRU order once in this many (a power
+ * of two). Logging every one cost ~40% of a near hit (measured); a key hot
+ * enough to live in the near cache is still logged many times a second.
+ */
+const NEAR_LOG_EVERY = 16
+
 /** A shard that crashes again before answering its first frame is not restarted after this many tries in a row. */
 const MAX_RESTARTS_IN_A_ROW = 5
 
+/** This thread's queue for one shard, whatever the link. */
 class ShardChannel {
-  worker!: Worker
-  control!: Remote<ShardControl>
-  controlPort!: MessagePort
-  /** Rejects when the current worker dies: control calls race it so they never hang. */
-  died!: Promise<never>
-  #markDied!: (err: Error) => void
-
   readonly writer = new FrameWriter()
-  /** Signals shared with the shard thread, indexed by {@link Signal} (see src/protocol.ts). */
-  readonly signals = new Int32Array(new SharedArrayBuffer(SIGNAL_SLOTS * 4))
-  /** Shared frame buffers (see src/protocol.ts): requests written here, replies read there. */
-  readonly requests = Buffer.from(new SharedArrayBuffer(SHARED_FRAME_BYTES))
-  readonly replies = Buffer.from(new SharedArrayBuffer(SHARED_FRAME_BYTES))
   /** The open frame's ops. */
   ops: FrameOps = newFrameOps()
   readonly inflight = new Map<number, FrameOps>()
-  /** Direct readers of each region's shared memory, and the log of their reads; replaced when the thread is. */
-  readers: SharedRegionReader[] = []
-  log!: AccessLogWriter
-  /** Per region: whether reads reorder it (LRU), and clears or pattern deletes queued or in flight. */
-  readonly lru: boolean[]
+  /** Per region: clears or pattern deletes queued or in flight. */
   readonly barriers: Int32Array
   restarts = 0
   crashesInARow = 0
-  /** Set after MAX_RESTARTS_IN_A_ROW: every op to this shard fails. */
+  /** Set once the shard is down for good: every op to it fails. */
   dead: Error | undefined
   drained: (() => void)[] = []
+  link!: ShardLink
 
   constructor(
     readonly index: number,
-    readonly regions: RegionShardConfig[],
-    readonly idleSpinMicros: number,
-    readonly spinners: Int32Array,
-    readonly onReply: (ch: ShardChannel, frame: Uint8Array) => void,
-    readonly onExit: (ch: ShardChannel, code: number, error: Error | undefined) => void,
+    regions: number,
   ) {
     this.writer.u32(0) // frame id, patched on flush
     this.writer.u32(0) // op count, patched on flush
-    this.lru = regions.map((r) => r.policy === 'lru')
-    this.barriers = new Int32Array(regions.length)
-    this.spawn()
+    this.barriers = new Int32Array(regions)
   }
+}
 
-  spawn(): void {
-    const { port1, port2 } = new MessageChannel()
-    this.signals.fill(0) // a new thread has seen no frame
-    // A new thread starts empty, in new memory: readers of the old one are dropped with it.
-    const memory = this.regions.map((r) => allocateRegionMemory(slotsFor(r)))
-    const log = allocateAccessLog(this.regions.length)
-    this.readers = memory.map((m) => new SharedRegionReader(m))
-    this.log = new AccessLogWriter(log, () => this.worker.postMessage(DRAIN_ACCESS_LOG))
-    const init: ShardInit = {
-      memory,
-      logs: [log],
-      shard: this.index,
-      regions: this.regions,
-      control: port2,
-      signals: this.signals.buffer as SharedArrayBuffer,
-      requests: this.requests.buffer as SharedArrayBuffer,
-      replies: this.replies.buffer as SharedArrayBuffer,
-      idleSpinMicros: this.idleSpinMicros,
-      spinners: this.spinners.buffer as SharedArrayBuffer,
-      spinSlots: Math.max(0, availableParallelism() - 1),
-    }
-    const worker = new Worker(SHARD_FILE, { workerData: init, transferList: [port2] })
-    let lastError: Error | undefined
-    worker.on('message', (msg: FrameMessage) =>
-      this.onReply(this, typeof msg === 'number' ? this.replies.subarray(0, msg) : msg),
-    )
-    worker.on('error', (err) => {
-      lastError = err
-    })
-    worker.on('exit', (code) => this.onExit(this, code, lastError))
-    worker.unref()
-    this.worker = worker
-    this.controlPort = port1
-    this.control = wrap<ShardControl>(nodeEndpoint(port1))
-    port1.unref()
-    this.died = new Promise<never>((_, reject) => {
-      this.#markDied = reject
-    })
-    this.died.catch(() => {})
-  }
-
-  markDied(err: Error): void {
-    this.#markDied(err)
-  }
+/** How a router is set up; the same for the owner and attached threads, but for the links. */
+export interface RouterConfig {
+  shards: number
+  /** Per region: whether reads reorder it (LRU), so direct reads are logged. */
+  lru: boolean[]
+  codec: Codec | undefined
+  /** Near-cache entries per region; 0: none. */
+  nearCacheEntries: number
+  replySpinMicros: number
+  /** Makes the link to shard `index`. */
+  link(index: number, events: LinkEvents): ShardLink
+  /** Owner: restarts crashed shards itself and counts them. Attached: the owner does, links only reconnect. */
+  owner: boolean
+  /** Attached: true once the owner closed the cache (ops fail with E_CLOSED instead of E_SHARD_CRASHED). */
+  ownerClosed?: () => boolean
 }
 
 export class Router {
   readonly shardCount: number
   readonly #shards: ShardChannel[]
   readonly #codec: Codec | undefined
+  readonly #lru: boolean[]
+  readonly #owner: boolean
+  readonly #ownerClosed: () => boolean
+  #closedFlag = false
   /** Per region: keys with writes queued or in flight, and how many. */
   readonly #pendingWrites: Map<string, number>[]
+  /** Per region, when the near cache is on. */
+  readonly #near: NearRegion[] | undefined
+  /** Near hits so far: one in {@link NEAR_LOG_EVERY} is logged for the shard's LRU order. */
+  #nearHits = 0
   /** UTF-8 bytes of the key of the current direct read (keys are at most 65535 bytes). */
   readonly #keyBytes = Buffer.allocUnsafe(0x10000)
   #keyHash = 0
@@ -205,26 +194,44 @@ export class Router {
   /** Shards whose small frame was just posted while they were awake: the flush may spin for their replies. */
   readonly #awaited: ShardChannel[] = []
 
-  constructor(regionsByShard: RegionShardConfig[][], codec: Codec | undefined, spin: { idleMicros: number; replyMicros: number }) {
-    this.shardCount = regionsByShard.length
-    this.#codec = codec
-    this.#pendingWrites = regionsByShard[0]!.map(() => new Map<string, number>())
-    this.#replySpinMs = spin.replyMicros / 1000
-    // Shards spinning now, across this cache (see the transport notes in src/protocol.ts).
-    const spinners = new Int32Array(new SharedArrayBuffer(4))
-    this.#shards = regionsByShard.map(
-      (regions, i) => new ShardChannel(i, regions, spin.idleMicros, spinners, this.#onReply, this.#onExit),
-    )
+  constructor(config: RouterConfig) {
+    this.shardCount = config.shards
+    this.#codec = config.codec
+    this.#lru = config.lru
+    this.#owner = config.owner
+    this.#ownerClosed = config.ownerClosed ?? (() => false)
+    const regions = config.lru.length
+    this.#pendingWrites = config.lru.map(() => new Map<string, number>())
+    this.#near = config.nearCacheEntries > 0 ? config.lru.map(() => new NearRegion(config.nearCacheEntries)) : undefined
+    this.#replySpinMs = config.replySpinMicros / 1000
+    this.#shards = Array.from({ length: config.shards }, (_, i) => new ShardChannel(i, regions))
+    const events: LinkEvents = {
+      reply: (shard, frame) => this.#onReply(this.#shards[shard]!, frame),
+      lost: (shard, cause) => this.#onLost(this.#shards[shard]!, cause),
+      ready: (shard) => this.#afterReply(this.#shards[shard]!),
+      dead: (shard, error) => {
+        const ch = this.#shards[shard]!
+        ch.dead = error
+        this.#afterReply(ch)
+      },
+    }
+    for (const ch of this.#shards) ch.link = config.link(ch.index, events)
   }
 
-  /** Resolves once every shard thread answers on its control port. */
-  async ready(): Promise<void> {
-    await Promise.all(this.#shards.map((ch) => this.#controlCall(ch, (c) => c.stats())))
+  /** The link to shard `index` (the owner's are {@link ShardThread}s). */
+  link(index: number): ShardLink {
+    return this.#shards[index]!.link
   }
 
   /** Shard restarts since the router started. */
   get restarts(): number {
     return this.#shards.reduce((n, ch) => n + ch.restarts, 0)
+  }
+
+  /** Whether the cache was closed, here or (for an attached thread) by its owner. */
+  get closed(): boolean {
+    if (!this.#closedFlag && (this.#closing || this.#ownerClosed())) this.#closedFlag = true
+    return this.#closedFlag
   }
 
   /**
@@ -285,6 +292,8 @@ export class Router {
     } else {
       const pending = this.#pendingWrites[region]!
       pending.set(key, (pending.get(key) ?? 0) + 1)
+      // Not needed for correctness (its slot's version will change), only to free it sooner.
+      this.#near?.[region]!.delete(key)
     }
     this.#scheduleFlush()
   }
@@ -319,11 +328,16 @@ export class Router {
    */
   #directFind(shard: number, region: number, key: string): ShardChannel | undefined {
     const ch = this.#shards[shard]!
-    if (ch.dead !== undefined || ch.barriers[region] !== 0) return undefined
-    const pending = this.#pendingWrites[region]!
-    if (pending.size !== 0 && pending.has(key)) return undefined
+    if (!this.#readable(ch, region, key)) return undefined
     const len = this.#encodeKey(key)
-    return ch.readers[region]!.find(this.#keyBytes, len, this.#keyHash, this.#found) ? ch : undefined
+    return ch.link.readers[region]!.find(this.#keyBytes, len, this.#keyHash, this.#found) ? ch : undefined
+  }
+
+  /** Whether shared memory may answer for `key`: the shard is up and no write of this thread to it is pending. */
+  #readable(ch: ShardChannel, region: number, key: string): boolean {
+    if (ch.dead !== undefined || !ch.link.ready || ch.barriers[region] !== 0) return false
+    const pending = this.#pendingWrites[region]!
+    return pending.size === 0 || !pending.has(key)
   }
 
   /**
@@ -350,18 +364,30 @@ export class Router {
   }
 
   /**
-   * The value of `key` read straight from its shard's memory, or
-   * {@link ASK_SHARD}. Counts a hit and logs the read for LRU order.
-   * Compressed values are left to the shard, which decompresses them off this thread.
+   * The value of `key` from the near cache or straight from its shard's
+   * memory, or {@link ASK_SHARD}. Counts a hit and logs the read for LRU
+   * order. Compressed values are left to the shard, which decompresses them
+   * off this thread.
    */
-  readValue(shard: number, region: number, key: string): unknown {
+  readValue(region: number, key: string): unknown {
+    const near = this.#near?.[region]
+    if (near !== undefined) {
+      const i = near.find(key)
+      if (i >= 0) {
+        const v = this.#nearHit(near, i, region, key)
+        if (v !== ASK_SHARD) return v
+        near.remove(i)
+      }
+    }
+    const shard = this.shardOf(key)
     const ch = this.#directFind(shard, region, key)
     if (ch === undefined) return ASK_SHARD
-    const reader = ch.readers[region]!
+    const reader = ch.link.readers[region]!
     const f = this.#found
     const flags = reader.flags(f)
     if ((flags & SlotFlag.COMPRESSED) !== 0) return ASK_SHARD
     const tag = flags & SlotFlag.TAG_MASK
+    const expiresAt = reader.expiresAt(f)
     let value: unknown
     if (tag === ValueTag.STRING || (tag === ValueTag.CODEC && this.#codec === undefined)) {
       const text = reader.valueString(f)
@@ -372,22 +398,54 @@ export class Router {
       if (bytes === undefined || !reader.valid(f)) return ASK_SHARD
       value = tag === ValueTag.BUFFER ? bytes : decodeValue(tag, bytes, this.#codec)
     }
-    ch.log.hits[region]!++
-    if (ch.lru[region]) ch.log.record(region, f.slot, f.seq)
+    const log = ch.link.log
+    log.hits[region]!++
+    if (this.#lru[region]) log.record(region, f.slot, f.seq)
+    if (near !== undefined) {
+      const binary = tag === ValueTag.BUFFER || tag === ValueTag.UINT8ARRAY
+      near.add(key, binary ? copyBytes(value as Uint8Array) : value, binary, shard, reader, f, expiresAt)
+    }
     return value
+  }
+
+  /**
+   * Near entry `i`'s value if shared memory proves it current: same shard
+   * thread, no write of this thread pending, slot and region versions
+   * unchanged, not expired. Else {@link ASK_SHARD}.
+   */
+  #nearHit(near: NearRegion, i: number, region: number, key: string): unknown {
+    const ch = this.#shards[near.shard[i]!]!
+    const reader = near.readers[i]!
+    if (ch.link.readers[region] !== reader || !this.#readable(ch, region, key)) return ASK_SHARD
+    if (!reader.current(near.slot[i]!, near.seq[i]!, near.regionSeq[i]!)) return ASK_SHARD
+    const expiresAt = near.expiresAt[i]!
+    if (expiresAt !== Infinity && expiresAt <= monotonicNow()) return ASK_SHARD
+    near.used[i] = 1
+    const log = ch.link.log
+    log.hits[region]!++
+    // Hot keys are hit often enough that a sample keeps them recent in the shard's LRU.
+    if (this.#lru[region] && (++this.#nearHits & (NEAR_LOG_EVERY - 1)) === 0) log.record(region, near.slot[i]!, near.seq[i]!)
+    const v = near.values[i]
+    // Binary values are copied per hit, as a direct read would: callers may write to them.
+    return near.binary[i] === 1 ? copyBytes(v as Uint8Array) : v
+  }
+
+  /** Near-cache entries held for `region` on this thread. */
+  nearSize(region: number): number {
+    return this.#near?.[region]!.size ?? 0
   }
 
   /** Whether `key` has a live entry, read straight from shared memory: `true`, or {@link ASK_SHARD}. */
   readHas(shard: number, region: number, key: string): true | typeof ASK_SHARD {
     const ch = this.#directFind(shard, region, key)
-    return ch !== undefined && ch.readers[region]!.valid(this.#found) ? true : ASK_SHARD
+    return ch !== undefined && ch.link.readers[region]!.valid(this.#found) ? true : ASK_SHARD
   }
 
   /** Remaining ms of `key` (as TTL reports it), read straight from shared memory, or {@link ASK_SHARD}. */
   readTtl(shard: number, region: number, key: string): number | typeof ASK_SHARD {
     const ch = this.#directFind(shard, region, key)
     if (ch === undefined) return ASK_SHARD
-    const reader = ch.readers[region]!
+    const reader = ch.link.readers[region]!
     const expiresAt = reader.expiresAt(this.#found)
     if (!reader.valid(this.#found)) return ASK_SHARD
     return expiresAt === Infinity ? Infinity : Math.max(1, Math.ceil(expiresAt - monotonicNow()))
@@ -412,10 +470,9 @@ export class Router {
     this.simple(shard, Op.CRASH, 0, sink, 0)
   }
 
-  /** Calls every shard's control API and returns the answers in shard order; `undefined` for a shard that is down for good. */
-  async control<T>(call: (c: Remote<ShardControl>) => Promise<T>): Promise<(T | undefined)[]> {
-    await this.drain()
-    return Promise.all(this.#shards.map((ch) => (ch.dead === undefined ? this.#controlCall(ch, call) : undefined)))
+  /** Whether shard `index` is down for good. */
+  isDead(index: number): boolean {
+    return this.#shards[index]!.dead !== undefined
   }
 
   /** Resolves when every op issued so far has been answered. */
@@ -430,31 +487,14 @@ export class Router {
     ).then(() => undefined)
   }
 
-  /** Lets in-flight ops finish, then stops every shard thread. Idempotent. */
+  /** Lets in-flight ops finish, then closes every link (the owner's stop their threads). Idempotent. */
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      this.#closing = true
       await this.drain()
-      await Promise.all(
-        this.#shards.map(async (ch) => {
-          ch.control[releaseProxy]()
-          ch.controlPort.close()
-          await ch.worker.terminate()
-        }),
-      )
+      this.#closing = true
+      await Promise.all(this.#shards.map((ch) => ch.link.close()))
     })()
     return this.#closed
-  }
-
-  async #controlCall<T>(ch: ShardChannel, call: (c: Remote<ShardControl>) => Promise<T>): Promise<T> {
-    if (ch.dead !== undefined) throw ch.dead
-    // An unref'd port would let the process exit while we wait for the answer.
-    ch.controlPort.ref()
-    try {
-      return await Promise.race([call(ch.control), ch.died])
-    } finally {
-      ch.controlPort.unref()
-    }
   }
 
   #flush = (): void => {
@@ -462,86 +502,56 @@ export class Router {
     for (const ch of this.#shards) {
       if (ch.ops.sinks.length === 0) continue
       const w = ch.writer
-      if (ch.dead !== undefined) {
+      const down = ch.dead ?? (this.#ownerClosed() ? new ClosedError() : undefined)
+      if (down !== undefined) {
         // Nothing is encoded or sent for a shard that is down: its ops fail at once.
         const ops = ch.ops
         ch.ops = newFrameOps()
         w.pos = 8
-        for (let i = 0; i < ops.sinks.length; i++) this.#settle(ch, ops, i, undefined, ch.dead)
+        for (let i = 0; i < ops.sinks.length; i++) this.#settle(ch, ops, i, undefined, down)
         this.#signalDrained(ch)
         continue
       }
+      if (!ch.link.ready) continue // sent once the link is back
       if (ch.inflight.size >= MAX_FRAMES_IN_FLIGHT && w.pos < FRAME_SOFT_LIMIT_BYTES) continue
       const id = this.#nextFrameId
       this.#nextFrameId = id === MAX_FRAME_ID ? 1 : id + 1
+      const count = ch.ops.sinks.length
       w.putU32(0, id)
-      w.putU32(4, ch.ops.sinks.length)
-      // The shared buffer is free only when no frame is in flight (its reply would share the reply buffer).
-      const shared = ch.inflight.size === 0 && w.pos <= SHARED_FRAME_BYTES
-      let frame: Uint8Array | undefined
-      let length = 0
-      if (shared) {
-        length = w.pos
-        w.buf.copy(ch.requests, 0, 0, length)
-      } else {
-        frame = w.take()
-      }
-      w.pos = 8
+      w.putU32(4, count)
+      const alone = ch.inflight.size === 0
       const ops = ch.ops
       ch.ops = newFrameOps()
-      if (ch.inflight.size === 0) ch.worker.ref()
+      if (alone) ch.link.ref()
       ch.inflight.set(id, ops)
-      const awaited =
-        frame === undefined && ops.sinks.length <= SMALL_FRAME_OPS && this.#replySpinMs > 0 && Atomics.load(ch.signals, Signal.AWAKE) === 1
-      if (awaited) {
-        Atomics.store(ch.signals, Signal.WAITING, id)
-        this.#awaited.push(ch)
-      }
       this.framesSent++
-      if (frame === undefined) ch.worker.postMessage(length)
-      else ch.worker.postMessage(frame, [frame.buffer as ArrayBuffer])
-      // After the post, so a shard that sees the count change finds the message already queued.
-      Atomics.add(ch.signals, Signal.FRAMES_POSTED, 1)
+      if (ch.link.send(w, id, count, alone)) this.#awaited.push(ch)
+      w.pos = 8
     }
     if (this.#awaited.length > 0) this.#spinForReplies()
   }
 
-  /**
-   * A small frame sent to a shard that is awake is answered in a few µs, while
-   * letting this thread sleep until the reply's message arrives costs ~25 µs
-   * more (a thread wake-up). So the flush waits for such replies by spinning,
-   * for at most `replySpinMicros`, and reads them straight from the shared
-   * reply buffer. The compare-and-swap on WAITING settles the race with a
-   * shard that answers just as we give up: whoever loses, nothing is lost.
-   */
+  /** Takes the replies of small frames sent to awake shards by spinning (see ShardThread.takeReply). */
   #spinForReplies(): void {
     const awaited = this.#awaited
     const deadline = performance.now() + this.#replySpinMs
     for (let i = 0; i < awaited.length; i++) {
       const ch = awaited[i]!
-      const signals = ch.signals
-      for (let n = 1; Atomics.load(signals, Signal.WAITING) !== REPLY_TAKEN; n++) {
-        if ((n & 31) === 0 && performance.now() > deadline) break
-      }
-      const waitingFor = Atomics.load(signals, Signal.WAITING)
-      if (waitingFor !== REPLY_TAKEN && Atomics.compareExchange(signals, Signal.WAITING, waitingFor, 0) === waitingFor) {
-        continue // gave up first: the shard will post the reply
-      }
-      Atomics.store(signals, Signal.WAITING, 0)
-      this.#onReply(ch, ch.replies.subarray(0, Atomics.load(signals, Signal.REPLY_LENGTH)))
+      const reply = ch.link.takeReply(deadline)
+      if (reply !== undefined) this.#onReply(ch, reply)
     }
     awaited.length = 0
   }
 
   #onReply = (ch: ShardChannel, frame: Uint8Array): void => {
-    ch.crashesInARow = 0
     const r = new FrameReader(frame)
     const id = r.u32()
     const count = r.u32()
     const ops = ch.inflight.get(id)
     if (ops === undefined) return // answered after its shard was declared dead: already rejected
+    ch.crashesInARow = 0
     ch.inflight.delete(id)
-    if (ch.inflight.size === 0) ch.worker.unref()
+    if (ch.inflight.size === 0) ch.link.unref()
     let i = 0
     try {
       for (; i < count; i++) {
@@ -626,29 +636,31 @@ export class Router {
     }
   }
 
-  #onExit = (ch: ShardChannel, code: number, error: Error | undefined): void => {
-    if (this.#closing && error === undefined) return
-    const crash = new ShardCrashedError(ch.index, { cause: error ?? new Error(`shard thread exited with code ${code}`) })
-    ch.markDied(crash)
-    ch.controlPort.close()
+  /** The link lost its shard thread: what was in flight fails; the link gets a new thread unless the shard keeps crashing. */
+  #onLost(ch: ShardChannel, cause: Error): void {
+    if (this.#closing) return
+    const lostError = this.#ownerClosed() ? new ClosedError() : new ShardCrashedError(ch.index, { cause })
     const lost = [...ch.inflight.values()]
     ch.inflight.clear()
+    ch.link.unref()
     for (const f of lost) {
-      for (let i = 0; i < f.sinks.length; i++) this.#settle(ch, f, i, undefined, crash)
+      for (let i = 0; i < f.sinks.length; i++) this.#settle(ch, f, i, undefined, lostError)
     }
-    if (this.#closing) {
-      this.#signalDrained(ch)
+    if (this.#ownerClosed()) {
+      this.#afterReply(ch) // rejects what waits
       return
     }
-    ch.crashesInARow++
-    if (ch.crashesInARow > MAX_RESTARTS_IN_A_ROW) {
-      const cause = new Error(`shard ${ch.index} crashed ${ch.crashesInARow} times in a row without answering a frame`, { cause: crash.cause })
-      ch.dead = new ShardCrashedError(ch.index, { cause, restarting: false })
-      this.#afterReply(ch) // rejects what waits for it
-      return
+    if (this.#owner) {
+      ch.crashesInARow++
+      if (ch.crashesInARow > MAX_RESTARTS_IN_A_ROW) {
+        const why = new Error(`shard ${ch.index} crashed ${ch.crashesInARow} times in a row without answering a frame`, { cause })
+        ch.dead = new ShardCrashedError(ch.index, { cause: why, restarting: false })
+        this.#afterReply(ch) // rejects what waits for it
+        return
+      }
+      ch.restarts++
     }
-    ch.restarts++
-    ch.spawn()
+    ch.link.restart()
     // Ops written while the thread was down are still in the open frame.
     this.#afterReply(ch)
   }
@@ -658,6 +670,10 @@ export class Router {
     ch.drained = []
     for (const resolve of waiting) resolve()
   }
+}
+
+function copyBytes(v: Uint8Array): Uint8Array {
+  return Buffer.isBuffer(v) ? Buffer.from(v) : new Uint8Array(v)
 }
 
 function newFrameOps(): FrameOps {

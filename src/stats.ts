@@ -4,6 +4,37 @@
  * ratios. Everything is plain JSON (no Maps, no Infinity: a missing budget is `null`).
  */
 import type { RegionShardConfig, RegionShardStats } from '../workers/region_store.js'
+import type { DictionaryShardStats } from '../workers/compression.js'
+
+/**
+ * Dictionary compression of a part of the cache (regions with
+ * `compression: { dictionary: true }` only).
+ */
+export interface DictionaryStats {
+  /**
+   * The newest dictionary version in the part: each shard numbers the
+   * dictionaries of its slice of a region from 1; 0 before the first build.
+   */
+  version: number
+  /** Dictionaries built (first builds and rebuilds), summed over shards. */
+  builds: number
+  /** Dictionaries held: current ones and older ones that live entries still use. */
+  dictionaries: number
+  /** Their bytes (not charged against `maxBytes`). */
+  bytes: number
+  /**
+   * `raw / stored` with the dictionary, on the values measured both ways
+   * (one compressed write in 16 since each shard's current dictionary was
+   * built); 1 before any was measured.
+   */
+  ratio: number
+  /**
+   * `raw / stored` plain LZ4 gives the same values (the frame format, kept
+   * only when smaller: what the region would store without a dictionary); 1
+   * before any was measured.
+   */
+  plainRatio: number
+}
 
 /** Counters and gauges of a part of the cache (a region, a shard, or all of it). */
 export interface CounterStats {
@@ -45,6 +76,8 @@ export interface CounterStats {
   utilization: number
   /** `rawBytes / storedBytes`: 2 means values take half their size; 1 when nothing is stored. */
   compressionRatio: number
+  /** Present when the part has a region with dictionary compression. */
+  dictionary?: DictionaryStats
 }
 
 /** What `cache.stats()` returns. */
@@ -53,6 +86,8 @@ export interface CacheStats extends CounterStats {
   shards: number
   /** Shard threads that died and were restarted (empty) since the cache was created. */
   shardRestarts: number
+  /** Other threads attached with `attachCache` and still connected. */
+  attachedThreads: number
   /** Shards that kept crashing before answering and are no longer restarted (their figures are zeros). */
   shardsDown: number[]
   /** Per shard, all regions summed, in shard order. */
@@ -78,8 +113,25 @@ export function emptyRegionStats(config: RegionShardConfig): RegionShardStats {
     storedBytes: 0,
     maxBytes: Number.isFinite(config.maxBytes) ? config.maxBytes : null,
     maxEntries: Number.isFinite(config.maxEntries) ? config.maxEntries : null,
+    ...(config.compressDictionary === true && Number.isFinite(config.compressMinBytes) ? { dictionary: emptyDictionaryStats() } : {}),
   }
 }
+
+function emptyDictionaryStats(): DictionaryShardStats {
+  return {
+    version: 0,
+    builds: 0,
+    dictionaries: 0,
+    dictionaryBytes: 0,
+    measuredRawBytes: 0,
+    measuredPlainBytes: 0,
+    measuredDictionaryBytes: 0,
+  }
+}
+
+const DICTIONARY_ADDED = [
+  'builds', 'dictionaries', 'dictionaryBytes', 'measuredRawBytes', 'measuredPlainBytes', 'measuredDictionaryBytes',
+] as const
 
 /** Sums of shard reports have the shape of one report. */
 type Sum = RegionShardStats
@@ -99,8 +151,24 @@ function sum(parts: RegionShardStats[]): Sum {
     // One unbounded part makes the sum unbounded.
     s.maxBytes = s.maxBytes === null || p.maxBytes === null ? null : s.maxBytes + p.maxBytes
     s.maxEntries = s.maxEntries === null || p.maxEntries === null ? null : s.maxEntries + p.maxEntries
+    if (p.dictionary !== undefined) {
+      const d = (s.dictionary ??= emptyDictionaryStats())
+      for (const k of DICTIONARY_ADDED) d[k] += p.dictionary[k]
+      d.version = Math.max(d.version, p.dictionary.version)
+    }
   }
   return s
+}
+
+function deriveDictionary(d: DictionaryShardStats): DictionaryStats {
+  return {
+    version: d.version,
+    builds: d.builds,
+    dictionaries: d.dictionaries,
+    bytes: d.dictionaryBytes,
+    ratio: d.measuredDictionaryBytes === 0 ? 1 : d.measuredRawBytes / d.measuredDictionaryBytes,
+    plainRatio: d.measuredPlainBytes === 0 ? 1 : d.measuredRawBytes / d.measuredPlainBytes,
+  }
 }
 
 function derive(s: Sum): CounterStats {
@@ -129,6 +197,7 @@ function derive(s: Sum): CounterStats {
     hitRate: reads === 0 ? 0 : s.hits / reads,
     utilization,
     compressionRatio: s.storedBytes === 0 ? 1 : s.rawBytes / s.storedBytes,
+    ...(s.dictionary !== undefined ? { dictionary: deriveDictionary(s.dictionary) } : {}),
   }
 }
 
@@ -138,7 +207,7 @@ export function aggregateStats(
   reports: RegionShardStats[][],
   shardRestarts: number,
   shardsDown: number[],
-): CacheStats {
+): Omit<CacheStats, 'attachedThreads'> {
   const all = reports.flat()
   return {
     ...derive(sum(all)),

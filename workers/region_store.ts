@@ -27,6 +27,17 @@
  * under LRU, most recently read). Eviction removes from the head until the
  * region is within both budgets. FIFO never reorders: an update keeps its place.
  *
+ * Compression: values of at least `compressMinBytes` are LZ4-compressed when
+ * that makes them smaller, with the plain codec or, when the region has
+ * `compressDictionary`, with a {@link DictionaryCompressor} (sampling, rebuilds
+ * and versions are described there). Which dictionary an entry was written
+ * with is kept per slot in `#dictIds`, private to the shard: other threads
+ * never decode a compressed value (they see `SlotFlag.COMPRESSED` and ask the
+ * shard), so the shared slot layout needs no new field. Each live entry holds a
+ * reference on its dictionary, taken in {@link #account} and dropped in
+ * {@link #unaccount}, so an old dictionary lives exactly as long as an entry
+ * that needs it.
+ *
  * Accounting: an entry is charged `keyBytes + storedBytes + metadataBytes +
  * ENTRY_OVERHEAD_BYTES` against `maxBytes`. `rawBytes` and `storedBytes` sum the
  * values before and after compression. {@link RegionStore.checkInvariants}
@@ -52,7 +63,8 @@ import {
   slotLimit,
 } from '../src/shared_region.js'
 import type { RegionMemory } from '../src/shared_region.js'
-import { compressIfSmaller, decompress } from './compression.js'
+import { DictionaryCompressor, compressIfSmaller, decompress } from './compression.js'
+import type { DictionaryShardStats, DictionaryTuning } from './compression.js'
 import { KeyTable, hashBytes } from './key_table.js'
 import { ArenaFullError, ValueSlab } from './value_slab.js'
 import { emptyRegionStats } from '../src/stats.js'
@@ -71,6 +83,12 @@ export interface RegionShardConfig {
   defaultTtl: number
   /** Values of at least this many bytes are LZ4-compressed; `Infinity` disables compression. */
   compressMinBytes: number
+  /**
+   * Compress with a dictionary built from sampled values of the region
+   * ({@link DictionaryCompressor}); needs a finite `compressMinBytes`.
+   * @default false
+   */
+  compressDictionary?: boolean
 }
 
 /** Counters and gauges of one region in one shard. Plain JSON. */
@@ -89,6 +107,8 @@ export interface RegionShardStats {
   storedBytes: number
   maxBytes: number | null
   maxEntries: number | null
+  /** Only for a region with `compressDictionary`. */
+  dictionary?: DictionaryShardStats
 }
 
 /** What {@link RegionStore.entry} reports about a live entry. */
@@ -128,6 +148,10 @@ export class RegionStore {
   #prev: Int32Array
   #created: Float64Array
   #charge: Uint32Array
+  /** Per slot: id of the dictionary its value was compressed with; 0 for none (plain codec, or not compressed). */
+  #dictIds: Uint8Array
+  /** Set when the region compresses with a dictionary. */
+  readonly #dict: DictionaryCompressor | undefined
   #free: number[] = []
   #capacity: number
   #used = 0 // slots ever handed out (high-water mark)
@@ -156,8 +180,16 @@ export class RegionStore {
    * `memory` is what other threads read (see src/shared_region.ts); it must
    * reserve {@link slotsFor}(config) slots. Without it the store allocates its own.
    */
-  constructor(config: RegionShardConfig, now: () => number = monotonicNow, memory?: RegionMemory) {
+  constructor(
+    config: RegionShardConfig,
+    now: () => number = monotonicNow,
+    memory?: RegionMemory,
+    /** @internal For tests: how the dictionary samples and rebuilds. */
+    dictionaryTuning?: Partial<DictionaryTuning>,
+  ) {
     this.config = config
+    this.#dict =
+      config.compressDictionary === true && Number.isFinite(config.compressMinBytes) ? new DictionaryCompressor(dictionaryTuning) : undefined
     this.#now = now
     this.#lru = config.policy === 'lru'
     this.#slotLimit = slotsFor(config)
@@ -175,6 +207,7 @@ export class RegionStore {
     this.#prev = new Int32Array(c)
     this.#created = new Float64Array(c)
     this.#charge = new Uint32Array(c)
+    this.#dictIds = new Uint8Array(c)
   }
 
   /** The shared memory readers on other threads map. */
@@ -310,8 +343,14 @@ export class RegionStore {
 
     let stored: Uint8Array | undefined
     let flags = tag
+    let dictId = 0
     if (raw.length >= this.config.compressMinBytes) {
-      stored = compressIfSmaller(raw)
+      if (this.#dict === undefined) {
+        stored = compressIfSmaller(raw)
+      } else {
+        stored = this.#dict.compress(raw)
+        dictId = this.#dict.lastId
+      }
       if (stored !== undefined) flags |= FLAG_COMPRESSED
     }
     // The slab copies the bytes: `raw` may view a frame that is reused next.
@@ -354,6 +393,7 @@ export class RegionStore {
     this.#end(slot)
     this.#metas[slot] = meta
     this.#charge[slot] = charge
+    this.#dictIds[slot] = dictId // after #unaccount released the old value's dictionary
     this.#created[slot] = now
     this.#account(slot)
     this.#sets++
@@ -435,6 +475,7 @@ export class RegionStore {
     this.#head = this.#tail = NIL
     this.#sweepCursor = 0
     this.#entries = this.#usedBytes = this.#rawBytes = this.#storedBytes = this.#compressedEntries = 0
+    this.#dict?.releaseAll()
     Atomics.add(header, Header.SEQ, 1)
     return live
   }
@@ -506,7 +547,7 @@ export class RegionStore {
   // ── stats ────────────────────────────────────────────────────────────────
 
   stats(): RegionShardStats {
-    return {
+    const s: RegionShardStats = {
       ...emptyRegionStats(this.config),
       hits: this.#hits,
       misses: this.#misses,
@@ -521,11 +562,14 @@ export class RegionStore {
       rawBytes: this.#rawBytes,
       storedBytes: this.#storedBytes,
     }
+    if (this.#dict !== undefined) s.dictionary = this.#dict.stats()
+    return s
   }
 
   resetStats(): void {
     this.#hits = this.#misses = this.#sets = this.#deletes = 0
     this.#evictionsSize = this.#evictionsExpired = this.#corrupt = 0
+    this.#dict?.resetStats()
   }
 
   /**
@@ -538,6 +582,7 @@ export class RegionStore {
     let raw = 0
     let stored = 0
     let compressed = 0
+    const dictRefs: number[] = []
     let prev = NIL
     for (let slot = this.#head; slot !== NIL; slot = this.#next[slot]!) {
       if (this.#prev[slot] !== prev) throw new Error(`prev link of slot ${slot} is broken`)
@@ -550,7 +595,13 @@ export class RegionStore {
       used += charge
       raw += this.#v.slotsU[slot * SLOT_WORDS + Slot.RAW_SIZE]!
       stored += storedSize
-      if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) !== 0) compressed++
+      if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) !== 0) {
+        compressed++
+        const id = this.#dictIds[slot]!
+        if (id !== 0) dictRefs[id] = (dictRefs[id] ?? 0) + 1
+      } else if (this.#dictIds[slot] !== 0) {
+        throw new Error(`slot ${slot} is not compressed but names dictionary ${this.#dictIds[slot]}`)
+      }
       prev = slot
       if (entries > this.#used) throw new Error('the list has a cycle')
     }
@@ -570,6 +621,8 @@ export class RegionStore {
     }
     if (entries > this.config.maxEntries) throw new Error(`${entries} entries exceed maxEntries ${this.config.maxEntries}`)
     if (used > this.config.maxBytes) throw new Error(`${used} bytes exceed maxBytes ${this.config.maxBytes}`)
+    if (this.#dict !== undefined) this.#dict.checkReferences(Array.from({ length: dictRefs.length }, (_, id) => dictRefs[id] ?? 0))
+    else if (dictRefs.length > 0) throw new Error('entries name dictionaries but the region has none')
   }
 
   /** @internal Flips a byte of a stored value, to test corruption handling. */
@@ -604,7 +657,9 @@ export class RegionStore {
   #read(slot: number): Uint8Array | undefined {
     const stored = this.#slab.view(this.#v.slotsU[slot * SLOT_WORDS + Slot.VALUE_REF]!, this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!)
     if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) === 0) return stored
-    const raw = decompress(stored, this.#v.slotsU[slot * SLOT_WORDS + Slot.RAW_SIZE]!)
+    const rawSize = this.#v.slotsU[slot * SLOT_WORDS + Slot.RAW_SIZE]!
+    const dictId = this.#dictIds[slot]!
+    const raw = dictId === 0 ? decompress(stored, rawSize) : this.#dict!.decompress(stored, rawSize, dictId)
     if (raw === undefined) {
       this.#remove(slot)
       this.#corrupt++
@@ -617,14 +672,22 @@ export class RegionStore {
     this.#usedBytes += this.#charge[slot]!
     this.#rawBytes += this.#v.slotsU[slot * SLOT_WORDS + Slot.RAW_SIZE]!
     this.#storedBytes += stored
-    if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) !== 0) this.#compressedEntries++
+    if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) !== 0) {
+      this.#compressedEntries++
+      const id = this.#dictIds[slot]!
+      if (id !== 0) this.#dict!.retain(id)
+    }
   }
 
   #unaccount(slot: number): void {
     this.#usedBytes -= this.#charge[slot]!
     this.#rawBytes -= this.#v.slotsU[slot * SLOT_WORDS + Slot.RAW_SIZE]!
     this.#storedBytes -= this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!
-    if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) !== 0) this.#compressedEntries--
+    if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) !== 0) {
+      this.#compressedEntries--
+      const id = this.#dictIds[slot]!
+      if (id !== 0) this.#dict!.release(id)
+    }
   }
 
   /** Evicts from the head until both budgets hold, sparing `keep` (the entry just written, which fits alone). */
@@ -671,6 +734,9 @@ export class RegionStore {
     this.#prev = grow(this.#prev, (n) => new Int32Array(n))
     this.#created = grow(this.#created, (n) => new Float64Array(n))
     this.#charge = grow(this.#charge, (n) => new Uint32Array(n))
+    const ids = new Uint8Array(c)
+    ids.set(this.#dictIds)
+    this.#dictIds = ids
     this.#v.memory.slots.grow(c * SLOT_WORDS * 4)
     this.#grew()
     this.#capacity = c

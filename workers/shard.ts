@@ -12,7 +12,7 @@ import type { MessagePort } from 'node:worker_threads'
 import { expose } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
 import { DRAIN_ACCESS_LOG, FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/protocol.js'
-import type { FrameMessage } from '../src/protocol.js'
+import type { FrameMessage, ShardMessage } from '../src/protocol.js'
 import { Glob } from '../src/glob.js'
 import { AccessLogReader, monotonicNow } from '../src/shared_region.js'
 import type { AccessLogMemory, RegionMemory } from '../src/shared_region.js'
@@ -25,8 +25,8 @@ export interface ShardInit {
   regions: RegionShardConfig[]
   /** Each region's shared memory (src/shared_region.ts), reserved by the router. */
   memory: RegionMemory[]
-  /** Logs of the reads direct readers made, one per reading thread. */
-  logs: AccessLogMemory[]
+  /** The owner's log of its direct reads (attached threads bring their own). */
+  log: AccessLogMemory
   control: MessagePort
   /** Int32 signals shared with the router, indexed by {@link Signal}. */
   signals: SharedArrayBuffer
@@ -44,7 +44,7 @@ export interface ShardInit {
 
 /** The control-plane API a shard exposes over comlink. */
 export interface ShardControl {
-  stats(): { shard: number; regions: RegionShardStats[] }
+  stats(): { shard: number; regions: RegionShardStats[]; attachedThreads: number }
   resetStats(): void
 }
 
@@ -57,7 +57,10 @@ const port = parentPort
 if (port === null) throw new Error('workers/shard.js must run as a worker thread')
 
 const stores = init.regions.map((cfg, i) => new RegionStore(cfg, monotonicNow, init.memory[i]))
-const logs = init.logs.map((m) => new AccessLogReader(m))
+const logs = [new AccessLogReader(init.log)]
+/** Per region: hits counted in the logs of attached threads that have gone. */
+const retiredHits = new Float64Array(stores.length)
+let attachedThreads = 0
 
 /** Applies the reads other threads made from shared memory (LRU order); runs before every frame, so writes see them. */
 function drainLogs(): void {
@@ -76,9 +79,13 @@ const signals = new Int32Array(init.signals)
 const spinners = new Int32Array(init.spinners)
 let framesSeen = 0
 
-port.on('message', (msg: FrameMessage) => {
+port.on('message', (msg: ShardMessage) => {
   if (msg === DRAIN_ACCESS_LOG) {
     drainLogs()
+    return
+  }
+  if (typeof msg === 'object' && !(msg instanceof Uint8Array)) {
+    attach(msg.attach, new AccessLogReader(msg.log))
     return
   }
   framesSeen++
@@ -132,6 +139,33 @@ function takeSpinSlot(): boolean {
   }
 }
 
+/**
+ * Serves an attached thread on its own port (src/attach.ts): frames come and
+ * go as transferred buffers, answered in order like the owner's. When the
+ * port closes (the thread exited or detached) its log is dropped, its hits
+ * kept in the stats.
+ */
+function attach(client: MessagePort, log: AccessLogReader): void {
+  logs.push(log)
+  attachedThreads++
+  client.on('message', (msg: FrameMessage) => {
+    drainLogs()
+    if (typeof msg === 'number') return // DRAIN_ACCESS_LOG: done above
+    out.buf = local
+    handleFrame(msg)
+    const reply = out.take()
+    client.postMessage(reply, [reply.buffer as ArrayBuffer])
+  })
+  client.on('close', () => {
+    drainLogs()
+    for (let r = 0; r < stores.length; r++) retiredHits[r]! += log.hitsOf(r)
+    logs.splice(logs.indexOf(log), 1)
+    attachedThreads--
+  })
+  // The port must not keep the shard alive: the owner decides when it stops.
+  client.unref()
+}
+
 setInterval(() => {
   drainLogs()
   for (const s of stores) s.sweep(SWEEP_SLOTS)
@@ -143,13 +177,16 @@ const control: ShardControl = {
     regions: stores.map((s, r) => {
       const st = s.stats()
       // Hits of direct readers are counted on their side.
+      st.hits += retiredHits[r]!
       for (const log of logs) st.hits += log.hitsOf(r)
       return st
     }),
+    attachedThreads,
   }),
   resetStats: () => {
     for (const s of stores) s.resetStats()
     for (const log of logs) log.resetHits()
+    retiredHits.fill(0)
   },
 }
 expose(control, nodeEndpoint(init.control))

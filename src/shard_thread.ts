@@ -1,0 +1,185 @@
+/**
+ * The owner's link to one shard: the worker thread itself, its shared memory,
+ * the fast transport of src/protocol.ts (shared frame buffers, signals,
+ * spinning) and its control port. A restart replaces the thread and its
+ * memory; the {@link ShardThread} object stays, so the router's queue for the
+ * shard survives.
+ *
+ * Attached threads (src/attach.ts) get their own MessagePort to the thread
+ * through {@link ShardThread.attach}; they never go through this thread's
+ * event loop for data.
+ */
+import { Worker, MessageChannel } from 'node:worker_threads'
+import { availableParallelism } from 'node:os'
+import type { MessagePort } from 'node:worker_threads'
+import { wrap, releaseProxy } from 'comlink'
+import type { Remote } from 'comlink'
+import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
+import { DRAIN_ACCESS_LOG, REPLY_TAKEN, SHARED_FRAME_BYTES, SIGNAL_SLOTS, SMALL_FRAME_OPS, Signal } from './protocol.js'
+import type { FrameMessage, FrameWriter, ShardMessage } from './protocol.js'
+import type { ShardControl, ShardInit } from '../workers/shard.js'
+import { slotsFor } from '../workers/region_store.js'
+import type { RegionShardConfig } from '../workers/region_store.js'
+import { AccessLogWriter, SharedRegionReader, allocateAccessLog, allocateRegionMemory } from './shared_region.js'
+import type { AccessLogMemory, RegionMemory } from './shared_region.js'
+import type { LinkEvents, ShardLink } from './router.js'
+
+const SHARD_FILE = new URL('../workers/shard.js', import.meta.url)
+
+export class ShardThread implements ShardLink {
+  worker!: Worker
+  control!: Remote<ShardControl>
+  controlPort!: MessagePort
+  /** Rejects when the current worker dies: control calls race it so they never hang. */
+  died!: Promise<never>
+  #markDied!: (err: Error) => void
+  /** Memory of the current thread (attached threads are given it too). */
+  memory!: RegionMemory[]
+  readers: SharedRegionReader[] = []
+  log!: AccessLogWriter
+  /** Bumped by every spawn: attached threads name the incarnation they lost. */
+  generation = 0
+  readonly ready = true
+  /** Signals shared with the shard thread, indexed by {@link Signal} (see src/protocol.ts). */
+  readonly signals = new Int32Array(new SharedArrayBuffer(SIGNAL_SLOTS * 4))
+  /** Shared frame buffers (see src/protocol.ts): requests written here, replies read there. */
+  readonly requests = Buffer.from(new SharedArrayBuffer(SHARED_FRAME_BYTES))
+  readonly replies = Buffer.from(new SharedArrayBuffer(SHARED_FRAME_BYTES))
+  /** Runs after each spawn (attached threads waiting for the new incarnation). */
+  readonly onSpawn: (() => void)[] = []
+
+  constructor(
+    readonly index: number,
+    readonly regions: RegionShardConfig[],
+    readonly idleSpinMicros: number,
+    readonly replySpinMicros: number,
+    readonly spinners: Int32Array,
+    readonly events: LinkEvents,
+  ) {
+    this.spawn()
+  }
+
+  spawn(): void {
+    const { port1, port2 } = new MessageChannel()
+    this.signals.fill(0) // a new thread has seen no frame
+    // A new thread starts empty, in new memory: readers of the old one are dropped with it.
+    this.memory = this.regions.map((r) => allocateRegionMemory(slotsFor(r)))
+    const log = allocateAccessLog(this.regions.length)
+    this.readers = this.memory.map((m) => new SharedRegionReader(m))
+    this.log = new AccessLogWriter(log, () => this.worker.postMessage(DRAIN_ACCESS_LOG))
+    const init: ShardInit = {
+      memory: this.memory,
+      log,
+      shard: this.index,
+      regions: this.regions,
+      control: port2,
+      signals: this.signals.buffer as SharedArrayBuffer,
+      requests: this.requests.buffer as SharedArrayBuffer,
+      replies: this.replies.buffer as SharedArrayBuffer,
+      idleSpinMicros: this.idleSpinMicros,
+      spinners: this.spinners.buffer as SharedArrayBuffer,
+      spinSlots: Math.max(0, availableParallelism() - 1),
+    }
+    const worker = new Worker(SHARD_FILE, { workerData: init, transferList: [port2] })
+    let lastError: Error | undefined
+    worker.on('message', (msg: FrameMessage) =>
+      this.events.reply(this.index, typeof msg === 'number' ? this.replies.subarray(0, msg) : msg),
+    )
+    worker.on('error', (err) => {
+      lastError = err
+    })
+    worker.on('exit', (code) => {
+      this.#markDied(new Error(`shard ${this.index} exited`))
+      this.controlPort.close()
+      this.events.lost(this.index, lastError ?? new Error(`shard thread exited with code ${code}`))
+    })
+    worker.unref()
+    this.worker = worker
+    this.controlPort = port1
+    this.control = wrap<ShardControl>(nodeEndpoint(port1))
+    port1.unref()
+    this.died = new Promise<never>((_, reject) => {
+      this.#markDied = reject
+    })
+    this.died.catch(() => {})
+    this.generation++
+    const waiting = this.onSpawn.splice(0)
+    for (const f of waiting) f()
+  }
+
+  restart(): void {
+    this.spawn()
+  }
+
+  ref(): void {
+    this.worker.ref()
+  }
+
+  unref(): void {
+    this.worker.unref()
+  }
+
+  /**
+   * Sends the frame in `w`: through the shared request buffer when no other
+   * frame is in flight and it fits, else as a transferred buffer. Returns
+   * whether the caller should spin for the reply ({@link takeReply}).
+   */
+  send(w: FrameWriter, id: number, ops: number, alone: boolean): boolean {
+    let frame: Uint8Array | undefined
+    let length = 0
+    // The shared buffer is free only when no frame is in flight (its reply would share the reply buffer).
+    if (alone && w.pos <= SHARED_FRAME_BYTES) {
+      length = w.pos
+      w.buf.copy(this.requests, 0, 0, length)
+    } else {
+      frame = w.take()
+    }
+    const awaited =
+      frame === undefined && ops <= SMALL_FRAME_OPS && this.replySpinMicros > 0 && Atomics.load(this.signals, Signal.AWAKE) === 1
+    if (awaited) Atomics.store(this.signals, Signal.WAITING, id)
+    if (frame === undefined) this.worker.postMessage(length)
+    else this.worker.postMessage(frame, [frame.buffer as ArrayBuffer])
+    // After the post, so a shard that sees the count change finds the message already queued.
+    Atomics.add(this.signals, Signal.FRAMES_POSTED, 1)
+    return awaited
+  }
+
+  /**
+   * A small frame sent to a shard that is awake is answered in a few µs, while
+   * letting this thread sleep until the reply's message arrives costs ~25 µs
+   * more (a thread wake-up). So the router waits for such replies by spinning,
+   * until `deadline` (performance.now() ms), and reads them straight from the
+   * shared reply buffer. The compare-and-swap on WAITING settles the race with
+   * a shard that answers just as we give up: whoever loses, nothing is lost.
+   */
+  takeReply(deadline: number): Uint8Array | undefined {
+    const signals = this.signals
+    for (let n = 1; Atomics.load(signals, Signal.WAITING) !== REPLY_TAKEN; n++) {
+      if ((n & 31) === 0 && performance.now() > deadline) break
+    }
+    const waitingFor = Atomics.load(signals, Signal.WAITING)
+    if (waitingFor !== REPLY_TAKEN && Atomics.compareExchange(signals, Signal.WAITING, waitingFor, 0) === waitingFor) {
+      return undefined // gave up first: the shard will post the reply
+    }
+    Atomics.store(signals, Signal.WAITING, 0)
+    return this.replies.subarray(0, Atomics.load(signals, Signal.REPLY_LENGTH))
+  }
+
+  /**
+   * Gives another thread its own port to this shard thread and its own access
+   * log; returns the port and the memory to read. The shard forgets both when
+   * the port closes (the other thread exited or detached).
+   */
+  attach(log: AccessLogMemory): { port: MessagePort; memory: RegionMemory[] } {
+    const { port1, port2 } = new MessageChannel()
+    const msg: ShardMessage = { attach: port2, log }
+    this.worker.postMessage(msg, [port2])
+    return { port: port1, memory: this.memory }
+  }
+
+  async close(): Promise<void> {
+    this.control[releaseProxy]()
+    this.controlPort.close()
+    await this.worker.terminate()
+  }
+}

@@ -1,0 +1,159 @@
+// The near cache: decoded values on the calling thread, served only while
+// shared memory proves them current. Every way an entry can change (a write,
+// delete, clear, expiry, eviction or restart, from any thread) must make it miss.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { createCache } from '../src/index.js'
+import type { Cache } from '../src/index.js'
+import { withCache } from './fixtures/helpers.js'
+import { ClientThread } from './fixtures/client_thread.js'
+import { runCoherenceClient } from './fixtures/coherence.js'
+
+const near = { nearCache: { maxEntries: 1000 } }
+
+test('repeated gets are served by the near cache: no frames, exact hit counts', async () => {
+  await withCache({ shards: 2, ...near }, async (cache) => {
+    await cache.set('k', { n: 1 })
+    assert.equal(await cache.get('k'), { n: 1 })
+    assert.is(cache.nearCacheSizeForTest(), 1)
+    const frames = cache.framesSentForTest()
+    for (let i = 0; i < 100; i++) assert.equal(cache.getSync('k'), { n: 1 })
+    assert.equal(await cache.get('k'), { n: 1 })
+    assert.is(cache.framesSentForTest(), frames)
+    const s = await cache.stats()
+    assert.is(s.hits, 102)
+    assert.is(s.misses, 0)
+  })
+})
+
+test('a write, delete or clear from another thread makes the near entry miss at once', async () => {
+  await withCache({ shards: 2, ...near }, async (cache) => {
+    const t = new ClientThread()
+    try {
+      await t.attach(cache)
+      await cache.mset([['a', 'a1'], ['b', 'b1'], ['c', 'c1']])
+      for (const k of ['a', 'b', 'c']) await cache.get(k)
+      assert.is(cache.nearCacheSizeForTest(), 3)
+      await t.call('set', 'a', 'a2')
+      assert.is(cache.getSync('a'), 'a2')
+      await t.call('delete', 'b')
+      assert.is(cache.getSync('b'), undefined)
+      assert.is(await cache.get('b'), undefined)
+      assert.is(cache.getSync('c'), 'c1')
+      await t.call('clear')
+      assert.is(cache.getSync('a'), undefined)
+      assert.is(cache.getSync('c'), undefined)
+    } finally {
+      await t.worker.terminate()
+    }
+  })
+})
+
+test('an expired near entry is never served', async () => {
+  await withCache({ shards: 1, ...near }, async (cache) => {
+    await cache.set('t', 'short', { ttl: 150 })
+    assert.is(await cache.get('t'), 'short')
+    assert.is(cache.getSync('t'), 'short')
+    await new Promise((r) => setTimeout(r, 200))
+    assert.is(cache.getSync('t'), undefined)
+    assert.is(await cache.get('t'), undefined)
+  })
+})
+
+test('an entry evicted in the shard misses in the near cache; near hits keep LRU order in the shard', async () => {
+  await withCache({ shards: 1, ...near, regions: { default: { policy: 'lru', maxEntries: 2 } } }, async (cache) => {
+    await cache.set('a', 1)
+    await cache.set('b', 2)
+    assert.is(await cache.get('a'), 1)
+    assert.is(cache.getSync('a'), 1) // a near hit: logged for the shard's LRU
+    await cache.set('c', 3) // evicts b, the least recently read
+    assert.is(cache.getSync('a'), 1)
+    assert.is(await cache.get('b'), undefined)
+    assert.is(await cache.get('c'), 3)
+    await cache.set('d', 4) // evicts a now
+    assert.is(cache.getSync('a'), undefined)
+    assert.is(await cache.get('a'), undefined)
+  })
+})
+
+test('a restarted shard invalidates the near entries read from it', async () => {
+  await withCache({ shards: 1, ...near }, async (cache) => {
+    await cache.set('r', 'before')
+    assert.is(await cache.get('r'), 'before')
+    await cache.crashShardForTest(0).catch(() => undefined)
+    assert.is(await cache.get('r'), undefined)
+    assert.is(cache.getSync('r'), undefined)
+    await cache.set('r', 'after')
+    assert.is(await cache.get('r'), 'after')
+  })
+})
+
+test('binary values from the near cache are copies: writing to one changes nothing', async () => {
+  await withCache({ shards: 1, ...near }, async (cache) => {
+    await cache.set('bin', Buffer.from([1, 2, 3]))
+    const first = (await cache.get('bin')) as Buffer
+    first[0] = 99
+    const second = cache.getSync('bin') as Buffer
+    assert.ok(Buffer.isBuffer(second))
+    assert.equal([...second], [1, 2, 3])
+    second[1] = 99
+    assert.equal([...(cache.getSync('bin') as Buffer)], [1, 2, 3])
+  })
+})
+
+test('getSync: undefined while a write of this thread is pending, or when absent; throws on a bad key or a closed cache', async () => {
+  const cache = await createCache({ shards: 1 })
+  await cache.set('p', 'old')
+  assert.is(cache.getSync('p'), 'old') // no near cache: straight from shared memory
+  const pending = cache.set('p', 'new')
+  assert.is(cache.getSync('p'), undefined)
+  await pending
+  assert.is(cache.getSync('p'), 'new')
+  assert.is(cache.getSync('absent'), undefined)
+  assert.throws(() => cache.getSync(''), (e: Error & { code?: string }) => e.code === 'E_INVALID_KEY')
+  assert.throws(() => cache.getSync(42 as unknown as string), (e: Error & { code?: string }) => e.code === 'E_INVALID_KEY')
+  await cache.close()
+  assert.throws(() => cache.getSync('p'), (e: Error & { code?: string }) => e.code === 'E_CLOSED')
+})
+
+test('nearCache options are validated', async () => {
+  for (const [bad, named] of [
+    [{ nearCache: true }, 'options.nearCache'],
+    [{ nearCache: { maxEntries: 0 } }, 'options.nearCache.maxEntries'],
+    [{ nearCache: { size: 10 } }, 'options.nearCache.size'],
+  ] as const) {
+    const err = await createCache(bad as never).catch((e: Error & { code?: string }) => e)
+    assert.is((err as { code?: string }).code, 'E_INVALID_OPTION')
+    assert.match((err as Error).message, named)
+  }
+})
+
+test('coherence under concurrent writers on three threads: no near cache ever serves a stale value', async () => {
+  // Small enough that evictions happen too; several seeds, so runs differ but replay.
+  await withCache({ shards: 2, nearCache: { maxEntries: 64 }, regions: { default: { maxEntries: 200 } } }, async (cache: Cache) => {
+    const keys = 240
+    const published = new SharedArrayBuffer(keys * 4)
+    const threads = [new ClientThread(), new ClientThread()]
+    try {
+      await Promise.all(threads.map((t) => t.attach(cache)))
+      const task = (writer: number) => ({ published, keys, writer, writers: 3, ops: 6000, seed: 1000 + writer })
+      const results = await Promise.all([
+        runCoherenceClient(cache, task(0)),
+        threads[0]!.coherence(task(1)),
+        threads[1]!.coherence(task(2)),
+      ])
+      for (const r of results) {
+        assert.is(r.stale, 0, r.firstStale)
+        assert.ok(r.values > 500, `reads found values (${r.values} of ${r.reads})`)
+      }
+      // The near cache took part: entries held, and most reads never reached a shard.
+      assert.ok(cache.nearCacheSizeForTest() > 0)
+      const stats = await cache.stats()
+      assert.ok(stats.evictions > 0, 'evictions happened during the run')
+    } finally {
+      await Promise.all(threads.map((t) => t.worker.terminate()))
+    }
+  })
+})
+
+test.run()
