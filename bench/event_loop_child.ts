@@ -15,8 +15,8 @@ import { LRUCache } from 'lru-cache'
 import { createCache } from '../src/index.js'
 import type { Cache } from '../src/index.js'
 import { drawRing, ZipfSampler } from './zipf.js'
-import type { ChildMessage, EventLoopConfig, EventLoopResult, GcSummary } from './event_loop_types.js'
-import { describeError, errorDetail } from './report.js'
+import type { EventLoopConfig, EventLoopResult, GcSummary } from './event_loop_types.js'
+import { forceGc, serveChild, sleep } from './child.js'
 
 interface User {
   id: number
@@ -231,16 +231,6 @@ function gcObserver(): { summary(): GcSummary; reset(): void; stop(): void } {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-function forceGc(): void {
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc !== undefined) {
-    gc()
-    gc()
-  }
-}
-
 async function run(cfg: EventLoopConfig): Promise<EventLoopResult> {
   const handles: { lru?: LRUCache<string, User>; cache?: Cache } = {}
   const engine =
@@ -371,20 +361,4 @@ async function run(cfg: EventLoopConfig): Promise<EventLoopResult> {
   return result
 }
 
-function send(msg: ChildMessage): Promise<void> {
-  return new Promise((resolve) => {
-    if (process.send === undefined) {
-      console.log(JSON.stringify(msg))
-      resolve()
-      return
-    }
-    process.send(msg, undefined, {}, () => resolve())
-  })
-}
-
-process.once('message', (cfg: EventLoopConfig) => {
-  run(cfg).then(
-    (result) => send({ ok: true, result }),
-    (err: unknown) => send({ ok: false, error: describeError(err), detail: errorDetail(err) }),
-  ).finally(() => process.exit(0))
-})
+serveChild(run)

@@ -54,5 +54,3 @@ export interface EventLoopResult {
   /** lru-cache only. */
   lruSize?: number
 }
-
-export type ChildMessage = { ok: true; result: EventLoopResult } | { ok: false; error: string; detail: string }

@@ -3,13 +3,17 @@
  * one process run, prints a table per section, and writes all raw numbers to
  * bench/results/<timestamp>.json.
  *
- * Sections can be picked by name (`npm run bench -- throughput micro`), and
+ * Sections can be picked by name (`npm run bench -- throughput memory`), and
  * BENCH_QUICK=1 shortens every duration, for working on the harness itself;
  * figures from either are not comparable with a full run. The event-loop
- * scenario takes BENCH_EL_ENTRIES, BENCH_EL_RATE (req/s), BENCH_EL_CHURN (new
- * keys/s), BENCH_EL_SHARDS, BENCH_EL_MS (measured window) and BENCH_EL_ENGINES
- * (comma-separated subset) overrides; the
+ * scenarios take BENCH_EL_RATE (req/s), BENCH_EL_CHURN (new keys/s),
+ * BENCH_EL_SHARDS, BENCH_EL_MS (measured window) and BENCH_EL_ENGINES
+ * (comma-separated subset) overrides, and BENCH_EL_ENTRIES for the 1M run; the
  * values used are printed and kept in the JSON.
+ *
+ * `--full` (or BENCH_FULL=1) adds lru-cache to the 5M-entry event-loop run:
+ * 30-55 s more on the reference machine (a 3 GiB heap to pre-fill), which
+ * would take the default run past its 3-minute budget.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
@@ -18,26 +22,38 @@ import { join } from 'node:path'
 import { killAllSync } from './redis_server.js'
 import { DEFAULT_THROUGHPUT, printThroughput, runThroughput } from './throughput.js'
 import type { ThroughputResult } from './throughput.js'
-import { DEFAULT_EVENT_LOOP, ENGINES, killChildrenSync, printEventLoop, runEventLoop } from './event_loop.js'
+import { DEFAULT_EVENT_LOOP, ENGINES, printEventLoop, runEventLoop } from './event_loop.js'
 import type { EventLoopBase, EventLoopSection } from './event_loop.js'
 import type { EventLoopEngine } from './event_loop_types.js'
+import { killChildrenSync } from './child.js'
+import { DEFAULT_MEMORY, printMemory, runMemory } from './memory.js'
+import type { MemorySection } from './memory.js'
 import { DEFAULT_MICRO, printMicro, runMicro } from './region_store_micro.js'
 import type { MicroSection } from './region_store_micro.js'
-import { errorDetail, fmtMachine, heading, machineInfo } from './report.js'
+import { errorDetail, fmtCount, fmtMachine, heading, machineInfo } from './report.js'
 import type { MachineInfo } from './report.js'
 
-const SECTIONS = ['throughput', 'event-loop', 'micro'] as const
+const SECTIONS = ['throughput', 'event-loop', 'event-loop-5m', 'memory', 'micro'] as const
 type Section = (typeof SECTIONS)[number]
+
+/** Entries of the large event-loop run. */
+const LARGE_ENTRIES = 5_000_000
 
 interface BenchReport {
   machine: MachineInfo
   quick: boolean
+  /** --full / BENCH_FULL=1: lru-cache ran at 5M entries too. */
+  full: boolean
   sections: Section[]
   wallTimeMs: number
+  /** Wall time of each section that ran, in ms. */
+  sectionWallMs: Partial<Record<Section, number>>
   /** Load averages when the run ended. */
   loadAverageAtEnd: number[]
   throughput?: ThroughputResult
   eventLoop?: EventLoopSection
+  eventLoop5M?: EventLoopSection
+  memory?: MemorySection
   micro?: MicroSection
   errors: { section: Section; error: string }[]
 }
@@ -45,7 +61,8 @@ interface BenchReport {
 /** Results live in the source tree (bench/results), not in dist/, so a rebuild never deletes them. */
 const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url))
 
-function parseSections(argv: string[]): Section[] {
+function parseSections(args: string[]): Section[] {
+  const argv = args.filter((a) => a !== '--full')
   if (argv.length === 0) return [...SECTIONS]
   for (const a of argv) {
     if (!(SECTIONS as readonly string[]).includes(a)) {
@@ -100,8 +117,9 @@ async function main(): Promise<void> {
   const started = performance.now()
   const sections = parseSections(process.argv.slice(2))
   const quick = process.env.BENCH_QUICK === '1'
+  const full = process.argv.includes('--full') || process.env.BENCH_FULL === '1'
   const machine = machineInfo()
-  const report: BenchReport = { machine, quick, sections, wallTimeMs: 0, loadAverageAtEnd: [], errors: [] }
+  const report: BenchReport = { machine, quick, full, sections, wallTimeMs: 0, sectionWallMs: {}, loadAverageAtEnd: [], errors: [] }
   const print = (s: string): void => {
     process.stdout.write(`${s}\n`)
   }
@@ -109,7 +127,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${line}\n`)
   }
 
-  print(`shardcache benchmarks${quick ? ' (BENCH_QUICK: shortened, not comparable)' : ''}`)
+  print(`shardcache benchmarks${quick ? ' (BENCH_QUICK: shortened, not comparable)' : ''}${full ? ' (--full: lru-cache at 5M entries too)' : ''}`)
   print(fmtMachine(machine))
   // Nothing of ours runs yet, so load here is other processes: they skew every figure.
   const busy = machine.loadAverage[0] ?? 0
@@ -117,46 +135,67 @@ async function main(): Promise<void> {
     print(`warning: 1-minute load average ${busy.toFixed(2)} on ${machine.cores} cores before the run: other processes are using the CPU, expect noisy figures`)
   }
 
-  const fail = (section: Section, err: unknown): void => {
-    const error = errorDetail(err)
-    report.errors.push({ section, error })
-    print(`\n${section}: FAILED\n${error}`)
+  /** Runs a picked section: a failure is reported and the next section still runs; its wall time goes to the JSON. */
+  const section = async (name: Section, body: () => Promise<void>): Promise<void> => {
+    if (!sections.includes(name)) return
+    const t0 = performance.now()
+    try {
+      await body()
+    } catch (err) {
+      const error = errorDetail(err)
+      report.errors.push({ section: name, error })
+      print(`\n${name}: FAILED\n${error}`)
+    }
+    report.sectionWallMs[name] = performance.now() - t0
+  }
+  /** Engines that failed inside a section that completed: listed in the summary too. */
+  const engineErrors = (name: Section, rows: { engine: string; error?: string }[]): void => {
+    for (const r of rows) if (r.error !== undefined) report.errors.push({ section: name, error: `${r.engine}: ${r.error}` })
   }
 
-  if (sections.includes('throughput')) {
+  await section('throughput', async () => {
     print('\nrunning throughput ...')
     const cfg = quick ? { ...DEFAULT_THROUGHPUT, warmupMs: 100, pipelinedMs: 400, singleMs: 200 } : DEFAULT_THROUGHPUT
-    try {
-      report.throughput = await runThroughput(cfg, log)
-      print(printThroughput(report.throughput))
-      for (const e of report.throughput.engines) if (e.error !== undefined) report.errors.push({ section: 'throughput', error: `${e.engine}: ${e.error}` })
-    } catch (err) {
-      fail('throughput', err)
-    }
-  }
+    report.throughput = await runThroughput(cfg, log)
+    print(printThroughput(report.throughput))
+    engineErrors('throughput', report.throughput.engines)
+  })
 
-  if (sections.includes('event-loop')) {
+  const elBase = withEnvOverrides(quick ? { ...DEFAULT_EVENT_LOOP, entries: 200_000, warmupMs: 300, durationMs: 1000 } : DEFAULT_EVENT_LOOP)
+  await section('event-loop', async () => {
     print('\nrunning event-loop scenarios (one child process each) ...')
-    const base = withEnvOverrides(quick ? { ...DEFAULT_EVENT_LOOP, entries: 200_000, warmupMs: 300, durationMs: 1000 } : DEFAULT_EVENT_LOOP)
-    try {
-      report.eventLoop = await runEventLoop(base, log, eventLoopEngines())
-      print(printEventLoop(report.eventLoop))
-      for (const r of report.eventLoop.runs) if (r.error !== undefined) report.errors.push({ section: 'event-loop', error: `${r.engine}: ${r.error}` })
-    } catch (err) {
-      fail('event-loop', err)
-    }
-  }
+    report.eventLoop = await runEventLoop(elBase, log, { engines: eventLoopEngines() })
+    print(printEventLoop(report.eventLoop, `2. Main-thread event-loop delay, ${fmtCount(elBase.entries)} entries under churn (headline)`))
+    engineErrors('event-loop', report.eventLoop.runs)
+  })
 
-  if (sections.includes('micro')) {
+  await section('event-loop-5m', async () => {
+    // The same scenario with five times the entries: does the delay stay flat as the cache grows?
+    const base = { ...elBase, entries: quick ? 1_000_000 : LARGE_ENTRIES }
+    // lru-cache at 5M pre-fills for 25-40 s into a 3 GiB heap: only with --full.
+    const engines = full ? eventLoopEngines() : eventLoopEngines().filter((e) => e !== 'lru-cache')
+    const note = full || !eventLoopEngines().includes('lru-cache')
+      ? undefined
+      : 'lru-cache: not run at this size by default (30-55 s more here, past the 3-minute budget); `npm run bench -- --full` or BENCH_FULL=1 adds it'
+    print(`\nrunning event-loop scenarios with ${fmtCount(base.entries)} entries (${engines.join(', ')}) ...`)
+    // One "no cache" run, not two: the second would cost ~7 s of the budget; section 2 shows this machine's baseline noise.
+    report.eventLoop5M = await runEventLoop(base, log, { engines, closingBaseline: false, note })
+    print(printEventLoop(report.eventLoop5M, `3. Main-thread event-loop delay, ${fmtCount(base.entries)} entries under churn`))
+    engineErrors('event-loop-5m', report.eventLoop5M.runs)
+  })
+
+  await section('memory', async () => {
+    print('\nrunning memory (one child process per engine) ...')
+    report.memory = await runMemory(quick ? { ...DEFAULT_MEMORY, records: 200_000 } : DEFAULT_MEMORY, log)
+    print(printMemory(report.memory))
+    engineErrors('memory', report.memory.runs)
+  })
+
+  await section('micro', async () => {
     print('\nrunning region store micro-benchmarks ...')
-    const cfg = quick ? { ...DEFAULT_MICRO, maxTimeSec: 0.1 } : DEFAULT_MICRO
-    try {
-      report.micro = runMicro(cfg, log)
-      print(printMicro(report.micro))
-    } catch (err) {
-      fail('micro', err)
-    }
-  }
+    report.micro = runMicro(quick ? { ...DEFAULT_MICRO, maxTimeSec: 0.1 } : DEFAULT_MICRO, log)
+    print(printMicro(report.micro))
+  })
 
   report.wallTimeMs = performance.now() - started
   report.loadAverageAtEnd = loadavg()
@@ -165,7 +204,10 @@ async function main(): Promise<void> {
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
 
   print(heading('Summary'))
-  print(`wall time (bench only, without build): ${(report.wallTimeMs / 1000).toFixed(1)} s`)
+  print(
+    `wall time (bench only, without build): ${(report.wallTimeMs / 1000).toFixed(1)} s (` +
+      Object.entries(report.sectionWallMs).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)} s`).join(', ') + ')',
+  )
   print(`load average at the end: ${report.loadAverageAtEnd.map((x) => x.toFixed(2)).join(' ')} (${machine.cores} cores; above that, other processes competed for the CPU)`)
   print(`results: ${file}`)
   if (report.errors.length > 0) {

@@ -84,6 +84,13 @@ export function fmtNs(ns: number | undefined): string {
   return `${(ns / 1_000_000).toFixed(ns < 10_000_000 ? 2 : 1)} ms`
 }
 
+/** `1M`, `5M`, `200k`: entry counts in titles. */
+export function fmtCount(n: number): string {
+  if (n >= 1e6 && n % 1e5 === 0) return `${n / 1e6}M`
+  if (n >= 1e3 && n % 100 === 0) return `${n / 1e3}k`
+  return n.toLocaleString('en-US')
+}
+
 /** Milliseconds with two decimals. */
 export function fmtMs(ms: number | undefined): string {
   if (ms === undefined || !Number.isFinite(ms)) return '-'

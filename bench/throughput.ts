@@ -1,7 +1,8 @@
 /**
  * Throughput and latency of get/set on a pre-filled cache with Zipf keys, for
- * shardcache (1 and 2 shards), lru-cache on the calling thread, and Redis
- * through ioredis with auto-pipelining.
+ * shardcache (1 and 2 shards; 4 shards on the read-only mix, for the shard
+ * scaling table), lru-cache on the calling thread, and Redis through ioredis
+ * with auto-pipelining.
  *
  * Two ways of driving each engine, because they answer different questions:
  * - pipelined: many async loops keep hundreds of ops in flight, which is how a
@@ -12,6 +13,7 @@
  * lru-cache is synchronous, so for it "pipelined" is a tight loop and "one in
  * flight" times single calls: it is the in-thread ceiling, not a competitor.
  */
+import { availableParallelism } from 'node:os'
 import { createHistogram } from 'node:perf_hooks'
 import type { RecordableHistogram } from 'node:perf_hooks'
 import { LRUCache } from 'lru-cache'
@@ -90,10 +92,21 @@ export interface EngineSummary {
   errorDetail?: string
 }
 
+/** Pipelined read-only gets by shard count: what adding shard threads does to read throughput. */
+export interface ScalingRow {
+  shards: number
+  opsPerSec: number
+  /** Over the 1-shard row of the same run. */
+  vsOneShard: number | undefined
+}
+
 export interface ThroughputResult {
   config: ThroughputConfig
   engines: EngineSummary[]
   results: EngineMixResult[]
+  /** os.availableParallelism() of the machine, for reading the scaling rows. */
+  cores: number
+  scaling: ScalingRow[]
   headline: {
     sc2OverRedisGet: number | undefined
     sc1SingleGetP50Ns: number | undefined
@@ -365,7 +378,12 @@ async function verifyPrefill(kv: Kv, w: Workload, valueOf: (i: number) => string
 export interface EngineFactory {
   name: string
   make(): Promise<Kv>
+  /** The mixes this engine runs (names from MIXES); all when absent. */
+  mixes?: string[]
 }
+
+/** Shard counts of the scaling table; the 1- and 2-shard engines run every mix anyway. */
+export const SCALING_SHARDS = [1, 2, 4]
 
 export async function runThroughput(cfg: ThroughputConfig, log: (line: string) => void): Promise<ThroughputResult> {
   const w = buildWorkload(cfg)
@@ -374,9 +392,12 @@ export async function runThroughput(cfg: ThroughputConfig, log: (line: string) =
   const results: EngineMixResult[] = []
 
   const redis = await resolveRedis()
+  const readOnly = MIXES[0]!.name
   const factories: (EngineFactory | { name: string; skipped: string })[] = [
     { name: 'shardcache 1 shard', make: () => shardcacheKv(1, cfg.keys, cfg.valueBytes) },
     { name: 'shardcache 2 shards', make: () => shardcacheKv(2, cfg.keys, cfg.valueBytes) },
+    // Read-only only: its row is for the scaling table, and three more mixes would cost ~7 s of the time budget.
+    { name: 'shardcache 4 shards', make: () => shardcacheKv(4, cfg.keys, cfg.valueBytes), mixes: [readOnly] },
     { name: 'lru-cache (sync)', make: async () => lruKv(cfg.keys) },
     redis.target !== undefined
       ? { name: 'ioredis (auto-pipelined)', make: () => redisKv(redis.target!.url, redis.target!.owned) }
@@ -403,7 +424,7 @@ export async function runThroughput(cfg: ThroughputConfig, log: (line: string) =
         summary.prefillMs = performance.now() - t0
         phase = 'read-back after prefill'
         await verifyPrefill(kv, w, valueOf)
-        for (const mix of MIXES) {
+        for (const mix of MIXES.filter((m) => f.mixes === undefined || f.mixes.includes(m.name))) {
           const ops = w.opRings.get(mix.writeRatio)!
           // Warm-ups let the JIT settle and, for Redis, the socket buffers grow.
           phase = `${mix.name} pipelined`
@@ -440,11 +461,17 @@ export async function runThroughput(cfg: ThroughputConfig, log: (line: string) =
 
   const find = (engine: string, mix: string): EngineMixResult | undefined =>
     results.find((r) => r.engine.startsWith(engine) && r.mix === mix)
-  const getMix = MIXES[0]!.name
+  const getMix = readOnly
+  const shardGets = (n: number): number | undefined => find(`shardcache ${n} shard`, getMix)?.pipelined.opsPerSec
   return {
     config: cfg,
     engines,
     results,
+    cores: availableParallelism(),
+    scaling: SCALING_SHARDS.flatMap((n) => {
+      const opsPerSec = shardGets(n)
+      return opsPerSec === undefined ? [] : [{ shards: n, opsPerSec, vsOneShard: ratio(opsPerSec, shardGets(1)) }]
+    }),
     headline: {
       sc2OverRedisGet: ratio(find('shardcache 2', getMix)?.pipelined.opsPerSec, find('ioredis', getMix)?.pipelined.opsPerSec),
       sc1SingleGetP50Ns: find('shardcache 1', getMix)?.single.latency.p50Ns,
@@ -521,6 +548,18 @@ export function printThroughput(r: ThroughputResult): string {
           { header: 'entries' }, { header: 'evictions' }, { header: 'restarts' }, { header: 'prefill' }],
         statRows,
       ),
+    )
+  }
+  if (r.scaling.length > 0) {
+    out.push(
+      `\nshard scaling: pipelined read-only gets (rows of the read-only table above); ${r.cores} cores (os.availableParallelism())`,
+      table(
+        [{ header: 'shards', align: 'left' }, { header: 'pipelined gets' }, { header: 'vs 1 shard' }, { header: 'threads / cores' }],
+        r.scaling.map((x) => [String(x.shards), fmtRate(x.opsPerSec), fmtRatio(x.vsOneShard), `${x.shards + 1} / ${r.cores}`]),
+      ),
+      // Why the rows are expected to be flat: say so, or a reader takes them for a scaling failure.
+      'Gets that hit are direct reads of the shards\' shared memory on the calling thread, so more shards add no read parallelism for one caller; ' +
+        'with fewer free cores than shard threads, the shards can only take CPU from the caller.',
     )
   }
   const h = r.headline

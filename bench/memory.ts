@@ -1,0 +1,199 @@
+/**
+ * Memory: how much the whole process grows (RSS, shard threads and shared
+ * buffers included) to hold 1M small JSON records, shardcache against
+ * lru-cache holding the same records as JSON strings. Each engine loads in a
+ * fresh child process (memory_child.ts), so RSS growth is that engine's alone:
+ * no heap left over from another engine or from the other sections.
+ *
+ * RSS, not heap: shardcache keeps values in SharedArrayBuffers and its shard
+ * threads have heaps of their own, none of which a main-heap figure would see.
+ */
+import { fileURLToPath } from 'node:url'
+import { ChildError, runChild } from './child.js'
+import { describeError, fmtCount, fmtRatio, heading, ratio, table, verdict } from './report.js'
+
+export const MEMORY_ENGINES = ['lru-cache', 'shardcache', 'shardcache + dictionary'] as const
+export type MemoryEngine = (typeof MEMORY_ENGINES)[number]
+
+export interface MemoryBase {
+  records: number
+  /** Shard threads (shardcache rows). */
+  shards: number
+  /** Concurrent `cache.set` promises per batch while loading shardcache. */
+  batch: number
+  /** Region byte budget: far above what the records need, so nothing is evicted. */
+  maxBytes: number
+  seed: number
+}
+
+export type MemoryConfig = MemoryBase & { engine: MemoryEngine }
+
+export const DEFAULT_MEMORY: MemoryBase = {
+  records: 1_000_000,
+  shards: 2,
+  batch: 1000,
+  maxBytes: 2 ** 30,
+  seed: 11,
+}
+
+export interface MemoryResult {
+  engine: MemoryEngine
+  /** Set when createCache rejected the engine's options (E_INVALID_OPTION): the feature is not there yet. */
+  unsupported?: string
+  records: number
+  /** Sum of the records' JSON lengths (all ASCII, so bytes). */
+  valueBytes: number
+  /** RSS after start-up and a GC, before the engine exists. */
+  rssBeforeBytes: number
+  /** RSS once the empty engine exists (shard threads started), after a GC. */
+  rssEmptyBytes: number
+  /** RSS after loading every record and a GC. */
+  rssAfterBytes: number
+  /** The process's peak RSS (getrusage), loading included. */
+  peakRssBytes: number
+  heapUsedBeforeBytes: number
+  heapUsedAfterBytes: number
+  loadMs: number
+  /** shardcache only: its own figures after loading. */
+  stats?: { entries: number; evictions: number; usedBytes: number; rawBytes: number; storedBytes: number; compressedEntries: number; compressionRatio: number }
+}
+
+export interface MemoryRun {
+  engine: MemoryEngine
+  result?: MemoryResult
+  error?: string
+  errorDetail?: string
+}
+
+export interface MemorySection {
+  base: MemoryBase
+  runs: MemoryRun[]
+  headline: { shardcacheRatio: number | undefined; dictionaryRatio: number | undefined }
+  wallMs: number
+}
+
+/** The issue's target: shardcache's RSS growth at most half of lru-cache's. */
+export const TARGET_MEMORY_RATIO = 0.5
+
+const CHILD = fileURLToPath(new URL('./memory_child.js', import.meta.url))
+
+const growth = (r: MemoryResult): number => r.rssAfterBytes - r.rssBeforeBytes
+
+/** An engine's result when it was measured (not failed, not unsupported). */
+function measured(runs: MemoryRun[], engine: MemoryEngine): MemoryResult | undefined {
+  const r = runs.find((x) => x.engine === engine)?.result
+  return r?.unsupported === undefined ? r : undefined
+}
+
+export async function runMemory(base: MemoryBase, log: (line: string) => void): Promise<MemorySection> {
+  const started = performance.now()
+  const runs: MemoryRun[] = []
+  for (const engine of MEMORY_ENGINES) {
+    // ~5 s per million records here; only a hang should reach this.
+    const timeoutMs = 60_000 + Math.ceil(base.records / 1e6) * 30_000
+    try {
+      const result = await runChild<MemoryConfig, MemoryResult>(CHILD, { ...base, engine }, engine, timeoutMs)
+      runs.push({ engine, result })
+      log(
+        result.unsupported !== undefined
+          ? `  ${engine.padEnd(24)} not supported: ${result.unsupported}`
+          : `  ${engine.padEnd(24)} RSS +${mb(growth(result))}  (load ${(result.loadMs / 1000).toFixed(2)} s)`,
+      )
+    } catch (err) {
+      const error = describeError(err)
+      runs.push({ engine, error, errorDetail: err instanceof ChildError ? err.detail : undefined })
+      log(`  ${engine}: FAILED: ${error}`)
+    }
+  }
+  const lru = measured(runs, 'lru-cache')
+  const rel = (e: MemoryEngine): number | undefined => {
+    const r = measured(runs, e)
+    return r === undefined || lru === undefined ? undefined : ratio(growth(r), growth(lru))
+  }
+  return {
+    base,
+    runs,
+    headline: { shardcacheRatio: rel('shardcache'), dictionaryRatio: rel('shardcache + dictionary') },
+    wallMs: performance.now() - started,
+  }
+}
+
+/** Bytes as decimal megabytes: with 1M records, MB of growth reads directly as bytes per record. */
+const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(0)} MB`
+
+export function printMemory(s: MemorySection): string {
+  const b = s.base
+  const lru = measured(s.runs, 'lru-cache')
+  const notes: string[] = []
+  const rows = s.runs.flatMap((r) => {
+    const x = r.result
+    if (x === undefined) {
+      notes.push(`${r.engine}: FAILED: ${r.error ?? 'unknown error'}`)
+      return []
+    }
+    if (x.unsupported !== undefined) {
+      notes.push(`${r.engine}: not supported by this build (createCache rejected the option: ${x.unsupported})`)
+      return []
+    }
+    const g = growth(x)
+    return [[
+      r.engine,
+      mb(g),
+      (g / x.records).toFixed(0),
+      fmtRatio(ratio(g, lru === undefined ? undefined : growth(lru))),
+      mb(x.rssEmptyBytes - x.rssBeforeBytes),
+      mb(x.peakRssBytes - x.rssBeforeBytes),
+      mb(x.heapUsedAfterBytes - x.heapUsedBeforeBytes),
+      x.stats === undefined ? '-' : mb(x.stats.usedBytes),
+      `${(x.loadMs / 1000).toFixed(2)} s`,
+    ]]
+  })
+  // The records' average JSON size, from any engine that loaded them.
+  const avg = MEMORY_ENGINES.map((e) => measured(s.runs, e)).find((x) => x !== undefined)
+  const out = [
+    heading(`4. Memory: ${fmtCount(b.records)} JSON records, whole-process RSS growth`),
+    `${b.records.toLocaleString('en-US')} seeded records (distinct id, name, email, ISO date + country, plan, active` +
+      (avg === undefined ? '' : `; JSON ${(avg.valueBytes / avg.records).toFixed(0)} bytes on average`) +
+      `); lru-cache holds JSON strings, shardcache (${b.shards} shards, lru, maxBytes ${mb(b.maxBytes)}) the objects via cache.set, ` +
+      `${b.batch} sets in flight per batch. Each engine in a fresh \`node --expose-gc\` child; RSS before the engine exists and after loading, both after a GC. ` +
+      'RSS includes the shard threads and shared buffers: total process memory.',
+    table(
+      [
+        { header: 'engine', align: 'left' },
+        { header: 'RSS growth' },
+        { header: 'bytes/entry' },
+        { header: 'vs lru-cache' },
+        { header: 'empty engine' },
+        { header: 'peak' },
+        { header: 'main heap' },
+        { header: 'usedBytes' },
+        { header: 'load' },
+      ],
+      rows,
+      notes,
+    ),
+    '"empty engine": growth from creating it (shard threads) before any record; "peak": highest RSS during the load, over the same baseline; ' +
+      '"main heap": the calling thread\'s heap growth; "usedBytes": what shardcache charges against maxBytes.',
+  ]
+  for (const r of s.runs) {
+    const st = r.result?.stats
+    if (st === undefined) continue
+    out.push(
+      `${r.engine} stats(): entries ${st.entries.toLocaleString('en-US')}, evictions ${st.evictions}, rawBytes ${mb(st.rawBytes)}, ` +
+        `storedBytes ${mb(st.storedBytes)} (compressionRatio ${st.compressionRatio.toFixed(2)}, ${st.compressedEntries.toLocaleString('en-US')} entries compressed)`,
+    )
+  }
+  const h = s.headline
+  const met = (x: number | undefined): string => verdict(x === undefined ? undefined : x <= TARGET_MEMORY_RATIO)
+  const of = (e: MemoryEngine, rel: number | undefined): string => {
+    const x = measured(s.runs, e)
+    if (s.runs.find((r) => r.engine === e)?.result?.unsupported !== undefined) return 'not supported by this build'
+    return `${x === undefined ? '-' : mb(growth(x))} / ${lru === undefined ? '-' : mb(growth(lru))} = ${fmtRatio(rel)} (target <= ${TARGET_MEMORY_RATIO}x: ${met(rel)})`
+  }
+  out.push(
+    '',
+    `headline: RSS growth shardcache / lru-cache = ${of('shardcache', h.shardcacheRatio)}; with dictionary compression: ${of('shardcache + dictionary', h.dictionaryRatio)}`,
+    `section wall time: ${(s.wallMs / 1000).toFixed(1)} s`,
+  )
+  return out.join('\n')
+}
