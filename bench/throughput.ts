@@ -139,13 +139,17 @@ type Kv = AsyncKv | SyncKv
 
 const PREFILL_CHUNK = 5_000
 
-async function shardcacheKv(shards: number, keys: number, valueBytes: number): Promise<AsyncKv> {
+async function shardcacheKv(shards: number, keys: number, valueBytes: number, nearCache?: number): Promise<AsyncKv & { cache: Cache }> {
   // Sized so nothing is evicted: this section measures the data path, not eviction.
   const maxBytes = Math.max(64 * 2 ** 20, keys * (valueBytes + 128) * 2)
-  const cache: Cache = await createCache({ shards, regions: { default: { maxBytes } } })
+  const cache: Cache = await createCache({
+    shards,
+    regions: { default: { maxBytes } },
+    nearCache: nearCache === undefined ? false : { maxEntries: nearCache },
+  })
   return {
     kind: 'async',
-    name: `shardcache ${shards} shard${shards === 1 ? '' : 's'}`,
+    name: nearCache === undefined ? `shardcache ${shards} shard${shards === 1 ? '' : 's'}` : `near cache ${nearCache / 1000}k, ${shards} shards`,
     get: (key) => cache.get(key),
     set: (key, value) => cache.set(key, value),
     async prefill(list, valueOf) {
@@ -170,6 +174,27 @@ async function shardcacheKv(shards: number, keys: number, valueBytes: number): P
       }
     },
     close: () => cache.close(),
+    cache,
+  }
+}
+
+/**
+ * getSync with a near cache that holds every key: each get is a near hit
+ * after the first, so this row against lru-cache's is the near-hit cost on
+ * the calling thread (issue 3's "near-cache hits" target).
+ */
+async function nearSyncKv(shards: number, keys: number, valueBytes: number): Promise<SyncKv> {
+  const kv = await shardcacheKv(shards, keys, valueBytes, keys)
+  const cache = kv.cache
+  return {
+    kind: 'sync',
+    name: `near-cache hits (getSync), ${shards} shards`,
+    get: (key) => cache.getSync(key),
+    set: () => {
+      throw new Error('read-only engine')
+    },
+    prefill: (list, valueOf) => kv.prefill(list, valueOf),
+    close: () => kv.close(),
   }
 }
 
@@ -398,6 +423,9 @@ export async function runThroughput(cfg: ThroughputConfig, log: (line: string) =
     { name: 'shardcache 2 shards', make: () => shardcacheKv(2, cfg.keys, cfg.valueBytes) },
     // Read-only only: its row is for the scaling table, and three more mixes would cost ~7 s of the time budget.
     { name: 'shardcache 4 shards', make: () => shardcacheKv(4, cfg.keys, cfg.valueBytes), mixes: [readOnly] },
+    // Read-only only, for issue 3's near-cache targets (time budget as above).
+    { name: 'near cache 10k, 2 shards', make: () => shardcacheKv(2, cfg.keys, cfg.valueBytes, 10_000), mixes: [readOnly] },
+    { name: 'near-cache hits (getSync), 2 shards', make: () => nearSyncKv(2, cfg.keys, cfg.valueBytes), mixes: [readOnly] },
     { name: 'lru-cache (sync)', make: async () => lruKv(cfg.keys) },
     redis.target !== undefined
       ? { name: 'ioredis (auto-pipelined)', make: () => redisKv(redis.target!.url, redis.target!.owned) }

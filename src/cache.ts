@@ -749,7 +749,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
     nearCacheEntries,
     replySpinMicros: 0,
     owner: false,
-    ownerClosed: () => state[0] !== 0,
+    ownerState: state,
     link: (i, events) => {
       const l = new AttachedLink(i, o.regions.length, broker, events)
       links.push(l)

@@ -32,7 +32,7 @@ import { ValueTag } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
 import { CacheError, ClosedError, ErrorCodes, InternalError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
-import { SlotFlag, hashBytes, monotonicNow } from './shared_region.js'
+import { Header, SLOT_WORDS, SlotFlag, hashBytes, monotonicNow } from './shared_region.js'
 import type { AccessLogWriter, Found, SharedRegionReader } from './shared_region.js'
 import { NearRegion } from './near_cache.js'
 import { decodeValue, decodeText } from './values.js'
@@ -162,8 +162,8 @@ export interface RouterConfig {
   link(index: number, events: LinkEvents): ShardLink
   /** Owner: restarts crashed shards itself and counts them. Attached: the owner does, links only reconnect. */
   owner: boolean
-  /** Attached: true once the owner closed the cache (ops fail with E_CLOSED instead of E_SHARD_CRASHED). */
-  ownerClosed?: () => boolean
+  /** Attached: the handle's state word, non-zero once the owner closed the cache (ops fail with E_CLOSED instead of E_SHARD_CRASHED). */
+  ownerState?: Int32Array
 }
 
 export class Router {
@@ -172,8 +172,8 @@ export class Router {
   readonly #codec: Codec | undefined
   readonly #lru: boolean[]
   readonly #owner: boolean
-  readonly #ownerClosed: () => boolean
-  #closedFlag = false
+  /** Non-zero once the owner closed the cache; a private zero for the owner itself. */
+  readonly #ownerState: Int32Array
   /** Per region: keys with writes queued or in flight, and how many. */
   readonly #pendingWrites: Map<string, number>[]
   /** Per region, when the near cache is on. */
@@ -199,7 +199,7 @@ export class Router {
     this.#codec = config.codec
     this.#lru = config.lru
     this.#owner = config.owner
-    this.#ownerClosed = config.ownerClosed ?? (() => false)
+    this.#ownerState = config.ownerState ?? new Int32Array(1)
     const regions = config.lru.length
     this.#pendingWrites = config.lru.map(() => new Map<string, number>())
     this.#near = config.nearCacheEntries > 0 ? config.lru.map(() => new NearRegion(config.nearCacheEntries)) : undefined
@@ -230,8 +230,7 @@ export class Router {
 
   /** Whether the cache was closed, here or (for an attached thread) by its owner. */
   get closed(): boolean {
-    if (!this.#closedFlag && (this.#closing || this.#ownerClosed())) this.#closedFlag = true
-    return this.#closedFlag
+    return this.#closing || this.#ownerState[0] !== 0
   }
 
   /**
@@ -417,7 +416,11 @@ export class Router {
     const ch = this.#shards[near.shard[i]!]!
     const reader = near.readers[i]!
     if (ch.link.readers[region] !== reader || !this.#readable(ch, region, key)) return ASK_SHARD
-    if (!reader.current(near.slot[i]!, near.seq[i]!, near.regionSeq[i]!)) return ASK_SHARD
+    // SharedRegionReader.current, inlined: this is most of a near hit.
+    const views = reader.views
+    if (Atomics.load(views.slots, near.slot[i]! * SLOT_WORDS) !== near.seq[i] || Atomics.load(views.header, Header.SEQ) !== near.regionSeq[i]) {
+      return ASK_SHARD
+    }
     const expiresAt = near.expiresAt[i]!
     if (expiresAt !== Infinity && expiresAt <= monotonicNow()) return ASK_SHARD
     near.used[i] = 1
@@ -502,7 +505,7 @@ export class Router {
     for (const ch of this.#shards) {
       if (ch.ops.sinks.length === 0) continue
       const w = ch.writer
-      const down = ch.dead ?? (this.#ownerClosed() ? new ClosedError() : undefined)
+      const down = ch.dead ?? (this.#ownerState[0] !== 0 ? new ClosedError() : undefined)
       if (down !== undefined) {
         // Nothing is encoded or sent for a shard that is down: its ops fail at once.
         const ops = ch.ops
@@ -639,14 +642,14 @@ export class Router {
   /** The link lost its shard thread: what was in flight fails; the link gets a new thread unless the shard keeps crashing. */
   #onLost(ch: ShardChannel, cause: Error): void {
     if (this.#closing) return
-    const lostError = this.#ownerClosed() ? new ClosedError() : new ShardCrashedError(ch.index, { cause })
+    const lostError = this.#ownerState[0] !== 0 ? new ClosedError() : new ShardCrashedError(ch.index, { cause })
     const lost = [...ch.inflight.values()]
     ch.inflight.clear()
     ch.link.unref()
     for (const f of lost) {
       for (let i = 0; i < f.sinks.length; i++) this.#settle(ch, f, i, undefined, lostError)
     }
-    if (this.#ownerClosed()) {
+    if (this.#ownerState[0] !== 0) {
       this.#afterReply(ch) // rejects what waits
       return
     }

@@ -224,6 +224,11 @@ export class SharedRegionReader {
     return Atomics.load(v.slots, f.slot * SLOT_WORDS + Slot.SEQ) === f.seq && Atomics.load(v.header, Header.SEQ) === f.regionSeq
   }
 
+  /** The current views (remapped by {@link find} after growth; older views still cover every slot they did). */
+  get views(): RegionViews {
+    return this.#v
+  }
+
   /** Whether `slot` still has sequence number `seq` and the region `regionSeq`: nothing in it changed since. */
   current(slot: number, seq: number, regionSeq: number): boolean {
     const v = this.#v
