@@ -116,8 +116,9 @@ const FRAME_SOFT_LIMIT_BYTES = 1 << 20
 
 /**
  * A near hit is logged for the shard's LRU order once in this many (a power
- * of two). Logging every one cost ~40% of a near hit (measured); a key hot
- * enough to live in the near cache is still logged many times a second.
+ * of two): a log entry is three shared stores and a check of the ring, on
+ * the one path that must stay close to a Map lookup, and a key hot enough to
+ * live in the near cache is still logged many times a second.
  */
 const NEAR_LOG_EVERY = 16
 
@@ -416,7 +417,7 @@ export class Router {
     const ch = this.#shards[near.shard[i]!]!
     const reader = near.readers[i]!
     if (ch.link.readers[region] !== reader || !this.#readable(ch, region, key)) return ASK_SHARD
-    // SharedRegionReader.current, inlined: this is most of a near hit.
+    // The slot and region versions, read in place (not through a reader method): this is most of a near hit.
     const views = reader.views
     if (Atomics.load(views.slots, near.slot[i]! * SLOT_WORDS) !== near.seq[i] || Atomics.load(views.header, Header.SEQ) !== near.regionSeq[i]) {
       return ASK_SHARD

@@ -229,12 +229,6 @@ export class SharedRegionReader {
     return this.#v
   }
 
-  /** Whether `slot` still has sequence number `seq` and the region `regionSeq`: nothing in it changed since. */
-  current(slot: number, seq: number, regionSeq: number): boolean {
-    const v = this.#v
-    return Atomics.load(v.slots, slot * SLOT_WORDS + Slot.SEQ) === seq && Atomics.load(v.header, Header.SEQ) === regionSeq
-  }
-
   /** Expiry of the found slot (check {@link valid} after). */
   expiresAt(f: Found): number {
     return this.#v.slotsF[f.slot * (SLOT_WORDS / 2) + EXPIRES_F64]!
