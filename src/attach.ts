@@ -32,6 +32,8 @@ import type { AccessLogMemory, RegionMemory } from './shared_region.js'
 import { DRAIN_ACCESS_LOG } from './protocol.js'
 import type { LinkEvents, ShardLink } from './router.js'
 import type { ShardThread } from './shard_thread.js'
+import type { BusOp } from './bus_message.js'
+import type { BusPublisher } from './bus.js'
 
 /** Marks an object as a handle (structured clone keeps plain data only). */
 const HANDLE_KIND = 'shardcache.handle'
@@ -73,6 +75,8 @@ export interface HandleOptions {
   regions: ResolvedRegion[]
   /** The owner has a custom codec: attaching threads must pass the same one. */
   customCodec: boolean
+  /** The owner's bus mode, when it has a bus: attached threads relay their writes to it. */
+  busMode: 'invalidate' | 'update' | undefined
 }
 
 /** Options of {@link attachCache}. */
@@ -94,6 +98,8 @@ type BrokerRequestBody =
   | { type: 'stats' }
   | { type: 'resetStats' }
 type BrokerRequest = BrokerRequestBody & { id: number }
+/** One tick of an attached thread's writes, for the owner's bus. No reply. */
+type BrokerPublish = { type: 'publish'; ops: BusOp[] }
 
 /** A shard as an attached thread sees it: its own port, the memory to read, which incarnation. */
 interface ShardAccess {
@@ -115,6 +121,8 @@ export interface BrokerHost {
   isDead(shard: number): boolean
   stats(): Promise<CacheStats>
   resetStats(): Promise<void>
+  /** Publishes an attached thread's writes on the owner's bus. */
+  publish(ops: BusOp[]): void
 }
 
 /**
@@ -134,7 +142,13 @@ export class Broker {
   handle(): CacheHandle {
     const { port1, port2 } = new MessageChannel()
     this.#ports.add(port1)
-    port1.on('message', (req: BrokerRequest) => void this.#answer(port1, req))
+    port1.on('message', (req: BrokerRequest | BrokerPublish) => {
+      if (req.type === 'publish') {
+        if (Atomics.load(this.state, 0) === 0) this.host.publish(req.ops)
+        return
+      }
+      void this.#answer(port1, req)
+    })
     port1.on('close', () => this.#ports.delete(port1))
     port1.unref()
     const o = this.options
@@ -150,6 +164,7 @@ export class Broker {
         nearCacheEntries: o.nearCacheEntries,
         regions: o.regions,
         customCodec: o.codec !== undefined,
+        busMode: o.bus?.mode,
       },
       state: this.state.buffer as SharedArrayBuffer,
       port: port2,
@@ -254,6 +269,36 @@ export class BrokerClient {
       this.port.ref() // an answer is awaited
       this.port.postMessage({ ...req, id })
     })
+  }
+}
+
+/**
+ * An attached thread's bus: its writes of one tick go to the owner in one
+ * message, and the owner's bus publishes them as its own (one instance, one
+ * origin, whichever thread wrote).
+ */
+export class BusRelay implements BusPublisher {
+  #ops: BusOp[] = []
+
+  constructor(
+    readonly mode: 'invalidate' | 'update',
+    readonly broker: BrokerClient,
+  ) {}
+
+  publish(op: BusOp): void {
+    if (this.#ops.length === 0) setImmediate(() => this.#send())
+    this.#ops.push(op)
+  }
+
+  #send(): void {
+    const ops = this.#ops
+    this.#ops = []
+    if (Atomics.load(this.broker.state, 0) !== 0) return
+    try {
+      this.broker.port.postMessage({ type: 'publish', ops } satisfies BrokerPublish)
+    } catch {
+      // The port closed: the owner is gone, and its bus with it.
+    }
   }
 }
 

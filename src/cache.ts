@@ -5,7 +5,7 @@
  * input rejects the returned promise.
  */
 import { ClosedError, InternalError, InvalidKeyError, InvalidOptionError, UnknownRegionError, ValueTooLargeError } from './errors.js'
-import { ENTRY_OVERHEAD_BYTES, Op, SetFlag } from './protocol.js'
+import { ENTRY_OVERHEAD_BYTES, Op, SetFlag, ValueTag } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
 import { regionShare, rejectUnknownKeys, resolveOptions, resolveSetOptions } from './options.js'
 import type { CacheOptions, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions } from './options.js'
@@ -16,7 +16,11 @@ import type { RawEntry, Sink } from './router.js'
 import { aggregateStats, emptyRegionStats } from './stats.js'
 import type { CacheStats } from './stats.js'
 import { ShardThread } from './shard_thread.js'
-import { AttachedLink, Broker, BrokerClient, checkHandle } from './attach.js'
+import { AttachedLink, Broker, BrokerClient, BusRelay, checkHandle } from './attach.js'
+import { EventEmitter } from 'node:events'
+import { BusOpType } from './bus_message.js'
+import type { BusEntry, BusOp } from './bus_message.js'
+import type { Bus, BusHost, BusPublisher, BusStats, FlushEvent, FlushReason, InvalidationEvent } from './bus.js'
 import type { AttachOptions, CacheHandle } from './attach.js'
 
 /** What {@link CacheRegion.getEntry} returns. */
@@ -97,6 +101,8 @@ interface Admin {
   close(): Promise<void>
   /** Owner only. */
   broker: Broker | undefined
+  /** Owner only, with a bus. */
+  busStats?: () => BusStats
 }
 
 /** State shared by a cache and its region handles. */
@@ -105,6 +111,26 @@ interface Core {
   options: ResolvedOptions
   closed: boolean
   admin: Admin
+  /** Publishes local writes to peers; undefined without a bus. */
+  bus: BusPublisher | undefined
+  /** Where applied remote ops and bus flushes are announced (owner only). */
+  events: EventEmitter
+}
+
+/**
+ * Announces a bus event. A listener that throws must not break the bus (the
+ * event comes from a Redis message handler): its error is rethrown on a later
+ * tick, where it surfaces as an uncaught exception, as an EventEmitter
+ * listener's error would.
+ */
+function emit(events: EventEmitter, name: string, payload: unknown): void {
+  try {
+    events.emit(name, payload)
+  } catch (err) {
+    setImmediate(() => {
+      throw err
+    })
+  }
 }
 
 function rejected<T>(err: unknown): Promise<T> {
@@ -183,6 +209,7 @@ export class CacheRegion {
     }
     const d = new Deferred<boolean>()
     this.#writeSet(key, enc, opts, d, 0)
+    if (this.core.bus !== undefined) this.#publishSets([[key, enc]], opts)
     return d.promise
   }
 
@@ -196,6 +223,7 @@ export class CacheRegion {
     }
     const d = new Deferred<boolean>()
     this.#delete(key, d, 0)
+    this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [key] })
     return d.promise
   }
 
@@ -306,6 +334,7 @@ export class CacheRegion {
     }
     const c = new Collector<number>(list.length, countTrue)
     for (let i = 0; i < list.length; i++) this.#writeSet(list[i]![0], list[i]![1], opts, c, i)
+    if (this.core.bus !== undefined && list.length > 0) this.#publishSets(list, opts)
     return c.promise
   }
 
@@ -319,6 +348,7 @@ export class CacheRegion {
     }
     const c = new Collector<number>(keys.length, countTrue)
     for (let i = 0; i < keys.length; i++) this.#delete(keys[i]!, c, i)
+    if (keys.length > 0) this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [...keys] })
     return c.promise
   }
 
@@ -364,6 +394,7 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
+    this.core.bus?.publish({ type: BusOpType.PATTERN, region: this.#region.name, glob })
     return this.#allShards(Op.DELETE_PATTERN, glob, addNumbers)
   }
 
@@ -374,6 +405,67 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
+    this.core.bus?.publish({ type: BusOpType.CLEAR, region: this.#region.name })
+    return this.#allShards(Op.CLEAR, undefined, addNumbers)
+  }
+
+  /**
+   * @internal Applies one op a peer published, without publishing it again;
+   * resolves once the shards did. Keys and values a local call would refuse
+   * (too long, too large for this region) are deleted instead: this
+   * instance must not keep an older value of a key a peer changed.
+   */
+  applyRemote(op: BusOp, origin: string): Promise<unknown> {
+    const name = this.#region.name
+    const maxKeyBytes = this.core.options.maxKeyBytes
+    const validKey = (k: string): boolean => k.length > 0 && Buffer.byteLength(k) <= maxKeyBytes
+    let done: Promise<unknown>
+    let event: InvalidationEvent
+    switch (op.type) {
+      case BusOpType.DELETE: {
+        const keys = op.keys.filter(validKey)
+        const c = new Collector<number>(keys.length, countTrue)
+        for (let i = 0; i < keys.length; i++) this.#delete(keys[i]!, c, i)
+        done = c.promise
+        event = { origin, region: name, type: 'delete', keys: op.keys }
+        break
+      }
+      case BusOpType.UPDATE: {
+        const entries = op.entries.filter((e) => validKey(e.key))
+        const c = new Collector<number>(entries.length, countTrue)
+        for (let i = 0; i < entries.length; i++) {
+          const e = entries[i]!
+          const enc: EncodedValue = { tag: e.tag, bytes: e.bytes }
+          const opts: ResolvedSet = { ttl: e.ttl, nx: false, xx: false, metadata: e.metadata }
+          let storable = e.tag <= ValueTag.CODEC
+          if (storable) {
+            try {
+              this.#checkSize(e.key, enc, opts)
+            } catch {
+              storable = false
+            }
+          }
+          if (storable) this.#writeSet(e.key, enc, opts, c, i)
+          else this.#delete(e.key, c, i)
+        }
+        done = c.promise
+        event = { origin, region: name, type: 'update', keys: op.entries.map((e) => e.key) }
+        break
+      }
+      case BusOpType.PATTERN:
+        done = validKey(op.glob) ? this.#allShards(Op.DELETE_PATTERN, op.glob, addNumbers) : Promise.resolve(0)
+        event = { origin, region: name, type: 'pattern', pattern: op.glob }
+        break
+      case BusOpType.CLEAR:
+        done = this.#allShards(Op.CLEAR, undefined, addNumbers)
+        event = { origin, region: name, type: 'clear' }
+        break
+    }
+    return done.then(() => emit(this.core.events, 'invalidation', event))
+  }
+
+  /** @internal Empties the region without publishing (a bus flush). Issues its ops before it returns. */
+  flushLocal(): Promise<number> {
     return this.#allShards(Op.CLEAR, undefined, addNumbers)
   }
 
@@ -388,6 +480,28 @@ export class CacheRegion {
   }
 
   // ── internals ────────────────────────────────────────────────────────────
+
+  /**
+   * Tells peers about sets: their values in update mode, else (and for
+   * nx/xx sets, whose outcome is not known yet) an invalidation of the keys.
+   */
+  #publishSets(list: readonly (readonly [string, EncodedValue])[], opts: ResolvedSet): void {
+    const bus = this.core.bus!
+    const region = this.#region.name
+    if (bus.mode === 'update' && !opts.nx && !opts.xx) {
+      // The bytes are sent on a later tick: copy what the caller could still change.
+      const entries: BusEntry[] = list.map(([key, enc]) => ({
+        key,
+        tag: enc.tag,
+        bytes: enc.tag === ValueTag.BUFFER || enc.tag === ValueTag.UINT8ARRAY ? Uint8Array.prototype.slice.call(enc.bytes) : enc.bytes,
+        ttl: opts.ttl,
+        metadata: opts.metadata,
+      }))
+      bus.publish({ type: BusOpType.UPDATE, region, entries })
+    } else {
+      bus.publish({ type: BusOpType.DELETE, region, keys: list.map(([key]) => key) })
+    }
+  }
 
   #open(): void {
     if (this.core.closed || this.core.router.closed) throw new ClosedError()
@@ -535,6 +649,35 @@ export class Cache extends CacheRegion {
   }
 
   /**
+   * Listens to the invalidation bus (owner only; attached threads never see
+   * these events):
+   * - `'invalidation'`: a peer's op was applied here ({@link InvalidationEvent});
+   * - `'flush'`: every region was emptied because invalidations may have been
+   *   lost (disconnect, missed heartbeat, sequence gap, resubscription; {@link FlushEvent}).
+   */
+  on(event: 'invalidation', listener: (e: InvalidationEvent) => void): this
+  on(event: 'flush', listener: (e: FlushEvent) => void): this
+  on(event: 'invalidation' | 'flush', listener: (e: InvalidationEvent & FlushEvent) => void): this {
+    this.#checkEvent(event, listener)
+    this.core.events.on(event, listener)
+    return this
+  }
+
+  /** Removes a listener added with {@link Cache.on}. */
+  off(event: 'invalidation', listener: (e: InvalidationEvent) => void): this
+  off(event: 'flush', listener: (e: FlushEvent) => void): this
+  off(event: 'invalidation' | 'flush', listener: (e: InvalidationEvent & FlushEvent) => void): this {
+    this.#checkEvent(event, listener)
+    this.core.events.off(event, listener)
+    return this
+  }
+
+  #checkEvent(event: unknown, listener: unknown): void {
+    if (event !== 'invalidation' && event !== 'flush') throw new InvalidOptionError(`event must be "invalidation" or "flush" (got ${JSON.stringify(event)})`)
+    if (typeof listener !== 'function') throw new InvalidOptionError('listener must be a function')
+  }
+
+  /**
    * Counters and gauges, in total, `byShard` and `byRegion`. Reflects every
    * operation whose promise resolved before the call. Plain JSON. On an
    * attached thread, the owner computes them (the same figures).
@@ -638,6 +781,8 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       return t
     },
   })
+  // Set once the bus started; the broker and stats read it late.
+  let bus: Bus | undefined
   const stats = async (): Promise<CacheStats> => {
     const reports = await control(router, threads, (c) => c.stats())
     const down: number[] = []
@@ -647,29 +792,67 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       return regions.map((region) => emptyRegionStats(regionShare(region, shard, shards)))
     })
     const attachedThreads = reports.reduce((n, r) => Math.max(n, r?.attachedThreads ?? 0), 0)
-    return { ...aggregateStats(regions.map((r) => r.name), perShardStats, router.restarts, down), attachedThreads }
+    const out: CacheStats = { ...aggregateStats(regions.map((r) => r.name), perShardStats, router.restarts, down), attachedThreads }
+    if (bus !== undefined) out.bus = bus.stats()
+    return out
   }
   const resetStats = async (): Promise<void> => {
     await control(router, threads, (c) => c.resetStats())
+    bus?.resetStats()
   }
-  const broker = new Broker(resolved, { threads: () => threads, isDead: (i) => router.isDead(i), stats, resetStats })
+  const broker = new Broker(resolved, {
+    threads: () => threads,
+    isDead: (i) => router.isDead(i),
+    stats,
+    resetStats,
+    publish: (ops) => {
+      for (const op of ops) bus?.publish(op)
+    },
+  })
   const admin: Admin = {
     stats,
     resetStats,
     broker,
     close: async () => {
+      // Ops issued before close() are still published (the bus packs them now).
+      await bus?.close()
       // Attached threads must see E_CLOSED, not a crash, when the shards stop.
       broker.close()
       await router.close()
     },
   }
+  const core: Core = { router, options: resolved, closed: false, admin, bus: undefined, events: new EventEmitter() }
+  const cache = new Cache(core)
   try {
     await Promise.all(threads.map((t) => controlCall(t, (c) => c.stats())))
+    if (resolved.bus !== undefined) {
+      // Loaded only when used: ioredis is not needed by a cache without a bus.
+      const { Bus } = await import('./bus.js')
+      bus = await Bus.start(resolved.bus, busHost(cache, core))
+      core.bus = bus
+    }
   } catch (err) {
     await router.close()
     throw err
   }
-  return new Cache({ router, options: resolved, closed: false, admin })
+  return cache
+}
+
+/** How the bus changes a cache: peers' ops applied region by region, flushes of every region. */
+function busHost(cache: Cache, core: Core): BusHost {
+  const regions = core.options.regions.map((r) => r.name)
+  return {
+    apply: async (ops, origin) => {
+      const known = ops.filter((op) => regions.includes(op.region))
+      await Promise.all(known.map((op) => cache.region(op.region).applyRemote(op, origin)))
+      return known.length
+    },
+    flush: async (reason: FlushReason) => {
+      const done = Promise.all(regions.map((r) => cache.region(r).flushLocal()))
+      await done
+      emit(core.events, 'flush', { reason, regions } satisfies FlushEvent)
+    },
+  }
 }
 
 /** Calls every shard's control API after the ops issued so far; `undefined` for a shard that is down for good. */
@@ -771,7 +954,8 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
       broker.port.close()
     },
   }
-  const cache = new Cache({ router, options: resolved, closed: false, admin })
+  const bus = o.busMode === undefined ? undefined : new BusRelay(o.busMode, broker)
+  const cache = new Cache({ router, options: resolved, closed: false, admin, bus, events: new EventEmitter() })
   attached.set(handle.id, cache)
   return cache
 }

@@ -17,6 +17,7 @@ export const ErrorCodes = {
   INVALID_OPTION: 'E_INVALID_OPTION',
   CLOSED: 'E_CLOSED',
   SHARD_CRASHED: 'E_SHARD_CRASHED',
+  BUS_CONNECT: 'E_BUS_CONNECT',
   INTERNAL: 'E_INTERNAL',
 } as const
 
@@ -115,6 +116,18 @@ export class ShardCrashedError extends CacheError {
     )
     this.shard = shard
     this.restarting = restarting
+  }
+}
+
+/**
+ * The invalidation bus could not connect and subscribe to Redis while
+ * `bus.required` is true (the default); `cause` holds the connection error.
+ * Code `E_BUS_CONNECT`.
+ */
+export class BusConnectError extends CacheError {
+  static readonly code = ErrorCodes.BUS_CONNECT
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.BUS_CONNECT, message, options)
   }
 }
 

@@ -7,6 +7,9 @@ export type { CacheHandle, AttachOptions, HandleOptions } from './attach.js'
 export type { CacheEntry, MsetEntries } from './cache.js'
 export type { CacheOptions, RegionOptions, SetOptions, Codec, Ttl, Size } from './options.js'
 export type { CacheStats, CounterStats, DictionaryStats } from './stats.js'
+export type { BusStats, BusRedis, FlushReason, InvalidationEvent, FlushEvent } from './bus.js'
+export type { BusOp, BusEntry, DropReason } from './bus_message.js'
+export type { BusOptions } from './options.js'
 export {
   CacheError,
   ErrorCodes,
@@ -18,6 +21,7 @@ export {
   InvalidOptionError,
   ClosedError,
   ShardCrashedError,
+  BusConnectError,
   InternalError,
 } from './errors.js'
 export type { ErrorCode } from './errors.js'

@@ -9,6 +9,7 @@ import bytes from 'bytes'
 import { InvalidOptionError, InvalidTtlError } from './errors.js'
 import { MAX_KEY_BYTES_LIMIT } from './protocol.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
+import type { BusRedis, ResolvedBus } from './bus.js'
 
 /** Milliseconds (a positive number, or `Infinity` for no expiry) or a duration string such as `'30s'`, `'5m'`, `'1h'`, `'2d'`. */
 export type Ttl = number | string
@@ -120,6 +121,72 @@ export interface CacheOptions {
    * @default false
    */
   nearCache?: false | { maxEntries?: number }
+  /**
+   * The invalidation bus: keeps the caches of many processes coherent through
+   * Redis pub/sub. Off when absent. See {@link BusOptions}.
+   */
+  bus?: BusOptions
+}
+
+/** Options of the Redis invalidation bus (`createCache({ bus })`). */
+export interface BusOptions {
+  /**
+   * The Redis to relay through: a URL (`'redis://127.0.0.1:6379'`), ioredis
+   * options, or an ioredis client. A client is duplicated (twice: one
+   * connection publishes, one subscribes); the bus never uses or closes it.
+   */
+  redis: BusRedis
+  /**
+   * Pub/sub channel; instances on the same channel invalidate each other.
+   * @default 'shardcache'
+   */
+  channel?: string
+  /**
+   * Signs every message with HMAC-SHA256 and drops messages that are
+   * unsigned, tampered with, replayed, or more than 30 s from this clock.
+   * Every instance on the channel needs the same secret. Must not be empty.
+   * @default unsigned
+   */
+  secret?: string | Buffer
+  /**
+   * `'invalidate'`: a set makes peers drop their copy of the key.
+   * `'update'`: a set carries the value and peers store it (sets with
+   * `nx`/`xx`, and values too large for one message, still invalidate).
+   * @default 'invalidate'
+   */
+  mode?: 'invalidate' | 'update'
+  /**
+   * Largest message published; a tick's ops are split to stay under it, and
+   * larger received messages are dropped. At least 8 KiB and 1 KiB above `maxKeyBytes`.
+   * @default '64kb'
+   */
+  maxMessageBytes?: Size
+  /**
+   * Interval of the PING on the subscriber connection. Two intervals without
+   * an answer mean the link is dead (even when TCP says nothing): the cache
+   * flushes and reconnects. ms or a duration string.
+   * @default '1s'
+   */
+  heartbeat?: Ttl
+  /**
+   * Messages kept while Redis is unreachable; beyond it the oldest are dropped
+   * (peers see the gap and flush).
+   * @default 10000
+   */
+  maxQueue?: number
+  /**
+   * `true`: `createCache` rejects with `E_BUS_CONNECT` when it cannot subscribe
+   * within `connectTimeout`. `false`: it starts without the bus and connects
+   * in the background (flushing once subscribed).
+   * @default true
+   */
+  required?: boolean
+  /**
+   * How long `createCache` waits for the subscription when `required`, and
+   * the socket connect timeout. ms or a duration string.
+   * @default '5s'
+   */
+  connectTimeout?: Ttl
 }
 
 /** Options of `set` and `mset`. */
@@ -156,6 +223,8 @@ export interface ResolvedOptions {
   /** Near-cache entries per region and thread; 0: no near cache. */
   nearCacheEntries: number
   regions: ResolvedRegion[]
+  /** Undefined: no bus. */
+  bus?: ResolvedBus
 }
 
 export const DEFAULTS = {
@@ -174,9 +243,15 @@ export const DEFAULTS = {
   /** One region index is one byte in a frame. */
   maxRegions: 256,
   maxShards: 256,
+  busChannel: 'shardcache',
+  busMaxMessageBytes: 64 * 1024,
+  busMinMessageBytes: 8 * 1024,
+  busHeartbeatMs: 1000,
+  busMaxQueue: 10_000,
+  busConnectTimeoutMs: 5000,
 } as const
 
-const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache']
+const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus']
 const REGION_KEYS = ['policy', 'maxBytes', 'maxEntries', 'ttl', 'compression']
 const SET_KEYS = ['ttl', 'nx', 'xx', 'metadata']
 
@@ -314,7 +389,62 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     if (name === '') throw new InvalidOptionError('options.regions: a region name must not be empty')
     return resolveRegion(name, i, Object.hasOwn(given, name) ? given[name] : {}, shards)
   })
-  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions }
+  const bus = o.bus === undefined ? undefined : resolveBus(o.bus, maxKeyBytes)
+  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus }
+}
+
+const BUS_KEYS = ['redis', 'channel', 'secret', 'mode', 'maxMessageBytes', 'heartbeat', 'maxQueue', 'required', 'connectTimeout']
+
+function resolveBus(v: unknown, maxKeyBytes: number): ResolvedBus {
+  if (!isPlainObject(v)) throw new InvalidOptionError(`options.bus must be an object like { redis: 'redis://127.0.0.1:6379' } (got ${describe(v)})`)
+  rejectUnknownKeys(v, BUS_KEYS, 'options.bus.')
+  const redis = v.redis
+  if (!(typeof redis === 'string' && redis !== '') && !isRedisClient(redis) && !isPlainObject(redis)) {
+    throw new InvalidOptionError(`options.bus.redis must be a Redis URL, ioredis options or an ioredis client (got ${describe(redis)})`)
+  }
+  const channel = v.channel ?? DEFAULTS.busChannel
+  if (typeof channel !== 'string' || channel === '') throw new InvalidOptionError(`options.bus.channel must be a non-empty string (got ${describe(channel)})`)
+  let secret: Buffer | undefined
+  if (v.secret !== undefined) {
+    if (typeof v.secret === 'string') secret = Buffer.from(v.secret, 'utf8')
+    else if (Buffer.isBuffer(v.secret)) secret = Buffer.from(v.secret)
+    else throw new InvalidOptionError(`options.bus.secret must be a string or a Buffer (got ${describe(v.secret)})`)
+    if (secret.length === 0) throw new InvalidOptionError('options.bus.secret must not be empty (leave it out for an unsigned bus)')
+  }
+  const mode = v.mode ?? 'invalidate'
+  if (mode !== 'invalidate' && mode !== 'update') throw new InvalidOptionError(`options.bus.mode must be "invalidate" or "update" (got ${describe(mode)})`)
+  const maxMessageBytes = v.maxMessageBytes === undefined ? DEFAULTS.busMaxMessageBytes : parseSize(v.maxMessageBytes, 'options.bus.maxMessageBytes')
+  const minMessageBytes = Math.max(DEFAULTS.busMinMessageBytes, maxKeyBytes + 1024)
+  if (maxMessageBytes < minMessageBytes) {
+    throw new InvalidOptionError(`options.bus.maxMessageBytes must be at least ${minMessageBytes} (8 KiB, and 1 KiB above maxKeyBytes) (got ${maxMessageBytes})`)
+  }
+  if (maxMessageBytes > 512 * 2 ** 20) throw new InvalidOptionError(`options.bus.maxMessageBytes must be at most 512 MiB, Redis's limit (got ${maxMessageBytes})`)
+  const heartbeatMs = v.heartbeat === undefined ? DEFAULTS.busHeartbeatMs : finiteDuration(v.heartbeat, 'options.bus.heartbeat')
+  const connectTimeoutMs = v.connectTimeout === undefined ? DEFAULTS.busConnectTimeoutMs : finiteDuration(v.connectTimeout, 'options.bus.connectTimeout')
+  const maxQueue = v.maxQueue === undefined ? DEFAULTS.busMaxQueue : positiveInteger(v.maxQueue, 'options.bus.maxQueue')
+  const required = v.required ?? true
+  if (typeof required !== 'boolean') throw new InvalidOptionError(`options.bus.required must be a boolean (got ${describe(required)})`)
+  return { redis: redis as BusRedis, channel, secret, mode, maxMessageBytes, heartbeatMs, maxQueue, required, connectTimeoutMs }
+}
+
+/**
+ * Duck-typed: the application's ioredis may be another copy (or version) than
+ * ours, so `instanceof` would refuse a real client.
+ */
+export function isRedisClient(v: unknown): v is { duplicate(o?: object): unknown } {
+  return v !== null && typeof v === 'object' && typeof (v as { duplicate?: unknown }).duplicate === 'function' && typeof (v as { publish?: unknown }).publish === 'function'
+}
+
+/** A duration option (ms or a string like "1s") that must be finite, as a timer needs. */
+function finiteDuration(v: unknown, name: string): number {
+  let n: number
+  try {
+    n = parseTtl(v, name)
+  } catch (err) {
+    throw new InvalidOptionError((err as Error).message)
+  }
+  if (!Number.isFinite(n) || n > 2 ** 31 - 1) throw new InvalidOptionError(`${name} must be a finite duration below 24 days (got ${describe(v)})`)
+  return Math.max(1, Math.round(n))
 }
 
 function resolveNearCache(v: unknown): number {

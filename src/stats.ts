@@ -5,6 +5,7 @@
  */
 import type { RegionShardConfig, RegionShardStats } from '../workers/region_store.js'
 import type { DictionaryShardStats } from '../workers/compression.js'
+import type { BusStats } from './bus.js'
 
 /**
  * Dictionary compression of a part of the cache (regions with
@@ -94,6 +95,8 @@ export interface CacheStats extends CounterStats {
   byShard: (CounterStats & { shard: number })[]
   /** Per region, all shards summed. */
   byRegion: Record<string, CounterStats>
+  /** The invalidation bus's figures, when the cache has a bus. */
+  bus?: BusStats
 }
 
 /** The stats of a region share that holds nothing (a shard that is down). */
