@@ -56,8 +56,8 @@ export function findOnPath(name: string): string | undefined {
   return undefined
 }
 
-/** A port the OS reports free on 127.0.0.1 right now (another process could still take it first: we retry). */
-function freePort(): Promise<number> {
+/** A port the OS reports free on 127.0.0.1 right now (another process could still take it first: callers retry). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer()
     srv.unref()
@@ -70,8 +70,11 @@ function freePort(): Promise<number> {
   })
 }
 
-/** One raw-protocol PING, so that readiness does not depend on the client library under test. */
-function ping(port: number, timeoutMs: number): Promise<boolean> {
+/**
+ * One raw-protocol PING on a fresh connection; true only for `+PONG` within
+ * `timeoutMs`. Raw, so that readiness does not depend on the client library under test.
+ */
+export function ping(port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = createConnection({ host: '127.0.0.1', port })
     let buf = ''
@@ -93,53 +96,119 @@ function ping(port: number, timeoutMs: number): Promise<boolean> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
+/** A `redis-server` process this module started, already answering PING. */
+export interface SpawnedRedisServer {
+  readonly child: ChildProcess
+  readonly port: number
+  /** Resolves once the process has exited (or failed to spawn). Never rejects. */
+  readonly exited: Promise<void>
+  /** Whether the process has exited. */
+  readonly hasExited: boolean
+  /** SIGKILL; resolves once the process has exited. Safe when it already has. */
+  kill(): Promise<void>
+  /** SIGTERM, then SIGKILL after 2 s; resolves once the process has exited. Safe to call more than once. */
+  stop(): Promise<void>
+}
+
+/** How much of the server's own output to keep for error messages. */
+const OUTPUT_TAIL_CHARS = 4000
+
+/**
+ * Starts `redis-server` on `port` (loopback only, no persistence) and resolves
+ * once it answers PING. Rejects, with the server's last output in the message,
+ * when it exits first (e.g. the port is taken) or is not ready within
+ * `readyTimeoutMs`; the process is gone by then. The server is killed by the
+ * exit hook if this process exits without stopping it.
+ */
+export async function spawnRedisServer(port: number, binary = 'redis-server', readyTimeoutMs = 5000): Promise<SpawnedRedisServer> {
+  // stdout is where redis-server logs by default, bind errors included, so it
+  // is kept (a bounded tail) as well as stderr.
+  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  installExitHook()
+  running.add(child)
+  let exited = false
+  let spawnError: Error | undefined
+  let output = ''
+  const keep = (d: string): void => {
+    output = (output + d).slice(-OUTPUT_TAIL_CHARS)
+  }
+  child.stdout?.setEncoding('utf8')
+  child.stdout?.on('data', keep)
+  child.stderr?.setEncoding('utf8')
+  child.stderr?.on('data', keep)
+  const exitedPromise = new Promise<void>((resolve) => {
+    child.once('exit', () => {
+      exited = true
+      running.delete(child)
+      resolve()
+    })
+    child.once('error', (err) => {
+      spawnError = err
+      exited = true
+      running.delete(child)
+      resolve()
+    })
+  })
+
+  const signal = (sig: NodeJS.Signals): void => {
+    if (exited) return
+    try {
+      child.kill(sig)
+    } catch {
+      // raced with its exit
+    }
+  }
+  const kill = async (): Promise<void> => {
+    signal('SIGKILL')
+    await exitedPromise
+  }
+  const stop = async (): Promise<void> => {
+    if (exited) return
+    // A SIGSTOPped server would leave SIGTERM pending forever; SIGCONT is a no-op otherwise.
+    signal('SIGCONT')
+    signal('SIGTERM')
+    const killer = setTimeout(() => signal('SIGKILL'), 2000)
+    await exitedPromise
+    clearTimeout(killer)
+  }
+
+  const deadline = Date.now() + readyTimeoutMs
+  while (!exited && Date.now() < deadline) {
+    if (await ping(port, 200)) {
+      return {
+        child,
+        port,
+        exited: exitedPromise,
+        get hasExited() {
+          return exited
+        },
+        kill,
+        stop,
+      }
+    }
+    await sleep(25)
+  }
+  const timedOut = !exited
+  await kill()
+  if (spawnError !== undefined) throw spawnError
+  const tail = output.trim()
+  const why = timedOut ? `did not answer PING within ${readyTimeoutMs} ms` : `exited before answering PING (code ${String(child.exitCode)})`
+  throw new Error(`redis-server on port ${port} ${why}${tail ? `: ${tail}` : ''}`)
+}
+
 /** Starts `redis-server` on a free loopback port and resolves once it answers PING. */
 export async function startRedisServer(binary = 'redis-server', readyTimeoutMs = 5000): Promise<RedisTarget> {
   let lastError: Error | undefined
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort()
-    const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
-    installExitHook()
-    running.add(child)
-    let exited = false
-    let stderr = ''
-    child.stderr?.setEncoding('utf8')
-    child.stderr?.on('data', (d: string) => {
-      stderr += d
-    })
-    const exitedPromise = new Promise<void>((resolve) => {
-      child.once('exit', () => {
-        exited = true
-        running.delete(child)
-        resolve()
-      })
-      child.once('error', (err) => {
-        lastError = err
-        exited = true
-        running.delete(child)
-        resolve()
-      })
-    })
-
-    const deadline = Date.now() + readyTimeoutMs
-    while (!exited && Date.now() < deadline) {
-      if (await ping(port, 200)) {
-        const stop = async (): Promise<void> => {
-          if (exited) return
-          child.kill('SIGTERM')
-          const killer = setTimeout(() => child.kill('SIGKILL'), 2000)
-          await exitedPromise
-          clearTimeout(killer)
-        }
-        return { url: `redis://127.0.0.1:${port}`, owned: true, stop }
-      }
-      await sleep(25)
+    try {
+      const server = await spawnRedisServer(port, binary, readyTimeoutMs)
+      return { url: `redis://127.0.0.1:${port}`, owned: true, stop: () => server.stop() }
+    } catch (err) {
+      lastError = err as Error
     }
-    if (!exited) child.kill('SIGKILL')
-    await exitedPromise
-    lastError ??= new Error(`redis-server on port ${port} did not answer PING within ${readyTimeoutMs} ms${stderr ? `: ${stderr.trim()}` : ''}`)
   }
   throw lastError ?? new Error('redis-server did not start')
 }

@@ -99,7 +99,7 @@ export interface BusStats {
   applied: number
   /** Messages dropped, by reason; `queueFull` are our own, dropped before sending. */
   dropped: Record<DropReason | 'queueFull' | 'sendFailed', number> & { total: number }
-  /** Messages waiting to be sent. */
+  /** Messages not yet acknowledged by Redis: waiting in the queue or in flight. */
   queued: number
   /** Times the subscription was re-established after it was lost. */
   reconnects: number
@@ -121,6 +121,8 @@ const MAX_ORIGINS = 10_000
 const MAX_INFLIGHT = 256
 /** A message whose send failed this many times is dropped (and counted). */
 const MAX_SEND_TRIES = 3
+/** After a failed publish, the wait before sending again (unless the connection comes back first). */
+const RETRY_MS = 100
 /** How long close() waits for in-flight publishes and a polite QUIT before it cuts the sockets. */
 const CLOSE_GRACE_MS = 1000
 
@@ -133,6 +135,7 @@ const sleep = (ms: number): Promise<void> =>
   })
 
 interface Outgoing {
+  seq: number
   buf: Buffer
   tries: number
 }
@@ -150,6 +153,9 @@ export class Bus implements BusPublisher {
   readonly #queue: Outgoing[] = []
   #inflight = 0
   #idle: (() => void) | undefined
+  #retryTimer: NodeJS.Timeout | undefined
+  /** performance.now() before which the queue waits after a resubscription (see #subscribe). */
+  #sendAfter = 0
 
   #subscribed = false
   /** Whether a subscription existed before: every later one follows a loss and flushes. */
@@ -272,7 +278,7 @@ export class Bus implements BusPublisher {
       received: c.received,
       applied: c.applied,
       dropped: { ...d, total: Object.values(d).reduce((a, b) => a + b, 0) },
-      queued: this.#queue.length + (this.#pending.length > 0 ? 1 : 0),
+      queued: this.#queue.length + this.#inflight + (this.#pending.length > 0 ? 1 : 0),
       reconnects: c.reconnects,
       flushes: c.flushes,
       gaps: c.gaps,
@@ -302,6 +308,7 @@ export class Bus implements BusPublisher {
     if (this.#packScheduled) this.#pack()
     this.#closing = true
     clearInterval(this.#heartbeat)
+    clearTimeout(this.#retryTimer)
     const deadline = Date.now() + CLOSE_GRACE_MS
     if (this.#pub.status === 'ready') {
       this.#pump()
@@ -330,40 +337,72 @@ export class Bus implements BusPublisher {
         this.#queue.shift()
         this.#c.dropped.queueFull++
       }
-      this.#queue.push({ buf: encodeMessage(this.origin, ++this.#seq, body), tries: 0 })
+      const seq = ++this.#seq
+      this.#queue.push({ seq, buf: encodeMessage(this.origin, seq, body), tries: 0 })
     }
     this.#pump()
   }
 
+  /**
+   * Sends while the publisher is ready and this instance is subscribed: a
+   * message sent while the link is down would mostly reach peers that are
+   * down too. Close sends what it can regardless.
+   */
   #pump(): void {
     const pub = this.#pub
+    if (!this.#closing) {
+      if (!this.#subscribed) return // #subscribe pumps
+      const wait = this.#sendAfter - performance.now()
+      if (wait > 0) {
+        // A timer may fire a little early by this clock: the +1 and the re-check keep it from stalling.
+        this.#retryTimer ??= setTimeout(() => {
+          this.#retryTimer = undefined
+          this.#pump()
+        }, wait + 1).unref()
+        return
+      }
+    }
     while (pub.status === 'ready' && this.#queue.length > 0 && this.#inflight < MAX_INFLIGHT) {
       const item = this.#queue.shift()!
       const bytes = stampAndSign(item.buf, epochNow(), this.#opts.secret)
       this.#inflight++
       pub.publish(this.#opts.channel, bytes).then(
         () => {
+          this.#inflight--
           this.#c.published++
-          this.#sent()
+          this.#settled()
+          this.#pump()
         },
         (err: Error) => {
+          this.#inflight--
           this.#lastError = err
-          // Back to the front: it keeps its place among what is still queued.
-          if (++item.tries < MAX_SEND_TRIES && !this.#closing) this.#queue.unshift(item)
+          if (++item.tries < MAX_SEND_TRIES && !this.#closing) this.#requeue(item)
           else this.#c.dropped.sendFailed++
-          this.#sent()
+          this.#settled()
+          // Not at once: the connection that failed it may still say "ready". The next
+          // 'ready' sends it, or this timer if the connection was fine after all.
+          this.#retryTimer ??= setTimeout(() => {
+            this.#retryTimer = undefined
+            this.#pump()
+          }, RETRY_MS).unref()
         },
       )
     }
   }
 
-  #sent(): void {
-    this.#inflight--
+  /** Puts a failed message back in sequence order (failures come back in send order, ahead of the queue). */
+  #requeue(item: Outgoing): void {
+    const q = this.#queue
+    let i = 0
+    while (i < q.length && q[i]!.seq < item.seq) i++
+    q.splice(i, 0, item)
+  }
+
+  #settled(): void {
     if (this.#inflight === 0 && this.#queue.length === 0) {
       this.#idle?.()
       this.#idle = undefined
     }
-    this.#pump()
   }
 
   // ── subscribing ──────────────────────────────────────────────────────────
@@ -384,8 +423,14 @@ export class Bus implements BusPublisher {
       // Whatever peers published while we were not subscribed is lost.
       if (this.#everSubscribed) this.#c.reconnects++
       this.#flush('reconnect')
+      // What queued up while down waits one more heartbeat: peers that lost the same
+      // server are reconnecting on the same schedule, and a message sent before they
+      // resubscribe is lost to them (they flush on resubscribing, so it costs only the
+      // invalidation's event, never coherence).
+      this.#sendAfter = performance.now() + this.#opts.heartbeatMs
     }
     this.#everSubscribed = true
+    this.#pump()
     this.#onSubscribed?.()
     this.#onSubscribed = undefined
   }
@@ -411,8 +456,12 @@ export class Bus implements BusPublisher {
     if (this.#pingOutstanding) {
       if (++this.#missed >= 2) {
         this.#lost('heartbeat')
-        // Drops the socket; ioredis reconnects, and the next subscription flushes again.
-        this.#sub.disconnect(true)
+        // Destroyed, not ended: a FIN to a dead peer can wait minutes for an answer
+        // (ioredis's disconnect() ends it). ioredis sees the close and reconnects, and the
+        // next subscription flushes again.
+        const stream = this.#sub.stream as { destroy?: () => void } | undefined
+        if (stream?.destroy !== undefined) stream.destroy()
+        else this.#sub.disconnect(true)
       }
       return
     }
@@ -481,6 +530,9 @@ function connection(opts: ResolvedBus, role: 'pub' | 'sub'): Redis {
     enableOfflineQueue: false,
     // Resubscribing is the bus's job: it must flush between the new subscription and the next message.
     autoResubscribe: false,
+    // A publish cut off by a disconnect fails back to the bus, which queues it again in order
+    // (ioredis would resend it on its own, unbounded and invisible to maxQueue and stats).
+    autoResendUnfulfilledCommands: false,
     connectionName: `shardcache-bus-${role}`,
     retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), 1000),
     connectTimeout: opts.connectTimeoutMs,

@@ -410,8 +410,8 @@ export class CacheRegion {
   }
 
   /**
-   * @internal Applies one op a peer published, without publishing it again;
-   * resolves once the shards did. Keys and values a local call would refuse
+   * @internal Applies one op a peer published, without publishing it again,
+   * and announces it; resolves once the shards applied it. Keys and values a local call would refuse
    * (too long, too large for this region) are deleted instead: this
    * instance must not keep an older value of a key a peer changed.
    */
@@ -461,7 +461,9 @@ export class CacheRegion {
         event = { origin, region: name, type: 'clear' }
         break
     }
-    return done.then(() => emit(this.core.events, 'invalidation', event))
+    // Announced once issued, in message order: a read issued from the listener already runs after the op.
+    emit(this.core.events, 'invalidation', event)
+    return done
   }
 
   /** @internal Empties the region without publishing (a bus flush). Issues its ops before it returns. */
@@ -849,8 +851,9 @@ function busHost(cache: Cache, core: Core): BusHost {
     },
     flush: async (reason: FlushReason) => {
       const done = Promise.all(regions.map((r) => cache.region(r).flushLocal()))
-      await done
+      // Announced once issued: a read issued from the listener already runs after the clears.
       emit(core.events, 'flush', { reason, regions } satisfies FlushEvent)
+      await done
     },
   }
 }
