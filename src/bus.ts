@@ -48,6 +48,12 @@ export interface ResolvedBus {
   maxQueue: number
   required: boolean
   connectTimeoutMs: number
+  /** 'stream': every message is also appended to a Redis Stream, replayed after a gap or a reconnect. */
+  catchUp: 'flush' | 'stream'
+  /** The stream's key (catchUp 'stream'). */
+  streamKey: string
+  /** Entries the stream keeps (approximately: XADD MAXLEN ~). */
+  streamMaxLen: number
 }
 
 /** Why the bus flushed the local cache. */
@@ -105,8 +111,14 @@ export interface BusStats {
   reconnects: number
   /** Local flushes because invalidations may have been lost. */
   flushes: number
-  /** Sequence gaps seen (each also flushed). */
+  /** Sequence gaps seen (each flushed, or replayed from the stream). */
   gaps: number
+  /**
+   * With `catchUp: 'stream'`: replays after a gap or a reconnect (`runs`),
+   * the messages they applied, and those that fell back to a flush because
+   * the stream no longer reached back to the last message seen.
+   */
+  catchUp: { runs: number; messages: number; fallbacks: number }
   /** Round trip of the last answered heartbeat, in ms; null before the first. */
   lastHeartbeatMs: number | null
   /** From a publisher's send time to applying here, over received messages. */
@@ -123,6 +135,25 @@ const MAX_INFLIGHT = 256
 const MAX_SEND_TRIES = 3
 /** After a failed publish, the wait before sending again (unless the connection comes back first). */
 const RETRY_MS = 100
+/** Stream entries read per XRANGE during a replay. */
+const REPLAY_PAGE = 1000
+/** A Redis stream id: milliseconds-sequence. */
+const STREAM_ID = /^\d+-\d+$/
+
+/**
+ * catchUp 'stream': appends the message to the stream and publishes it with
+ * its new stream id after it (then the id's length in one byte), atomically,
+ * so that a receiver knows where in the stream each live message is.
+ */
+const STREAM_PUBLISH_LUA = `
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
+redis.call('PUBLISH', KEYS[2], ARGV[1] .. id .. string.char(#id))
+return id`
+
+interface StreamPublisher {
+  shardcacheStreamPublish(key: string, channel: string, message: Buffer, maxLen: number): Promise<unknown>
+}
+
 /** How long close() waits for in-flight publishes and a polite QUIT before it cuts the sockets. */
 const CLOSE_GRACE_MS = 1000
 
@@ -142,6 +173,8 @@ interface Outgoing {
 
 export class Bus implements BusPublisher {
   readonly origin = newOrigin()
+  /** The origin's first 8 hex digits: in the connections' names (CLIENT LIST), to tell instances apart. */
+  readonly originId = this.origin.toString('hex').slice(0, 8)
   readonly #opts: ResolvedBus
   readonly #host: BusHost
   readonly #pub: Redis
@@ -170,6 +203,13 @@ export class Bus implements BusPublisher {
   #onSubscribed: (() => void) | undefined
 
   readonly #lastSeq = new Map<string, number>()
+  /** Stream id of the last message handled (catchUp 'stream'); undefined: unknown, so a replay cannot start. */
+  #streamPos: string | undefined
+  #catchingUp = false
+  /** A reason to replay again once the running replay is done. */
+  #catchUpAgain: FlushReason | undefined
+  /** Live messages that came during a replay, handled after it. */
+  #held: Buffer[] = []
   readonly #latency: RecordableHistogram = createHistogram()
   #c = Bus.#zero()
 
@@ -181,6 +221,7 @@ export class Bus implements BusPublisher {
       reconnects: 0,
       flushes: 0,
       gaps: 0,
+      catchUp: { runs: 0, messages: 0, fallbacks: 0 },
       lastHeartbeatMs: null as number | null,
       dropped: { malformed: 0, version: 0, oversize: 0, unsigned: 0, badSignature: 0, replayed: 0, stale: 0, queueFull: 0, sendFailed: 0 },
     }
@@ -189,14 +230,15 @@ export class Bus implements BusPublisher {
   private constructor(opts: ResolvedBus, host: BusHost) {
     this.#opts = opts
     this.#host = host
-    this.#pub = connection(opts, 'pub')
-    this.#sub = connection(opts, 'sub')
+    this.#pub = connection(opts, `pub-${this.originId}`)
+    this.#sub = connection(opts, `sub-${this.originId}`)
     for (const c of [this.#pub, this.#sub]) {
       // Without a listener ioredis prints every connection error; the bus reports them through stats and E_BUS_CONNECT.
       c.on('error', (err: Error) => {
         this.#lastError = err
       })
     }
+    if (opts.catchUp === 'stream') this.#pub.defineCommand('shardcacheStreamPublish', { numberOfKeys: 2, lua: STREAM_PUBLISH_LUA })
     this.#pub.on('ready', () => this.#pump())
     this.#sub.on('ready', () => void this.#subscribe())
     this.#sub.on('close', () => this.#lost('disconnect'))
@@ -282,6 +324,7 @@ export class Bus implements BusPublisher {
       reconnects: c.reconnects,
       flushes: c.flushes,
       gaps: c.gaps,
+      catchUp: { ...c.catchUp },
       lastHeartbeatMs: c.lastHeartbeatMs,
       latency: {
         count: h.count,
@@ -366,7 +409,11 @@ export class Bus implements BusPublisher {
       const item = this.#queue.shift()!
       const bytes = stampAndSign(item.buf, epochNow(), this.#opts.secret)
       this.#inflight++
-      pub.publish(this.#opts.channel, bytes).then(
+      const sent =
+        this.#opts.catchUp === 'stream'
+          ? (pub as unknown as StreamPublisher).shardcacheStreamPublish(this.#opts.streamKey, this.#opts.channel, bytes, this.#opts.streamMaxLen)
+          : pub.publish(this.#opts.channel, bytes)
+      sent.then(
         () => {
           this.#inflight--
           this.#c.published++
@@ -420,15 +467,17 @@ export class Bus implements BusPublisher {
     this.#pingOutstanding = false
     this.#missed = 0
     if (this.#everSubscribed || !this.#opts.required) {
-      // Whatever peers published while we were not subscribed is lost.
+      // Whatever peers published while we were not subscribed is lost (or in the stream).
       if (this.#everSubscribed) this.#c.reconnects++
-      this.#flush('reconnect')
+      if (this.#opts.catchUp === 'stream') void this.#catchUp('reconnect')
+      else this.#flush('reconnect')
       // What queued up while down waits one more heartbeat: peers that lost the same
       // server are reconnecting on the same schedule, and a message sent before they
       // resubscribe is lost to them (they flush on resubscribing, so it costs only the
       // invalidation's event, never coherence).
       this.#sendAfter = performance.now() + this.#opts.heartbeatMs
     }
+    if (!this.#everSubscribed && this.#opts.catchUp === 'stream') await this.#startStreamPos()
     this.#everSubscribed = true
     this.#pump()
     this.#onSubscribed?.()
@@ -440,7 +489,76 @@ export class Bus implements BusPublisher {
     this.#pingOutstanding = false
     if (!this.#subscribed || this.#closing) return
     this.#subscribed = false
-    this.#flush(reason)
+    // With a stream, what is missed meanwhile is replayed on resubscribing.
+    if (this.#opts.catchUp !== 'stream') this.#flush(reason)
+  }
+
+  /** Where replays start: the stream's newest entry when this instance first subscribed ('0-0': it was empty). */
+  async #startStreamPos(): Promise<void> {
+    try {
+      const last = await this.#pub.xrevrangeBuffer(this.#opts.streamKey, '+', '-', 'COUNT', 1)
+      this.#streamPos ??= last.length > 0 ? last[0]![0].toString() : '0-0'
+    } catch (err) {
+      this.#lastError = err as Error // no position: the first catch-up falls back to a flush
+    }
+  }
+
+  /**
+   * Replays from the stream what came after the last message handled, then
+   * the live messages held meanwhile; falls back to a flush when the stream
+   * no longer holds that message (trimmed) or cannot be read.
+   */
+  async #catchUp(reason: FlushReason): Promise<void> {
+    if (this.#catchingUp) {
+      this.#catchUpAgain = reason
+      return
+    }
+    this.#catchingUp = true
+    try {
+      for (let r: FlushReason | undefined = reason; r !== undefined; r = this.#catchUpAgain) {
+        this.#catchUpAgain = undefined
+        this.#c.catchUp.runs++
+        let ok = false
+        try {
+          ok = await this.#replay()
+        } catch (err) {
+          this.#lastError = err as Error
+        }
+        if (!ok) {
+          this.#c.catchUp.fallbacks++
+          this.#flush(r)
+        }
+        const held = this.#held
+        this.#held = []
+        // After a flush nothing before these messages matters any more: their gaps are covered.
+        for (const raw of held) this.#handle(raw, ok ? 'held' : 'afterFlush')
+      }
+    } finally {
+      this.#catchingUp = false
+    }
+  }
+
+  /** Handles the stream's entries after #streamPos; false when the stream does not reach back to it. */
+  async #replay(): Promise<boolean> {
+    let pos = this.#streamPos
+    if (pos === undefined || this.#closing) return false
+    for (;;) {
+      const entries = await this.#pub.xrangeBuffer(this.#opts.streamKey, pos === '0-0' ? '-' : pos, '+', 'COUNT', REPLAY_PAGE)
+      let i = 0
+      if (pos !== '0-0') {
+        // The range starts at the last entry handled: if it is gone, so may be what followed it.
+        if (entries.length === 0 || entries[0]![0].toString() !== pos) return false
+        i = 1
+      }
+      for (; i < entries.length; i++) {
+        const [id, fields] = entries[i]!
+        const m = fields[1]
+        if (m !== undefined) this.#handle(m, 'replay', id.toString())
+        this.#streamPos = id.toString()
+      }
+      if (entries.length < REPLAY_PAGE) return true
+      pos = this.#streamPos!
+    }
   }
 
   #flush(reason: FlushReason): void {
@@ -485,9 +603,33 @@ export class Bus implements BusPublisher {
     this.#c.dropped[reason]++
   }
 
-  /** Never throws: a bad message is counted and dropped. */
-  #receive(buf: Buffer): void {
+  /** A live message from the channel. Never throws: a bad message is counted and dropped. */
+  #receive(raw: Buffer): void {
     if (this.#closing) return
+    if (this.#catchingUp) {
+      this.#held.push(raw)
+      return
+    }
+    this.#handle(raw, 'live')
+  }
+
+  /**
+   * Decodes, checks and applies one message. `live`: from the channel (in
+   * stream mode with its stream id at the end); `held`: live but kept during
+   * a replay (`afterFlush`: during a replay that fell back to a flush, so a
+   * gap before it is no longer a loss); `replay`: from the stream (with
+   * `streamId`), which is read by this instance, so neither old age nor an
+   * already-applied copy counts as a drop.
+   */
+  #handle(raw: Buffer, how: 'live' | 'held' | 'afterFlush' | 'replay', streamId?: string): void {
+    let buf = raw
+    let id = streamId
+    if (how !== 'replay' && this.#opts.catchUp === 'stream') {
+      const n = raw.length > 0 ? raw[raw.length - 1]! : 0
+      id = n > 0 && n < 48 && raw.length > n ? raw.toString('latin1', raw.length - 1 - n, raw.length - 1) : ''
+      if (!STREAM_ID.test(id)) return this.#drop('malformed')
+      buf = raw.subarray(0, raw.length - 1 - n)
+    }
     if (buf.length > this.#opts.maxMessageBytes) return this.#drop('oversize')
     let m
     try {
@@ -495,22 +637,38 @@ export class Bus implements BusPublisher {
     } catch (err) {
       return this.#drop(err instanceof BusMessageError ? err.reason : 'malformed')
     }
-    if (m.origin.equals(this.origin)) return
-    this.#c.received++
+    if (m.origin.equals(this.origin)) {
+      if (id !== undefined) this.#streamPos = id
+      return
+    }
+    if (how === 'replay') this.#c.catchUp.messages++
+    else this.#c.received++
     const now = epochNow()
-    if (this.#opts.secret !== undefined && Math.abs(now - m.sentAt) > MAX_CLOCK_SKEW_MS) return this.#drop('stale')
+    if (how === 'live' && this.#opts.secret !== undefined && Math.abs(now - m.sentAt) > MAX_CLOCK_SKEW_MS) return this.#drop('stale')
     const origin = m.origin.toString('hex')
     const last = this.#lastSeq.get(origin)
-    if (last !== undefined && m.seq <= last) return this.#drop('replayed')
+    if (last !== undefined && m.seq <= last) {
+      if (how === 'live') this.#drop('replayed')
+      return
+    }
+    if (last !== undefined && m.seq > last + 1 && (how === 'live' || how === 'held')) {
+      this.#c.gaps++
+      // A held message is handled after a replay or a flush: a gap left then is not in the
+      // stream, and replaying again would find the same hole (and loop): flush.
+      if (this.#opts.catchUp === 'stream' && how === 'live') {
+        // The missing messages are before this one in the stream: the replay applies them, then this one.
+        this.#held.push(raw)
+        void this.#catchUp('gap')
+        return
+      }
+      this.#flush('gap')
+    }
     // Re-inserted so that the Map's order is least recently heard first.
     this.#lastSeq.delete(origin)
     this.#lastSeq.set(origin, m.seq)
     if (this.#lastSeq.size > MAX_ORIGINS) this.#lastSeq.delete(this.#lastSeq.keys().next().value!)
-    if (last !== undefined && m.seq > last + 1) {
-      this.#c.gaps++
-      this.#flush('gap')
-    }
-    this.#latency.record(Math.max(1, Math.round((now - m.sentAt) * 1e6)))
+    if (id !== undefined) this.#streamPos = id
+    if (how !== 'replay') this.#latency.record(Math.max(1, Math.round((now - m.sentAt) * 1e6)))
     this.#host.apply(m.ops, origin).then(
       (n) => {
         this.#c.applied += n
@@ -523,7 +681,7 @@ export class Bus implements BusPublisher {
 }
 
 /** One of the bus's two connections, with the options it relies on. */
-function connection(opts: ResolvedBus, role: 'pub' | 'sub'): Redis {
+function connection(opts: ResolvedBus, role: string): Redis {
   const own: RedisOptions = {
     lazyConnect: true,
     // The bus queues and counts what it publishes; a command sent while down fails at once.

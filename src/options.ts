@@ -182,6 +182,23 @@ export interface BusOptions {
    */
   required?: boolean
   /**
+   * What the cache does when messages may have been lost (a disconnect, a
+   * missed heartbeat, a sequence gap). `'flush'`: empty every region.
+   * `'stream'`: every message is also appended to the Redis Stream
+   * `<channel>:stream` (capped at `streamMaxLen`), and the missed ones are
+   * replayed from it; only when the stream was trimmed past the last message
+   * seen (or cannot be read) does the cache flush. All instances on a
+   * channel must use the same setting.
+   * @default 'flush'
+   */
+  catchUp?: 'flush' | 'stream'
+  /**
+   * Entries the catch-up stream keeps (trimmed approximately, `XADD MAXLEN ~`):
+   * how many messages an instance can fall behind and still replay.
+   * @default 10000
+   */
+  streamMaxLen?: number
+  /**
    * How long `createCache` waits for the subscription when `required`, and
    * the socket connect timeout. ms or a duration string.
    * @default '5s'
@@ -249,6 +266,7 @@ export const DEFAULTS = {
   busHeartbeatMs: 1000,
   busMaxQueue: 10_000,
   busConnectTimeoutMs: 5000,
+  busStreamMaxLen: 10_000,
 } as const
 
 const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus']
@@ -393,7 +411,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus }
 }
 
-const BUS_KEYS = ['redis', 'channel', 'secret', 'mode', 'maxMessageBytes', 'heartbeat', 'maxQueue', 'required', 'connectTimeout']
+const BUS_KEYS = ['redis', 'channel', 'secret', 'mode', 'maxMessageBytes', 'heartbeat', 'maxQueue', 'required', 'connectTimeout', 'catchUp', 'streamMaxLen']
 
 function resolveBus(v: unknown, maxKeyBytes: number): ResolvedBus {
   if (!isPlainObject(v)) throw new InvalidOptionError(`options.bus must be an object like { redis: 'redis://127.0.0.1:6379' } (got ${describe(v)})`)
@@ -424,7 +442,23 @@ function resolveBus(v: unknown, maxKeyBytes: number): ResolvedBus {
   const maxQueue = v.maxQueue === undefined ? DEFAULTS.busMaxQueue : positiveInteger(v.maxQueue, 'options.bus.maxQueue')
   const required = v.required ?? true
   if (typeof required !== 'boolean') throw new InvalidOptionError(`options.bus.required must be a boolean (got ${describe(required)})`)
-  return { redis: redis as BusRedis, channel, secret, mode, maxMessageBytes, heartbeatMs, maxQueue, required, connectTimeoutMs }
+  const catchUp = v.catchUp ?? 'flush'
+  if (catchUp !== 'flush' && catchUp !== 'stream') throw new InvalidOptionError(`options.bus.catchUp must be "flush" or "stream" (got ${describe(catchUp)})`)
+  const streamMaxLen = v.streamMaxLen === undefined ? DEFAULTS.busStreamMaxLen : positiveInteger(v.streamMaxLen, 'options.bus.streamMaxLen')
+  return {
+    redis: redis as BusRedis,
+    channel,
+    secret,
+    mode,
+    maxMessageBytes,
+    heartbeatMs,
+    maxQueue,
+    required,
+    connectTimeoutMs,
+    catchUp,
+    streamKey: `${channel}:stream`,
+    streamMaxLen,
+  }
 }
 
 /**

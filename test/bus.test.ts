@@ -291,6 +291,73 @@ test('a sequence gap from an origin flushes; a queue overflow while down is such
   assert.equal(seen.invalidations.slice(-2).map((e) => e.keys), [['down:3'], ['down:4']])
 })
 
+/** Appends a message to the catch-up stream like a publisher in stream mode; publishes it too (with its id) unless `lost`. */
+async function streamPublish(r: RedisProc, m: Buffer, lost = false): Promise<void> {
+  const id = (await r.command('XADD', 'shardcache:stream', '*', 'm', m)) as Buffer
+  if (!lost) await r.command('PUBLISH', 'shardcache', Buffer.concat([m, id, Buffer.from([id.length])]))
+}
+
+test('catchUp "stream": a sequence gap is replayed from the stream, in order, without a flush', async () => {
+  const r = await server()
+  const b = await cache(r, { secret: SECRET, catchUp: 'stream' })
+  const seen = record(b)
+  await b.mset([['x', 1], ['k', 2], ['y', 3], ['keep', 4]])
+  const origin = Buffer.alloc(16, 5)
+  const msg = (seq: number, key: string) =>
+    stampAndSign(encodeMessage(origin, seq, [{ type: BusOpType.DELETE, region: 'default', keys: [key] }]), Date.now(), Buffer.from(SECRET))
+  await streamPublish(r, msg(1, 'x'))
+  await streamPublish(r, msg(2, 'k'), true) // in the stream, lost on the channel
+  await streamPublish(r, msg(3, 'y'))
+  await eventually(async () => seen.invalidations.length, (n) => n === 3)
+  assert.equal(seen.invalidations.map((e) => e.keys![0]), ['x', 'k', 'y'])
+  assert.equal((await b.keys()).sort(), ['keep'])
+  const s = await busStats(b)
+  assert.equal({ gaps: s.gaps, flushes: s.flushes, catchUp: s.catchUp }, { gaps: 1, flushes: 0, catchUp: { runs: 1, messages: 2, fallbacks: 0 } })
+  assert.is(s.dropped.total, 0)
+})
+
+test('catchUp "stream": a gap the trimmed stream no longer covers falls back to a flush', async () => {
+  const r = await server()
+  const b = await cache(r, { catchUp: 'stream' })
+  const seen = record(b)
+  await b.mset([['k', 1], ['keep', 2]])
+  const origin = Buffer.alloc(16, 6)
+  const msg = (seq: number, key: string) => stampAndSign(encodeMessage(origin, seq, [{ type: BusOpType.DELETE, region: 'default', keys: [key] }]), Date.now(), undefined)
+  await streamPublish(r, msg(1, 'x'))
+  await eventually(async () => seen.invalidations.length, (n) => n === 1)
+  await streamPublish(r, msg(2, 'k'), true)
+  await r.command('XTRIM', 'shardcache:stream', 'MAXLEN', '0')
+  await streamPublish(r, msg(3, 'y'))
+  await eventually(async () => seen.flushes.length, (n) => n === 1)
+  assert.is(seen.flushes[0]!.reason, 'gap')
+  assert.equal(await b.keys(), [])
+  const s = await busStats(b)
+  assert.equal(s.catchUp, { runs: 1, messages: 0, fallbacks: 1 })
+  await eventually(async () => seen.invalidations.length, (n) => n === 2)
+  assert.equal(seen.invalidations[1]!.keys, ['y'])
+})
+
+test('catchUp "stream": after its subscriber is killed, an instance replays what it missed and keeps the rest', async () => {
+  const r = await server()
+  const a = await cache(r, { catchUp: 'stream' })
+  const b = await cache(r, { catchUp: 'stream' })
+  const seenA = record(a)
+  await b.mset([['k', 'v'], ['keep', 'v']])
+  await eventually(async () => seenA.invalidations.length, (n) => n === 1)
+  const bId = seenA.invalidations[0]!.origin.slice(0, 8)
+  const list = ((await r.command('CLIENT', 'LIST')) as Buffer).toString()
+  const line = list.split('\n').find((l) => l.includes(`name=shardcache-bus-sub-${bId}`))!
+  const id = /\bid=(\d+)/.exec(line)![1]!
+  assert.is(await r.command('CLIENT', 'KILL', 'ID', id), 1)
+  await a.delete('k')
+  await eventually(() => busStats(b), (s) => s.connected && s.reconnects === 1 && s.catchUp.runs === 1)
+  assert.is(await b.get('k'), undefined)
+  assert.is(await b.get('keep'), 'v')
+  const s = await busStats(b)
+  assert.is(s.flushes, 0)
+  assert.is(s.catchUp.fallbacks, 0)
+})
+
 test('createCache rejects with E_BUS_CONNECT when Redis is unreachable; with required: false it starts and recovers', async () => {
   const r = await server()
   await r.kill()
