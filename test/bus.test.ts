@@ -406,6 +406,26 @@ test('close with the server down (or paused) does not hang, and nothing is left 
   }
 })
 
+test('bus.redis takes ioredis options or a client; a client is duplicated, and left open by close()', async () => {
+  const r = await server()
+  const client = new Redis(r.url)
+  try {
+    const a = await createCache({ shards: 1, bus: { redis: client, heartbeat: HEARTBEAT } })
+    open.push(a)
+    const b = await createCache({ shards: 1, bus: { redis: { host: '127.0.0.1', port: r.port }, heartbeat: HEARTBEAT } })
+    open.push(b)
+    await b.set('k', 'v')
+    await a.set('k', 'new')
+    await eventually(() => b.get('k'), (v) => v === undefined)
+    const names = ((await r.command('CLIENT', 'LIST')) as Buffer).toString().match(/name=shardcache-bus-\w+-\w+/g)!
+    assert.is(names.length, 4) // two connections per cache, none of them the application's client
+    await a.close()
+    assert.is(await client.ping(), 'PONG')
+  } finally {
+    client.disconnect()
+  }
+})
+
 test('bad bus options are E_INVALID_OPTION naming the option, and no shard is left running', async () => {
   const cases: [Record<string, unknown>, string][] = [
     [{ redis: 'redis://127.0.0.1:1', secret: '' }, 'options.bus.secret'],
