@@ -11,6 +11,9 @@
  * (comma-separated subset) overrides, and BENCH_EL_ENTRIES for the 1M run; the
  * values used are printed and kept in the JSON.
  *
+ * The bus section needs Redis: REDIS_URL, or `redis-server` on PATH for a
+ * private one; without either it prints why and is skipped.
+ *
  * `--full` (or BENCH_FULL=1) adds lru-cache to the 5M-entry event-loop run:
  * 30-55 s more on the reference machine (a 3 GiB heap to pre-fill), which
  * would take the default run past its 3-minute budget.
@@ -22,6 +25,8 @@ import { join } from 'node:path'
 import { killAllSync } from './redis_server.js'
 import { DEFAULT_THROUGHPUT, printThroughput, runThroughput } from './throughput.js'
 import type { ThroughputResult } from './throughput.js'
+import { DEFAULT_BUS, busErrors, killBusPeersSync, printBus, runBus } from './bus.js'
+import type { BusSection } from './bus.js'
 import { DEFAULT_EVENT_LOOP, ENGINES, printEventLoop, runEventLoop } from './event_loop.js'
 import type { EventLoopBase, EventLoopSection } from './event_loop.js'
 import type { EventLoopEngine } from './event_loop_types.js'
@@ -33,7 +38,7 @@ import type { MicroSection } from './region_store_micro.js'
 import { errorDetail, fmtCount, fmtMachine, heading, machineInfo } from './report.js'
 import type { MachineInfo } from './report.js'
 
-const SECTIONS = ['throughput', 'event-loop', 'event-loop-5m', 'memory', 'micro'] as const
+const SECTIONS = ['throughput', 'bus', 'event-loop', 'event-loop-5m', 'memory', 'micro'] as const
 type Section = (typeof SECTIONS)[number]
 
 /** Entries of the large event-loop run. */
@@ -51,6 +56,7 @@ interface BenchReport {
   /** Load averages when the run ended. */
   loadAverageAtEnd: number[]
   throughput?: ThroughputResult
+  bus?: BusSection
   eventLoop?: EventLoopSection
   eventLoop5M?: EventLoopSection
   memory?: MemorySection
@@ -106,6 +112,7 @@ function eventLoopEngines(): EventLoopEngine[] {
 function onSignal(signal: NodeJS.Signals): void {
   // Private redis-server and scenario children must not outlive an interrupted run.
   killChildrenSync()
+  killBusPeersSync()
   killAllSync()
   process.stderr.write(`\nbench: interrupted by ${signal}\n`)
   process.exit(130)
@@ -159,6 +166,16 @@ async function main(): Promise<void> {
     report.throughput = await runThroughput(cfg, log)
     print(printThroughput(report.throughput))
     engineErrors('throughput', report.throughput.engines)
+  })
+
+  await section('bus', async () => {
+    print('\nrunning bus (Redis pub/sub to a peer process) ...')
+    const cfg = quick
+      ? { ...DEFAULT_BUS, latencyWarmupMs: 200, latencyMs: 600, writeWarmupMs: 100, rounds: 2, writeMs: 200, drainTimeoutMs: 1500 }
+      : DEFAULT_BUS
+    report.bus = await runBus(cfg, log)
+    print(printBus(report.bus))
+    engineErrors('bus', busErrors(report.bus))
   })
 
   const elBase = withEnvOverrides(quick ? { ...DEFAULT_EVENT_LOOP, entries: 200_000, warmupMs: 300, durationMs: 1000 } : DEFAULT_EVENT_LOOP)
@@ -218,6 +235,7 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   killChildrenSync()
+  killBusPeersSync()
   killAllSync()
   process.stderr.write(`bench: ${errorDetail(err)}\n`)
   process.exit(1)

@@ -43,8 +43,8 @@ export const DEFAULT_THROUGHPUT: ThroughputConfig = {
   zipfS: 0.99,
   concurrency: 512,
   warmupMs: 300,
-  pipelinedMs: 2000,
-  singleMs: 1000,
+  pipelinedMs: 1500,
+  singleMs: 750,
   seed: 42,
 }
 

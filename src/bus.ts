@@ -29,7 +29,7 @@ import { Redis } from 'ioredis'
 import type { RedisOptions } from 'ioredis'
 import { createHistogram } from 'node:perf_hooks'
 import type { RecordableHistogram } from 'node:perf_hooks'
-import { BusMessageError, BusOpType, decodeMessage, encodeMessage, newOrigin, packOps, stampAndSign } from './bus_message.js'
+import { BusMessageError, BusOpType, HEADER_BYTES, ORIGIN_OFFSET, decodeMessage, encodeMessage, newOrigin, packOps, stampAndSign } from './bus_message.js'
 import type { BusOp, DropReason } from './bus_message.js'
 import { BusConnectError } from './errors.js'
 import { isRedisClient } from './options.js'
@@ -121,7 +121,7 @@ export interface BusStats {
   catchUp: { runs: number; messages: number; fallbacks: number }
   /** Round trip of the last answered heartbeat, in ms; null before the first. */
   lastHeartbeatMs: number | null
-  /** From a publisher's send time to applying here, over received messages. */
+  /** From a publisher's send time to this instance handing the message's ops to its shards, over live messages received. */
   latency: { count: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null }
 }
 
@@ -631,15 +631,17 @@ export class Bus implements BusPublisher {
       buf = raw.subarray(0, raw.length - 1 - n)
     }
     if (buf.length > this.#opts.maxMessageBytes) return this.#drop('oversize')
+    // Redis sends our own messages back: recognise them by the origin before paying for a decode
+    // (in update mode that copies every value). A forgery carrying our origin is ignored, which is safe.
+    if (buf.length >= HEADER_BYTES && buf.compare(this.origin, 0, 16, ORIGIN_OFFSET, ORIGIN_OFFSET + 16) === 0) {
+      if (id !== undefined) this.#streamPos = id
+      return
+    }
     let m
     try {
       m = decodeMessage(buf, this.#opts.secret)
     } catch (err) {
       return this.#drop(err instanceof BusMessageError ? err.reason : 'malformed')
-    }
-    if (m.origin.equals(this.origin)) {
-      if (id !== undefined) this.#streamPos = id
-      return
     }
     if (how === 'replay') this.#c.catchUp.messages++
     else this.#c.received++

@@ -42,6 +42,8 @@ export const SIGNATURE_BYTES = 32
 const FLAG_SIGNED = 1
 const OFFSET_FLAGS = 3
 const OFFSET_ORIGIN = 4
+/** Where the origin starts: receivers compare it before decoding to skip their own messages. */
+export const ORIGIN_OFFSET = OFFSET_ORIGIN
 const OFFSET_SEQ = 20
 const OFFSET_SENT_AT = 28
 const OFFSET_COUNT = 36
