@@ -19,6 +19,8 @@ import { eventually } from './fixtures/bus_peer_client.js'
 import { ClientThread } from './fixtures/client_thread.js'
 
 const HEARTBEAT = 100
+/** How late a timer may fire on a loaded 2-core machine: detection is promised in heartbeat ticks, and ticks can slip. */
+const TIMER_SLACK_MS = 100
 const SECRET = 'test-secret'
 
 type BusExtra = Partial<NonNullable<CacheOptions['bus']>>
@@ -177,7 +179,7 @@ test('a paused server (SIGSTOP, a half-open link) is detected by the heartbeat w
   }
   const took = seen.flushes[0]!.at - t0
   assert.is(seen.flushes[0]!.reason, 'heartbeat')
-  assert.ok(took <= 3 * HEARTBEAT + 50, `detected after ${took.toFixed(0)} ms (heartbeat ${HEARTBEAT} ms)`)
+  assert.ok(took <= 3 * HEARTBEAT + TIMER_SLACK_MS, `detected after ${took.toFixed(0)} ms (heartbeat ${HEARTBEAT} ms)`)
   assert.is(await b.get('k'), undefined)
   await eventually(() => busStats(b), (s) => s.connected && s.reconnects === 1, 10_000)
   assert.equal(seen.flushes.map((f) => f.reason), ['heartbeat', 'reconnect'])
@@ -195,7 +197,7 @@ test('CLIENT PAUSE on the server is detected by the heartbeat within 3 heartbeat
   await r.command('CLIENT', 'PAUSE', '1000', 'ALL')
   await eventually(async () => seen.flushes.length, (n) => n >= 1, 3000, 5)
   assert.is(seen.flushes[0]!.reason, 'heartbeat')
-  assert.ok(seen.flushes[0]!.at - t0 <= 3 * HEARTBEAT + 50, `detected after ${(seen.flushes[0]!.at - t0).toFixed(0)} ms`)
+  assert.ok(seen.flushes[0]!.at - t0 <= 3 * HEARTBEAT + TIMER_SLACK_MS, `detected after ${(seen.flushes[0]!.at - t0).toFixed(0)} ms`)
   await eventually(() => busStats(b), (s) => s.connected && s.reconnects === 1, 10_000)
 })
 
