@@ -381,7 +381,7 @@ export class Bus implements BusPublisher {
         this.#c.dropped.queueFull++
       }
       const seq = ++this.#seq
-      this.#queue.push({ seq, buf: encodeMessage(this.origin, seq, body), tries: 0 })
+      this.#queue.push({ seq, buf: encodeMessage(this.origin, seq, body.ops, body.bytes), tries: 0 })
     }
     this.#pump()
   }

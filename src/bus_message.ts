@@ -55,7 +55,11 @@ export const BusOpType = {
   CLEAR: 4,
 } as const
 
-/** One value carried by an UPDATE: the stored form (tag + encoded bytes), as the router sends it to a shard. */
+/**
+ * One value carried by an UPDATE: the stored form (tag + encoded bytes), as
+ * the router sends it to a shard. Decoded values are views into the received
+ * message: use (or copy) them before the message handler returns.
+ */
 export interface BusEntry {
   key: string
   tag: number
@@ -121,18 +125,22 @@ function itemCount(op: BusOp): number {
 }
 
 function slice(op: BusOp, from: number, to: number): BusOp {
+  if (from === 0 && to === itemCount(op)) return op
   if (op.type === BusOpType.DELETE) return { type: op.type, region: op.region, keys: op.keys.slice(from, to) }
   if (op.type === BusOpType.UPDATE) return { type: op.type, region: op.region, entries: op.entries.slice(from, to) }
   return op
 }
 
-/** Bytes of a whole op (for PATTERN and CLEAR, which have no items). */
-function opBytes(op: BusOp): number {
+/** Bytes of an op without items (PATTERN, CLEAR). */
+function bareOpBytes(op: BusOp): number {
   if (op.type === BusOpType.PATTERN) return 1 + 2 + utf8Length(op.region) + 2 + utf8Length(op.glob)
-  if (op.type === BusOpType.CLEAR) return 1 + 2 + utf8Length(op.region)
-  let n = opHeaderBytes(op.region)
-  for (let i = 0; i < itemCount(op); i++) n += itemBytes(op, i)
-  return n
+  return 1 + 2 + utf8Length(op.region)
+}
+
+/** One message's ops and its exact encoded size (header and signature room included). */
+export interface PackedBody {
+  ops: BusOp[]
+  bytes: number
 }
 
 /**
@@ -140,56 +148,72 @@ function opBytes(op: BusOp): number {
  * signature included), keeping their order. An UPDATE entry that cannot fit
  * in any message becomes a DELETE of its key: receivers still drop their
  * copy. Keys and globs are bounded by `maxKeyBytes`, which the options keep
- * well under `maxBytes`.
+ * well under `maxBytes`. Each item is measured once (this runs on the
+ * writer's thread for every published key).
  */
-export function packOps(ops: BusOp[], maxBytes: number): BusOp[][] {
+export function packOps(ops: BusOp[], maxBytes: number): PackedBody[] {
   const budget = maxBytes - HEADER_BYTES - SIGNATURE_BYTES
-  const out: BusOp[][] = []
+  const out: PackedBody[] = []
   let cur: BusOp[] = []
   let used = 0
   const close = (): void => {
-    if (cur.length > 0) out.push(cur)
+    if (cur.length > 0) out.push({ ops: cur, bytes: HEADER_BYTES + used + SIGNATURE_BYTES })
     cur = []
     used = 0
   }
-  for (const raw of ops) {
-    let op = raw
-    if (op.type === BusOpType.UPDATE) {
-      // Entries too large for any message travel as invalidations.
-      const head = opHeaderBytes(op.region)
-      const fits = op.entries.filter((_, i) => head + itemBytes(op, i) <= budget)
-      if (fits.length < op.entries.length) {
-        const big = op.entries.filter((_, i) => head + itemBytes(op, i) > budget).map((e) => e.key)
-        if (fits.length > 0) pushOp({ type: BusOpType.UPDATE, region: op.region, entries: fits })
-        op = { type: BusOpType.DELETE, region: op.region, keys: big }
-      }
-    }
-    pushOp(op)
-  }
-  close()
-  return out
-
-  function pushOp(op: BusOp): void {
+  for (const op of ops) {
     if (op.type === BusOpType.PATTERN || op.type === BusOpType.CLEAR) {
-      const n = opBytes(op)
+      const n = bareOpBytes(op)
       if (used + n > budget) close()
       cur.push(op)
       used += n
-      return
+      continue
     }
     const head = opHeaderBytes(op.region)
     const count = itemCount(op)
+    const sizes = new Array<number>(count)
+    for (let i = 0; i < count; i++) sizes[i] = itemBytes(op, i)
+    let tooBig: string[] | undefined
     let from = 0
     while (from < count) {
-      if (used + head + itemBytes(op, from) > budget) close()
+      if (head + sizes[from]! > budget) {
+        // Only an UPDATE entry can be this large: it travels as an invalidation.
+        ;(tooBig ??= []).push((op as { entries: BusEntry[] }).entries[from]!.key)
+        from++
+        continue
+      }
+      if (used + head + sizes[from]! > budget) close()
       let n = head
       let to = from
-      while (to < count && used + n + itemBytes(op, to) <= budget) n += itemBytes(op, to++)
+      while (to < count && sizes[to]! + head <= budget && used + n + sizes[to]! <= budget) n += sizes[to++]!
       cur.push(slice(op, from, to))
       used += n
       from = to
     }
+    if (tooBig !== undefined) {
+      const del: BusOp = { type: BusOpType.DELETE, region: op.region, keys: tooBig }
+      const n = opHeaderBytes(op.region) + tooBig.reduce((a, k) => a + 2 + utf8Length(k), 0)
+      if (used + n > budget) close()
+      cur.push(del)
+      used += n
+    }
   }
+  close()
+  return out
+}
+
+/** The encoded size of a message holding `ops`, signature room included. */
+function encodedSize(ops: BusOp[]): number {
+  let size = HEADER_BYTES + SIGNATURE_BYTES
+  for (const op of ops) {
+    if (op.type === BusOpType.PATTERN || op.type === BusOpType.CLEAR) {
+      size += bareOpBytes(op)
+      continue
+    }
+    size += opHeaderBytes(op.region)
+    for (let i = 0; i < itemCount(op); i++) size += itemBytes(op, i)
+  }
+  return size
 }
 
 /**
@@ -197,9 +221,7 @@ export function packOps(ops: BusOp[], maxBytes: number): BusOp[][] {
  * timestamp and signature are left for {@link stampAndSign}. The buffer has
  * room for the signature.
  */
-export function encodeMessage(origin: Buffer, seq: number, ops: BusOp[]): Buffer {
-  let size = HEADER_BYTES + SIGNATURE_BYTES
-  for (const op of ops) size += opBytes(op)
+export function encodeMessage(origin: Buffer, seq: number, ops: BusOp[], size = encodedSize(ops)): Buffer {
   const buf = Buffer.allocUnsafe(size)
   buf[0] = BUS_MAGIC_0
   buf[1] = BUS_MAGIC_1
@@ -322,8 +344,9 @@ export function decodeMessage(buf: Buffer, secret: Buffer | undefined): BusMessa
   }
   const bytes = (n: number): Buffer => {
     need(n)
-    // A copy: the message buffer is not ours to keep.
-    const b = Buffer.from(buf.subarray(at, at + n))
+    // A view, not a copy: the receiver hands values to its shards (which copy them into a
+    // frame) before it returns, so nothing outlives the message buffer.
+    const b = buf.subarray(at, at + n)
     at += n
     return b
   }
