@@ -379,6 +379,14 @@ export class Router {
         near.remove(i)
       }
     }
+    return this.#readShared(region, key, near)
+  }
+
+  /**
+   * The direct read of {@link readValue}, kept out of it so that the near-hit
+   * path above stays small enough for V8 to inline into its callers.
+   */
+  #readShared(region: number, key: string, near: NearRegion | undefined): unknown {
     const shard = this.shardOf(key)
     const ch = this.#directFind(shard, region, key)
     if (ch === undefined) return ASK_SHARD
