@@ -167,6 +167,21 @@ export interface RouterConfig {
   ownerState?: Int32Array
 }
 
+/**
+ * The shard of a key from its 32-bit FNV-1a: the finalizer (murmur3's fmix32)
+ * decorrelates the shard from the hash's low bits, which pick the key's bucket
+ * inside the shard.
+ */
+function shardOfHash(fnv: number, shards: number): number {
+  let h = fnv | 0
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return (h >>> 0) % shards
+}
+
 export class Router {
   readonly shardCount: number
   readonly #shards: ShardChannel[]
@@ -184,6 +199,8 @@ export class Router {
   /** UTF-8 bytes of the key of the current direct read (keys are at most 65535 bytes). */
   readonly #keyBytes = Buffer.allocUnsafe(0x10000)
   #keyHash = 0
+  /** Whether the key #encodeKey last saw was ASCII (then #keyHash is also shardOf's FNV). */
+  #keyAscii = true
   readonly #found: Found = { slot: 0, seq: 0, regionSeq: 0 }
   #nextFrameId = 1
   /** @internal Frames posted to shards so far (tests check batching with it). */
@@ -249,12 +266,7 @@ export class Router {
       h ^= key.charCodeAt(i)
       h = Math.imul(h, 0x01000193)
     }
-    h ^= h >>> 16
-    h = Math.imul(h, 0x85ebca6b)
-    h ^= h >>> 13
-    h = Math.imul(h, 0xc2b2ae35)
-    h ^= h >>> 16
-    return (h >>> 0) % this.shardCount
+    return shardOfHash(h, this.shardCount)
   }
 
   /**
@@ -354,12 +366,14 @@ export class Router {
       if (c >= 0x80) {
         const len = kb.write(key, 0, 'utf8')
         this.#keyHash = hashBytes(kb, 0, len)
+        this.#keyAscii = false
         return len
       }
       kb[i] = c
       h = Math.imul(h ^ c, 0x01000193)
     }
     this.#keyHash = h >>> 0
+    this.#keyAscii = true
     return n
   }
 
@@ -387,10 +401,14 @@ export class Router {
    * path above stays small enough for V8 to inline into its callers.
    */
   #readShared(region: number, key: string, near: NearRegion | undefined): unknown {
-    const shard = this.shardOf(key)
-    const ch = this.#directFind(shard, region, key)
-    if (ch === undefined) return ASK_SHARD
+    // One pass over the key gives its bytes, its bucket hash and (for ASCII keys,
+    // whose UTF-8 bytes are their char codes) the FNV that shardOf would compute again.
+    const len = this.#encodeKey(key)
+    const shard = this.shardCount === 1 ? 0 : this.#keyAscii ? shardOfHash(this.#keyHash, this.shardCount) : this.shardOf(key)
+    const ch = this.#shards[shard]!
+    if (!this.#readable(ch, region, key)) return ASK_SHARD
     const reader = ch.link.readers[region]!
+    if (!reader.find(this.#keyBytes, len, this.#keyHash, this.#found)) return ASK_SHARD
     const f = this.#found
     const flags = reader.flags(f)
     if ((flags & SlotFlag.COMPRESSED) !== 0) return ASK_SHARD

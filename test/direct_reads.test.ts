@@ -5,6 +5,19 @@ import * as assert from 'uvu/assert'
 import { withCache } from './fixtures/helpers.js'
 
 
+test('every hit is read directly, whichever shard holds it: ASCII and non-ASCII keys on 4 shards send no frame', async () => {
+  await withCache({ shards: 4 }, async (cache) => {
+    // The direct read derives an ASCII key's shard from the bucket hash it computes anyway;
+    // a shard computed differently from the writes' would miss and go to a shard by frame.
+    const keys = Array.from({ length: 2000 }, (_, i) => (i % 5 === 0 ? `ключ:${i}:é` : `user:${i}`))
+    await cache.mset(keys.map((k, i) => [k, i] as [string, number]))
+    assert.equal(new Set(keys.map((k) => cache.shardOfForTest(k))).size, 4)
+    const frames = cache.framesSentForTest()
+    for (let i = 0; i < keys.length; i++) assert.is(await cache.get(keys[i]!), i)
+    assert.is(cache.framesSentForTest(), frames)
+  })
+})
+
 test('hits are answered without a frame and counted exactly; misses go to the shard', async () => {
   await withCache({ shards: 2 }, async (cache) => {
     await cache.mset([
