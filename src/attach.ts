@@ -34,6 +34,7 @@ import type { LinkEvents, ShardLink } from './router.js'
 import type { ShardThread } from './shard_thread.js'
 import type { BusOp } from './bus_message.js'
 import type { BusPublisher } from './bus.js'
+import type { FlightCoordinator, FlightOutcome, FlightTurn, Flights } from './flights.js'
 
 /** Marks an object as a handle (structured clone keeps plain data only). */
 const HANDLE_KIND = 'shardcache.handle'
@@ -97,7 +98,10 @@ type BrokerRequestBody =
   | { type: 'reconnect'; shard: number; generation: number; log: AccessLogMemory }
   | { type: 'stats' }
   | { type: 'resetStats' }
+  | { type: 'flightBegin'; key: string }
 type BrokerRequest = BrokerRequestBody & { id: number }
+/** The end of a flight an attached thread led (src/flights.ts). No reply. */
+type BrokerFlightEnd = { type: 'flightEnd'; key: string; outcome: FlightOutcome }
 /** One tick of an attached thread's writes, for the owner's bus. No reply. */
 type BrokerPublish = { type: 'publish'; ops: BusOp[] }
 
@@ -113,6 +117,7 @@ type BrokerReply =
   | { id: number; shard: ShardAccess }
   | { id: number; stats: CacheStats }
   | { id: number; ok: true }
+  | { id: number; turn: FlightTurn }
   | { id: number; error: { code: string; message: string } }
 
 /** What the broker needs from the owner's cache. */
@@ -123,6 +128,8 @@ export interface BrokerHost {
   resetStats(): Promise<void>
   /** Publishes an attached thread's writes on the owner's bus. */
   publish(ops: BusOp[]): void
+  /** getOrCompute's single-flight coordinator. */
+  flights: FlightCoordinator
 }
 
 /**
@@ -142,14 +149,21 @@ export class Broker {
   handle(): CacheHandle {
     const { port1, port2 } = new MessageChannel()
     this.#ports.add(port1)
-    port1.on('message', (req: BrokerRequest | BrokerPublish) => {
+    port1.on('message', (req: BrokerRequest | BrokerPublish | BrokerFlightEnd) => {
       if (req.type === 'publish') {
         if (Atomics.load(this.state, 0) === 0) this.host.publish(req.ops)
         return
       }
+      if (req.type === 'flightEnd') {
+        this.host.flights.end(req.key, req.outcome)
+        return
+      }
       void this.#answer(port1, req)
     })
-    port1.on('close', () => this.#ports.delete(port1))
+    port1.on('close', () => {
+      this.#ports.delete(port1)
+      this.host.flights.abandon(port1)
+    })
     port1.unref()
     const o = this.options
     return {
@@ -193,6 +207,9 @@ export class Broker {
         case 'resetStats':
           await this.host.resetStats()
           reply = { id: req.id, ok: true }
+          break
+        case 'flightBegin':
+          reply = { id: req.id, turn: await this.host.flights.begin(req.key, port) }
           break
       }
     } catch (err) {
@@ -269,6 +286,23 @@ export class BrokerClient {
       this.port.ref() // an answer is awaited
       this.port.postMessage({ ...req, id })
     })
+  }
+}
+
+/** An attached thread's single flights: decided by the owner's coordinator. */
+export class FlightRelay implements Flights {
+  constructor(readonly broker: BrokerClient) {}
+
+  begin(key: string): Promise<FlightTurn> {
+    return this.broker.request<{ id: number; turn: FlightTurn }>({ type: 'flightBegin', key }).then((r) => r.turn)
+  }
+
+  end(key: string, outcome: FlightOutcome): void {
+    try {
+      this.broker.port.postMessage({ type: 'flightEnd', key, outcome } satisfies BrokerFlightEnd)
+    } catch {
+      // The port closed: the owner is gone, and its waiters with it.
+    }
   }
 }
 

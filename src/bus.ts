@@ -64,11 +64,13 @@ export interface InvalidationEvent {
   /** Hex id of the instance that published it. */
   origin: string
   region: string
-  type: 'delete' | 'update' | 'pattern' | 'clear'
+  type: 'delete' | 'update' | 'pattern' | 'clear' | 'tag'
   /** For `delete` and `update`. */
   keys?: string[]
   /** For `pattern`. */
   pattern?: string
+  /** For `tag`: the tag passed to invalidateTag. */
+  tag?: string
 }
 
 /** What `cache.on('flush', listener)` receives: the bus emptied every region because invalidations may have been lost. */

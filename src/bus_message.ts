@@ -25,6 +25,10 @@
  *              value length (u32) · value · metadata length (u32) · metadata (if bit 1)]
  *   3 PATTERN  glob length (u16) · glob (UTF-8)
  *   4 CLEAR    (no body)
+ *   5 TAG      tag length (u16) · tag (UTF-8): invalidateTag
+ *
+ * An UPDATE entry's flags bit 2 adds, after the metadata, the set's tags:
+ * count (u16) · count × [length (u16) · UTF-8].
  * ```
  *
  * The sequence number is assigned when the message is queued, the timestamp
@@ -53,6 +57,7 @@ export const BusOpType = {
   UPDATE: 2,
   PATTERN: 3,
   CLEAR: 4,
+  TAG: 5,
 } as const
 
 /**
@@ -67,6 +72,8 @@ export interface BusEntry {
   /** TTL in ms given to the original set; undefined: the region's default. */
   ttl: number | undefined
   metadata: Uint8Array | undefined
+  /** The set's tags (bit 2 of the entry flags). */
+  tags?: string[] | undefined
 }
 
 /** What one publisher did, as a receiver applies it. Plain data (it also crosses threads). */
@@ -75,6 +82,7 @@ export type BusOp =
   | { type: typeof BusOpType.UPDATE; region: string; entries: BusEntry[] }
   | { type: typeof BusOpType.PATTERN; region: string; glob: string }
   | { type: typeof BusOpType.CLEAR; region: string }
+  | { type: typeof BusOpType.TAG; region: string; tag: string }
 
 /** A decoded message. */
 export interface BusMessage {
@@ -115,7 +123,12 @@ function itemBytes(op: BusOp, i: number): number {
   if (op.type === BusOpType.DELETE) return 2 + utf8Length(op.keys[i]!)
   if (op.type === BusOpType.UPDATE) {
     const e = op.entries[i]!
-    return 2 + utf8Length(e.key) + 1 + 1 + (e.ttl !== undefined ? 8 : 0) + 4 + e.bytes.length + (e.metadata !== undefined ? 4 + e.metadata.length : 0)
+    let n = 2 + utf8Length(e.key) + 1 + 1 + (e.ttl !== undefined ? 8 : 0) + 4 + e.bytes.length + (e.metadata !== undefined ? 4 + e.metadata.length : 0)
+    if (e.tags !== undefined) {
+      n += 2
+      for (const t of e.tags) n += 2 + utf8Length(t)
+    }
+    return n
   }
   return 0
 }
@@ -131,9 +144,10 @@ function slice(op: BusOp, from: number, to: number): BusOp {
   return op
 }
 
-/** Bytes of an op without items (PATTERN, CLEAR). */
+/** Bytes of an op without items (PATTERN, CLEAR, TAG). */
 function bareOpBytes(op: BusOp): number {
   if (op.type === BusOpType.PATTERN) return 1 + 2 + utf8Length(op.region) + 2 + utf8Length(op.glob)
+  if (op.type === BusOpType.TAG) return 1 + 2 + utf8Length(op.region) + 2 + utf8Length(op.tag)
   return 1 + 2 + utf8Length(op.region)
 }
 
@@ -162,7 +176,7 @@ export function packOps(ops: BusOp[], maxBytes: number): PackedBody[] {
     used = 0
   }
   for (const op of ops) {
-    if (op.type === BusOpType.PATTERN || op.type === BusOpType.CLEAR) {
+    if (op.type === BusOpType.PATTERN || op.type === BusOpType.CLEAR || op.type === BusOpType.TAG) {
       const n = bareOpBytes(op)
       if (used + n > budget) close()
       cur.push(op)
@@ -206,7 +220,7 @@ export function packOps(ops: BusOp[], maxBytes: number): PackedBody[] {
 function encodedSize(ops: BusOp[]): number {
   let size = HEADER_BYTES + SIGNATURE_BYTES
   for (const op of ops) {
-    if (op.type === BusOpType.PATTERN || op.type === BusOpType.CLEAR) {
+    if (op.type === BusOpType.PATTERN || op.type === BusOpType.CLEAR || op.type === BusOpType.TAG) {
       size += bareOpBytes(op)
       continue
     }
@@ -252,7 +266,7 @@ export function encodeMessage(origin: Buffer, seq: number, ops: BusOp[], size = 
         for (const e of op.entries) {
           str16(e.key)
           buf[at++] = e.tag
-          buf[at++] = (e.ttl !== undefined ? 1 : 0) | (e.metadata !== undefined ? 2 : 0)
+          buf[at++] = (e.ttl !== undefined ? 1 : 0) | (e.metadata !== undefined ? 2 : 0) | (e.tags !== undefined ? 4 : 0)
           if (e.ttl !== undefined) {
             buf.writeDoubleLE(e.ttl, at)
             at += 8
@@ -267,10 +281,18 @@ export function encodeMessage(origin: Buffer, seq: number, ops: BusOp[], size = 
             buf.set(e.metadata, at)
             at += e.metadata.length
           }
+          if (e.tags !== undefined) {
+            buf.writeUInt16LE(e.tags.length, at)
+            at += 2
+            for (const t of e.tags) str16(t)
+          }
         }
         break
       case BusOpType.PATTERN:
         str16(op.glob)
+        break
+      case BusOpType.TAG:
+        str16(op.tag)
         break
       case BusOpType.CLEAR:
         break
@@ -388,7 +410,12 @@ export function decodeMessage(buf: Buffer, secret: Buffer | undefined): BusMessa
           }
           const value = bytes(u32())
           const metadata = (f & 2) !== 0 ? bytes(u32()) : undefined
-          entries.push({ key, tag, bytes: value, ttl, metadata })
+          let tags: string[] | undefined
+          if ((f & 4) !== 0) {
+            tags = []
+            for (let t = u16(); t > 0; t--) tags.push(str16())
+          }
+          entries.push({ key, tag, bytes: value, ttl, metadata, tags })
         }
         ops.push({ type, region, entries })
         break
@@ -398,6 +425,9 @@ export function decodeMessage(buf: Buffer, secret: Buffer | undefined): BusMessa
         break
       case BusOpType.CLEAR:
         ops.push({ type, region })
+        break
+      case BusOpType.TAG:
+        ops.push({ type, region, tag: str16() })
         break
       default:
         throw new BusMessageError('malformed', `unknown op type ${type}`)

@@ -4,19 +4,21 @@
  * and hands ops to the router. Async methods never throw synchronously: bad
  * input rejects the returned promise.
  */
-import { ClosedError, InternalError, InvalidKeyError, InvalidOptionError, UnknownRegionError, ValueTooLargeError } from './errors.js'
+import { CacheError, ClosedError, InternalError, InvalidKeyError, InvalidOptionError, InvalidValueError, LoadAbortedError, LoadTimeoutError, LoaderError, UnknownRegionError, ValueTooLargeError } from './errors.js'
 import { ENTRY_OVERHEAD_BYTES, Op, SetFlag, ValueTag } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
-import { regionShare, rejectUnknownKeys, resolveOptions, resolveSetOptions } from './options.js'
-import type { CacheOptions, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions } from './options.js'
-import { checkKey, checkKeys, encodeValue } from './values.js'
+import { checkTag, regionShare, rejectUnknownKeys, resolveComputeOptions, resolveOptions, resolveSetOptions } from './options.js'
+import type { CacheOptions, ComputeOptions, ResolvedCompute, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions } from './options.js'
+import { checkKey, checkKeys, decodeValue, encodeValue } from './values.js'
 import type { EncodedValue } from './values.js'
 import { ASK_SHARD, Router } from './router.js'
 import type { RawEntry, Sink } from './router.js'
 import { aggregateStats, emptyRegionStats } from './stats.js'
 import type { CacheStats } from './stats.js'
 import { ShardThread } from './shard_thread.js'
-import { AttachedLink, Broker, BrokerClient, BusRelay, checkHandle } from './attach.js'
+import { AttachedLink, Broker, BrokerClient, BusRelay, FlightRelay, checkHandle } from './attach.js'
+import { FlightCoordinator, flightKey } from './flights.js'
+import type { FlightOutcome, Flights } from './flights.js'
 import { EventEmitter } from 'node:events'
 import { BusOpType } from './bus_message.js'
 import type { BusEntry, BusOp } from './bus_message.js'
@@ -28,6 +30,16 @@ export interface CacheEntry<T = unknown> extends EntryInfo {
   value: T
   /** The `metadata` given to `set`, if any. */
   metadata: Record<string, unknown> | undefined
+}
+
+/** What `getOrCompute` calls on a miss: its result (or what its promise resolves to) is cached and returned. */
+export type Loader<T> = () => T | Promise<T>
+
+/** A loader run in the loader pool (`createCache({ loaders: { pool } })`): the module's export `task`, called with `args`. */
+export interface PoolTask {
+  task: string
+  /** Structured-cloneable arguments. @default [] */
+  args?: unknown[]
 }
 
 /** Entries for {@link CacheRegion.mset}: `[key, value]` pairs, a `Map`, or a plain object. */
@@ -115,6 +127,12 @@ interface Core {
   bus: BusPublisher | undefined
   /** Where applied remote ops and bus flushes are announced (owner only). */
   events: EventEmitter
+  /** getOrCompute across threads: the owner's coordinator, or a relay to it. */
+  flights: Flights
+  /** getOrCompute on this thread: one promise per key being loaded (by flightKey). */
+  loading: Map<string, Promise<unknown>>
+  /** Runs a pool task; undefined without `loaders.pool` (or on attached threads). */
+  runTask: ((t: PoolTask) => Promise<unknown>) | undefined
 }
 
 /**
@@ -131,6 +149,36 @@ function emit(events: EventEmitter, name: string, payload: unknown): void {
       throw err
     })
   }
+}
+
+/** Calls a loader: a function here, or a task in the loader pool. */
+function runLoader<T>(loader: Loader<T> | PoolTask, runTask: ((t: PoolTask) => Promise<unknown>) | undefined): Promise<T> {
+  if (typeof loader === 'function') {
+    try {
+      return Promise.resolve(loader())
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+  return runTask!(loader) as Promise<T>
+}
+
+/** The loader's promise, or E_LOAD_TIMEOUT after `ms`. The timer keeps the process alive, as any operation a caller awaits does. */
+function withTimeout<T>(p: Promise<T>, ms: number, key: string): Promise<T> {
+  if (ms === Infinity) return p
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new LoadTimeoutError(`the loader of ${JSON.stringify(key)} did not settle within options.timeout (${ms} ms)`)), ms)
+    p.then(
+      (v) => {
+        clearTimeout(timer)
+        resolve(v)
+      },
+      (e) => {
+        clearTimeout(timer)
+        reject(e)
+      },
+    )
+  })
 }
 
 function rejected<T>(err: unknown): Promise<T> {
@@ -191,6 +239,110 @@ export class CacheRegion {
   }
 
   /**
+   * The value of `key`; on a miss, the loader's result, cached with
+   * `options.ttl`. However many callers miss the same key at once, on this
+   * thread and on every thread attached to the cache, the loader runs once
+   * and every caller gets its value (the same object on the loader's
+   * thread, a decoded copy elsewhere) or its rejection. A rejection is not
+   * cached: the next call runs the loader again.
+   *
+   * `loader` is a function, or `{ task, args }` to run the export `task` of
+   * the loader pool's module in a pool thread (`createCache({ loaders })`).
+   *
+   * Rejects with the loader's error (`E_LOADER` with its message on other
+   * threads), `E_LOAD_TIMEOUT` past `options.timeout`, `E_LOAD_ABORTED` when
+   * the thread running the loader went away, `E_INVALID_VALUE` when the loader
+   * returned something that cannot be cached (`undefined`: return `null` to
+   * cache a negative result), and the errors of `get` and `set`.
+   *
+   * @example
+   * ```ts
+   * const user = await cache.getOrCompute(`user:${id}`, () => db.users.find(id), { ttl: '10m', timeout: '2s' })
+   * ```
+   */
+  getOrCompute<T = unknown>(key: string, loader: Loader<T> | PoolTask, options?: ComputeOptions): Promise<T> {
+    let opts: ResolvedCompute
+    try {
+      this.#open()
+      checkKey(key, this.core.options.maxKeyBytes)
+      opts = resolveComputeOptions(options, this.core.options.maxKeyBytes)
+      this.#checkLoader(loader)
+    } catch (err) {
+      return rejected(err)
+    }
+    const fk = flightKey(this.#region.index, key)
+    const running = this.core.loading.get(fk)
+    if (running !== undefined) return running as Promise<T>
+    const value = this.core.router.readValue(this.#region.index, key)
+    if (value !== ASK_SHARD && value !== undefined) return Promise.resolve(value as T)
+    return this.get<T>(key).then((hit) => (hit !== undefined ? hit : this.#load<T>(fk, key, loader, opts)))
+  }
+
+  #checkLoader(loader: unknown): void {
+    if (typeof loader === 'function') return
+    if (loader !== null && typeof loader === 'object' && typeof (loader as PoolTask).task === 'string') {
+      const args = (loader as PoolTask).args
+      if (args !== undefined && !Array.isArray(args)) throw new InvalidOptionError('loader.args must be an array')
+      if (this.core.runTask === undefined) {
+        throw new InvalidOptionError('loader { task } needs a loader pool: createCache({ loaders: { pool: { filename } } }) (pool tasks run from the cache createCache returned)')
+      }
+      return
+    }
+    throw new InvalidOptionError('loader must be a function or { task, args } for the loader pool')
+  }
+
+  /** One flight of `key`: this thread's callers share it; across threads, the coordinator picks who runs the loader. */
+  #load<T>(fk: string, key: string, loader: Loader<T> | PoolTask, opts: ResolvedCompute): Promise<T> {
+    const loading = this.core.loading
+    const again = loading.get(fk)
+    if (again !== undefined) return again as Promise<T>
+    const flight = this.#fly<T>(fk, key, loader, opts).finally(() => loading.delete(fk))
+    loading.set(fk, flight)
+    return flight
+  }
+
+  async #fly<T>(fk: string, key: string, loader: Loader<T> | PoolTask, opts: ResolvedCompute): Promise<T> {
+    const flights = this.core.flights
+    const turn = await flights.begin(fk)
+    if (turn !== 'lead') return this.#outcome<T>(turn)
+    let outcome: FlightOutcome | undefined
+    try {
+      // A flight may have ended between our miss and our turn: its value is in the cache.
+      const hit = await this.get<T>(key)
+      if (hit !== undefined) {
+        const enc = encodeValue(hit, this.core.options.codec)
+        outcome = { ok: true, tag: enc.tag, bytes: enc.bytes }
+        return hit
+      }
+      const value = await withTimeout(runLoader(loader, this.core.runTask), opts.timeoutMs, key)
+      if (value === undefined) {
+        throw new InvalidValueError(`the loader of ${JSON.stringify(key)} returned undefined, which cannot be cached: return null to cache "not found"`)
+      }
+      const enc = encodeValue(value, this.core.options.codec)
+      await this.set(key, value, { ...(opts.ttl === undefined ? {} : { ttl: opts.ttl }), ...(opts.tags === undefined ? {} : { tags: opts.tags }) })
+      outcome = { ok: true, tag: enc.tag, bytes: Uint8Array.prototype.slice.call(enc.bytes) }
+      return value
+    } catch (err) {
+      const e = err as Error & { code?: string }
+      outcome = { ok: false, error: { code: e?.code, message: e?.message ?? String(err), name: e?.name ?? 'Error' } }
+      throw err
+    } finally {
+      flights.end(fk, outcome!)
+    }
+  }
+
+  /** A flight led by another thread: its value, decoded here, or its error. */
+  #outcome<T>(o: FlightOutcome): T {
+    if (o.ok) return decodeValue(o.tag, Buffer.from(o.bytes.buffer, o.bytes.byteOffset, o.bytes.byteLength), this.core.options.codec) as T
+    const { code, message, name } = o.error
+    if (code === 'E_LOAD_TIMEOUT') throw new LoadTimeoutError(message)
+    if (code === 'E_LOAD_ABORTED') throw new LoadAbortedError(message)
+    if (code === 'E_CLOSED') throw new ClosedError(message)
+    if (code !== undefined && code.startsWith('E_') && code !== 'E_LOADER') throw new CacheError(code as never, message)
+    throw new LoaderError(message, name)
+  }
+
+  /**
    * Stores `value` under `key`. Resolves `true` when stored, `false` when `nx`
    * or `xx` refused it. Strings, Buffers and Uint8Arrays come back as the same
    * type; other values go through the codec (JSON by default).
@@ -201,7 +353,7 @@ export class CacheRegion {
     try {
       this.#open()
       checkKey(key, this.core.options.maxKeyBytes)
-      opts = resolveSetOptions(options)
+      opts = resolveSetOptions(options, this.core.options.maxKeyBytes)
       enc = encodeValue(value, this.core.options.codec)
       this.#checkSize(key, enc, opts)
     } catch (err) {
@@ -311,7 +463,7 @@ export class CacheRegion {
     let opts: ResolvedSet
     try {
       this.#open()
-      opts = resolveSetOptions(options)
+      opts = resolveSetOptions(options, this.core.options.maxKeyBytes)
       const pairs = toPairs(entries)
       for (let i = 0; i < pairs.length; i++) {
         const pair = pairs[i]
@@ -410,6 +562,38 @@ export class CacheRegion {
   }
 
   /**
+   * Removes the region's entries carrying `tag` (set with `{ tags }`), in
+   * every shard and, through the bus, in every instance; resolves how many
+   * live entries this instance removed. On the cache itself (not a region
+   * handle) it covers every region.
+   */
+  invalidateTag(tag: string): Promise<number> {
+    try {
+      this.#open()
+      checkTag(tag, 'tag', this.core.options.maxKeyBytes)
+    } catch (err) {
+      return rejected(err)
+    }
+    this.core.bus?.publish({ type: BusOpType.TAG, region: this.#region.name, tag })
+    return this.#invalidateTag(tag)
+  }
+
+  #invalidateTag(tag: string): Promise<number> {
+    const router = this.core.router
+    const region = this.#region.index
+    const c = new Collector<number>(router.shardCount, addNumbers)
+    for (let s = 0; s < router.shardCount; s++) {
+      const w = router.writer(s)
+      w.u8(Op.INVALIDATE_TAG)
+      w.u8(region)
+      w.string(tag)
+      // Direct reads of the region wait for it, as for a clear.
+      router.commitWrite(s, c, s, region, undefined)
+    }
+    return c.promise
+  }
+
+  /**
    * @internal Applies one op a peer published, without publishing it again,
    * and announces it; resolves once the shards applied it. Keys and values a local call would refuse
    * (too long, too large for this region) are deleted instead: this
@@ -436,7 +620,7 @@ export class CacheRegion {
         for (let i = 0; i < entries.length; i++) {
           const e = entries[i]!
           const enc: EncodedValue = { tag: e.tag, bytes: e.bytes }
-          const opts: ResolvedSet = { ttl: e.ttl, nx: false, xx: false, metadata: e.metadata }
+          const opts: ResolvedSet = { ttl: e.ttl, nx: false, xx: false, metadata: e.metadata, tags: e.tags }
           let storable = e.tag <= ValueTag.CODEC
           if (storable) {
             try {
@@ -459,6 +643,10 @@ export class CacheRegion {
       case BusOpType.CLEAR:
         done = this.#allShards(Op.CLEAR, undefined, addNumbers)
         event = { origin, region: name, type: 'clear' }
+        break
+      case BusOpType.TAG:
+        done = validKey(op.tag) ? this.#invalidateTag(op.tag) : Promise.resolve(0)
+        event = { origin, region: name, type: 'tag', tag: op.tag }
         break
     }
     // Announced once issued, in message order: a read issued from the listener already runs after the op.
@@ -498,6 +686,7 @@ export class CacheRegion {
         bytes: enc.tag === ValueTag.BUFFER || enc.tag === ValueTag.UINT8ARRAY ? Uint8Array.prototype.slice.call(enc.bytes) : enc.bytes,
         ttl: opts.ttl,
         metadata: opts.metadata,
+        tags: opts.tags,
       }))
       bus.publish({ type: BusOpType.UPDATE, region, entries })
     } else {
@@ -572,6 +761,7 @@ export class CacheRegion {
     if (opts.xx) flags |= SetFlag.XX
     if (opts.ttl !== undefined) flags |= SetFlag.TTL
     if (opts.metadata !== undefined) flags |= SetFlag.META
+    if (opts.tags !== undefined) flags |= SetFlag.TAGS
     w.u8(Op.SET)
     w.u8(this.#region.index)
     w.u8(flags)
@@ -580,6 +770,10 @@ export class CacheRegion {
     w.u8(enc.tag)
     w.bytes(enc.bytes)
     if (opts.metadata !== undefined) w.bytes(opts.metadata)
+    if (opts.tags !== undefined) {
+      w.u16(opts.tags.length)
+      for (const t of opts.tags) w.string(t)
+    }
     router.commitWrite(shard, sink, index, this.#region.index, key)
   }
 
@@ -639,6 +833,13 @@ export class Cache extends CacheRegion {
   /** Names of the configured regions (`default` included). */
   get regionNames(): string[] {
     return [...this.#regions.keys()]
+  }
+
+  /** Removes the entries carrying `tag` in every region (see {@link CacheRegion.invalidateTag}); resolves how many. */
+  override invalidateTag(tag: string): Promise<number> {
+    const regions = [...this.#regions.values()]
+    if (regions.length === 1) return super.invalidateTag(tag)
+    return Promise.all(regions.map((r) => (r === this ? super.invalidateTag(tag) : r.invalidateTag(tag)))).then(addNumbers)
   }
 
   /** The data operations bound to region `name`. Throws {@link UnknownRegionError} for a region that was not configured. */
@@ -802,6 +1003,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     await control(router, threads, (c) => c.resetStats())
     bus?.resetStats()
   }
+  const flights = new FlightCoordinator()
   const broker = new Broker(resolved, {
     threads: () => threads,
     isDead: (i) => router.isDead(i),
@@ -810,12 +1012,16 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     publish: (ops) => {
       for (const op of ops) bus?.publish(op)
     },
+    flights,
   })
+  const pool = resolved.loaderPool === undefined ? undefined : loaderPool(resolved.loaderPool)
   const admin: Admin = {
     stats,
     resetStats,
     broker,
     close: async () => {
+      flights.closeAll()
+      await pool?.destroy()
       // Ops issued before close() are still published (the bus packs them now).
       await bus?.close()
       // Attached threads must see E_CLOSED, not a crash, when the shards stop.
@@ -823,7 +1029,17 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       await router.close()
     },
   }
-  const core: Core = { router, options: resolved, closed: false, admin, bus: undefined, events: new EventEmitter() }
+  const core: Core = {
+    router,
+    options: resolved,
+    closed: false,
+    admin,
+    bus: undefined,
+    events: new EventEmitter(),
+    flights,
+    loading: new Map(),
+    runTask: pool?.run,
+  }
   const cache = new Cache(core)
   try {
     await Promise.all(threads.map((t) => controlCall(t, (c) => c.stats())))
@@ -839,6 +1055,27 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   }
   return cache
 }
+
+/** The piscina pool of `loaders.pool`, started on the first task (piscina is loaded only then). */
+function loaderPool(o: { filename: string; maxThreads: number | undefined }): { run: (t: PoolTask) => Promise<unknown>; destroy: () => Promise<void> } {
+  let pool: Promise<import('piscina').Piscina> | undefined
+  const start = async (): Promise<import('piscina').Piscina> => {
+    const { Piscina } = await import('piscina')
+    return new Piscina({ filename: LOADER_TASK_FILE, ...(o.maxThreads === undefined ? {} : { maxThreads: o.maxThreads, minThreads: Math.min(1, o.maxThreads) }) })
+  }
+  return {
+    run: async (t) => {
+      pool ??= start()
+      return (await pool).run({ filename: o.filename, name: t.task, args: t.args ?? [] })
+    },
+    destroy: async () => {
+      if (pool !== undefined) await (await pool).destroy()
+    },
+  }
+}
+
+/** The pool threads' entry: runs a named export of the user's loader module. */
+const LOADER_TASK_FILE = new URL('../workers/loader_task.js', import.meta.url).href
 
 /** How the bus changes a cache: peers' ops applied region by region, flushes of every region. */
 function busHost(cache: Cache, core: Core): BusHost {
@@ -958,7 +1195,17 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
     },
   }
   const bus = o.busMode === undefined ? undefined : new BusRelay(o.busMode, broker)
-  const cache = new Cache({ router, options: resolved, closed: false, admin, bus, events: new EventEmitter() })
+  const cache = new Cache({
+    router,
+    options: resolved,
+    closed: false,
+    admin,
+    bus,
+    events: new EventEmitter(),
+    flights: new FlightRelay(broker),
+    loading: new Map(),
+    runTask: undefined,
+  })
   attached.set(handle.id, cache)
   return cache
 }

@@ -18,6 +18,9 @@ export const ErrorCodes = {
   CLOSED: 'E_CLOSED',
   SHARD_CRASHED: 'E_SHARD_CRASHED',
   BUS_CONNECT: 'E_BUS_CONNECT',
+  LOADER: 'E_LOADER',
+  LOAD_TIMEOUT: 'E_LOAD_TIMEOUT',
+  LOAD_ABORTED: 'E_LOAD_ABORTED',
   INTERNAL: 'E_INTERNAL',
 } as const
 
@@ -128,6 +131,37 @@ export class BusConnectError extends CacheError {
   static readonly code = ErrorCodes.BUS_CONNECT
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCodes.BUS_CONNECT, message, options)
+  }
+}
+
+/**
+ * A `getOrCompute` loader failed. On the thread whose loader ran, callers get
+ * the loader's own error; callers waiting on other threads get this, with the
+ * original's name and message (`cause` is not sent across threads). Code `E_LOADER`.
+ */
+export class LoaderError extends CacheError {
+  static readonly code = ErrorCodes.LOADER
+  /** The name of the loader's error (`TypeError`, ...). */
+  readonly loaderErrorName: string
+  constructor(message: string, loaderErrorName: string) {
+    super(ErrorCodes.LOADER, message)
+    this.loaderErrorName = loaderErrorName
+  }
+}
+
+/** A `getOrCompute` loader did not settle within its `timeout`; nothing was cached. Code `E_LOAD_TIMEOUT`. */
+export class LoadTimeoutError extends CacheError {
+  static readonly code = ErrorCodes.LOAD_TIMEOUT
+  constructor(message: string) {
+    super(ErrorCodes.LOAD_TIMEOUT, message)
+  }
+}
+
+/** The thread running a `getOrCompute` loader for this key exited or detached before it finished. Retrying is safe. Code `E_LOAD_ABORTED`. */
+export class LoadAbortedError extends CacheError {
+  static readonly code = ErrorCodes.LOAD_ABORTED
+  constructor(message: string) {
+    super(ErrorCodes.LOAD_ABORTED, message)
   }
 }
 

@@ -5,7 +5,8 @@
 export { createCache, attachCache, Cache, CacheRegion } from './cache.js'
 export type { CacheHandle, AttachOptions, HandleOptions } from './attach.js'
 export type { CacheEntry, MsetEntries } from './cache.js'
-export type { CacheOptions, RegionOptions, SetOptions, Codec, Ttl, Size } from './options.js'
+export type { CacheOptions, RegionOptions, SetOptions, ComputeOptions, LoaderOptions, Codec, Ttl, Size } from './options.js'
+export type { Loader, PoolTask } from './cache.js'
 export type { CacheStats, CounterStats, DictionaryStats } from './stats.js'
 export type { BusStats, BusRedis, FlushReason, InvalidationEvent, FlushEvent } from './bus.js'
 export type { BusOp, BusEntry, DropReason } from './bus_message.js'
@@ -22,6 +23,9 @@ export {
   ClosedError,
   ShardCrashedError,
   BusConnectError,
+  LoaderError,
+  LoadTimeoutError,
+  LoadAbortedError,
   InternalError,
 } from './errors.js'
 export type { ErrorCode } from './errors.js'

@@ -10,6 +10,9 @@ import { InvalidOptionError, InvalidTtlError } from './errors.js'
 import { MAX_KEY_BYTES_LIMIT } from './protocol.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
 import type { BusRedis, ResolvedBus } from './bus.js'
+import { existsSync } from 'node:fs'
+import { resolve as resolvePath } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 /** Milliseconds (a positive number, or `Infinity` for no expiry) or a duration string such as `'30s'`, `'5m'`, `'1h'`, `'2d'`. */
 export type Ttl = number | string
@@ -126,6 +129,38 @@ export interface CacheOptions {
    * Redis pub/sub. Off when absent. See {@link BusOptions}.
    */
   bus?: BusOptions
+  /** Loaders of `getOrCompute` that run off the calling thread. See {@link LoaderOptions}. */
+  loaders?: LoaderOptions
+}
+
+/** `createCache({ loaders })`: where `getOrCompute(key, { task, args })` runs its loaders. */
+export interface LoaderOptions {
+  /**
+   * A `piscina` pool: `filename` is a module (path or file URL; a relative path
+   * is resolved against the current directory) whose named exports are the
+   * tasks; each runs in a pool thread as `export(...args)`, and its result is
+   * cached. Created on the first task, destroyed by `close()`.
+   */
+  pool: {
+    filename: string
+    /** @default piscina's default (half the cores, at least 1) */
+    maxThreads?: number
+  }
+}
+
+/** Options of `getOrCompute`. */
+export interface ComputeOptions {
+  /** TTL of the computed entry. @default the region's `ttl` */
+  ttl?: Ttl
+  /** Tags of the computed entry (see `SetOptions.tags`). */
+  tags?: string[]
+  /**
+   * Longest wait for the loader (ms or a duration string). Past it every
+   * caller of this flight rejects with `E_LOAD_TIMEOUT` and nothing is cached;
+   * the loader itself is not stopped (a task in the pool runs to its end).
+   * @default no limit
+   */
+  timeout?: Ttl
 }
 
 /** Options of the Redis invalidation bus (`createCache({ bus })`). */
@@ -216,6 +251,12 @@ export interface SetOptions {
   xx?: boolean
   /** JSON-serializable data stored with the entry and returned by `getEntry`. */
   metadata?: Record<string, unknown>
+  /**
+   * Tags of the entry: `invalidateTag(tag)` removes every entry carrying one,
+   * in every shard and, through the bus, in every instance. At most 32
+   * non-empty strings of at most `maxKeyBytes` bytes each.
+   */
+  tags?: string[]
 }
 
 /** A region after validation: totals, not shares. */
@@ -242,6 +283,8 @@ export interface ResolvedOptions {
   regions: ResolvedRegion[]
   /** Undefined: no bus. */
   bus?: ResolvedBus
+  /** Undefined: no loader pool. */
+  loaderPool?: { filename: string; maxThreads: number | undefined }
 }
 
 export const DEFAULTS = {
@@ -269,9 +312,11 @@ export const DEFAULTS = {
   busStreamMaxLen: 10_000,
 } as const
 
-const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus']
+const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders']
 const REGION_KEYS = ['policy', 'maxBytes', 'maxEntries', 'ttl', 'compression']
-const SET_KEYS = ['ttl', 'nx', 'xx', 'metadata']
+const SET_KEYS = ['ttl', 'nx', 'xx', 'metadata', 'tags']
+/** Tags an entry may carry. */
+export const MAX_TAGS = 32
 
 function describe(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v)
@@ -408,7 +453,49 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     return resolveRegion(name, i, Object.hasOwn(given, name) ? given[name] : {}, shards)
   })
   const bus = o.bus === undefined ? undefined : resolveBus(o.bus, maxKeyBytes)
-  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus }
+  const loaderPool = o.loaders === undefined ? undefined : resolveLoaders(o.loaders)
+  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool }
+}
+
+function resolveLoaders(v: unknown): { filename: string; maxThreads: number | undefined } {
+  if (!isPlainObject(v)) throw new InvalidOptionError(`options.loaders must be an object like { pool: { filename: './loaders.js' } } (got ${describe(v)})`)
+  rejectUnknownKeys(v, ['pool'], 'options.loaders.')
+  const pool = v.pool
+  if (!isPlainObject(pool)) throw new InvalidOptionError(`options.loaders.pool must be an object like { filename: './loaders.js', maxThreads: 2 } (got ${describe(pool)})`)
+  rejectUnknownKeys(pool, ['filename', 'maxThreads'], 'options.loaders.pool.')
+  if (typeof pool.filename !== 'string' || pool.filename === '') {
+    throw new InvalidOptionError(`options.loaders.pool.filename must be a module's path or file URL (got ${describe(pool.filename)})`)
+  }
+  const file = pool.filename.startsWith('file:') ? fileURLToPath(pool.filename) : resolvePath(pool.filename)
+  if (!existsSync(file)) throw new InvalidOptionError(`options.loaders.pool.filename: no such file ${JSON.stringify(file)}`)
+  const maxThreads = pool.maxThreads === undefined ? undefined : positiveInteger(pool.maxThreads, 'options.loaders.pool.maxThreads', 1024)
+  return { filename: pathToFileURL(file).href, maxThreads }
+}
+
+/** The options of one `getOrCompute`, validated. */
+export interface ResolvedCompute {
+  ttl: number | undefined
+  timeoutMs: number
+  tags: string[] | undefined
+}
+
+/** Validates the options of `getOrCompute`. */
+export function resolveComputeOptions(o: unknown, maxKeyBytes: number = DEFAULTS.maxKeyBytes): ResolvedCompute {
+  if (o === undefined) return { ttl: undefined, timeoutMs: Infinity, tags: undefined }
+  if (!isPlainObject(o)) throw new InvalidOptionError(`options must be an object like { ttl, timeout, tags } (got ${describe(o)})`)
+  rejectUnknownKeys(o, ['ttl', 'timeout', 'tags'], 'options.')
+  const tags = o.tags === undefined ? undefined : resolveTags(o.tags, 'options.tags', maxKeyBytes)
+  const ttl = o.ttl === undefined ? undefined : parseTtl(o.ttl, 'options.ttl')
+  let timeoutMs = Infinity
+  if (o.timeout !== undefined) {
+    const t = o.timeout
+    const n = typeof t === 'number' ? t : typeof t === 'string' ? (ms(t as ms.StringValue) as number | undefined) : undefined
+    if (typeof n !== 'number' || !(n > 0) || (Number.isFinite(n) && n > 2 ** 31 - 1)) {
+      throw new InvalidOptionError(`options.timeout must be a positive number of ms below 24 days, Infinity, or a duration string like "2s" (got ${describe(t)})`)
+    }
+    timeoutMs = n
+  }
+  return { ttl, timeoutMs, tags }
 }
 
 const BUS_KEYS = ['redis', 'channel', 'secret', 'mode', 'maxMessageBytes', 'heartbeat', 'maxQueue', 'required', 'connectTimeout', 'catchUp', 'streamMaxLen']
@@ -509,12 +596,13 @@ export interface ResolvedSet {
   nx: boolean
   xx: boolean
   metadata: Uint8Array | undefined
+  tags: string[] | undefined
 }
 
-const NO_SET_OPTIONS: ResolvedSet = { ttl: undefined, nx: false, xx: false, metadata: undefined }
+const NO_SET_OPTIONS: ResolvedSet = { ttl: undefined, nx: false, xx: false, metadata: undefined, tags: undefined }
 
 /** Validates the options of `set`/`mset`. */
-export function resolveSetOptions(o: unknown): ResolvedSet {
+export function resolveSetOptions(o: unknown, maxKeyBytes: number = DEFAULTS.maxKeyBytes): ResolvedSet {
   if (o === undefined) return NO_SET_OPTIONS
   if (!isPlainObject(o)) throw new InvalidOptionError(`options must be an object like { ttl, nx, xx, metadata } (got ${describe(o)})`)
   rejectUnknownKeys(o, SET_KEYS, 'options.')
@@ -535,5 +623,22 @@ export function resolveSetOptions(o: unknown): ResolvedSet {
     }
     metadata = Buffer.from(json, 'utf8')
   }
-  return { ttl, nx, xx, metadata }
+  const tags = o.tags === undefined ? undefined : resolveTags(o.tags, 'options.tags', maxKeyBytes)
+  return { ttl, nx, xx, metadata, tags }
+}
+
+/** Validates a list of tags (duplicates dropped). */
+export function resolveTags(v: unknown, name: string, maxKeyBytes: number): string[] {
+  if (!Array.isArray(v)) throw new InvalidOptionError(`${name} must be an array of strings (got ${describe(v)})`)
+  if (v.length > MAX_TAGS) throw new InvalidOptionError(`${name} may hold at most ${MAX_TAGS} tags (got ${v.length})`)
+  for (let i = 0; i < v.length; i++) checkTag(v[i], `${name}[${i}]`, maxKeyBytes)
+  return [...new Set(v as string[])]
+}
+
+/** A tag is a non-empty string of at most `maxKeyBytes` UTF-8 bytes, like a key. */
+export function checkTag(t: unknown, name: string, maxKeyBytes: number): asserts t is string {
+  if (typeof t !== 'string' || t === '') throw new InvalidOptionError(`${name} must be a non-empty string (got ${describe(t)})`)
+  if (t.length * 3 > maxKeyBytes && Buffer.byteLength(t) > maxKeyBytes) {
+    throw new InvalidOptionError(`${name} must be at most maxKeyBytes (${maxKeyBytes}) UTF-8 bytes`)
+  }
 }

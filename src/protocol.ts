@@ -75,6 +75,8 @@ export const Op = {
   DELETE_PATTERN: 8,
   CLEAR: 9,
   CLEANUP: 10,
+  /** Removes the entries carrying a tag: region, tag (string) → NUMBER (entries removed). */
+  INVALIDATE_TAG: 11,
   /** @internal Makes the shard throw an uncaught exception: the crash tests' real fault. */
   CRASH: 255,
 } as const
@@ -95,6 +97,8 @@ export const SetFlag = {
   XX: 2,
   TTL: 4,
   META: 8,
+  /** Followed, after the metadata, by u16 count and that many strings: the entry's tags. */
+  TAGS: 16,
 } as const
 
 /** How a value's bytes turn back into the value the user stored. */

@@ -115,6 +115,26 @@ test('update mode: peers store the value with its type, TTL and metadata; nx/xx 
   assert.equal(seen.invalidations.map((x) => x.type), ['update', 'update', 'update', 'delete'])
 })
 
+test('invalidateTag reaches every instance; in update mode the tags travel with the values', async () => {
+  const r = await server()
+  const a = await cache(r, { mode: 'update' })
+  const b = await cache(r, { mode: 'update' })
+  const seen = record(b)
+  await b.mset([['p:1', 1], ['p:2', 2]], { tags: ['product'] })
+  await b.set('other', 3)
+  await eventually(() => busStats(a), (s) => s.received === 2)
+  await a.invalidateTag('product')
+  await eventually(() => b.keys(), (ks) => ks.length === 1)
+  assert.equal(await b.keys(), ['other'])
+  assert.equal(seen.invalidations.map((e) => [e.type, e.tag]), [['tag', 'product']])
+  // a stored b's values with their tags (update mode): its own invalidation removed them too.
+  assert.is(await a.get('p:1'), undefined)
+  assert.is(await a.get('other'), 3)
+  await a.set('q', 1, { tags: ['late'] })
+  await eventually(() => b.get('q'), (v) => v === 1)
+  assert.is(await b.invalidateTag('late'), 1)
+})
+
 test('an instance ignores its own messages, and a tick of writes is one message, split under maxMessageBytes', async () => {
   const r = await server()
   const a = await cache(r, { maxMessageBytes: '8kb' })

@@ -29,12 +29,13 @@ const ops: BusOp[] = [
     type: BusOpType.UPDATE,
     region: 'sessions',
     entries: [
-      { key: 's:1', tag: 0, bytes: Buffer.from('hello'), ttl: 1500, metadata: Buffer.from('{"m":1}') },
+      { key: 's:1', tag: 0, bytes: Buffer.from('hello'), ttl: 1500, metadata: Buffer.from('{"m":1}'), tags: ['user:1', 'профиль'] },
       { key: 's:2', tag: 1, bytes: Buffer.from([0, 255, 3]), ttl: undefined, metadata: undefined },
     ],
   },
   { type: BusOpType.PATTERN, region: 'default', glob: 'user:*' },
   { type: BusOpType.CLEAR, region: 'sessions' },
+  { type: BusOpType.TAG, region: 'default', tag: 'user:1' },
 ]
 
 /** Values in the same plain shape decodeMessage produces (Buffers compared by bytes). */

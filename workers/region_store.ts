@@ -144,6 +144,10 @@ export class RegionStore {
   #lastHash = 0
   readonly #slab: ValueSlab
   #metas: (Uint8Array | undefined)[] = []
+  /** Per slot, the tags of its entry (sparse: most entries have none). */
+  #tags: (string[] | undefined)[] = []
+  /** Tag → slots of the live entries carrying it, for invalidateTag. */
+  #tagIndex = new Map<string, Set<number>>()
   #next: Int32Array
   #prev: Int32Array
   #created: Float64Array
@@ -337,6 +341,7 @@ export class RegionStore {
     nx: boolean,
     xx: boolean,
     metadata: Uint8Array | undefined,
+    tags?: string[],
   ): boolean {
     let slot = this.#live(buf, start, len)
     if (slot === NIL ? xx : nx) return false
@@ -392,6 +397,8 @@ export class RegionStore {
     v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64] = now + life
     this.#end(slot)
     this.#metas[slot] = meta
+    this.#untag(slot)
+    if (tags !== undefined && tags.length > 0) this.#tag(slot, tags)
     this.#charge[slot] = charge
     this.#dictIds[slot] = dictId // after #unaccount released the old value's dictionary
     this.#created[slot] = now
@@ -470,6 +477,8 @@ export class RegionStore {
     for (let slot = 0; slot < this.#used; slot++) slots[slot * SLOT_WORDS + Slot.FLAGS] = 0
     this.#slab.clear()
     this.#metas = []
+    this.#tags = []
+    this.#tagIndex.clear()
     this.#free = []
     this.#used = 0
     this.#head = this.#tail = NIL
@@ -710,9 +719,60 @@ export class RegionStore {
     this.#slab.free(this.#v.slotsU[slot * SLOT_WORDS + Slot.VALUE_REF]!, this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!)
     this.#end(slot)
     this.#metas[slot] = undefined
+    this.#untag(slot)
     this.#unlink(slot)
     this.#free.push(slot)
     this.#entries--
+  }
+
+  #tag(slot: number, tags: string[]): void {
+    this.#tags[slot] = tags
+    for (const t of tags) {
+      let slots = this.#tagIndex.get(t)
+      if (slots === undefined) this.#tagIndex.set(t, (slots = new Set()))
+      slots.add(slot)
+    }
+  }
+
+  #untag(slot: number): void {
+    const tags = this.#tags[slot]
+    if (tags === undefined) return
+    this.#tags[slot] = undefined
+    for (const t of tags) {
+      const slots = this.#tagIndex.get(t)
+      if (slots === undefined) continue
+      slots.delete(slot)
+      if (slots.size === 0) this.#tagIndex.delete(t)
+    }
+  }
+
+  /**
+   * Removes every entry carrying `tag`; returns how many live ones (expired
+   * ones are removed as expirations). Counted as deletes.
+   */
+  invalidateTag(tag: string): number {
+    const slots = this.#tagIndex.get(tag)
+    if (slots === undefined) return 0
+    const now = this.#now()
+    let n = 0
+    for (const slot of [...slots]) {
+      const expired = this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]! <= now
+      this.#remove(slot)
+      if (expired) {
+        this.#evictionsExpired++
+      } else {
+        this.#deletes++
+        n++
+      }
+    }
+    return n
+  }
+
+  /** The tags of `key`'s live entry (for tests and getEntry). */
+  tagsOf(key: string): string[] | undefined {
+    const bytes = Buffer.from(key)
+    const slot = this.#live(bytes, 0, bytes.length)
+    return slot === NIL ? undefined : this.#tags[slot]
   }
 
   #allocate(): number {

@@ -259,11 +259,20 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
       const tag = r.u8()
       const value = r.bytesView()
       const meta = (flags & SetFlag.META) !== 0 ? r.bytesView() : undefined
+      let tags: string[] | undefined
+      if ((flags & SetFlag.TAGS) !== 0) {
+        tags = []
+        for (let n = r.u16(); n > 0; n--) tags.push(r.string())
+      }
       const nx = (flags & SetFlag.NX) !== 0
       const xx = (flags & SetFlag.XX) !== 0
-      writeBool(w, store.setAt(r.buf, keyStart, keyBytes, tag, value, ttl, nx, xx, meta))
+      writeBool(w, store.setAt(r.buf, keyStart, keyBytes, tag, value, ttl, nx, xx, meta, tags))
       return
     }
+    case Op.INVALIDATE_TAG:
+      w.u8(Status.NUMBER)
+      w.f64(store.invalidateTag(r.string()))
+      return
     case Op.HAS:
       r.keyAt()
       writeBool(w, store.hasAt(r.buf, r.keyStart, r.keyBytes))
