@@ -11,7 +11,7 @@ import { checkTag, regionShare, rejectUnknownKeys, resolveComputeOptions, resolv
 import type { CacheOptions, ComputeOptions, ResolvedCompute, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions } from './options.js'
 import { checkKey, checkKeys, decodeValue, encodeValue } from './values.js'
 import type { EncodedValue } from './values.js'
-import { ASK_SHARD, Router } from './router.js'
+import { ASK_SHARD, Router, StaleValue } from './router.js'
 import type { RawEntry, Sink } from './router.js'
 import { aggregateStats, emptyRegionStats } from './stats.js'
 import type { CacheStats } from './stats.js'
@@ -271,11 +271,19 @@ export class CacheRegion {
       return rejected(err)
     }
     const fk = flightKey(this.#region.index, key)
+    const router = this.core.router
+    const value = router.readValue(this.#region.index, key)
+    if (value !== ASK_SHARD) return Promise.resolve(value as T)
     const running = this.core.loading.get(fk)
     if (running !== undefined) return running as Promise<T>
-    const value = this.core.router.readValue(this.#region.index, key)
-    if (value !== ASK_SHARD && value !== undefined) return Promise.resolve(value as T)
-    return this.get<T>(key).then((hit) => (hit !== undefined ? hit : this.#load<T>(fk, key, loader, opts)))
+    return this.#keyOp<unknown>(Op.GET_STALE, key, router.shardOf(key)).then((hit) => {
+      if (hit instanceof StaleValue) {
+        // Served at once; one refresh runs behind it. Its failure keeps the stale value until grace ends.
+        if (!this.core.loading.has(fk)) this.#load<T>(fk, key, loader, opts).catch(() => {})
+        return hit.value as T
+      }
+      return hit !== undefined ? (hit as T) : this.#load<T>(fk, key, loader, opts)
+    })
   }
 
   #checkLoader(loader: unknown): void {
@@ -319,7 +327,10 @@ export class CacheRegion {
         throw new InvalidValueError(`the loader of ${JSON.stringify(key)} returned undefined, which cannot be cached: return null to cache "not found"`)
       }
       const enc = encodeValue(value, this.core.options.codec)
-      await this.set(key, value, { ...(opts.ttl === undefined ? {} : { ttl: opts.ttl }), ...(opts.tags === undefined ? {} : { tags: opts.tags }) })
+      const set: ResolvedSet = { ttl: opts.ttl, nx: false, xx: false, metadata: undefined, tags: opts.tags, grace: opts.graceMs }
+      this.#open()
+      this.#checkSize(key, enc, set)
+      await this.#store(key, enc, set)
       outcome = { ok: true, tag: enc.tag, bytes: Uint8Array.prototype.slice.call(enc.bytes) }
       return value
     } catch (err) {
@@ -359,6 +370,11 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
+    return this.#store(key, enc, opts)
+  }
+
+  /** A validated set: to the key's shard, and to peers through the bus. */
+  #store(key: string, enc: EncodedValue, opts: ResolvedSet): Promise<boolean> {
     const d = new Deferred<boolean>()
     this.#writeSet(key, enc, opts, d, 0)
     if (this.core.bus !== undefined) this.#publishSets([[key, enc]], opts)
@@ -762,6 +778,7 @@ export class CacheRegion {
     if (opts.ttl !== undefined) flags |= SetFlag.TTL
     if (opts.metadata !== undefined) flags |= SetFlag.META
     if (opts.tags !== undefined) flags |= SetFlag.TAGS
+    if (opts.grace !== undefined) flags |= SetFlag.GRACE
     w.u8(Op.SET)
     w.u8(this.#region.index)
     w.u8(flags)
@@ -774,6 +791,7 @@ export class CacheRegion {
       w.u16(opts.tags.length)
       for (const t of opts.tags) w.string(t)
     }
+    if (opts.grace !== undefined) w.f64(opts.grace)
     router.commitWrite(shard, sink, index, this.#region.index, key)
   }
 

@@ -155,6 +155,15 @@ export interface ComputeOptions {
   /** Tags of the computed entry (see `SetOptions.tags`). */
   tags?: string[]
   /**
+   * How long past its `ttl` the entry may still be served, as a stale value,
+   * by `getOrCompute` (never by `get`): the caller gets it at once while one
+   * background call of the loader refreshes it; if that fails or times out,
+   * the stale value keeps being served until the grace period ends. Counted
+   * in `stats().staleServed`. ms or a duration string.
+   * @default none
+   */
+  grace?: Ttl
+  /**
    * Longest wait for the loader (ms or a duration string). Past it every
    * caller of this flight rejects with `E_LOAD_TIMEOUT` and nothing is cached;
    * the loader itself is not stopped (a task in the pool runs to its end).
@@ -477,13 +486,15 @@ export interface ResolvedCompute {
   ttl: number | undefined
   timeoutMs: number
   tags: string[] | undefined
+  graceMs: number | undefined
 }
 
 /** Validates the options of `getOrCompute`. */
 export function resolveComputeOptions(o: unknown, maxKeyBytes: number = DEFAULTS.maxKeyBytes): ResolvedCompute {
-  if (o === undefined) return { ttl: undefined, timeoutMs: Infinity, tags: undefined }
-  if (!isPlainObject(o)) throw new InvalidOptionError(`options must be an object like { ttl, timeout, tags } (got ${describe(o)})`)
-  rejectUnknownKeys(o, ['ttl', 'timeout', 'tags'], 'options.')
+  if (o === undefined) return { ttl: undefined, timeoutMs: Infinity, tags: undefined, graceMs: undefined }
+  if (!isPlainObject(o)) throw new InvalidOptionError(`options must be an object like { ttl, grace, timeout, tags } (got ${describe(o)})`)
+  rejectUnknownKeys(o, ['ttl', 'grace', 'timeout', 'tags'], 'options.')
+  const graceMs = o.grace === undefined ? undefined : finiteDuration(o.grace, 'options.grace')
   const tags = o.tags === undefined ? undefined : resolveTags(o.tags, 'options.tags', maxKeyBytes)
   const ttl = o.ttl === undefined ? undefined : parseTtl(o.ttl, 'options.ttl')
   let timeoutMs = Infinity
@@ -495,7 +506,7 @@ export function resolveComputeOptions(o: unknown, maxKeyBytes: number = DEFAULTS
     }
     timeoutMs = n
   }
-  return { ttl, timeoutMs, tags }
+  return { ttl, timeoutMs, tags, graceMs }
 }
 
 const BUS_KEYS = ['redis', 'channel', 'secret', 'mode', 'maxMessageBytes', 'heartbeat', 'maxQueue', 'required', 'connectTimeout', 'catchUp', 'streamMaxLen']
@@ -597,6 +608,8 @@ export interface ResolvedSet {
   xx: boolean
   metadata: Uint8Array | undefined
   tags: string[] | undefined
+  /** getOrCompute's `grace` (ms); never set by `set`. */
+  grace?: number
 }
 
 const NO_SET_OPTIONS: ResolvedSet = { ttl: undefined, nx: false, xx: false, metadata: undefined, tags: undefined }

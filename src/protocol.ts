@@ -77,6 +77,8 @@ export const Op = {
   CLEANUP: 10,
   /** Removes the entries carrying a tag: region, tag (string) → NUMBER (entries removed). */
   INVALIDATE_TAG: 11,
+  /** getOrCompute's read: VALUE when fresh, STALE for an entry past its fresh time but within grace, else MISS. */
+  GET_STALE: 12,
   /** @internal Makes the shard throw an uncaught exception: the crash tests' real fault. */
   CRASH: 255,
 } as const
@@ -90,6 +92,8 @@ export const Status = {
   ENTRY: 5,
   KEYS: 6,
   ERROR: 7,
+  /** Like VALUE, for an entry past its fresh time but within its grace period. */
+  STALE: 8,
 } as const
 
 export const SetFlag = {
@@ -99,6 +103,8 @@ export const SetFlag = {
   META: 8,
   /** Followed, after the metadata, by u16 count and that many strings: the entry's tags. */
   TAGS: 16,
+  /** Followed, after the tags, by f64: the grace period in ms (getOrCompute `grace`). */
+  GRACE: 32,
 } as const
 
 /** How a value's bytes turn back into the value the user stored. */

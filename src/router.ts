@@ -53,6 +53,11 @@ export interface RawEntry extends EntryInfo {
 /** What a direct read returns when only the shard can answer. */
 export const ASK_SHARD: unique symbol = Symbol('ask the shard')
 
+/** A GET_STALE answer for an entry past its fresh time, within its grace period. */
+export class StaleValue {
+  constructor(readonly value: unknown) {}
+}
+
 /**
  * How this thread reaches one shard thread: the owner's {@link ShardThread}
  * (src/shard_thread.ts) or an attached thread's port (src/attach.ts).
@@ -411,7 +416,8 @@ export class Router {
     if (!reader.find(this.#keyBytes, len, this.#keyHash, this.#found)) return ASK_SHARD
     const f = this.#found
     const flags = reader.flags(f)
-    if ((flags & SlotFlag.COMPRESSED) !== 0) return ASK_SHARD
+    // Compressed values are decompressed by the shard; grace entries may be stale, which the shard decides.
+    if ((flags & (SlotFlag.COMPRESSED | SlotFlag.GRACE)) !== 0) return ASK_SHARD
     const tag = flags & SlotFlag.TAG_MASK
     const expiresAt = reader.expiresAt(f)
     let value: unknown
@@ -468,7 +474,10 @@ export class Router {
   /** Whether `key` has a live entry, read straight from shared memory: `true`, or {@link ASK_SHARD}. */
   readHas(shard: number, region: number, key: string): true | typeof ASK_SHARD {
     const ch = this.#directFind(shard, region, key)
-    return ch !== undefined && ch.link.readers[region]!.valid(this.#found) ? true : ASK_SHARD
+    if (ch === undefined) return ASK_SHARD
+    const reader = ch.link.readers[region]!
+    const grace = (reader.flags(this.#found) & SlotFlag.GRACE) !== 0
+    return !grace && reader.valid(this.#found) ? true : ASK_SHARD
   }
 
   /** Remaining ms of `key` (as TTL reports it), read straight from shared memory, or {@link ASK_SHARD}. */
@@ -477,7 +486,8 @@ export class Router {
     if (ch === undefined) return ASK_SHARD
     const reader = ch.link.readers[region]!
     const expiresAt = reader.expiresAt(this.#found)
-    if (!reader.valid(this.#found)) return ASK_SHARD
+    // A grace entry's expiry is its grace's end: the shard reports its fresh time.
+    if ((reader.flags(this.#found) & SlotFlag.GRACE) !== 0 || !reader.valid(this.#found)) return ASK_SHARD
     return expiresAt === Infinity ? Infinity : Math.max(1, Math.ceil(expiresAt - monotonicNow()))
   }
 
@@ -631,6 +641,10 @@ export class Router {
       case Status.VALUE: {
         const tag = r.u8()
         return decodeValue(tag, r.bytesView(), this.#codec)
+      }
+      case Status.STALE: {
+        const tag = r.u8()
+        return new StaleValue(decodeValue(tag, r.bytesView(), this.#codec))
       }
       case Status.ENTRY: {
         const tag = r.u8()

@@ -64,6 +64,11 @@ export const EXPIRES_F64 = 4
 
 export const SlotFlag = {
   TAG_MASK: 0x0f,
+  /**
+   * The entry has a grace period (getOrCompute `grace`): past its fresh time it
+   * is served only as stale, by the shard. Direct readers leave it to the shard.
+   */
+  GRACE: 0x20,
   /** Set while the slot holds an entry. */
   LIVE: 0x40,
   COMPRESSED: 0x80,

@@ -41,8 +41,10 @@ export interface DictionaryStats {
 export interface CounterStats {
   /** Reads (`get`, `mget`, `getEntry`) that found a live entry. */
   hits: number
-  /** Reads that found nothing, an expired entry, or a corrupt one. */
+  /** Reads that found nothing, an expired entry, or a corrupt one (a stale grace entry is a miss for `get`). */
   misses: number
+  /** `getOrCompute` reads answered with a stale value within its `grace` period (while it refreshed). */
+  staleServed: number
   /** Writes that stored a value. */
   sets: number
   /** Entries removed by `delete`, `mdelete`, `deleteByPattern` or `clear`. */
@@ -104,6 +106,7 @@ export function emptyRegionStats(config: RegionShardConfig): RegionShardStats {
   return {
     hits: 0,
     misses: 0,
+    staleServed: 0,
     sets: 0,
     deletes: 0,
     evictionsSize: 0,
@@ -140,13 +143,13 @@ const DICTIONARY_ADDED = [
 type Sum = RegionShardStats
 
 const ADDED = [
-  'hits', 'misses', 'sets', 'deletes', 'evictionsSize', 'evictionsExpired', 'corrupt',
+  'hits', 'misses', 'staleServed', 'sets', 'deletes', 'evictionsSize', 'evictionsExpired', 'corrupt',
   'entries', 'compressedEntries', 'usedBytes', 'rawBytes', 'storedBytes',
 ] as const
 
 function sum(parts: RegionShardStats[]): Sum {
   const s: Sum = {
-    hits: 0, misses: 0, sets: 0, deletes: 0, evictionsSize: 0, evictionsExpired: 0, corrupt: 0,
+    hits: 0, misses: 0, staleServed: 0, sets: 0, deletes: 0, evictionsSize: 0, evictionsExpired: 0, corrupt: 0,
     entries: 0, compressedEntries: 0, usedBytes: 0, rawBytes: 0, storedBytes: 0, maxBytes: 0, maxEntries: 0,
   }
   for (const p of parts) {
@@ -185,6 +188,7 @@ function derive(s: Sum): CounterStats {
   return {
     hits: s.hits,
     misses: s.misses,
+    staleServed: s.staleServed,
     sets: s.sets,
     deletes: s.deletes,
     evictions: s.evictionsSize + s.evictionsExpired,

@@ -100,7 +100,8 @@ test('bad input rejects with a typed error naming the argument and changes nothi
       [cache.getOrCompute('x', { task: 'square' }), 'E_INVALID_OPTION', 'loaders: { pool'],
       [cache.getOrCompute('x', () => 1, { timeout: -1 }), 'E_INVALID_OPTION', 'options.timeout'],
       [cache.getOrCompute('x', () => 1, { ttl: 'soon' }), 'E_INVALID_TTL', 'options.ttl'],
-      [cache.getOrCompute('x', () => 1, { grace: '1h' } as never), 'E_INVALID_OPTION', 'options.grace'],
+      [cache.getOrCompute('x', () => 1, { grace: 'soon' }), 'E_INVALID_OPTION', 'options.grace'],
+      [cache.getOrCompute('x', () => 1, { retries: 3 } as never), 'E_INVALID_OPTION', 'options.retries'],
     ]
     for (const [p, code, name] of cases) {
       const e = await errorOf(p)

@@ -60,6 +60,7 @@ function charge(key: string, storedBytes: number, metaBytes = 0): number {
 const zeroCounters = {
   hits: 0,
   misses: 0,
+  staleServed: 0,
   sets: 0,
   deletes: 0,
   evictionsSize: 0,
@@ -1013,6 +1014,8 @@ class Model {
     }
     return {
       ...this.counters,
+      // The model has no grace entries (getOrCompute's, tested in test/grace.test.ts).
+      staleServed: 0,
       entries: this.map.size,
       compressedEntries: compressed,
       usedBytes: this.usedBytes(),

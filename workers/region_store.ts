@@ -107,6 +107,8 @@ export interface RegionShardStats {
   storedBytes: number
   maxBytes: number | null
   maxEntries: number | null
+  /** Stale values served within their grace period (getOrCompute `grace`). */
+  staleServed: number
   /** Only for a region with `compressDictionary`. */
   dictionary?: DictionaryShardStats
 }
@@ -121,6 +123,7 @@ export interface StoredEntry extends EntryInfo {
 const NIL = -1
 const FLAG_COMPRESSED = SlotFlag.COMPRESSED
 const FLAG_LIVE = SlotFlag.LIVE
+const FLAG_GRACE = SlotFlag.GRACE
 const TAG_MASK = SlotFlag.TAG_MASK
 const INITIAL_CAPACITY = 256
 /** Float64 words per slot record, and where the expiry sits among them. */
@@ -171,6 +174,11 @@ export class RegionStore {
 
   #hits = 0
   #misses = 0
+  #staleServed = 0
+  /** Per slot, when a grace entry stops being fresh (allocated with the first one). */
+  #fresh: Float64Array | undefined
+  /** Set by {@link getStaleAt}: whether the value it returned was stale. */
+  lastStale = false
   #sets = 0
   #deletes = 0
   #evictionsSize = 0
@@ -239,7 +247,7 @@ export class RegionStore {
    */
   getAt(buf: Uint8Array, start: number, len: number): Uint8Array | undefined {
     const slot = this.#live(buf, start, len)
-    if (slot === NIL) {
+    if (slot === NIL || this.#stale(slot)) {
       this.#misses++
       return undefined
     }
@@ -257,7 +265,7 @@ export class RegionStore {
   /** The whole entry, or undefined on a miss. Counts a hit or a miss, like {@link getAt}. */
   entryAt(buf: Uint8Array, start: number, len: number): StoredEntry | undefined {
     const slot = this.#live(buf, start, len)
-    const value = slot === NIL ? undefined : this.#read(slot)
+    const value = slot === NIL || this.#stale(slot) ? undefined : this.#read(slot)
     if (value === undefined) {
       this.#misses++
       return undefined
@@ -265,7 +273,7 @@ export class RegionStore {
     if (this.#lru) this.#moveToTail(slot)
     this.#hits++
     const flags = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]!
-    const expiresAt = this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]!
+    const expiresAt = this.#freshUntil(slot)
     return {
       tag: flags & TAG_MASK,
       value,
@@ -281,14 +289,44 @@ export class RegionStore {
 
   /** Whether a live entry exists. Does not count as a read nor refresh LRU order. */
   hasAt(buf: Uint8Array, start: number, len: number): boolean {
-    return this.#live(buf, start, len) !== NIL
+    const slot = this.#live(buf, start, len)
+    return slot !== NIL && !this.#stale(slot)
+  }
+
+  /**
+   * getOrCompute's read: the value, fresh or (within grace) stale, setting
+   * {@link lastStale}; counts a hit, a stale serve or a miss.
+   */
+  getStaleAt(buf: Uint8Array, start: number, len: number): Uint8Array | undefined {
+    const slot = this.#live(buf, start, len)
+    const value = slot === NIL ? undefined : this.#read(slot)
+    if (value === undefined) {
+      this.#misses++
+      return undefined
+    }
+    if (this.#lru) this.#moveToTail(slot)
+    this.lastStale = this.#stale(slot)
+    if (this.lastStale) this.#staleServed++
+    else this.#hits++
+    this.lastTag = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & TAG_MASK
+    return value
+  }
+
+  /** Whether `slot` holds a grace entry past its fresh time (live, but only for getOrCompute). */
+  #stale(slot: number): boolean {
+    return (this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_GRACE) !== 0 && this.#fresh![slot]! <= this.#now()
+  }
+
+  /** When the entry stops being fresh: its fresh time with grace, else its expiry. */
+  #freshUntil(slot: number): number {
+    return (this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_GRACE) !== 0 ? this.#fresh![slot]! : this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]!
   }
 
   /** Remaining ms (rounded up), `Infinity` without expiry, undefined on a miss. Does not count as a read. */
   ttlAt(buf: Uint8Array, start: number, len: number): number | undefined {
     const slot = this.#live(buf, start, len)
-    if (slot === NIL) return undefined
-    return this.#remaining(this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]!)
+    if (slot === NIL || this.#stale(slot)) return undefined
+    return this.#remaining(this.#freshUntil(slot))
   }
 
   #remaining(expiresAt: number): number {
@@ -304,7 +342,7 @@ export class RegionStore {
       if (this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]! <= now) {
         this.#remove(slot)
         this.#evictionsExpired++
-      } else {
+      } else if (!this.#stale(slot)) {
         const key = this.#keys.keyString(slot)
         if (glob === undefined || glob.matches(key)) out.push(key)
       }
@@ -342,12 +380,14 @@ export class RegionStore {
     xx: boolean,
     metadata: Uint8Array | undefined,
     tags?: string[],
+    grace?: number,
   ): boolean {
     let slot = this.#live(buf, start, len)
     if (slot === NIL ? xx : nx) return false
 
     let stored: Uint8Array | undefined
     let flags = tag
+    if (grace !== undefined) flags |= FLAG_GRACE
     let dictId = 0
     if (raw.length >= this.config.compressMinBytes) {
       if (this.#dict === undefined) {
@@ -394,7 +434,8 @@ export class RegionStore {
     v.slotsU[base + Slot.STORED_SIZE] = stored.length
     v.slots[base + Slot.FLAGS] = flags | FLAG_LIVE
     v.slotsU[base + Slot.RAW_SIZE] = raw.length
-    v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64] = now + life
+    v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64] = now + life + (grace ?? 0)
+    if (grace !== undefined) (this.#fresh ??= new Float64Array(this.#capacity))[slot] = now + life
     this.#end(slot)
     this.#metas[slot] = meta
     this.#untag(slot)
@@ -560,6 +601,7 @@ export class RegionStore {
       ...emptyRegionStats(this.config),
       hits: this.#hits,
       misses: this.#misses,
+      staleServed: this.#staleServed,
       sets: this.#sets,
       deletes: this.#deletes,
       evictionsSize: this.#evictionsSize,
@@ -576,7 +618,7 @@ export class RegionStore {
   }
 
   resetStats(): void {
-    this.#hits = this.#misses = this.#sets = this.#deletes = 0
+    this.#hits = this.#misses = this.#sets = this.#deletes = this.#staleServed = 0
     this.#evictionsSize = this.#evictionsExpired = this.#corrupt = 0
     this.#dict?.resetStats()
   }
@@ -797,6 +839,7 @@ export class RegionStore {
     const ids = new Uint8Array(c)
     ids.set(this.#dictIds)
     this.#dictIds = ids
+    if (this.#fresh !== undefined) this.#fresh = grow(this.#fresh, (n) => new Float64Array(n))
     this.#v.memory.slots.grow(c * SLOT_WORDS * 4)
     this.#grew()
     this.#capacity = c

@@ -264,9 +264,22 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
         tags = []
         for (let n = r.u16(); n > 0; n--) tags.push(r.string())
       }
+      const grace = (flags & SetFlag.GRACE) !== 0 ? r.f64() : undefined
       const nx = (flags & SetFlag.NX) !== 0
       const xx = (flags & SetFlag.XX) !== 0
-      writeBool(w, store.setAt(r.buf, keyStart, keyBytes, tag, value, ttl, nx, xx, meta, tags))
+      writeBool(w, store.setAt(r.buf, keyStart, keyBytes, tag, value, ttl, nx, xx, meta, tags, grace))
+      return
+    }
+    case Op.GET_STALE: {
+      r.keyAt()
+      const v = store.getStaleAt(r.buf, r.keyStart, r.keyBytes)
+      if (v === undefined) {
+        w.u8(Status.MISS)
+      } else {
+        w.u8(store.lastStale ? Status.STALE : Status.VALUE)
+        w.u8(store.lastTag)
+        w.bytes(v)
+      }
       return
     }
     case Op.INVALIDATE_TAG:
