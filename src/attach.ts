@@ -76,8 +76,13 @@ export interface HandleOptions {
   regions: ResolvedRegion[]
   /** The owner has a custom codec: attaching threads must pass the same one. */
   customCodec: boolean
-  /** The owner's bus mode, when it has a bus: attached threads relay their writes to it. */
-  busMode: 'invalidate' | 'update' | undefined
+  /**
+   * How attached threads relay their writes to the owner, which publishes
+   * them on its bus and applies them to its L2 tier: 'update' (with values)
+   * when the owner has an L2 tier or an update-mode bus, 'invalidate' (keys
+   * only) for an invalidate-mode bus, undefined when it has neither.
+   */
+  relayMode: 'invalidate' | 'update' | undefined
 }
 
 /** Options of {@link attachCache}. */
@@ -178,7 +183,7 @@ export class Broker {
         nearCacheEntries: o.nearCacheEntries,
         regions: o.regions,
         customCodec: o.codec !== undefined,
-        busMode: o.bus?.mode,
+        relayMode: o.l2 !== undefined ? 'update' : o.bus?.mode,
       },
       state: this.state.buffer as SharedArrayBuffer,
       port: port2,

@@ -23,6 +23,8 @@ import { EventEmitter } from 'node:events'
 import { BusOpType } from './bus_message.js'
 import type { BusEntry, BusOp } from './bus_message.js'
 import type { Bus, BusHost, BusPublisher, BusStats, FlushEvent, FlushReason, InvalidationEvent } from './bus.js'
+import type { L2Tier } from './l2.js'
+import { Glob } from './glob.js'
 import type { AttachOptions, CacheHandle } from './attach.js'
 
 /** What {@link CacheRegion.getEntry} returns. */
@@ -133,6 +135,8 @@ interface Core {
   loading: Map<string, Promise<unknown>>
   /** Runs a pool task; undefined without `loaders.pool` (or on attached threads). */
   runTask: ((t: PoolTask) => Promise<unknown>) | undefined
+  /** The Redis L2 tier (owner only). */
+  l2: L2Tier | undefined
 }
 
 /**
@@ -215,10 +219,37 @@ export class CacheRegion {
       const router = this.core.router
       const value = router.readValue(this.#region.index, key)
       if (value !== ASK_SHARD) return Promise.resolve(value as T)
-      return this.#keyOp<T | undefined>(Op.GET, key, router.shardOf(key))
+      const l1 = this.#keyOp<T | undefined>(Op.GET, key, router.shardOf(key))
+      return this.core.l2 === undefined ? l1 : l1.then((v) => (v !== undefined ? v : this.#fromL2<T>(key)))
     } catch (err) {
       return rejected(err)
     }
+  }
+
+  /** An L1 miss read from L2, promoted into the shard (1 in promotion.frequency) with L2's remaining TTL. */
+  async #fromL2<T>(key: string): Promise<T | undefined> {
+    const l2 = this.core.l2!
+    const hit = await l2.get(this.#region.name, key)
+    if (hit === undefined) return undefined
+    const value = decodeValue(hit.enc.tag, Buffer.from(hit.enc.bytes.buffer, hit.enc.bytes.byteOffset, hit.enc.bytes.byteLength), this.core.options.codec) as T
+    if (l2.shouldPromote()) {
+      const opts: ResolvedSet = { ttl: hit.ttlMs, nx: false, xx: false, metadata: undefined, tags: undefined }
+      let fits = true
+      try {
+        this.#checkSize(key, hit.enc, opts)
+      } catch {
+        fits = false // too large for this region's share: served, not kept
+      }
+      // A fill, not a write: not published (peers did not lose anything), not written back to L2.
+      if (fits) await new Promise<void>((resolve) => this.#writeSet(key, hit.enc, opts, { resolve: () => resolve(), reject: () => resolve() }, 0))
+    }
+    return value
+  }
+
+  /** The L2 side of a set (after the shard stored it): with the entry's TTL x ttlScale, and its tags. */
+  #toL2(key: string, enc: EncodedValue, opts: ResolvedSet): Promise<void> {
+    const r = this.#region
+    return this.core.l2!.set(r.name, key, enc, opts.ttl ?? r.defaultTtl, r.compressMinBytes, opts.tags)
   }
 
   /**
@@ -282,7 +313,9 @@ export class CacheRegion {
         if (!this.core.loading.has(fk)) this.#load<T>(fk, key, loader, opts).catch(() => {})
         return hit.value as T
       }
-      return hit !== undefined ? (hit as T) : this.#load<T>(fk, key, loader, opts)
+      if (hit !== undefined) return hit as T
+      if (this.core.l2 === undefined) return this.#load<T>(fk, key, loader, opts)
+      return this.#fromL2<T>(key).then((v) => (v !== undefined ? v : this.#load<T>(fk, key, loader, opts)))
     })
   }
 
@@ -378,7 +411,9 @@ export class CacheRegion {
     const d = new Deferred<boolean>()
     this.#writeSet(key, enc, opts, d, 0)
     if (this.core.bus !== undefined) this.#publishSets([[key, enc]], opts)
-    return d.promise
+    if (this.core.l2 === undefined) return d.promise
+    // L2 gets what the shard stored (an nx/xx set it refused is not written there either).
+    return d.promise.then((stored) => (stored ? this.#toL2(key, enc, opts).then(() => stored) : stored))
   }
 
   /** Removes `key`. Resolves `true` when a live entry was removed. */
@@ -392,7 +427,8 @@ export class CacheRegion {
     const d = new Deferred<boolean>()
     this.#delete(key, d, 0)
     this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [key] })
-    return d.promise
+    const l2 = this.core.l2
+    return l2 === undefined ? d.promise : Promise.all([d.promise, l2.delete(this.#region.name, [key])]).then(([removed]) => removed)
   }
 
   /** Whether `key` has a live entry. Does not count as a read and does not refresh LRU order. */
@@ -466,7 +502,8 @@ export class CacheRegion {
       if (value === ASK_SHARD) this.#keyOp(Op.GET, key, router.shardOf(key), c, i)
       else c.resolve(i, value)
     }
-    return c.promise
+    if (this.core.l2 === undefined) return c.promise
+    return c.promise.then((values) => Promise.all(values.map((v, i) => (v !== undefined ? v : this.#fromL2<T>(keys[i]!)))))
   }
 
   /**
@@ -503,7 +540,11 @@ export class CacheRegion {
     const c = new Collector<number>(list.length, countTrue)
     for (let i = 0; i < list.length; i++) this.#writeSet(list[i]![0], list[i]![1], opts, c, i)
     if (this.core.bus !== undefined && list.length > 0) this.#publishSets(list, opts)
-    return c.promise
+    if (this.core.l2 === undefined) return c.promise
+    return c.promise.then(async (n) => {
+      await Promise.all(list.filter((_, i) => c.results[i] === true).map(([key, enc]) => this.#toL2(key, enc, opts)))
+      return n
+    })
   }
 
   /** Removes `keys`; resolves how many live entries were removed. */
@@ -517,7 +558,8 @@ export class CacheRegion {
     const c = new Collector<number>(keys.length, countTrue)
     for (let i = 0; i < keys.length; i++) this.#delete(keys[i]!, c, i)
     if (keys.length > 0) this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [...keys] })
-    return c.promise
+    const l2 = this.core.l2
+    return l2 === undefined ? c.promise : Promise.all([c.promise, l2.delete(this.#region.name, keys)]).then(([n]) => n)
   }
 
   /** For each key, whether it has a live entry, in key order. */
@@ -563,7 +605,11 @@ export class CacheRegion {
       return rejected(err)
     }
     this.core.bus?.publish({ type: BusOpType.PATTERN, region: this.#region.name, glob })
-    return this.#allShards(Op.DELETE_PATTERN, glob, addNumbers)
+    const local = this.#allShards(Op.DELETE_PATTERN, glob, addNumbers)
+    const l2 = this.core.l2
+    if (l2 === undefined) return local
+    const g = new Glob(glob)
+    return Promise.all([local, l2.deleteMatching(this.#region.name, glob, (k) => g.matches(k))]).then(([n]) => n)
   }
 
   /** Removes every entry of the region; resolves how many live entries there were. */
@@ -574,7 +620,9 @@ export class CacheRegion {
       return rejected(err)
     }
     this.core.bus?.publish({ type: BusOpType.CLEAR, region: this.#region.name })
-    return this.#allShards(Op.CLEAR, undefined, addNumbers)
+    const local = this.#allShards(Op.CLEAR, undefined, addNumbers)
+    const l2 = this.core.l2
+    return l2 === undefined ? local : Promise.all([local, l2.deleteMatching(this.#region.name, undefined, () => true)]).then(([n]) => n)
   }
 
   /**
@@ -591,7 +639,9 @@ export class CacheRegion {
       return rejected(err)
     }
     this.core.bus?.publish({ type: BusOpType.TAG, region: this.#region.name, tag })
-    return this.#invalidateTag(tag)
+    const l2 = this.core.l2
+    // L2's tag sets span regions: removing a tagged key of another region there too only costs a miss.
+    return l2 === undefined ? this.#invalidateTag(tag) : Promise.all([this.#invalidateTag(tag), l2.invalidateTag(tag)]).then(([n]) => n)
   }
 
   #invalidateTag(tag: string): Promise<number> {
@@ -1002,8 +1052,9 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       return t
     },
   })
-  // Set once the bus started; the broker and stats read it late.
+  // Set once the bus and the L2 tier started; the broker and stats read them late.
   let bus: Bus | undefined
+  let l2: L2Tier | undefined
   const stats = async (): Promise<CacheStats> => {
     const reports = await control(router, threads, (c) => c.stats())
     const down: number[] = []
@@ -1015,11 +1066,13 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     const attachedThreads = reports.reduce((n, r) => Math.max(n, r?.attachedThreads ?? 0), 0)
     const out: CacheStats = { ...aggregateStats(regions.map((r) => r.name), perShardStats, router.restarts, down), attachedThreads }
     if (bus !== undefined) out.bus = bus.stats()
+    if (l2 !== undefined) out.tiers = { l1: { hits: out.hits, misses: out.misses }, l2: l2.stats() }
     return out
   }
   const resetStats = async (): Promise<void> => {
     await control(router, threads, (c) => c.resetStats())
     bus?.resetStats()
+    l2?.resetStats()
   }
   const flights = new FlightCoordinator()
   const broker = new Broker(resolved, {
@@ -1028,7 +1081,13 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     stats,
     resetStats,
     publish: (ops) => {
-      for (const op of ops) bus?.publish(op)
+      for (const op of ops) {
+        if (bus !== undefined) {
+          // Relayed with values for L2; an invalidate-mode bus sends only the keys.
+          bus.publish(bus.mode === 'invalidate' && op.type === BusOpType.UPDATE ? { type: BusOpType.DELETE, region: op.region, keys: op.entries.map((e) => e.key) } : op)
+        }
+        if (l2 !== undefined) void relayToL2(l2, regions, op)
+      }
     },
     flights,
   })
@@ -1042,6 +1101,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       await pool?.destroy()
       // Ops issued before close() are still published (the bus packs them now).
       await bus?.close()
+      await l2?.close()
       // Attached threads must see E_CLOSED, not a crash, when the shards stop.
       broker.close()
       await router.close()
@@ -1057,10 +1117,17 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     flights,
     loading: new Map(),
     runTask: pool?.run,
+    l2: undefined,
   }
   const cache = new Cache(core)
   try {
     await Promise.all(threads.map((t) => controlCall(t, (c) => c.stats())))
+    if (resolved.l2 !== undefined) {
+      const { L2Tier } = await import('./l2.js')
+      l2 = new L2Tier(resolved.l2)
+      await l2.start()
+      core.l2 = l2
+    }
     if (resolved.bus !== undefined) {
       // Loaded only when used: ioredis is not needed by a cache without a bus.
       const { Bus } = await import('./bus.js')
@@ -1068,10 +1135,44 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       core.bus = bus
     }
   } catch (err) {
+    await l2?.close()
     await router.close()
     throw err
   }
   return cache
+}
+
+/**
+ * An attached thread's write, applied to the L2 tier by the owner. After the
+ * write's promise resolved on its thread: L2 trails it by a message. A
+ * failure is counted in the tier's stats (there is no caller left to reject).
+ */
+async function relayToL2(l2: L2Tier, regions: ResolvedRegion[], op: BusOp): Promise<void> {
+  const r = regions.find((x) => x.name === op.region)
+  if (r === undefined) return
+  try {
+    switch (op.type) {
+      case BusOpType.UPDATE:
+        await Promise.all(op.entries.map((e) => l2.set(r.name, e.key, { tag: e.tag, bytes: e.bytes }, e.ttl ?? r.defaultTtl, r.compressMinBytes, e.tags)))
+        break
+      case BusOpType.DELETE:
+        await l2.delete(r.name, op.keys)
+        break
+      case BusOpType.PATTERN: {
+        const g = new Glob(op.glob)
+        await l2.deleteMatching(r.name, op.glob, (k) => g.matches(k))
+        break
+      }
+      case BusOpType.CLEAR:
+        await l2.deleteMatching(r.name, undefined, () => true)
+        break
+      case BusOpType.TAG:
+        await l2.invalidateTag(op.tag)
+        break
+    }
+  } catch {
+    // Only with l2.required: counted as an error by the tier.
+  }
 }
 
 /** The piscina pool of `loaders.pool`, started on the first task (piscina is loaded only then). */
@@ -1212,7 +1313,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
       broker.port.close()
     },
   }
-  const bus = o.busMode === undefined ? undefined : new BusRelay(o.busMode, broker)
+  const bus = o.relayMode === undefined ? undefined : new BusRelay(o.relayMode, broker)
   const cache = new Cache({
     router,
     options: resolved,
@@ -1223,6 +1324,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
     flights: new FlightRelay(broker),
     loading: new Map(),
     runTask: undefined,
+    l2: undefined,
   })
   attached.set(handle.id, cache)
   return cache

@@ -21,6 +21,7 @@ export const ErrorCodes = {
   LOADER: 'E_LOADER',
   LOAD_TIMEOUT: 'E_LOAD_TIMEOUT',
   LOAD_ABORTED: 'E_LOAD_ABORTED',
+  L2_UNAVAILABLE: 'E_L2_UNAVAILABLE',
   INTERNAL: 'E_INTERNAL',
 } as const
 
@@ -162,6 +163,17 @@ export class LoadAbortedError extends CacheError {
   static readonly code = ErrorCodes.LOAD_ABORTED
   constructor(message: string) {
     super(ErrorCodes.LOAD_ABORTED, message)
+  }
+}
+
+/**
+ * The Redis L2 tier failed, timed out, or is behind its open circuit breaker,
+ * and `l2.required` is true (otherwise such operations skip L2). Code `E_L2_UNAVAILABLE`.
+ */
+export class L2Error extends CacheError {
+  static readonly code = ErrorCodes.L2_UNAVAILABLE
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.L2_UNAVAILABLE, message, options)
   }
 }
 

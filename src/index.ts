@@ -10,7 +10,8 @@ export type { Loader, PoolTask } from './cache.js'
 export type { CacheStats, CounterStats, DictionaryStats } from './stats.js'
 export type { BusStats, BusRedis, FlushReason, InvalidationEvent, FlushEvent } from './bus.js'
 export type { BusOp, BusEntry, DropReason } from './bus_message.js'
-export type { BusOptions } from './options.js'
+export type { BusOptions, L2Options } from './options.js'
+export type { L2Stats } from './l2.js'
 export {
   CacheError,
   ErrorCodes,
@@ -26,6 +27,7 @@ export {
   LoaderError,
   LoadTimeoutError,
   LoadAbortedError,
+  L2Error,
   InternalError,
 } from './errors.js'
 export type { ErrorCode } from './errors.js'

@@ -10,6 +10,7 @@ import { InvalidOptionError, InvalidTtlError } from './errors.js'
 import { MAX_KEY_BYTES_LIMIT } from './protocol.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
 import type { BusRedis, ResolvedBus } from './bus.js'
+import type { ResolvedL2 } from './l2.js'
 import { existsSync } from 'node:fs'
 import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -131,6 +132,39 @@ export interface CacheOptions {
   bus?: BusOptions
   /** Loaders of `getOrCompute` that run off the calling thread. See {@link LoaderOptions}. */
   loaders?: LoaderOptions
+  /** A Redis L2 tier behind the shards. See {@link L2Options}. */
+  l2?: L2Options
+}
+
+/** `createCache({ l2 })`: a Redis (or Redis Cluster) tier shared by every instance. */
+export interface L2Options {
+  /** A URL, ioredis options, or an ioredis client or Cluster (duplicated; the tier never closes it). */
+  redis: string | Record<string, unknown> | object
+  /**
+   * Prefix of every key the tier writes (`<prefix><region>:<key>`, and
+   * `<prefix>tag:<tag>` for tag sets).
+   * @default 'shardcache:'
+   */
+  prefix?: string
+  /** L2 TTL = the entry's TTL x ttlScale (at least 1). @default 1 */
+  ttlScale?: number
+  /**
+   * An L2 hit is written into the shards with probability 1/frequency (1:
+   * always), so a key read once does not displace hot ones.
+   * @default { frequency: 1 }
+   */
+  promotion?: { frequency?: number }
+  /** Longest wait for a Redis command (ms or a duration string). @default '1s' */
+  timeout?: Ttl
+  /**
+   * `false`: an L2 failure or timeout skips L2 and the operation succeeds on
+   * the shards alone. `true`: it rejects with `E_L2_UNAVAILABLE` (and
+   * `createCache` rejects when Redis cannot be reached).
+   * @default false
+   */
+  required?: boolean
+  /** How long the circuit breaker keeps a failing L2 out of the path (after 5 failures in a row). @default '30s' */
+  breakDuration?: Ttl
 }
 
 /** `createCache({ loaders })`: where `getOrCompute(key, { task, args })` runs its loaders. */
@@ -294,6 +328,8 @@ export interface ResolvedOptions {
   bus?: ResolvedBus
   /** Undefined: no loader pool. */
   loaderPool?: { filename: string; maxThreads: number | undefined }
+  /** Undefined: no L2 tier. */
+  l2?: ResolvedL2
 }
 
 export const DEFAULTS = {
@@ -321,7 +357,7 @@ export const DEFAULTS = {
   busStreamMaxLen: 10_000,
 } as const
 
-const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders']
+const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2']
 const REGION_KEYS = ['policy', 'maxBytes', 'maxEntries', 'ttl', 'compression']
 const SET_KEYS = ['ttl', 'nx', 'xx', 'metadata', 'tags']
 /** Tags an entry may carry. */
@@ -463,7 +499,34 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   })
   const bus = o.bus === undefined ? undefined : resolveBus(o.bus, maxKeyBytes)
   const loaderPool = o.loaders === undefined ? undefined : resolveLoaders(o.loaders)
-  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool }
+  const l2 = o.l2 === undefined ? undefined : resolveL2(o.l2)
+  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2 }
+}
+
+function resolveL2(v: unknown): ResolvedL2 {
+  if (!isPlainObject(v)) throw new InvalidOptionError(`options.l2 must be an object like { redis: 'redis://127.0.0.1:6379' } (got ${describe(v)})`)
+  rejectUnknownKeys(v, ['redis', 'prefix', 'ttlScale', 'promotion', 'timeout', 'required', 'breakDuration'], 'options.l2.')
+  const redis = v.redis
+  if (!(typeof redis === 'string' && redis !== '') && !isRedisClient(redis) && !isPlainObject(redis)) {
+    throw new InvalidOptionError(`options.l2.redis must be a Redis URL, ioredis options, or an ioredis client or Cluster (got ${describe(redis)})`)
+  }
+  const prefix = v.prefix ?? 'shardcache:'
+  if (typeof prefix !== 'string') throw new InvalidOptionError(`options.l2.prefix must be a string (got ${describe(prefix)})`)
+  const ttlScale = v.ttlScale ?? 1
+  if (typeof ttlScale !== 'number' || !Number.isFinite(ttlScale) || ttlScale < 1) {
+    throw new InvalidOptionError(`options.l2.ttlScale must be a finite number of at least 1 (got ${describe(ttlScale)})`)
+  }
+  let promotionFrequency = 1
+  if (v.promotion !== undefined) {
+    if (!isPlainObject(v.promotion)) throw new InvalidOptionError(`options.l2.promotion must be an object like { frequency: 10 } (got ${describe(v.promotion)})`)
+    rejectUnknownKeys(v.promotion, ['frequency'], 'options.l2.promotion.')
+    if (v.promotion.frequency !== undefined) promotionFrequency = positiveInteger(v.promotion.frequency, 'options.l2.promotion.frequency')
+  }
+  const timeoutMs = v.timeout === undefined ? 1000 : finiteDuration(v.timeout, 'options.l2.timeout')
+  const breakDurationMs = v.breakDuration === undefined ? 30_000 : finiteDuration(v.breakDuration, 'options.l2.breakDuration')
+  const required = v.required ?? false
+  if (typeof required !== 'boolean') throw new InvalidOptionError(`options.l2.required must be a boolean (got ${describe(required)})`)
+  return { redis: redis as ResolvedL2['redis'], prefix, ttlScale, promotionFrequency, timeoutMs, required, breakDurationMs }
 }
 
 function resolveLoaders(v: unknown): { filename: string; maxThreads: number | undefined } {

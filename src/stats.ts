@@ -6,6 +6,7 @@
 import type { RegionShardConfig, RegionShardStats } from '../workers/region_store.js'
 import type { DictionaryShardStats } from '../workers/compression.js'
 import type { BusStats } from './bus.js'
+import type { L2Stats } from './l2.js'
 
 /**
  * Dictionary compression of a part of the cache (regions with
@@ -99,6 +100,8 @@ export interface CacheStats extends CounterStats {
   byRegion: Record<string, CounterStats>
   /** The invalidation bus's figures, when the cache has a bus. */
   bus?: BusStats
+  /** Per tier, when the cache has an L2 tier: the shards' reads, and L2's. */
+  tiers?: { l1: { hits: number; misses: number }; l2: L2Stats }
 }
 
 /** The stats of a region share that holds nothing (a shard that is down). */

@@ -1,0 +1,226 @@
+/**
+ * The Redis L2 tier against a real, private redis-server: reads that miss in
+ * the shards and promote (with L2's remaining TTL, 1 in promotion.frequency),
+ * writes and removals in both tiers, the stored encoding (compressed as the
+ * shards do; corrupt or foreign values are misses), tags, getOrCompute
+ * through L2, writes of attached threads, an L2 that dies and comes back
+ * (breaker), and `required`.
+ */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { createCache } from '../src/index.js'
+import type { Cache, CacheOptions } from '../src/index.js'
+import { RedisProc } from './fixtures/redis_proc.js'
+import { eventually } from './fixtures/bus_peer_client.js'
+import { ClientThread } from './fixtures/client_thread.js'
+
+const open: Cache[] = []
+const servers: RedisProc[] = []
+
+async function server(): Promise<RedisProc> {
+  const r = await RedisProc.start()
+  servers.push(r)
+  return r
+}
+
+async function cache(r: RedisProc, l2: Record<string, unknown> = {}, more: CacheOptions = {}): Promise<Cache> {
+  const c = await createCache({ shards: 2, ...more, l2: { redis: r.url, ...l2 } })
+  open.push(c)
+  return c
+}
+
+const tiers = async (c: Cache) => (await c.stats()).tiers!
+const raw = async (r: RedisProc, key: string) => (await r.command('GET', `shardcache:default:${key}`)) as Buffer | null
+
+test.after.each(async () => {
+  for (const c of open.splice(0)) await c.close()
+  for (const s of servers.splice(0)) await s.stop()
+})
+
+test('a miss in the shards reads L2 and promotes the value with L2\'s remaining TTL; types survive', async () => {
+  const r = await server()
+  const a = await cache(r, { ttlScale: 2 })
+  const b = await cache(r, { ttlScale: 2 })
+  await a.set('obj', { n: 1, list: [true] }, { ttl: 10_000 })
+  await a.set('buf', Buffer.from([0, 1, 255]))
+  await a.set('str', 'text')
+  // L2's TTL is ttl x ttlScale.
+  const pttl = (await r.command('PTTL', 'shardcache:default:obj')) as number
+  assert.ok(pttl > 19_000 && pttl <= 20_000, `pttl ${pttl}`)
+  assert.equal(await b.get('obj'), { n: 1, list: [true] })
+  assert.equal(await b.get('buf'), Buffer.from([0, 1, 255]))
+  assert.ok(Buffer.isBuffer(await b.get('buf')))
+  assert.is(await b.get('str'), 'text')
+  assert.equal(await b.mget(['str', 'nope', 'obj']), ['text', undefined, { n: 1, list: [true] }])
+  // Promoted: the shards answer now, with the TTL L2 had left.
+  const ttl = (await b.ttl('obj'))!
+  assert.ok(ttl > 19_000 && ttl <= 20_000, `promoted ttl ${ttl}`)
+  assert.is(await b.ttl('str'), Infinity)
+  const t = await tiers(b)
+  assert.equal(t.l2, { hits: 3, misses: 1, errors: 0, promotions: 3, corrupt: 0, skipped: 0, breaker: 'closed' })
+  assert.is(t.l1.misses, 4) // obj, buf, str, nope; the mget's str and obj were promoted
+})
+
+test('with promotion.frequency, L2 hits are served without being written into the shards', async () => {
+  const r = await server()
+  const a = await cache(r)
+  const b = await cache(r, { promotion: { frequency: 1_000_000_000 } })
+  await a.set('k', 'v')
+  for (let i = 0; i < 5; i++) assert.is(await b.get('k'), 'v')
+  assert.is(await b.has('k'), false)
+  const t = await tiers(b)
+  assert.is(t.l2.hits, 5)
+  assert.is(t.l2.promotions, 0)
+})
+
+test('deletes, mdelete, deleteByPattern, clear and invalidateTag reach L2; nx sets refused by the shards are not written there', async () => {
+  const r = await server()
+  const a = await cache(r, {}, { regions: { other: {} } })
+  await a.mset([['k1', 1], ['k2', 2], ['user:1', 'u'], ['user:2', 'u'], ['tagged', 't']])
+  await a.set('tagged', 't', { tags: ['t'] })
+  await a.region('other').set('o', 1)
+  await a.delete('k1')
+  await a.mdelete(['k2'])
+  await a.deleteByPattern('user:[1]')
+  assert.is(await raw(r, 'k1'), null)
+  assert.is(await raw(r, 'k2'), null)
+  assert.is(await raw(r, 'user:1'), null)
+  assert.ok((await raw(r, 'user:2')) !== null)
+  await a.invalidateTag('t')
+  assert.is(await raw(r, 'tagged'), null)
+  assert.is(await r.command('EXISTS', 'shardcache:tag:t'), 0)
+  await a.clear()
+  assert.is(await raw(r, 'user:2'), null)
+  assert.is(await r.command('EXISTS', 'shardcache:other:o'), 1)
+  await a.set('n', 'first')
+  assert.is(await a.set('n', 'second', { nx: true }), false)
+  const b = await cache(r)
+  assert.is(await b.get('n'), 'first')
+})
+
+test('values are stored as the shards store them, compressed from minBytes; corrupt and foreign values are misses, counted', async () => {
+  const r = await server()
+  const a = await cache(r, {}, { regions: { default: { compression: { minBytes: 100 } } } })
+  const text = 'abc'.repeat(1000)
+  await a.set('big', text)
+  await a.set('small', 'tiny')
+  const big = (await raw(r, 'big'))!
+  assert.equal([...big.subarray(0, 5)], [0x53, 0x43, 1, 0, 1]) // "SC", version 1, string, LZ4
+  assert.ok(big.length < 200, `compressed to ${big.length} bytes`)
+  assert.is((await raw(r, 'small'))![4], 0)
+  const b = await cache(r, {}, { regions: { default: { compression: { minBytes: 100 } } } })
+  assert.is(await b.get('big'), text)
+  await r.command('SET', 'shardcache:default:foreign', 'hello')
+  const flipped = Buffer.from(big)
+  flipped[big.length - 3] = flipped[big.length - 3]! ^ 0xff
+  await r.command('SET', 'shardcache:default:flipped', flipped)
+  const c = await cache(r)
+  assert.is(await c.get('foreign'), undefined)
+  assert.is(await c.get('flipped'), undefined)
+  const t = await tiers(c)
+  assert.is(t.l2.corrupt, 2)
+  assert.is(t.l2.misses, 2)
+})
+
+test('getOrCompute reads L2 before running the loader; its result goes to both tiers', async () => {
+  const r = await server()
+  const a = await cache(r)
+  const b = await cache(r)
+  let calls = 0
+  const loader = async () => {
+    calls++
+    return { computed: true }
+  }
+  assert.equal(await a.getOrCompute('c', loader, { ttl: '1m' }), { computed: true })
+  assert.equal(await b.getOrCompute('c', loader, { ttl: '1m' }), { computed: true })
+  assert.is(calls, 1)
+  assert.is((await tiers(b)).l2.hits, 1)
+})
+
+test('writes of an attached thread reach L2 through the owner', async () => {
+  const r = await server()
+  const a = await cache(r)
+  const b = await cache(r)
+  const t = new ClientThread()
+  try {
+    await t.attach(a)
+    await t.call('set', 'from-thread', { x: 1 }, { tags: ['th'] })
+    await eventually(() => b.get('from-thread'), (v) => v !== undefined)
+    assert.equal(await b.get('from-thread'), { x: 1 })
+    await t.call('invalidateTag', 'th')
+    await eventually(() => raw(r, 'from-thread'), (v) => v === null)
+  } finally {
+    await t.worker.terminate()
+  }
+})
+
+test('when L2 dies the shards keep serving; the breaker opens after 5 failures and closes once L2 answers again', async () => {
+  const r = await server()
+  const a = await cache(r, { breakDuration: 300, timeout: 200 })
+  await a.set('k', 'v')
+  await r.kill()
+  for (let i = 0; i < 5; i++) assert.is(await a.set(`down:${i}`, i), true)
+  assert.is(await a.get('k'), 'v')
+  assert.is(await a.get('never'), undefined)
+  let t = await tiers(a)
+  assert.is(t.l2.errors, 5)
+  assert.is(t.l2.breaker, 'open')
+  assert.is(t.l2.skipped, 1) // the miss of "never" did not call L2
+  await r.restart()
+  await new Promise((res) => setTimeout(res, 350))
+  await eventually(
+    async () => {
+      await a.set('after', 1)
+      return raw(r, 'after')
+    },
+    (v) => v !== null,
+    5000,
+    100,
+  )
+  t = await tiers(a)
+  assert.is(t.l2.breaker, 'closed')
+})
+
+test('required: createCache rejects with E_L2_UNAVAILABLE when L2 is unreachable, and operations reject when it fails', async () => {
+  const r = await server()
+  await r.kill()
+  try {
+    await createCache({ shards: 1, l2: { redis: r.url, required: true, timeout: 200 } })
+    assert.unreachable('should reject')
+  } catch (err) {
+    assert.is((err as { code?: string }).code, 'E_L2_UNAVAILABLE')
+    assert.match((err as Error).message, 'options.l2.redis')
+  }
+  await r.restart()
+  const a = await cache(r, { required: true, timeout: 200 })
+  await a.set('k', 'v')
+  await r.kill()
+  try {
+    await a.delete('k')
+    assert.unreachable('should reject')
+  } catch (err) {
+    assert.is((err as { code?: string }).code, 'E_L2_UNAVAILABLE')
+  }
+})
+
+test('bad l2 options are E_INVALID_OPTION naming the option', async () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ redis: 42 }, 'options.l2.redis'],
+    [{ redis: 'redis://127.0.0.1:1', ttlScale: 0.5 }, 'options.l2.ttlScale'],
+    [{ redis: 'redis://127.0.0.1:1', promotion: { frequency: 0 } }, 'options.l2.promotion.frequency'],
+    [{ redis: 'redis://127.0.0.1:1', timeout: 'soon' }, 'options.l2.timeout'],
+    [{ redis: 'redis://127.0.0.1:1', required: 'yes' }, 'options.l2.required'],
+    [{ redis: 'redis://127.0.0.1:1', ttl: 5 }, 'options.l2.ttl'],
+  ]
+  for (const [l2, name] of cases) {
+    try {
+      await createCache({ shards: 1, l2: l2 as never })
+      assert.unreachable(name)
+    } catch (err) {
+      assert.is((err as { code?: string }).code, 'E_INVALID_OPTION', (err as Error).message)
+      assert.match((err as Error).message, name)
+    }
+  }
+})
+
+test.run()
