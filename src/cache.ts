@@ -23,7 +23,8 @@ import { EventEmitter } from 'node:events'
 import { BusOpType } from './bus_message.js'
 import type { BusEntry, BusOp } from './bus_message.js'
 import type { Bus, BusHost, BusPublisher, BusStats, FlushEvent, FlushReason, InvalidationEvent } from './bus.js'
-import type { L2Tier } from './l2.js'
+import type { L2Tier, L2Value } from './l2.js'
+import { randomUUID } from 'node:crypto'
 import { Glob } from './glob.js'
 import type { AttachOptions, CacheHandle } from './attach.js'
 
@@ -155,6 +156,9 @@ function emit(events: EventEmitter, name: string, payload: unknown): void {
   }
 }
 
+/** The lease of lockAcrossInstances when getOrCompute has no timeout. */
+const DEFAULT_LEASE_MS = 10_000
+
 /** Calls a loader: a function here, or a task in the loader pool. */
 function runLoader<T>(loader: Loader<T> | PoolTask, runTask: ((t: PoolTask) => Promise<unknown>) | undefined): Promise<T> {
   if (typeof loader === 'function') {
@@ -227,9 +231,9 @@ export class CacheRegion {
   }
 
   /** An L1 miss read from L2, promoted into the shard (1 in promotion.frequency) with L2's remaining TTL. */
-  async #fromL2<T>(key: string): Promise<T | undefined> {
+  async #fromL2<T>(key: string, found?: L2Value): Promise<T | undefined> {
     const l2 = this.core.l2!
-    const hit = await l2.get(this.#region.name, key)
+    const hit = found ?? (await l2.get(this.#region.name, key))
     if (hit === undefined) return undefined
     const value = decodeValue(hit.enc.tag, Buffer.from(hit.enc.bytes.buffer, hit.enc.bytes.byteOffset, hit.enc.bytes.byteLength), this.core.options.codec) as T
     if (l2.shouldPromote()) {
@@ -297,6 +301,9 @@ export class CacheRegion {
       this.#open()
       checkKey(key, this.core.options.maxKeyBytes)
       opts = resolveComputeOptions(options, this.core.options.maxKeyBytes)
+      if (opts.lock && this.core.l2 === undefined) {
+        throw new InvalidOptionError('options.lockAcrossInstances needs an L2 tier (createCache({ l2 })): the instances that wait read the value from it')
+      }
       this.#checkLoader(loader)
     } catch (err) {
       return rejected(err)
@@ -347,6 +354,8 @@ export class CacheRegion {
     const turn = await flights.begin(fk)
     if (turn !== 'lead') return this.#outcome<T>(turn)
     let outcome: FlightOutcome | undefined
+    /** Our lockAcrossInstances lease on the key, when we took one. */
+    let lease: string | undefined
     try {
       // A flight may have ended between our miss and our turn: its value is in the cache.
       const hit = await this.get<T>(key)
@@ -354,6 +363,22 @@ export class CacheRegion {
         const enc = encodeValue(hit, this.core.options.codec)
         outcome = { ok: true, tag: enc.tag, bytes: enc.bytes }
         return hit
+      }
+      if (opts.lock) {
+        const l2 = this.core.l2!
+        const ms = Number.isFinite(opts.timeoutMs) ? opts.timeoutMs : DEFAULT_LEASE_MS
+        const token = randomUUID()
+        const got = await l2.lock(this.#region.name, key, token, ms)
+        if (got === true) lease = token
+        else if (got === false) {
+          // Another instance is loading it: its value arrives in L2 (or the lease runs out).
+          const found = await l2.waitFor(this.#region.name, key, ms)
+          if (found !== undefined) {
+            const v = (await this.#fromL2<T>(key, found))!
+            outcome = { ok: true, tag: found.enc.tag, bytes: Uint8Array.prototype.slice.call(found.enc.bytes) }
+            return v
+          }
+        }
       }
       const value = await withTimeout(runLoader(loader, this.core.runTask), opts.timeoutMs, key)
       if (value === undefined) {
@@ -372,6 +397,8 @@ export class CacheRegion {
       throw err
     } finally {
       flights.end(fk, outcome!)
+      // After the value is in L2, where the waiting instances look for it (or after a failure).
+      if (lease !== undefined) void this.core.l2!.unlock(this.#region.name, key, lease).catch(() => {})
     }
   }
 

@@ -76,6 +76,10 @@ const HEADER = 13
 const FLAG_LZ4 = 1
 /** Failures in a row that open the breaker. */
 const BREAKER_THRESHOLD = 5
+/** How often an instance waiting on another's lease looks for the value. */
+const LOCK_POLL_MS = 20
+/** Deletes the lease only if it still holds our token. */
+const UNLOCK_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`
 /** Keys per UNLINK when deleting what a SCAN found. */
 const UNLINK_BATCH = 500
 
@@ -216,6 +220,43 @@ export class L2Tier {
     })
   }
 
+  /**
+   * Takes the loading lease of a key across instances (`SET NX PX`): true when
+   * taken, false when another instance holds it, undefined when L2 failed
+   * (the caller then loads without it).
+   */
+  async lock(region: string, key: string, token: string, ms: number): Promise<boolean | undefined> {
+    const res = await this.#call((c) => c.set(this.#lockKey(region, key), token, 'PX', Math.max(1, Math.round(ms)), 'NX'))
+    return res === undefined ? undefined : res === 'OK'
+  }
+
+  /** Releases a lease if it is still ours (it may have expired and been taken by another instance). */
+  async unlock(region: string, key: string, token: string): Promise<void> {
+    await this.#call((c) => c.eval(UNLOCK_LUA, 1, this.#lockKey(region, key), token))
+  }
+
+  /**
+   * Polls L2 for `key` until it appears or `ms` pass (the value another
+   * instance is loading); reads are not counted as misses meanwhile.
+   */
+  async waitFor(region: string, key: string, ms: number): Promise<L2Value | undefined> {
+    const k = this.key(region, key)
+    const deadline = Date.now() + ms
+    for (;;) {
+      const bytes = await this.#call((c) => c.getBuffer(k))
+      if (bytes !== undefined && bytes !== null) {
+        const enc = this.#decode(bytes)
+        if (enc !== undefined) {
+          this.#c.hits++
+          const pttl = (await this.#call((c) => c.pttl(k))) ?? -1
+          return { enc, ttlMs: pttl < 0 ? Infinity : pttl }
+        }
+      }
+      if (Date.now() >= deadline) return undefined
+      await new Promise((r) => setTimeout(r, LOCK_POLL_MS))
+    }
+  }
+
   stats(): L2Stats {
     const now = Date.now()
     return { ...this.#c, breaker: this.#openUntil > now ? 'open' : this.#failures >= BREAKER_THRESHOLD ? 'half-open' : 'closed' }
@@ -233,6 +274,10 @@ export class L2Tier {
   }
 
   // ── internals ────────────────────────────────────────────────────────────
+
+  #lockKey(region: string, key: string): string {
+    return `${this.#opts.prefix}lock:${region}:${key}`
+  }
 
   #tagKey(tag: string): string {
     return `${this.#opts.prefix}tag:${tag}`

@@ -204,6 +204,15 @@ export interface ComputeOptions {
    * @default no limit
    */
   timeout?: Ttl
+  /**
+   * With an L2 tier: before running the loader, take a short Redis lease on
+   * the key (`SET NX PX`, as long as `timeout`, else 10 s), so that of N
+   * instances missing the key at once one runs the loader; the others wait
+   * for its value to appear in L2 (for at most the lease) and then run the
+   * loader themselves if it did not.
+   * @default false
+   */
+  lockAcrossInstances?: boolean
 }
 
 /** Options of the Redis invalidation bus (`createCache({ bus })`). */
@@ -550,13 +559,16 @@ export interface ResolvedCompute {
   timeoutMs: number
   tags: string[] | undefined
   graceMs: number | undefined
+  lock: boolean
 }
 
 /** Validates the options of `getOrCompute`. */
 export function resolveComputeOptions(o: unknown, maxKeyBytes: number = DEFAULTS.maxKeyBytes): ResolvedCompute {
-  if (o === undefined) return { ttl: undefined, timeoutMs: Infinity, tags: undefined, graceMs: undefined }
+  if (o === undefined) return { ttl: undefined, timeoutMs: Infinity, tags: undefined, graceMs: undefined, lock: false }
   if (!isPlainObject(o)) throw new InvalidOptionError(`options must be an object like { ttl, grace, timeout, tags } (got ${describe(o)})`)
-  rejectUnknownKeys(o, ['ttl', 'grace', 'timeout', 'tags'], 'options.')
+  rejectUnknownKeys(o, ['ttl', 'grace', 'timeout', 'tags', 'lockAcrossInstances'], 'options.')
+  const lock = o.lockAcrossInstances ?? false
+  if (typeof lock !== 'boolean') throw new InvalidOptionError(`options.lockAcrossInstances must be a boolean (got ${describe(lock)})`)
   const graceMs = o.grace === undefined ? undefined : finiteDuration(o.grace, 'options.grace')
   const tags = o.tags === undefined ? undefined : resolveTags(o.tags, 'options.tags', maxKeyBytes)
   const ttl = o.ttl === undefined ? undefined : parseTtl(o.ttl, 'options.ttl')
@@ -569,7 +581,7 @@ export function resolveComputeOptions(o: unknown, maxKeyBytes: number = DEFAULTS
     }
     timeoutMs = n
   }
-  return { ttl, timeoutMs, tags, graceMs }
+  return { ttl, timeoutMs, tags, graceMs, lock }
 }
 
 const BUS_KEYS = ['redis', 'channel', 'secret', 'mode', 'maxMessageBytes', 'heartbeat', 'maxQueue', 'required', 'connectTimeout', 'catchUp', 'streamMaxLen']

@@ -137,6 +137,57 @@ test('getOrCompute reads L2 before running the loader; its result goes to both t
   assert.is((await tiers(b)).l2.hits, 1)
 })
 
+test('lockAcrossInstances: of three instances missing a key at once, one runs the loader; the others take its value from L2', async () => {
+  const r = await server()
+  const caches = [await cache(r), await cache(r), await cache(r)]
+  let calls = 0
+  const loader = async () => {
+    calls++
+    await new Promise((res) => setTimeout(res, 150))
+    return { report: 42 }
+  }
+  const results = await Promise.all(caches.map((c) => c.getOrCompute('report', loader, { ttl: '1m', lockAcrossInstances: true })))
+  assert.is(calls, 1)
+  for (const v of results) assert.equal(v, { report: 42 })
+  // The lease is released once the value is in L2.
+  assert.is(await r.command('EXISTS', 'shardcache:lock:default:report'), 0)
+  // Without the option every instance runs its own loader.
+  await Promise.all(caches.map((c) => c.delete('plain')))
+  await Promise.all(caches.map((c) => c.getOrCompute('plain', loader)))
+  assert.is(calls, 4)
+})
+
+test('lockAcrossInstances: when the lease holder fails, the waiters stop waiting at the lease\'s end and load themselves', async () => {
+  const r = await server()
+  const a = await cache(r)
+  const b = await cache(r)
+  let bCalls = 0
+  const failing = async () => {
+    await new Promise((res) => setTimeout(res, 50))
+    throw new Error('a failed')
+  }
+  const aRun = a.getOrCompute('k', failing, { lockAcrossInstances: true, timeout: 300 }).catch((e: Error) => e.message)
+  await new Promise((res) => setTimeout(res, 20))
+  const t0 = Date.now()
+  const bRun = b.getOrCompute('k', async () => `b${++bCalls}`, { lockAcrossInstances: true, timeout: 300 })
+  assert.is(await aRun, 'a failed')
+  // b looked for a's value in L2 for the lease's length (300 ms); none came, so it loaded itself.
+  assert.is(await bRun, 'b1')
+  const waited = Date.now() - t0
+  assert.ok(waited >= 250 && waited < 1000, `b waited ${waited} ms`)
+  assert.is(bCalls, 1)
+  try {
+    await createCache({ shards: 1 }).then(async (c) => {
+      open.push(c)
+      await c.getOrCompute('x', () => 1, { lockAcrossInstances: true })
+    })
+    assert.unreachable('needs l2')
+  } catch (err) {
+    assert.is((err as { code?: string }).code, 'E_INVALID_OPTION')
+    assert.match((err as Error).message, 'options.lockAcrossInstances')
+  }
+})
+
 test('writes of an attached thread reach L2 through the owner', async () => {
   const r = await server()
   const a = await cache(r)
