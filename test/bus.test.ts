@@ -64,7 +64,7 @@ test('invalidate mode: a set, delete, mset, mdelete, pattern and clear on one in
   await b.mset([['k1', 'b1'], ['k2', 'b2'], ['k3', 'b3'], ['k4', 'b4'], ['user:1', 'u1'], ['user:2', 'u2'], ['keep', 'x']])
   await b.region('sessions').set('s1', 'v')
   // b's own writes invalidate a's keys too: let them land before a writes.
-  await eventually(async () => [await busStats(a), await busStats(b)], ([sa, sb]) => sb!.published > 0 && sa!.received === sb!.published)
+  await eventually(async () => [await busStats(a), await busStats(b)], ([sa, sb]) => sb!.queued === 0 && sb!.published > 0 && sa!.received === sb!.published)
   await a.set('k1', 'a1')
   await a.delete('k2')
   await a.mset([['k3', 'a3']])

@@ -49,13 +49,16 @@ async function peersOn(n: number, bus: Record<string, unknown> = {}): Promise<Bu
 
 const sorted = async (p: BusPeer, region = 'default'): Promise<string[]> => ((await p.in(region).call<string[]>('keys')) ?? []).sort()
 
-/** Waits until every peer received every message the others published. */
+/**
+ * Waits until every peer sent everything it queued (an op is queued when its
+ * call is made) and received every message the others published.
+ */
 async function settled(list: BusPeer[]): Promise<void> {
   await eventually(
-    async () => Promise.all(list.map((p) => p.call<{ bus: { published: number; received: number } }>('stats'))),
+    async () => Promise.all(list.map((p) => p.call<{ bus: { published: number; received: number; queued: number } }>('stats'))),
     (stats) => {
       const published = stats.reduce((n, s) => n + s.bus.published, 0)
-      return stats.every((s) => s.bus.received === published - s.bus.published)
+      return stats.every((s) => s.bus.queued === 0 && s.bus.received === published - s.bus.published)
     },
     8000,
   )
