@@ -120,10 +120,10 @@ const OUTPUT_TAIL_CHARS = 4000
  * `readyTimeoutMs`; the process is gone by then. The server is killed by the
  * exit hook if this process exits without stopping it.
  */
-export async function spawnRedisServer(port: number, binary = 'redis-server', readyTimeoutMs = 5000): Promise<SpawnedRedisServer> {
+export async function spawnRedisServer(port: number, binary = 'redis-server', readyTimeoutMs = 5000, extraArgs: readonly string[] = []): Promise<SpawnedRedisServer> {
   // stdout is where redis-server logs by default, bind errors included, so it
   // is kept (a bounded tail) as well as stderr.
-  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   installExitHook()

@@ -76,6 +76,8 @@ const HEADER = 13
 const FLAG_LZ4 = 1
 /** Failures in a row that open the breaker. */
 const BREAKER_THRESHOLD = 5
+/** How long createCache waits for a `required` L2 to connect. */
+const CONNECT_TIMEOUT_MS = 5000
 /** How often an instance waiting on another's lease looks for the value. */
 const LOCK_POLL_MS = 20
 /** Deletes the lease only if it still holds our token. */
@@ -112,7 +114,9 @@ export class L2Tier {
     const r = opts.redis
     this.#owned = true
     if (typeof r === 'string') this.#client = new Redis(r, own)
-    else if (isRedisClient(r)) this.#client = (r as { duplicate(o?: object): Client }).duplicate(isCluster(r) ? { redisOptions: own, lazyConnect: true, enableOfflineQueue: false } : own)
+    // A Cluster's duplicate() takes its startup nodes first, then the cluster options.
+    else if (isCluster(r)) this.#client = (r as Cluster).duplicate(undefined, { redisOptions: own, lazyConnect: true, enableOfflineQueue: false })
+    else if (isRedisClient(r)) this.#client = (r as Redis).duplicate(own)
     else this.#client = new Redis({ ...(r as RedisOptions), ...own })
     this.#client.on('error', () => {
       // Reported through the operations' outcomes and stats, not as process-level noise.
@@ -121,13 +125,24 @@ export class L2Tier {
 
   /** Connects; when `required`, rejects with E_L2_UNAVAILABLE if Redis cannot be reached. */
   async start(): Promise<void> {
+    const connecting = this.#client.connect()
+    connecting.catch(() => {}) // ioredis keeps retrying in the background
+    let timer: NodeJS.Timeout | undefined
     try {
-      await this.#client.connect()
+      // Bounded: a cluster that never becomes ready would otherwise hold createCache forever.
+      await Promise.race([
+        connecting,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`not ready within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS)
+        }),
+      ])
     } catch (cause) {
-      if (this.#opts.required) {
-        this.#client.disconnect()
-        throw new L2Error(`cannot connect the L2 tier (options.l2.redis): ${(cause as Error).message}`, { cause })
-      }
+      // Not required: the cache starts; L2 calls fail fast (and are skipped) until Redis answers.
+      if (!this.#opts.required) return
+      this.#client.disconnect()
+      throw new L2Error(`cannot connect the L2 tier (options.l2.redis): ${(cause as Error).message}`, { cause })
+    } finally {
+      clearTimeout(timer)
     }
   }
 

@@ -11,6 +11,11 @@ import * as assert from 'uvu/assert'
 import { createCache } from '../src/index.js'
 import type { Cache, CacheOptions } from '../src/index.js'
 import { RedisProc } from './fixtures/redis_proc.js'
+import { Cluster } from 'ioredis'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { freePort, spawnRedisServer } from '../bench/redis_server.js'
 import { eventually } from './fixtures/bus_peer_client.js'
 import { ClientThread } from './fixtures/client_thread.js'
 
@@ -251,6 +256,44 @@ test('required: createCache rejects with E_L2_UNAVAILABLE when L2 is unreachable
     assert.unreachable('should reject')
   } catch (err) {
     assert.is((err as { code?: string }).code, 'E_L2_UNAVAILABLE')
+  }
+})
+
+test('Redis Cluster (a local single-node cluster owning every slot), through ioredis\' Cluster client: reads, writes, patterns, tags', async () => {
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'shardcache-cluster-'))
+  const node = await spawnRedisServer(port, 'redis-server', 5000, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-announce-ip', '127.0.0.1'])
+  const cluster = new Cluster([{ host: '127.0.0.1', port }], { lazyConnect: true })
+  try {
+    const { sendCommand } = await import('./fixtures/redis_proc.js')
+    assert.is(await sendCommand(port, ['CLUSTER', 'ADDSLOTSRANGE', '0', '16383']), 'OK')
+    await eventually(async () => String(await sendCommand(port, ['CLUSTER', 'INFO'])), (info) => info.includes('cluster_state:ok'), 10_000, 50)
+    const a = await createCache({ shards: 2, l2: { redis: cluster, prefix: 'c:' } })
+    open.push(a)
+    const b = await createCache({ shards: 2, l2: { redis: cluster, prefix: 'c:' } })
+    open.push(b)
+    // Keys in many slots: one mset spans them, and so do the tag set and the pattern delete.
+    const entries = Array.from({ length: 50 }, (_, i) => [`item:${i}`, { i }] as [string, { i: number }])
+    await a.mset(entries, { tags: ['items'] })
+    assert.equal(await b.mget(['item:0', 'item:49']), [{ i: 0 }, { i: 49 }])
+    await a.deleteByPattern('item:1*')
+    const c = await createCache({ shards: 1, l2: { redis: cluster, prefix: 'c:' } })
+    open.push(c)
+    assert.is(await c.get('item:1'), undefined)
+    assert.is(await c.get('item:12'), undefined)
+    assert.equal(await c.get('item:2'), { i: 2 })
+    await a.invalidateTag('items')
+    const d = await createCache({ shards: 1, l2: { redis: cluster, prefix: 'c:' } })
+    open.push(d)
+    assert.equal(await d.mget(['item:2', 'item:49']), [undefined, undefined])
+    assert.is((await d.stats()).tiers!.l2.errors, 0)
+    // The application's Cluster client is not closed by the caches.
+    for (const x of [a, b, c, d]) await x.close()
+    open.length = 0
+    assert.is(cluster.status, 'wait')
+  } finally {
+    cluster.disconnect()
+    await node.stop()
   }
 })
 
