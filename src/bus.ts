@@ -83,6 +83,9 @@ export interface FlushEvent {
 export interface BusPublisher {
   readonly mode: 'invalidate' | 'update'
   publish(op: BusOp): void
+  /** getOrCompute's lockAcrossInstances without an L2 tier: a lease on the bus's Redis (owner only). */
+  lock?(name: string, token: string, ms: number): Promise<boolean | undefined>
+  unlock?(name: string, token: string): Promise<void>
 }
 
 /** What the bus needs from the cache it serves. */
@@ -151,6 +154,9 @@ const STREAM_PUBLISH_LUA = `
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[1] .. id .. string.char(#id))
 return id`
+
+/** Deletes a lease only if it still holds our token. */
+const UNLOCK_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`
 
 interface StreamPublisher {
   shardcacheStreamPublish(key: string, channel: string, message: Buffer, maxLen: number): Promise<unknown>
@@ -303,6 +309,24 @@ export class Bus implements BusPublisher {
 
   get mode(): 'invalidate' | 'update' {
     return this.#opts.mode
+  }
+
+  /** Takes a lease (`SET NX PX` on `<channel>:lock:<name>`): true, false when held elsewhere, undefined when Redis failed. */
+  async lock(name: string, token: string, ms: number): Promise<boolean | undefined> {
+    try {
+      return (await this.#pub.set(`${this.#opts.channel}:lock:${name}`, token, 'PX', Math.max(1, Math.round(ms)), 'NX')) === 'OK'
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Releases a lease if it still holds `token`. */
+  async unlock(name: string, token: string): Promise<void> {
+    try {
+      await this.#pub.eval(UNLOCK_LUA, 1, `${this.#opts.channel}:lock:${name}`, token)
+    } catch {
+      // It expires on its own.
+    }
   }
 
   get connected(): boolean {

@@ -301,8 +301,11 @@ export class CacheRegion {
       this.#open()
       checkKey(key, this.core.options.maxKeyBytes)
       opts = resolveComputeOptions(options, this.core.options.maxKeyBytes)
-      if (opts.lock && this.core.l2 === undefined) {
-        throw new InvalidOptionError('options.lockAcrossInstances needs an L2 tier (createCache({ l2 })): the instances that wait read the value from it')
+      if (opts.lock && this.core.l2 === undefined && (this.core.bus?.lock === undefined || this.core.bus.mode !== 'update')) {
+        throw new InvalidOptionError(
+          'options.lockAcrossInstances needs an L2 tier (createCache({ l2 })) or a bus in update mode, where the instances that wait get the value from; ' +
+            'on an attached thread, the owner\'s L2 tier',
+        )
       }
       this.#checkLoader(loader)
     } catch (err) {
@@ -354,8 +357,9 @@ export class CacheRegion {
     const turn = await flights.begin(fk)
     if (turn !== 'lead') return this.#outcome<T>(turn)
     let outcome: FlightOutcome | undefined
-    /** Our lockAcrossInstances lease on the key, when we took one. */
+    /** Our lockAcrossInstances lease on the key, when we took one, and how to release it. */
     let lease: string | undefined
+    let unlock: (() => Promise<void>) | undefined
     try {
       // A flight may have ended between our miss and our turn: its value is in the cache.
       const hit = await this.get<T>(key)
@@ -365,18 +369,32 @@ export class CacheRegion {
         return hit
       }
       if (opts.lock) {
-        const l2 = this.core.l2!
         const ms = Number.isFinite(opts.timeoutMs) ? opts.timeoutMs : DEFAULT_LEASE_MS
         const token = randomUUID()
-        const got = await l2.lock(this.#region.name, key, token, ms)
-        if (got === true) lease = token
-        else if (got === false) {
-          // Another instance is loading it: its value arrives in L2 (or the lease runs out).
-          const found = await l2.waitFor(this.#region.name, key, ms)
-          if (found !== undefined) {
-            const v = (await this.#fromL2<T>(key, found))!
-            outcome = { ok: true, tag: found.enc.tag, bytes: Uint8Array.prototype.slice.call(found.enc.bytes) }
-            return v
+        const l2 = this.core.l2
+        const bus = this.core.bus!
+        const name = `${this.#region.name}:${key}`
+        const got = l2 !== undefined ? await l2.lock(this.#region.name, key, token, ms) : await bus.lock!(name, token, ms)
+        if (got === true) {
+          lease = token
+          unlock = l2 !== undefined ? () => l2.unlock(this.#region.name, key, token) : () => bus.unlock!(name, token)
+        } else if (got === false) {
+          // Another instance is loading it: its value arrives in L2, or by the bus into our
+          // shards (update mode), or the lease runs out and we load it ourselves.
+          if (l2 !== undefined) {
+            const found = await l2.waitFor(this.#region.name, key, ms)
+            if (found !== undefined) {
+              const v = (await this.#fromL2<T>(key, found))!
+              outcome = { ok: true, tag: found.enc.tag, bytes: Uint8Array.prototype.slice.call(found.enc.bytes) }
+              return v
+            }
+          } else {
+            const v = await this.#waitForUpdate<T>(key, ms)
+            if (v !== undefined) {
+              const enc = encodeValue(v, this.core.options.codec)
+              outcome = { ok: true, tag: enc.tag, bytes: enc.bytes }
+              return v
+            }
           }
         }
       }
@@ -398,7 +416,17 @@ export class CacheRegion {
     } finally {
       flights.end(fk, outcome!)
       // After the value is in L2, where the waiting instances look for it (or after a failure).
-      if (lease !== undefined) void this.core.l2!.unlock(this.#region.name, key, lease).catch(() => {})
+      if (lease !== undefined) void unlock!().catch(() => {})
+    }
+  }
+
+  /** Polls this instance's shards for a value another instance loads and sends by the bus (update mode). */
+  async #waitForUpdate<T>(key: string, ms: number): Promise<T | undefined> {
+    const deadline = Date.now() + ms
+    for (;;) {
+      const v = await this.get<T>(key)
+      if (v !== undefined || Date.now() >= deadline) return v
+      await new Promise((r) => setTimeout(r, 20))
     }
   }
 

@@ -205,11 +205,12 @@ export interface ComputeOptions {
    */
   timeout?: Ttl
   /**
-   * With an L2 tier: before running the loader, take a short Redis lease on
-   * the key (`SET NX PX`, as long as `timeout`, else 10 s), so that of N
-   * instances missing the key at once one runs the loader; the others wait
-   * for its value to appear in L2 (for at most the lease) and then run the
-   * loader themselves if it did not.
+   * Before running the loader, take a short Redis lease on the key (`SET NX
+   * PX`, as long as `timeout`, else 10 s), so that of N instances missing the
+   * key at once one runs the loader; the others wait for its value (in the L2
+   * tier, or delivered by an update-mode bus) for at most the lease, then run
+   * the loader themselves if it did not come. Needs an L2 tier or a bus in
+   * update mode.
    * @default false
    */
   lockAcrossInstances?: boolean

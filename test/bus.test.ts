@@ -135,6 +135,28 @@ test('invalidateTag reaches every instance; in update mode the tags travel with 
   assert.is(await b.invalidateTag('late'), 1)
 })
 
+test('lockAcrossInstances over the bus (update mode, no L2): one of three instances runs the loader, the others get its value by the bus', async () => {
+  const r = await server()
+  const caches = [await cache(r, { mode: 'update' }), await cache(r, { mode: 'update' }), await cache(r, { mode: 'update' })]
+  let calls = 0
+  const loader = async () => {
+    calls++
+    await sleep(100)
+    return { shared: true }
+  }
+  const results = await Promise.all(caches.map((c) => c.getOrCompute('k', loader, { lockAcrossInstances: true, timeout: 2000 })))
+  assert.is(calls, 1)
+  for (const v of results) assert.equal(v, { shared: true })
+  const plain = await cache(r)
+  try {
+    await plain.getOrCompute('x', () => 1, { lockAcrossInstances: true })
+    assert.unreachable('an invalidate-mode bus carries no values')
+  } catch (err) {
+    assert.is((err as { code?: string }).code, 'E_INVALID_OPTION')
+    assert.match((err as Error).message, 'options.lockAcrossInstances')
+  }
+})
+
 test('an instance ignores its own messages, and a tick of writes is one message, split under maxMessageBytes', async () => {
   const r = await server()
   const a = await cache(r, { maxMessageBytes: '8kb' })
