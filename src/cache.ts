@@ -106,6 +106,9 @@ class Collector<T> implements Sink {
   }
 }
 
+/** A sink for writes whose outcome nobody waits for (L2 promotions). */
+const IGNORE: Sink = { resolve: () => {}, reject: () => {} }
+
 const countTrue = (rs: unknown[]): number => rs.reduce<number>((n, r) => (r === true ? n + 1 : n), 0)
 const addNumbers = (rs: unknown[]): number => rs.reduce<number>((n, r) => n + (r as number), 0)
 
@@ -230,13 +233,20 @@ export class CacheRegion {
     }
   }
 
-  /** An L1 miss read from L2, promoted into the shard (1 in promotion.frequency) with L2's remaining TTL. */
+  /**
+   * An L1 miss read from L2, promoted into the shard (1 in promotion.frequency)
+   * with L2's remaining TTL. The promotion is not awaited: the value is
+   * returned at once, and this thread's later reads of the key are ordered
+   * after the write (the router holds direct reads back while it is pending).
+   */
   async #fromL2<T>(key: string, found?: L2Value): Promise<T | undefined> {
     const l2 = this.core.l2!
-    const hit = found ?? (await l2.get(this.#region.name, key))
+    const promote = l2.shouldPromote()
+    // The remaining TTL is only needed to promote: without it, one command instead of two.
+    const hit = found ?? (await l2.get(this.#region.name, key, promote))
     if (hit === undefined) return undefined
     const value = decodeValue(hit.enc.tag, Buffer.from(hit.enc.bytes.buffer, hit.enc.bytes.byteOffset, hit.enc.bytes.byteLength), this.core.options.codec) as T
-    if (l2.shouldPromote()) {
+    if (promote && hit.ttlMs !== undefined) {
       const opts: ResolvedSet = { ttl: hit.ttlMs, nx: false, xx: false, metadata: undefined, tags: undefined }
       let fits = true
       try {
@@ -245,9 +255,20 @@ export class CacheRegion {
         fits = false // too large for this region's share: served, not kept
       }
       // A fill, not a write: not published (peers did not lose anything), not written back to L2.
-      if (fits) await new Promise<void>((resolve) => this.#writeSet(key, hit.enc, opts, { resolve: () => resolve(), reject: () => resolve() }, 0))
+      if (fits) {
+        l2.promoted()
+        this.#writeSet(key, hit.enc, opts, IGNORE, 0)
+      }
     }
     return value
+  }
+
+  /** The shards' answer alone (no L2): getOrCompute's re-check, after L2 was read already. */
+  #getL1<T>(key: string): Promise<T | undefined> {
+    const router = this.core.router
+    const value = router.readValue(this.#region.index, key)
+    if (value !== ASK_SHARD) return Promise.resolve(value as T)
+    return this.#keyOp<T | undefined>(Op.GET, key, router.shardOf(key))
   }
 
   /** The L2 side of a set (after the shard stored it): with the entry's TTL x ttlScale, and its tags. */
@@ -361,8 +382,8 @@ export class CacheRegion {
     let lease: string | undefined
     let unlock: (() => Promise<void>) | undefined
     try {
-      // A flight may have ended between our miss and our turn: its value is in the cache.
-      const hit = await this.get<T>(key)
+      // A flight may have ended between our miss and our turn: its value is in the shards.
+      const hit = await this.#getL1<T>(key)
       if (hit !== undefined) {
         const enc = encodeValue(hit, this.core.options.codec)
         outcome = { ok: true, tag: enc.tag, bytes: enc.bytes }

@@ -65,8 +65,8 @@ export interface L2Stats {
 /** What a read found in L2. */
 export interface L2Value {
   enc: EncodedValue
-  /** Remaining TTL in Redis (ms), Infinity without one. */
-  ttlMs: number
+  /** Remaining TTL in Redis (ms), Infinity without one; undefined when not read (no promotion). */
+  ttlMs: number | undefined
 }
 
 const MAGIC_0 = 0x53
@@ -152,9 +152,10 @@ export class L2Tier {
   }
 
   /** Reads `key`; undefined on a miss, a corrupt value, a failure (unless required) or an open breaker. */
-  async get(region: string, key: string): Promise<L2Value | undefined> {
+  async get(region: string, key: string, withTtl = true): Promise<L2Value | undefined> {
     const k = this.key(region, key)
     const res = await this.#call(async (c) => {
+      if (!withTtl) return { bytes: await c.getBuffer(k), pttl: undefined }
       // Sent together (one round trip); the TTL may be a few ms younger than the value, never older.
       const [bytes, pttl] = await Promise.all([c.getBuffer(k), c.pttl(k)])
       return { bytes, pttl }
@@ -170,15 +171,18 @@ export class L2Tier {
       return undefined
     }
     this.#c.hits++
-    return { enc, ttlMs: res.pttl < 0 ? Infinity : res.pttl }
+    return { enc, ttlMs: res.pttl === undefined ? undefined : res.pttl < 0 ? Infinity : res.pttl }
   }
 
-  /** Whether a hit should be promoted into the shards: 1 in `promotion.frequency`. */
+  /** Whether the next hit should be promoted into the shards: 1 in `promotion.frequency`. */
   shouldPromote(): boolean {
     const f = this.#opts.promotionFrequency
-    const yes = f === 1 || Math.random() * f < 1
-    if (yes) this.#c.promotions++
-    return yes
+    return f === 1 || Math.random() * f < 1
+  }
+
+  /** Counts a promotion made. */
+  promoted(): void {
+    this.#c.promotions++
   }
 
   /** Writes `key` with `ttlMs` x ttlScale (no expiry for Infinity), and adds it to its tags' sets. */

@@ -137,6 +137,8 @@ test('getOrCompute reads L2 before running the loader; its result goes to both t
     return { computed: true }
   }
   assert.equal(await a.getOrCompute('c', loader, { ttl: '1m' }), { computed: true })
+  // One L2 read before the loader, not a second one in the flight's re-check.
+  assert.equal((await tiers(a)).l2, { hits: 0, misses: 1, errors: 0, promotions: 0, corrupt: 0, skipped: 0, breaker: 'closed' })
   assert.equal(await b.getOrCompute('c', loader, { ttl: '1m' }), { computed: true })
   assert.is(calls, 1)
   assert.is((await tiers(b)).l2.hits, 1)
