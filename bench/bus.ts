@@ -15,17 +15,16 @@
  *   this process in one run, while the peer is subscribed so every message is
  *   really fanned out and applied.
  */
-import { fork } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { createHistogram } from 'node:perf_hooks'
 import { Redis } from 'ioredis'
 import { createCache } from '../src/index.js'
 import type { BusStats, Cache } from '../src/index.js'
 import { drawRing, ZipfSampler } from './zipf.js'
-import { resolveRedis } from './redis_server.js'
+import { connectRedis, resolveRedis } from './redis_server.js'
 import { ChildError, sleep } from './child.js'
-import { describeError, errorDetail, fmtMs, fmtNs, fmtRate, fmtRatio, heading, ratio, summarize, table, verdict } from './report.js'
+import { PeerProcess } from './peer_process.js'
+import { describeError, errorDetail, fmtMs, fmtNs, fmtRate, fmtRatio, heading, skippedOrFailed, ratio, summarize, table, verdict } from './report.js'
 import type { LatencySummary } from './report.js'
 
 export interface BusBenchConfig {
@@ -106,7 +105,6 @@ export type PeerRequest =
   | { id: number; cmd: 'stats'; channel: string }
   | { id: number; cmd: 'close' }
 
-export type PeerReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string; detail: string }
 
 /** What the peer reports for one channel since its last reset. */
 export interface PeerStats {
@@ -123,79 +121,14 @@ type Distribute<T> = T extends unknown ? Omit<T, 'id'> : never
 type PeerCommand = Distribute<PeerRequest>
 
 const PEER_SCRIPT = fileURLToPath(new URL('./bus_child.js', import.meta.url))
-/** Peers alive right now, so a SIGINT handler can stop them. */
-const peers = new Set<ChildProcess>()
-
-/** Kills every peer started here. Synchronous, for exit and signal handlers. */
-export function killBusPeersSync(): void {
-  for (const p of peers) {
-    try {
-      p.kill('SIGKILL')
-    } catch {
-      // already gone
-    }
-  }
-  peers.clear()
-}
-
-/** The forked peer: request/response over IPC, each request with a deadline so a hung peer fails the section instead of stalling it. */
-class Peer {
-  readonly #child: ChildProcess
-  readonly #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>()
-  #nextId = 1
-  #exit: Error | undefined
-  readonly exited: Promise<void>
-
+/** The forked peer (bench/bus_child.ts). */
+class Peer extends PeerProcess<PeerCommand> {
   constructor() {
-    this.#child = fork(PEER_SCRIPT, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    peers.add(this.#child)
-    this.#child.on('message', (m: PeerReply) => {
-      const w = this.#waiting.get(m.id)
-      if (w === undefined) return
-      this.#waiting.delete(m.id)
-      clearTimeout(w.timer)
-      if (m.ok) w.resolve(m.result)
-      else w.reject(new ChildError(`peer: ${m.error}`, m.detail))
-    })
-    this.exited = new Promise((resolve) => {
-      const gone = (why: string): void => {
-        peers.delete(this.#child)
-        this.#exit = new Error(`peer process ${why}`)
-        for (const w of this.#waiting.values()) {
-          clearTimeout(w.timer)
-          w.reject(this.#exit)
-        }
-        this.#waiting.clear()
-        resolve()
-      }
-      this.#child.once('exit', (code, signal) => gone(`exited (${signal ?? `code ${code}`})`))
-      this.#child.once('error', (err) => gone(`failed: ${err.message}`))
-    })
-  }
-
-  request<T>(cmd: PeerCommand, timeoutMs = 10_000): Promise<T> {
-    if (this.#exit !== undefined) return Promise.reject(this.#exit)
-    const id = this.#nextId++
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiting.delete(id)
-        reject(new Error(`peer: no answer to "${cmd.cmd}" within ${timeoutMs} ms`))
-      }, timeoutMs)
-      this.#waiting.set(id, { resolve: resolve as (v: unknown) => void, reject, timer })
-      this.#child.send({ ...cmd, id })
-    })
+    super(PEER_SCRIPT, 'peer')
   }
 
   stats(channel: string): Promise<PeerStats> {
     return this.request<PeerStats>({ cmd: 'stats', channel })
-  }
-
-  /** Asks the peer to close its caches and exit; kills it if it does not within 5 s. */
-  async close(): Promise<void> {
-    if (this.#exit === undefined) await this.request({ cmd: 'close' }, 5000).catch(() => {})
-    const killer = setTimeout(() => this.#child.kill('SIGKILL'), 5000)
-    await this.exited
-    clearTimeout(killer)
   }
 }
 
@@ -406,21 +339,6 @@ async function trickle(cache: Cache, raw: Redis, rawChannel: string, ms: number,
   return { sets, rawSent }
 }
 
-/** A plain ioredis connection for the raw messages; fails fast rather than retrying in the background. */
-async function rawPublisher(url: string): Promise<Redis> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
-  let socketError: Error | undefined
-  r.on('error', (err: Error) => {
-    socketError = err
-  })
-  try {
-    await r.connect()
-  } catch (err) {
-    r.disconnect()
-    throw new Error(`cannot connect to Redis at ${url}`, { cause: socketError ?? err })
-  }
-  return r
-}
 
 // ── the section ────────────────────────────────────────────────────────────
 
@@ -499,7 +417,7 @@ export async function runBus(cfg: BusBenchConfig, log: (line: string) => void): 
     } else {
       try {
         const ch = channels.invalidate
-        raw = await rawPublisher(url)
+        raw = await connectRedis(url)
         await trickle(pub, raw, channels.raw, cfg.latencyWarmupMs, cfg.latencyPeriodMs, w.values[0]!)
         await drain(pub, peer, ch, cfg.drainTimeoutMs)
         await resetBoth(pub, peer, ch)
@@ -580,7 +498,7 @@ export async function runBus(cfg: BusBenchConfig, log: (line: string) => void): 
     phaseStart = performance.now()
     raw?.disconnect()
     for (const c of caches.values()) await c.close().catch(() => {})
-    await peer?.close()
+    await peer?.close({ cmd: 'close' })
     await redis.target.stop()
     phase('teardown')
     out.wallMs = performance.now() - started
@@ -625,14 +543,7 @@ const fmtOptMs = (ms: number | null | undefined): string => fmtMs(ms ?? undefine
 export function printBus(s: BusSection): string {
   const c = s.config
   const out: string[] = [heading('1b. Invalidation bus: propagation between two processes, cost on the write path')]
-  if (s.skipped !== undefined) {
-    out.push(`skipped: ${s.skipped} (set REDIS_URL, or put redis-server on PATH)`)
-    return out.join('\n')
-  }
-  if (s.error !== undefined) {
-    out.push(`FAILED: ${s.error}`)
-    return out.join('\n')
-  }
+  if (skippedOrFailed(out, s)) return out.join('\n')
   out.push(
     `Redis: ${s.redis ?? '?'} on loopback. Publisher: this process, ${c.shards}-shard caches; receiver: a forked process, ${c.peerShards}-shard caches, subscribed throughout.`,
   )

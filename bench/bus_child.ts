@@ -13,8 +13,9 @@ import { createHistogram } from 'node:perf_hooks'
 import { Redis } from 'ioredis'
 import { createCache } from '../src/index.js'
 import type { Cache, InvalidationEvent } from '../src/index.js'
-import { describeError, errorDetail, summarize } from './report.js'
-import type { PeerReply, PeerRequest, PeerStats } from './bus.js'
+import { summarize } from './report.js'
+import type { PeerRequest, PeerStats } from './bus.js'
+import { servePeer } from './peer_process.js'
 
 /** One receiving cache per channel: each publisher variant of the parent has a channel of its own. */
 const caches = new Map<string, Cache>()
@@ -117,26 +118,4 @@ async function handle(req: PeerRequest): Promise<unknown> {
   }
 }
 
-function reply(msg: PeerReply): Promise<void> {
-  return new Promise((resolve) => {
-    if (process.send === undefined) resolve()
-    else process.send(msg, undefined, {}, () => resolve())
-  })
-}
-
-if (process.send === undefined) {
-  process.stderr.write('bus_child: must be forked by bench/bus.ts (it talks over IPC)\n')
-  process.exit(2)
-}
-// The parent is gone (crashed, killed): nobody will ever say "close".
-process.on('disconnect', () => process.exit(0))
-process.on('message', (req: PeerRequest) => {
-  handle(req)
-    .then(
-      (result) => reply({ id: req.id, ok: true, result }),
-      (err: unknown) => reply({ id: req.id, ok: false, error: describeError(err), detail: errorDetail(err) }),
-    )
-    .then(() => {
-      if (req.cmd === 'close') process.exit(0)
-    })
-})
+servePeer<PeerRequest>('bus_child', handle)

@@ -11,8 +11,8 @@
  * (comma-separated subset) overrides, and BENCH_EL_ENTRIES for the 1M run; the
  * values used are printed and kept in the JSON.
  *
- * The bus section needs Redis: REDIS_URL, or `redis-server` on PATH for a
- * private one; without either it prints why and is skipped.
+ * The bus and read-through sections need Redis: REDIS_URL, or `redis-server`
+ * on PATH for a private one; without either they print why and are skipped.
  *
  * `--full` (or BENCH_FULL=1) adds lru-cache to the 5M-entry event-loop run:
  * 30-55 s more on the reference machine (a 3 GiB heap to pre-fill), which
@@ -23,10 +23,13 @@ import { loadavg } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { killAllSync } from './redis_server.js'
+import { killPeerProcessesSync } from './peer_process.js'
 import { DEFAULT_THROUGHPUT, printThroughput, runThroughput } from './throughput.js'
 import type { ThroughputResult } from './throughput.js'
-import { DEFAULT_BUS, busErrors, killBusPeersSync, printBus, runBus } from './bus.js'
+import { DEFAULT_BUS, busErrors, printBus, runBus } from './bus.js'
 import type { BusSection } from './bus.js'
+import { DEFAULT_READ_THROUGH, printReadThrough, readThroughErrors, runReadThrough } from './read_through.js'
+import type { ReadThroughSection } from './read_through.js'
 import { DEFAULT_EVENT_LOOP, ENGINES, printEventLoop, runEventLoop } from './event_loop.js'
 import type { EventLoopBase, EventLoopSection } from './event_loop.js'
 import type { EventLoopEngine } from './event_loop_types.js'
@@ -38,7 +41,7 @@ import type { MicroSection } from './region_store_micro.js'
 import { errorDetail, fmtCount, fmtMachine, heading, machineInfo } from './report.js'
 import type { MachineInfo } from './report.js'
 
-const SECTIONS = ['throughput', 'bus', 'event-loop', 'event-loop-5m', 'memory', 'micro'] as const
+const SECTIONS = ['throughput', 'bus', 'read-through', 'event-loop', 'event-loop-5m', 'memory', 'micro'] as const
 type Section = (typeof SECTIONS)[number]
 
 /** Entries of the large event-loop run. */
@@ -57,6 +60,7 @@ interface BenchReport {
   loadAverageAtEnd: number[]
   throughput?: ThroughputResult
   bus?: BusSection
+  readThrough?: ReadThroughSection
   eventLoop?: EventLoopSection
   eventLoop5M?: EventLoopSection
   memory?: MemorySection
@@ -112,7 +116,7 @@ function eventLoopEngines(): EventLoopEngine[] {
 function onSignal(signal: NodeJS.Signals): void {
   // Private redis-server and scenario children must not outlive an interrupted run.
   killChildrenSync()
-  killBusPeersSync()
+  killPeerProcessesSync()
   killAllSync()
   process.stderr.write(`\nbench: interrupted by ${signal}\n`)
   process.exit(130)
@@ -178,6 +182,14 @@ async function main(): Promise<void> {
     engineErrors('bus', busErrors(report.bus))
   })
 
+  await section('read-through', async () => {
+    print('\nrunning read-through (two processes per engine, shared Redis L2 and bus) ...')
+    const cfg = quick ? { ...DEFAULT_READ_THROUGH, warmupMs: 500, measureMs: 1000 } : DEFAULT_READ_THROUGH
+    report.readThrough = await runReadThrough(cfg, log)
+    print(printReadThrough(report.readThrough))
+    engineErrors('read-through', readThroughErrors(report.readThrough))
+  })
+
   const elBase = withEnvOverrides(quick ? { ...DEFAULT_EVENT_LOOP, entries: 200_000, warmupMs: 300, durationMs: 1000 } : DEFAULT_EVENT_LOOP)
   await section('event-loop', async () => {
     print('\nrunning event-loop scenarios (one child process each) ...')
@@ -235,7 +247,7 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   killChildrenSync()
-  killBusPeersSync()
+  killPeerProcessesSync()
   killAllSync()
   process.stderr.write(`bench: ${errorDetail(err)}\n`)
   process.exit(1)

@@ -9,6 +9,7 @@ import type { ChildProcess } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
 import { delimiter, join } from 'node:path'
+import { Redis } from 'ioredis'
 
 export interface RedisTarget {
   url: string
@@ -229,4 +230,24 @@ export async function resolveRedis(): Promise<{ target: RedisTarget | undefined;
   } catch (err) {
     return { target: undefined, skipped: `redis-server failed to start: ${(err as Error).message}` }
   }
+}
+
+/**
+ * A plain ioredis connection for benchmark bookkeeping (INFO, cleanup, raw
+ * messages): fails fast rather than retrying in the background, which would
+ * keep the process alive after a section gave up.
+ */
+export async function connectRedis(url: string): Promise<Redis> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
+  let socketError: Error | undefined
+  r.on('error', (err: Error) => {
+    socketError = err
+  })
+  try {
+    await r.connect()
+  } catch (err) {
+    r.disconnect()
+    throw new Error(`cannot connect to Redis at ${url}`, { cause: socketError ?? err })
+  }
+  return r
 }

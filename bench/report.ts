@@ -174,3 +174,19 @@ export function fmtMachine(m: MachineInfo): string {
   const load = m.loadAverage.map((x) => x.toFixed(2)).join(' ')
   return `machine: ${m.cpu} | ${m.cores} cores | node ${m.node} (${m.platform}) | ${gib} GiB RAM | ${m.date} | load avg ${load}`
 }
+
+/**
+ * The first lines of a section that needs Redis: why it was skipped or how it
+ * failed. Returns true when that is all there is to print.
+ */
+export function skippedOrFailed(out: string[], s: { skipped?: string; error?: string }): boolean {
+  if (s.skipped !== undefined) {
+    out.push(`skipped: ${s.skipped} (set REDIS_URL, or put redis-server on PATH)`)
+    return true
+  }
+  if (s.error !== undefined) {
+    out.push(`FAILED: ${s.error}`)
+    return true
+  }
+  return false
+}
