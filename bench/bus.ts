@@ -16,15 +16,15 @@
  *   really fanned out and applied.
  */
 import { fileURLToPath } from 'node:url'
-import { createHistogram } from 'node:perf_hooks'
 import { Redis } from 'ioredis'
 import { createCache } from '../src/index.js'
 import type { BusStats, Cache } from '../src/index.js'
-import { drawRing, ZipfSampler } from './zipf.js'
+import { ASYNC_SAMPLE_EVERY, buildWorkload, pipelinedAsync, VALUE_VARIANTS } from './throughput.js'
+import type { AsyncKv, Workload } from './throughput.js'
 import { connectRedis, resolveRedis } from './redis_server.js'
 import { ChildError, sleep } from './child.js'
 import { PeerProcess } from './peer_process.js'
-import { describeError, errorDetail, fmtMs, fmtNs, fmtRate, fmtRatio, heading, skippedOrFailed, ratio, summarize, table, verdict } from './report.js'
+import { describeError, errorDetail, fmtMs, fmtNs, fmtRate, fmtRatio, heading, skippedOrFailed, ratio, table, verdict } from './report.js'
 import type { LatencySummary } from './report.js'
 
 export interface BusBenchConfig {
@@ -210,11 +210,8 @@ export interface BusSection {
 
 // ── workload ───────────────────────────────────────────────────────────────
 
-const RING = 1 << 20
-const MASK = RING - 1
-const VALUE_VARIANTS = 64
-/** One set in this many is timed (as in the throughput section). */
-const SAMPLE_EVERY = 16
+/** One set in this many is timed (the throughput section's driver does the timing). */
+const SAMPLE_EVERY = ASYNC_SAMPLE_EVERY
 const PREFILL_CHUNK = 5_000
 /** Latency-phase keys: the peer recognises them by this prefix and reads the timestamp at their end. */
 const LATENCY_PREFIX = 'bench:bus:lat:'
@@ -222,55 +219,27 @@ const LATENCY_PREFIX = 'bench:bus:lat:'
 const epochNow = (): number => performance.timeOrigin + performance.now()
 const nsToMs = (ns: number | undefined): number | undefined => (ns === undefined ? undefined : ns / 1e6)
 
-interface Workload {
-  keys: string[]
-  values: string[]
-  keyRing: Uint32Array
-}
+/** Per workload, an op ring of sets only, for the throughput section's driver. */
+const allSets = new WeakMap<Workload, Uint8Array>()
 
-/** The throughput section's keys and values (same names, sizes and Zipf ring), so its set rates compare with these. */
-function buildWorkload(cfg: BusBenchConfig): Workload {
-  const keys = Array.from({ length: cfg.keys }, (_, i) => `bench:tp:${i}`)
-  const values = Array.from({ length: VALUE_VARIANTS }, (_, v) => {
-    const head = `{"v":${v},"payload":"`
-    const tail = '"}'
-    const fill = cfg.valueBytes - head.length - tail.length
-    let body = ''
-    for (let i = 0; body.length < fill; i++) body += String.fromCharCode(97 + ((i * 7 + v) % 26))
-    return head + body.slice(0, Math.max(0, fill)) + tail
-  })
-  const keyRing = drawRing(new ZipfSampler(cfg.keys, cfg.zipfS, cfg.seed), RING, cfg.seed + 1)
-  return { keys, values, keyRing }
-}
-
-let cursor = 0
-
-/** Sets only, `concurrency` async loops, for `ms`: the throughput section's pipelined driver with a 100% write mix. */
+/**
+ * Sets only, `concurrency` async loops, for `ms`: the throughput section's
+ * pipelined driver and workload (same keys, values and Zipf ring), so its set
+ * rates compare with these.
+ */
 async function pipelinedSets(cache: Cache, w: Workload, ms: number, concurrency: number): Promise<{ sets: number; elapsedMs: number; latency: LatencySummary }> {
-  const hist = createHistogram()
-  const { keys, values, keyRing } = w
-  let done = 0
-  const start = performance.now()
-  let deadline = start + ms
-  const loop = async (): Promise<void> => {
-    for (let n = 0; ; n++) {
-      const timed = n % SAMPLE_EVERY === 0
-      const t0 = timed ? performance.now() : 0
-      if (timed && t0 >= deadline) return
-      const i = cursor++ & MASK
-      await cache.set(keys[keyRing[i]!]!, values[i & (VALUE_VARIANTS - 1)]!)
-      if (timed) hist.record(Math.max(1, Math.round((performance.now() - t0) * 1e6)))
-      done++
-    }
+  let ops = allSets.get(w)
+  if (ops === undefined) allSets.set(w, (ops = new Uint8Array(w.keyRing.length).fill(1)))
+  const kv: AsyncKv = {
+    kind: 'async',
+    name: 'bus',
+    get: (key) => cache.get(key),
+    set: (key, value) => cache.set(key, value),
+    prefill: async () => {},
+    close: async () => {},
   }
-  // One failed set ends every loop (the cache is about to be closed).
-  const guarded = (): Promise<void> =>
-    loop().catch((err: unknown) => {
-      deadline = 0
-      throw err
-    })
-  await Promise.all(Array.from({ length: concurrency }, guarded))
-  return { sets: done, elapsedMs: performance.now() - start, latency: summarize(hist) }
+  const r = await pipelinedAsync(kv, w, ops, ms, concurrency)
+  return { sets: r.ops, elapsedMs: r.elapsedMs, latency: r.latency }
 }
 
 async function prefill(cache: Cache, w: Workload): Promise<void> {

@@ -116,7 +116,7 @@ export interface ThroughputResult {
 
 // ── engines ────────────────────────────────────────────────────────────────
 
-interface AsyncKv {
+export interface AsyncKv {
   readonly kind: 'async'
   readonly name: string
   get(key: string): Promise<unknown>
@@ -258,16 +258,17 @@ async function redisKv(url: string, ownedServer: boolean): Promise<AsyncKv> {
 
 const RING = 1 << 20
 const MASK = RING - 1
-const VALUE_VARIANTS = 64
+export const VALUE_VARIANTS = 64
 
-interface Workload {
+export interface Workload {
   keys: string[]
   values: string[]
   keyRing: Uint32Array
   opRings: Map<number, Uint8Array>
 }
 
-function buildWorkload(cfg: ThroughputConfig): Workload {
+/** Keys, values, the Zipf key ring and an op ring per mix; the bus section builds the same for its set rates to compare. */
+export function buildWorkload(cfg: Pick<ThroughputConfig, 'keys' | 'valueBytes' | 'zipfS' | 'seed'>): Workload {
   // The prefix keeps our keys recognisable (and removable) on a shared Redis.
   const keys = Array.from({ length: cfg.keys }, (_, i) => `bench:tp:${i}`)
   const values = Array.from({ length: VALUE_VARIANTS }, (_, v) => {
@@ -287,12 +288,13 @@ function buildWorkload(cfg: ThroughputConfig): Workload {
 const nsSince = (t0: number, t1: number): number => Math.max(1, Math.round((t1 - t0) * 1e6))
 
 /** One op in this many is timed in the async loops (the first of every run of this many). */
-const ASYNC_SAMPLE_EVERY = 16
+export const ASYNC_SAMPLE_EVERY = 16
 
 /** Where each run starts in the rings: runs continue the sequence rather than replay it. */
 let cursor = 0
 
-async function pipelinedAsync(kv: AsyncKv, w: Workload, ops: Uint8Array, ms: number, concurrency: number): Promise<RunResult> {
+/** `concurrency` async loops issuing the ops of `ops` (1: set, 0: get) for `ms`; 1 op in ASYNC_SAMPLE_EVERY timed. */
+export async function pipelinedAsync(kv: AsyncKv, w: Workload, ops: Uint8Array, ms: number, concurrency: number): Promise<RunResult> {
   const hist = createHistogram()
   const { keys, values, keyRing } = w
   let done = 0
