@@ -261,41 +261,59 @@ test('required: createCache rejects with E_L2_UNAVAILABLE when L2 is unreachable
   }
 })
 
-test('Redis Cluster (a local single-node cluster owning every slot), through ioredis\' Cluster client: reads, writes, patterns, tags', async () => {
-  const port = await freePort()
+test('Redis Cluster (three local masters, slots split between them), through ioredis\' Cluster client: reads, writes, patterns, tags', async () => {
+  const { sendCommand } = await import('./fixtures/redis_proc.js')
   const dir = mkdtempSync(join(tmpdir(), 'shardcache-cluster-'))
-  const node = await spawnRedisServer(port, 'redis-server', 5000, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-announce-ip', '127.0.0.1'])
-  const cluster = new Cluster([{ host: '127.0.0.1', port }], { lazyConnect: true })
+  const nodes: Awaited<ReturnType<typeof spawnRedisServer>>[] = []
+  const ranges = [
+    ['0', '5460'],
+    ['5461', '10922'],
+    ['10923', '16383'],
+  ]
+  let cluster: Cluster | undefined
   try {
-    const { sendCommand } = await import('./fixtures/redis_proc.js')
-    assert.is(await sendCommand(port, ['CLUSTER', 'ADDSLOTSRANGE', '0', '16383']), 'OK')
-    await eventually(async () => String(await sendCommand(port, ['CLUSTER', 'INFO'])), (info) => info.includes('cluster_state:ok'), 10_000, 50)
-    const a = await createCache({ shards: 2, l2: { redis: cluster, prefix: 'c:' } })
-    open.push(a)
-    const b = await createCache({ shards: 2, l2: { redis: cluster, prefix: 'c:' } })
-    open.push(b)
-    // Keys in many slots: one mset spans them, and so do the tag set and the pattern delete.
-    const entries = Array.from({ length: 50 }, (_, i) => [`item:${i}`, { i }] as [string, { i: number }])
+    for (let i = 0; i < 3; i++) {
+      const port = await freePort()
+      const args = ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${i}.conf`), '--cluster-announce-ip', '127.0.0.1']
+      nodes.push(await spawnRedisServer(port, 'redis-server', 5000, args))
+    }
+    for (let i = 0; i < 3; i++) {
+      assert.is(await sendCommand(nodes[i]!.port, ['CLUSTER', 'ADDSLOTSRANGE', ...ranges[i]!]), 'OK')
+      if (i > 0) await sendCommand(nodes[i]!.port, ['CLUSTER', 'MEET', '127.0.0.1', String(nodes[0]!.port)])
+    }
+    for (const n of nodes) {
+      await eventually(async () => String(await sendCommand(n.port, ['CLUSTER', 'INFO'])), (info) => info.includes('cluster_state:ok') && info.includes('cluster_known_nodes:3'), 15_000, 50)
+    }
+    cluster = new Cluster([{ host: '127.0.0.1', port: nodes[0]!.port }], { lazyConnect: true })
+    const make = async (shards: number): Promise<Cache> => {
+      const c = await createCache({ shards, l2: { redis: cluster!, prefix: 'c:' } })
+      open.push(c)
+      return c
+    }
+    const a = await make(2)
+    const b = await make(2)
+    // Keys in many slots on three nodes: one mset spans them, and so do the tag set and the pattern delete (a SCAN per master).
+    const entries = Array.from({ length: 60 }, (_, i) => [`item:${i}`, { i }] as [string, { i: number }])
     await a.mset(entries, { tags: ['items'] })
-    assert.equal(await b.mget(['item:0', 'item:49']), [{ i: 0 }, { i: 49 }])
+    const owners = new Set<string>()
+    for (const [k] of entries) owners.add(String(await sendCommand(nodes[0]!.port, ['CLUSTER', 'KEYSLOT', `c:default:${k}`])))
+    assert.ok(owners.size > 30, 'the keys fall in many slots')
+    assert.equal(await b.mget(['item:0', 'item:59']), [{ i: 0 }, { i: 59 }])
     await a.deleteByPattern('item:1*')
-    const c = await createCache({ shards: 1, l2: { redis: cluster, prefix: 'c:' } })
-    open.push(c)
+    const c = await make(1)
     assert.is(await c.get('item:1'), undefined)
     assert.is(await c.get('item:12'), undefined)
     assert.equal(await c.get('item:2'), { i: 2 })
     await a.invalidateTag('items')
-    const d = await createCache({ shards: 1, l2: { redis: cluster, prefix: 'c:' } })
-    open.push(d)
-    assert.equal(await d.mget(['item:2', 'item:49']), [undefined, undefined])
+    const d = await make(1)
+    assert.equal(await d.mget(['item:2', 'item:59']), [undefined, undefined])
     assert.is((await d.stats()).tiers!.l2.errors, 0)
-    // The application's Cluster client is not closed by the caches.
-    for (const x of [a, b, c, d]) await x.close()
-    open.length = 0
+    // The application's Cluster client is not closed (nor connected) by the caches.
+    for (const x of open.splice(0)) await x.close()
     assert.is(cluster.status, 'wait')
   } finally {
-    cluster.disconnect()
-    await node.stop()
+    cluster?.disconnect()
+    for (const n of nodes) await n.stop()
   }
 })
 
