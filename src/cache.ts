@@ -714,10 +714,16 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    this.core.bus?.publish({ type: BusOpType.TAG, region: this.#region.name, tag })
+    const local = this.invalidateTagHere(tag)
     const l2 = this.core.l2
     // L2's tag sets span regions: removing a tagged key of another region there too only costs a miss.
-    return l2 === undefined ? this.#invalidateTag(tag) : Promise.all([this.#invalidateTag(tag), l2.invalidateTag(tag)]).then(([n]) => n)
+    return l2 === undefined ? local : Promise.all([local, l2.invalidateTag(tag)]).then(([n]) => n)
+  }
+
+  /** @internal invalidateTag in this region's shards and, through the bus, in peers' (not in L2). The tag is valid. */
+  invalidateTagHere(tag: string): Promise<number> {
+    this.core.bus?.publish({ type: BusOpType.TAG, region: this.#region.name, tag })
+    return this.#invalidateTag(tag)
   }
 
   #invalidateTag(tag: string): Promise<number> {
@@ -981,9 +987,17 @@ export class Cache extends CacheRegion {
 
   /** Removes the entries carrying `tag` in every region (see {@link CacheRegion.invalidateTag}); resolves how many. */
   override invalidateTag(tag: string): Promise<number> {
-    const regions = [...this.#regions.values()]
-    if (regions.length === 1) return super.invalidateTag(tag)
-    return Promise.all(regions.map((r) => (r === this ? super.invalidateTag(tag) : r.invalidateTag(tag)))).then(addNumbers)
+    if (this.#regions.size === 1) return super.invalidateTag(tag)
+    try {
+      if (this.closed) throw new ClosedError()
+      checkTag(tag, 'tag', this.core.options.maxKeyBytes)
+    } catch (err) {
+      return rejected(err)
+    }
+    const local = Promise.all([...this.#regions.values()].map((r) => r.invalidateTagHere(tag))).then(addNumbers)
+    // L2's tag sets span the regions: one invalidation covers them all.
+    const l2 = this.core.l2
+    return l2 === undefined ? local : Promise.all([local, l2.invalidateTag(tag)]).then(([n]) => n)
   }
 
   /** The data operations bound to region `name`. Throws {@link UnknownRegionError} for a region that was not configured. */
