@@ -5,10 +5,11 @@
  * input rejects the returned promise.
  */
 import { CacheError, ClosedError, InternalError, InvalidKeyError, InvalidOptionError, InvalidValueError, LoadAbortedError, LoadTimeoutError, LoaderError, UnknownRegionError, ValueTooLargeError } from './errors.js'
-import { ENTRY_OVERHEAD_BYTES, Op, SetFlag, ValueTag } from './protocol.js'
+import { CasFlag, ENTRY_OVERHEAD_BYTES, Op, SetFlag, ValueTag } from './protocol.js'
+import type { FrameWriter } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
-import { checkTag, regionShare, rejectUnknownKeys, resolveComputeOptions, resolveOptions, resolveSetOptions } from './options.js'
-import type { CacheOptions, ComputeOptions, ResolvedCompute, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions } from './options.js'
+import { checkTag, parseTtl, regionShare, rejectUnknownKeys, resolveComputeOptions, resolveOptions, resolveSetOptions } from './options.js'
+import type { CacheOptions, ComputeOptions, ResolvedCompute, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions, Ttl } from './options.js'
 import { checkKey, checkKeys, decodeValue, encodeValue } from './values.js'
 import type { EncodedValue } from './values.js'
 import { ASK_SHARD, Router, StaleValue } from './router.js'
@@ -490,6 +491,133 @@ export class CacheRegion {
     if (this.core.l2 === undefined) return d.promise
     // L2 gets what the shard stored (an nx/xx set it refused is not written there either).
     return d.promise.then((stored) => (stored ? this.#toL2(key, enc, opts).then(() => stored) : stored))
+  }
+
+  /**
+   * Adds `by` (default 1) to the number stored under `key`, in its shard (no
+   * other write can come between the read and the write), and resolves the
+   * sum. An absent key counts as 0 and is created with the region's TTL; an
+   * existing entry keeps its TTL, metadata and tags. Rejects with
+   * `E_NOT_A_NUMBER` (changing nothing) when the value is not a number stored
+   * by the JSON codec or a numeric string.
+   */
+  incr(key: string, by = 1): Promise<number> {
+    try {
+      this.#open()
+      checkKey(key, this.core.options.maxKeyBytes)
+      if (typeof by !== 'number' || !Number.isFinite(by)) throw new InvalidOptionError(`by must be a finite number (got ${String(by)})`)
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#atomic<number>(key, (w) => {
+      w.u8(Op.INCR)
+      w.u8(this.#region.index)
+      w.key(key)
+      w.f64(by)
+    })
+  }
+
+  /**
+   * Stores `next` only if the current value is `expected` (compared by their
+   * encoded bytes and type; `expected` `undefined`: only if the key is
+   * absent), in the key's shard. Resolves whether it swapped. `options` are
+   * those of `set` but `nx`/`xx`.
+   */
+  cas(key: string, expected: unknown, next: unknown, options?: SetOptions): Promise<boolean> {
+    let want: EncodedValue | undefined
+    let enc: EncodedValue
+    let opts: ResolvedSet
+    try {
+      this.#open()
+      checkKey(key, this.core.options.maxKeyBytes)
+      opts = resolveSetOptions(options, this.core.options.maxKeyBytes)
+      if (opts.nx || opts.xx) throw new InvalidOptionError('options.nx and options.xx do not apply to cas (expected undefined means "only if absent")')
+      want = expected === undefined ? undefined : encodeValue(expected, this.core.options.codec)
+      enc = encodeValue(next, this.core.options.codec)
+      this.#checkSize(key, enc, opts)
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#atomic<boolean>(key, (w) => {
+      let flags = want === undefined ? CasFlag.EXPECT_ABSENT : 0
+      if (opts.ttl !== undefined) flags |= CasFlag.TTL
+      if (opts.metadata !== undefined) flags |= CasFlag.META
+      if (opts.tags !== undefined) flags |= CasFlag.TAGS
+      w.u8(Op.CAS)
+      w.u8(this.#region.index)
+      w.u8(flags)
+      w.key(key)
+      if (want !== undefined) {
+        w.u8(want.tag)
+        w.bytes(want.bytes)
+      }
+      w.u8(enc.tag)
+      w.bytes(enc.bytes)
+      if (opts.ttl !== undefined) w.f64(opts.ttl)
+      if (opts.metadata !== undefined) w.bytes(opts.metadata)
+      if (opts.tags !== undefined) {
+        w.u16(opts.tags.length)
+        for (const t of opts.tags) w.string(t)
+      }
+    })
+  }
+
+  /** The value of `key` and its removal, in one step in its shard: of two concurrent takes, one gets the value. */
+  take<T = unknown>(key: string): Promise<T | undefined> {
+    try {
+      this.#open()
+      checkKey(key, this.core.options.maxKeyBytes)
+    } catch (err) {
+      return rejected(err)
+    }
+    return this.#atomic<T | undefined>(key, (w) => {
+      w.u8(Op.TAKE)
+      w.u8(this.#region.index)
+      w.key(key)
+    })
+  }
+
+  /**
+   * Gives `key`'s live entry a new TTL without changing its value (and ends
+   * a getOrCompute grace period); resolves false when there is none. Not a
+   * read. Peers on the bus keep their copies' TTLs; L2's TTL is updated.
+   */
+  touch(key: string, ttl: Ttl): Promise<boolean> {
+    let ms: number
+    try {
+      this.#open()
+      checkKey(key, this.core.options.maxKeyBytes)
+      ms = parseTtl(ttl, 'ttl')
+    } catch (err) {
+      return rejected(err)
+    }
+    const d = new Deferred<boolean>()
+    const router = this.core.router
+    const shard = router.shardOf(key)
+    const w = router.writer(shard)
+    w.u8(Op.TOUCH)
+    w.u8(this.#region.index)
+    w.key(key)
+    w.f64(ms)
+    router.commitWrite(shard, d, 0, this.#region.index, key)
+    const l2 = this.core.l2
+    return l2 === undefined ? d.promise : Promise.all([d.promise, l2.touch(this.#region.name, key, ms)]).then(([done]) => done)
+  }
+
+  /**
+   * A read-modify-write op on `key` in its shard: ordered with this thread's
+   * other ops on the key, and an invalidation for peers and L2 (whose copies
+   * the shard cannot update).
+   */
+  #atomic<T>(key: string, write: (w: FrameWriter) => void): Promise<T> {
+    const d = new Deferred<T>()
+    const router = this.core.router
+    const shard = router.shardOf(key)
+    write(router.writer(shard))
+    router.commitWrite(shard, d, 0, this.#region.index, key)
+    this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [key] })
+    const l2 = this.core.l2
+    return l2 === undefined ? d.promise : Promise.all([d.promise, l2.delete(this.#region.name, [key])]).then(([r]) => r)
   }
 
   /** Removes `key`. Resolves `true` when a live entry was removed. */

@@ -22,6 +22,7 @@ export const ErrorCodes = {
   LOAD_TIMEOUT: 'E_LOAD_TIMEOUT',
   LOAD_ABORTED: 'E_LOAD_ABORTED',
   L2_UNAVAILABLE: 'E_L2_UNAVAILABLE',
+  NOT_A_NUMBER: 'E_NOT_A_NUMBER',
   INTERNAL: 'E_INTERNAL',
 } as const
 
@@ -174,6 +175,14 @@ export class L2Error extends CacheError {
   static readonly code = ErrorCodes.L2_UNAVAILABLE
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCodes.L2_UNAVAILABLE, message, options)
+  }
+}
+
+/** `incr` on a value that is not a number (a JSON-codec number or a numeric string); nothing changed. Code `E_NOT_A_NUMBER`. */
+export class NotANumberError extends CacheError {
+  static readonly code = ErrorCodes.NOT_A_NUMBER
+  constructor(message: string) {
+    super(ErrorCodes.NOT_A_NUMBER, message)
   }
 }
 

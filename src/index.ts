@@ -28,6 +28,7 @@ export {
   LoadTimeoutError,
   LoadAbortedError,
   L2Error,
+  NotANumberError,
   InternalError,
 } from './errors.js'
 export type { ErrorCode } from './errors.js'

@@ -203,6 +203,12 @@ export class L2Tier {
     })
   }
 
+  /** Gives `key` a new TTL (x ttlScale) in L2, when it is there. */
+  async touch(region: string, key: string, ttlMs: number): Promise<void> {
+    const k = this.key(region, key)
+    await this.#call((c) => (ttlMs === Infinity ? c.persist(k) : c.pexpire(k, Math.max(1, Math.round(ttlMs * this.#opts.ttlScale)))))
+  }
+
   async delete(region: string, keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return
     await this.#call(async (c) => {

@@ -79,6 +79,14 @@ export const Op = {
   INVALIDATE_TAG: 11,
   /** getOrCompute's read: VALUE when fresh, STALE for an entry past its fresh time but within grace, else MISS. */
   GET_STALE: 12,
+  /** key, f64 by → NUMBER (the sum), or ERROR E_NOT_A_NUMBER. */
+  INCR: 13,
+  /** u8 flags (CasFlag), key, [expected tag u8 + bytes], new tag u8 + bytes, [f64 ttl], [meta bytes], [u16 n + n tags] → TRUE/FALSE. */
+  CAS: 14,
+  /** key → VALUE (and the entry is deleted) or MISS. */
+  TAKE: 15,
+  /** key, f64 ttl → TRUE (new TTL set) or FALSE (no live entry). */
+  TOUCH: 16,
   /** @internal Makes the shard throw an uncaught exception: the crash tests' real fault. */
   CRASH: 255,
 } as const
@@ -105,6 +113,14 @@ export const SetFlag = {
   TAGS: 16,
   /** Followed, after the tags, by f64: the grace period in ms (getOrCompute `grace`). */
   GRACE: 32,
+} as const
+
+export const CasFlag = {
+  /** Swap only if there is no live entry (no expected value follows). */
+  EXPECT_ABSENT: 1,
+  TTL: 2,
+  META: 4,
+  TAGS: 8,
 } as const
 
 /** How a value's bytes turn back into the value the user stored. */

@@ -30,7 +30,7 @@ import {
 } from './protocol.js'
 import { ValueTag } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
-import { CacheError, ClosedError, ErrorCodes, InternalError, ShardCrashedError } from './errors.js'
+import { CacheError, ClosedError, ErrorCodes, InternalError, NotANumberError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
 import { Header, SLOT_WORDS, SlotFlag, hashBytes, monotonicNow } from './shared_region.js'
 import type { AccessLogWriter, Found, SharedRegionReader } from './shared_region.js'
@@ -728,5 +728,6 @@ const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes))
 
 function toError(code: string, message: string): CacheError {
   if (code === ErrorCodes.CLOSED) return new ClosedError(message)
+  if (code === ErrorCodes.NOT_A_NUMBER) return new NotANumberError(message)
   return new CacheError((KNOWN_CODES.has(code) ? code : ErrorCodes.INTERNAL) as ErrorCode, message)
 }

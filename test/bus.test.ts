@@ -115,6 +115,17 @@ test('update mode: peers store the value with its type, TTL and metadata; nx/xx 
   assert.equal(seen.invalidations.map((x) => x.type), ['update', 'update', 'update', 'delete'])
 })
 
+test('incr, cas and take on one instance remove the other\'s copy', async () => {
+  const r = await server()
+  const a = await cache(r)
+  const b = await cache(r)
+  await b.mset([['n', 1], ['c', 'x'], ['t', 'y']])
+  await a.incr('n')
+  await a.cas('c', undefined, 'new')
+  await a.take('t')
+  await eventually(() => b.keys(), (ks) => ks.length === 0)
+})
+
 test('invalidateTag reaches every instance; in update mode the tags travel with the values', async () => {
   const r = await server()
   const a = await cache(r, { mode: 'update' })

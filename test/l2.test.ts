@@ -103,6 +103,19 @@ test('deletes, mdelete, deleteByPattern, clear and invalidateTag reach L2; nx se
   assert.is(await b.get('n'), 'first')
 })
 
+test('atomic operations keep L2 coherent: incr, cas and take remove the key there, touch sets its TTL', async () => {
+  const r = await server()
+  const a = await cache(r, { ttlScale: 2 })
+  await a.mset([['n', 1], ['c', 'x'], ['t', 'y'], ['ttl', 'z']])
+  assert.is(await a.incr('n'), 2)
+  assert.is(await a.cas('c', 'x', 'x2'), true)
+  assert.is(await a.take('t'), 'y')
+  for (const k of ['n', 'c', 't']) assert.is(await raw(r, k), null, k)
+  assert.is(await a.touch('ttl', 1000), true)
+  const pttl = (await r.command('PTTL', 'shardcache:default:ttl')) as number
+  assert.ok(pttl > 1900 && pttl <= 2000, `pttl ${pttl}`)
+})
+
 test('values are stored as the shards store them, compressed from minBytes; corrupt and foreign values are misses, counted', async () => {
   const r = await server()
   const a = await cache(r, {}, { regions: { default: { compression: { minBytes: 100 } } } })

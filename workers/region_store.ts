@@ -48,7 +48,7 @@
  * never returned; it is removed when touched, by {@link RegionStore.sweep}
  * (called on a timer by the shard), or by {@link RegionStore.cleanupExpired}.
  */
-import { ENTRY_OVERHEAD_BYTES } from '../src/protocol.js'
+import { ENTRY_OVERHEAD_BYTES, ValueTag } from '../src/protocol.js'
 import type { EntryInfo } from '../src/protocol.js'
 import type { Glob } from '../src/glob.js'
 import {
@@ -124,6 +124,8 @@ const NIL = -1
 const FLAG_COMPRESSED = SlotFlag.COMPRESSED
 const FLAG_LIVE = SlotFlag.LIVE
 const FLAG_GRACE = SlotFlag.GRACE
+/** A number as incr accepts it: JSON's number syntax. */
+const NUMBER_TEXT = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/
 const TAG_MASK = SlotFlag.TAG_MASK
 const INITIAL_CAPACITY = 256
 /** Float64 words per slot record, and where the expiry sits among them. */
@@ -291,6 +293,92 @@ export class RegionStore {
   hasAt(buf: Uint8Array, start: number, len: number): boolean {
     const slot = this.#live(buf, start, len)
     return slot !== NIL && !this.#stale(slot)
+  }
+
+  /**
+   * Adds `by` to the number stored under the key (0 when absent) and stores
+   * the sum with the entry's remaining TTL, metadata and tags. Returns the
+   * sum, or undefined (changing nothing) when the value is not a number: a
+   * string or JSON-codec value whose text is a finite number.
+   */
+  incrAt(buf: Uint8Array, start: number, len: number, by: number): number | undefined {
+    const slot = this.#liveFresh(buf, start, len)
+    let current = 0
+    let tag: number = ValueTag.CODEC
+    let ttl: number | undefined
+    let meta: Uint8Array | undefined
+    let tags: string[] | undefined
+    if (slot !== NIL) {
+      const raw = this.#read(slot)
+      if (raw !== undefined) {
+        tag = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & TAG_MASK
+        const text = tag === ValueTag.STRING || tag === ValueTag.CODEC ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8') : ''
+        if (!NUMBER_TEXT.test(text)) return undefined
+        current = Number(text)
+        const expiresAt = this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]!
+        ttl = expiresAt === Infinity ? Infinity : Math.max(1, expiresAt - this.#now())
+        meta = this.#metas[slot]
+        tags = this.#tags[slot]
+      }
+    }
+    const sum = current + by
+    if (!Number.isFinite(sum)) return undefined
+    this.setAt(buf, start, len, tag, Buffer.from(String(sum)), ttl, false, false, meta, tags)
+    return sum
+  }
+
+  /**
+   * Stores the new value only if the current one has the tag and bytes
+   * given (`expectTag` -1: only if there is no live entry). Returns whether it did.
+   */
+  casAt(
+    buf: Uint8Array,
+    start: number,
+    len: number,
+    expectTag: number,
+    expectBytes: Uint8Array,
+    tag: number,
+    raw: Uint8Array,
+    ttl: number | undefined,
+    metadata: Uint8Array | undefined,
+    tags: string[] | undefined,
+  ): boolean {
+    const slot = this.#liveFresh(buf, start, len)
+    if (expectTag === -1) {
+      if (slot !== NIL) return false
+    } else {
+      if (slot === NIL) return false
+      const current = this.#read(slot)
+      if (current === undefined) return false
+      if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & TAG_MASK) !== expectTag || Buffer.compare(current, expectBytes) !== 0) return false
+    }
+    return this.setAt(buf, start, len, tag, raw, ttl, false, false, metadata, tags)
+  }
+
+  /** The value (a copy) and its removal in one step: a hit and a delete, or a miss. */
+  takeAt(buf: Uint8Array, start: number, len: number): Uint8Array | undefined {
+    const value = this.getAt(buf, start, len)
+    if (value === undefined) return undefined
+    const copy = new Uint8Array(value) // the chunk is freed below
+    this.deleteAt(buf, start, len)
+    return copy
+  }
+
+  /** Gives a live entry a new TTL (ending any grace period); false when there is none. Not a read. */
+  touchAt(buf: Uint8Array, start: number, len: number, ttl: number): boolean {
+    const slot = this.#liveFresh(buf, start, len)
+    if (slot === NIL) return false
+    this.#begin(slot)
+    this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64] = this.#now() + ttl
+    this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS] = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & ~FLAG_GRACE
+    this.#end(slot)
+    return true
+  }
+
+  /** The live, fresh entry of a key, or NIL (a stale grace entry counts as absent). */
+  #liveFresh(buf: Uint8Array, start: number, len: number): number {
+    const slot = this.#live(buf, start, len)
+    return slot !== NIL && this.#stale(slot) ? NIL : slot
   }
 
   /**

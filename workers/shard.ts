@@ -11,7 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import { expose } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
-import { DRAIN_ACCESS_LOG, FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/protocol.js'
+import { CasFlag, DRAIN_ACCESS_LOG, FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/protocol.js'
 import type { FrameMessage, ShardMessage } from '../src/protocol.js'
 import { Glob } from '../src/glob.js'
 import { AccessLogReader, monotonicNow } from '../src/shared_region.js'
@@ -218,6 +218,8 @@ function handleFrame(frame: Uint8Array): void {
   }
 }
 
+const EMPTY = new Uint8Array(0)
+
 function writeError(w: FrameWriter, err: unknown): void {
   w.u8(Status.ERROR)
   w.string('E_INTERNAL')
@@ -268,6 +270,61 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
       const nx = (flags & SetFlag.NX) !== 0
       const xx = (flags & SetFlag.XX) !== 0
       writeBool(w, store.setAt(r.buf, keyStart, keyBytes, tag, value, ttl, nx, xx, meta, tags, grace))
+      return
+    }
+    case Op.INCR: {
+      r.keyAt()
+      const by = r.f64()
+      const sum = store.incrAt(r.buf, r.keyStart, r.keyBytes, by)
+      if (sum === undefined) {
+        // Written, not thrown: the op was read whole, so the ops after it in the frame are unaffected.
+        w.u8(Status.ERROR)
+        w.string('E_NOT_A_NUMBER')
+        w.string('the value is not a number (incr needs a number stored by the JSON codec, or a numeric string)')
+      } else {
+        w.u8(Status.NUMBER)
+        w.f64(sum)
+      }
+      return
+    }
+    case Op.CAS: {
+      const flags = r.u8()
+      r.keyAt()
+      const keyStart = r.keyStart
+      const keyBytes = r.keyBytes
+      let expectTag = -1
+      let expectBytes: Uint8Array = EMPTY
+      if ((flags & CasFlag.EXPECT_ABSENT) === 0) {
+        expectTag = r.u8()
+        expectBytes = r.bytesView()
+      }
+      const tag = r.u8()
+      const value = r.bytesView()
+      const ttl = (flags & CasFlag.TTL) !== 0 ? r.f64() : undefined
+      const meta = (flags & CasFlag.META) !== 0 ? r.bytesView() : undefined
+      let tags: string[] | undefined
+      if ((flags & CasFlag.TAGS) !== 0) {
+        tags = []
+        for (let n = r.u16(); n > 0; n--) tags.push(r.string())
+      }
+      writeBool(w, store.casAt(r.buf, keyStart, keyBytes, expectTag, expectBytes, tag, value, ttl, meta, tags))
+      return
+    }
+    case Op.TAKE: {
+      r.keyAt()
+      const v = store.takeAt(r.buf, r.keyStart, r.keyBytes)
+      if (v === undefined) {
+        w.u8(Status.MISS)
+      } else {
+        w.u8(Status.VALUE)
+        w.u8(store.lastTag)
+        w.bytes(v)
+      }
+      return
+    }
+    case Op.TOUCH: {
+      r.keyAt()
+      writeBool(w, store.touchAt(r.buf, r.keyStart, r.keyBytes, r.f64()))
       return
     }
     case Op.GET_STALE: {
