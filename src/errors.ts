@@ -84,8 +84,8 @@ export class UnknownRegionError extends CacheError {
 /** An option (of `createCache` or of an operation) is invalid; the message names it. Code `E_INVALID_OPTION`. */
 export class InvalidOptionError extends CacheError {
   static readonly code = ErrorCodes.INVALID_OPTION
-  constructor(message: string) {
-    super(ErrorCodes.INVALID_OPTION, message)
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.INVALID_OPTION, message, options)
   }
 }
 

@@ -3,6 +3,7 @@
  * worker threads. See README.md for the guide; every export here has TSDoc.
  */
 export { createCache, attachCache, Cache, CacheRegion } from './cache.js'
+export { loadConfig } from './config.js'
 export type { CacheHandle, AttachOptions, HandleOptions } from './attach.js'
 export type { CacheEntry, MsetEntries } from './cache.js'
 export type { CacheOptions, RegionOptions, SetOptions, ComputeOptions, LoaderOptions, Codec, Ttl, Size } from './options.js'
