@@ -46,6 +46,16 @@ export interface PoolTask {
   args?: unknown[]
 }
 
+/** Options of `scan` and `scanEntries`. */
+export interface ScanOptions {
+  /** Only keys matching this glob. */
+  match?: string
+  /** Keys asked of a shard at a time. @default 100 */
+  count?: number
+  /** On the cache: the region to scan. @default 'default' */
+  region?: string
+}
+
 /** Entries for {@link CacheRegion.mset}: `[key, value]` pairs, a `Map`, or a plain object. */
 export type MsetEntries = Iterable<readonly [string, unknown]> | Record<string, unknown>
 
@@ -800,6 +810,71 @@ export class CacheRegion {
     return this.#allShards(Op.KEYS, glob ?? null, (rs) => (rs as string[][]).flat())
   }
 
+  /**
+   * The region's live keys (matching `match`, a glob), `count` at a time
+   * from each shard in turn, never the whole keyspace at once. Safe under
+   * concurrent writes: every key present for the whole scan is returned
+   * exactly once; keys added or removed during it may or may not be. Bad
+   * input throws when iteration starts.
+   *
+   * @example
+   * ```ts
+   * for await (const key of cache.scan({ match: 'session:*', count: 500 })) { ... }
+   * ```
+   */
+  async *scan(options: ScanOptions = {}): AsyncGenerator<string, void> {
+    const { match, count } = this.#scanOptions(options)
+    const router = this.core.router
+    for (let s = 0; s < router.shardCount; s++) {
+      for (let cursor = 0; cursor !== -1; ) {
+        this.#open()
+        const d = new Deferred<{ next: number; keys: string[] }>()
+        const w = router.writer(s)
+        w.u8(Op.SCAN)
+        w.u8(this.#region.index)
+        w.f64(cursor)
+        w.u32(count)
+        if (match === undefined) w.u8(0)
+        else {
+          w.u8(1)
+          w.string(match)
+        }
+        router.commit(s, d, 0)
+        const page = await d.promise
+        cursor = page.next
+        yield* page.keys
+      }
+    }
+  }
+
+  /** Like {@link scan}, with each key's value (`[key, value]`); a key removed between the two reads is skipped. */
+  async *scanEntries<T = unknown>(options: ScanOptions = {}): AsyncGenerator<[string, T], void> {
+    const { count } = this.#scanOptions(options)
+    let batch: string[] = []
+    const flush = async function* (this: CacheRegion, keys: string[]): AsyncGenerator<[string, T], void> {
+      const values = await this.mget<T>(keys)
+      for (let i = 0; i < keys.length; i++) if (values[i] !== undefined) yield [keys[i]!, values[i]!]
+    }
+    for await (const key of this.scan(options)) {
+      batch.push(key)
+      if (batch.length >= count) {
+        yield* flush.call(this, batch)
+        batch = []
+      }
+    }
+    if (batch.length > 0) yield* flush.call(this, batch)
+  }
+
+  #scanOptions(o: unknown): { match: string | undefined; count: number } {
+    if (o === null || typeof o !== 'object') throw new InvalidOptionError('options must be an object like { match, count }')
+    const { match, count = 100 } = o as ScanOptions
+    if (match !== undefined) this.#checkGlob(match)
+    if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 100_000) {
+      throw new InvalidOptionError(`options.count must be an integer from 1 to 100000 (got ${String(count)})`)
+    }
+    return { match, count }
+  }
+
   /** Removes the live keys matching `glob`; resolves how many. */
   deleteByPattern(glob: string): Promise<number> {
     try {
@@ -1111,6 +1186,20 @@ export class Cache extends CacheRegion {
   /** Names of the configured regions (`default` included). */
   get regionNames(): string[] {
     return [...this.#regions.keys()]
+  }
+
+  /** {@link CacheRegion.scan} of `options.region` (default: `default`). */
+  override scan(options: ScanOptions = {}): AsyncGenerator<string, void> {
+    const region = options?.region
+    if (region === undefined || region === 'default') return super.scan(options)
+    return this.region(region).scan(options)
+  }
+
+  /** {@link CacheRegion.scanEntries} of `options.region` (default: `default`). */
+  override scanEntries<T = unknown>(options: ScanOptions = {}): AsyncGenerator<[string, T], void> {
+    const region = options?.region
+    if (region === undefined || region === 'default') return super.scanEntries<T>(options)
+    return this.region(region).scanEntries<T>(options)
   }
 
   /** Removes the entries carrying `tag` in every region (see {@link CacheRegion.invalidateTag}); resolves how many. */

@@ -88,16 +88,12 @@ export class KeyvShardcache extends EventEmitter {
 
   /**
    * `[key, value]` of the namespace's live entries (all of the region's
-   * without one). The key list is taken at the start; entries deleted since
-   * are skipped.
+   * without one), read with `scanEntries`: page by page, never the whole
+   * keyspace at once.
    */
   async *iterator<Value>(namespace?: string): AsyncGenerator<[string, Value], void> {
     const ns = namespace ?? this.namespace
-    const keys = await this.#r.keys(ns === undefined || ns === '' ? undefined : `${escapeGlob(ns)}:*`)
-    for (const key of keys) {
-      const value = await this.#r.get<Value>(key)
-      if (value !== undefined) yield [key, value]
-    }
+    yield* this.#r.scanEntries<Value>(ns === undefined || ns === '' ? {} : { match: `${escapeGlob(ns)}:*` })
   }
 
   /** The cache belongs to the application: nothing to close here. */

@@ -87,6 +87,8 @@ export const Op = {
   TAKE: 15,
   /** key, f64 ttl → TRUE (new TTL set) or FALSE (no live entry). */
   TOUCH: 16,
+  /** f64 cursor, u32 count, glob (as KEYS) → SCAN: f64 next cursor (-1: done), u32 n, n strings. */
+  SCAN: 17,
   /** @internal Makes the shard throw an uncaught exception: the crash tests' real fault. */
   CRASH: 255,
 } as const
@@ -102,6 +104,8 @@ export const Status = {
   ERROR: 7,
   /** Like VALUE, for an entry past its fresh time but within its grace period. */
   STALE: 8,
+  /** A page of a scan: next cursor and keys. */
+  SCAN: 9,
 } as const
 
 export const SetFlag = {

@@ -669,6 +669,13 @@ export class Router {
         }
         return entry
       }
+      case Status.SCAN: {
+        const next = r.f64()
+        const n = r.u32()
+        const keys = new Array<string>(n)
+        for (let i = 0; i < n; i++) keys[i] = r.string()
+        return { next, keys }
+      }
       case Status.KEYS: {
         const n = r.u32()
         const keys = new Array<string>(n)

@@ -421,6 +421,26 @@ export class RegionStore {
     return expiresAt === Infinity ? Infinity : Math.max(1, Math.ceil(expiresAt - this.#now()))
   }
 
+  /**
+   * Up to `count` live keys (matching `glob`) from slot `cursor` on, and the
+   * cursor to continue from (-1: done). A key keeps its slot for as long as
+   * it is present (updates reuse it), so a key present for a whole scan is
+   * returned exactly once; keys added or removed meanwhile may or may not be.
+   */
+  scan(cursor: number, count: number, glob: Glob | undefined): { keys: string[]; next: number } {
+    const keys: string[] = []
+    const now = this.#now()
+    const slots = this.#v.slots
+    let slot = Math.max(0, cursor)
+    for (; slot < this.#used && keys.length < count; slot++) {
+      if ((slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_LIVE) === 0) continue
+      if (this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]! <= now || this.#stale(slot)) continue
+      const key = this.#keys.keyString(slot)
+      if (glob === undefined || glob.matches(key)) keys.push(key)
+    }
+    return { keys, next: slot >= this.#used ? -1 : slot }
+  }
+
   /** Live keys, optionally filtered by a glob. Expired entries met on the way are removed. */
   keys(glob?: Glob): string[] {
     const out: string[] = []

@@ -388,6 +388,16 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
       for (const k of keys) w.string(k)
       return
     }
+    case Op.SCAN: {
+      const cursor = r.f64()
+      const count = r.u32()
+      const page = store.scan(cursor, count, readGlob(r))
+      w.u8(Status.SCAN)
+      w.f64(page.next)
+      w.u32(page.keys.length)
+      for (const k of page.keys) w.string(k)
+      return
+    }
     case Op.DELETE_PATTERN: {
       const glob = readGlob(r)
       w.u8(Status.NUMBER)
