@@ -27,6 +27,7 @@ import type { Bus, BusHost, BusPublisher, BusStats, FlushEvent, FlushReason, Inv
 import type { L2Tier, L2Value } from './l2.js'
 import { randomUUID } from 'node:crypto'
 import { Glob } from './glob.js'
+import { Batch } from './batch.js'
 import type { AttachOptions, CacheHandle } from './attach.js'
 
 /** What {@link CacheRegion.getEntry} returns. */
@@ -628,6 +629,14 @@ export class CacheRegion {
     this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [key] })
     const l2 = this.core.l2
     return l2 === undefined ? d.promise : Promise.all([d.promise, l2.delete(this.#region.name, [key])]).then(([r]) => r)
+  }
+
+  /**
+   * A builder of operations sent together: `cache.batch().set(k, v).delete(k2).incr(k3).exec()`
+   * resolves `[error, result]` per operation, in order (see {@link Batch}).
+   */
+  batch(): Batch {
+    return new Batch(this)
   }
 
   /** Removes `key`. Resolves `true` when a live entry was removed. */

@@ -4,6 +4,8 @@
  */
 export { createCache, attachCache, Cache, CacheRegion } from './cache.js'
 export { loadConfig } from './config.js'
+export { Batch } from './batch.js'
+export type { BatchResult } from './batch.js'
 export type { CacheHandle, AttachOptions, HandleOptions } from './attach.js'
 export type { CacheEntry, MsetEntries } from './cache.js'
 export type { CacheOptions, RegionOptions, SetOptions, ComputeOptions, LoaderOptions, Codec, Ttl, Size } from './options.js'
