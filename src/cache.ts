@@ -28,6 +28,7 @@ import type { L2Tier, L2Value } from './l2.js'
 import { randomUUID } from 'node:crypto'
 import { Glob } from './glob.js'
 import { Batch } from './batch.js'
+import { formatPrometheus, metricFamilies } from './metrics.js'
 import type { AttachOptions, CacheHandle } from './attach.js'
 
 /** What {@link CacheRegion.getEntry} returns. */
@@ -1272,6 +1273,15 @@ export class Cache extends CacheRegion {
   stats(): Promise<CacheStats> {
     if (this.core.closed || this.core.router.closed) return rejected(new ClosedError())
     return this.core.admin.stats()
+  }
+
+  /**
+   * The stats as Prometheus text exposition (counters and gauges per region
+   * and per shard; the bus's and L2's figures when configured). To serve
+   * them from a `prom-client` registry instead, see {@link registerMetrics}.
+   */
+  async metrics(): Promise<string> {
+    return formatPrometheus(metricFamilies(await this.stats()))
   }
 
   /** Zeroes the counters (hits, misses, sets, deletes, evictions, corrupt); entries and byte gauges stay. */

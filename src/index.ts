@@ -5,6 +5,8 @@
 export { createCache, attachCache, Cache, CacheRegion } from './cache.js'
 export { loadConfig } from './config.js'
 export { Batch } from './batch.js'
+export { registerMetrics } from './metrics.js'
+export type { MetricFamily, MetricRegistry } from './metrics.js'
 export type { BatchResult } from './batch.js'
 export type { CacheHandle, AttachOptions, HandleOptions } from './attach.js'
 export type { CacheEntry, MsetEntries } from './cache.js'

@@ -90,6 +90,10 @@ test('invalidate mode: a set, delete, mset, mdelete, pattern and clear on one in
   assert.is(s.dropped.total, 0)
   assert.is(s.flushes, 0)
   assert.ok(s.latency.count === s.received && s.latency.p50Ms! > 0 && s.latency.p99Ms! >= s.latency.p50Ms!)
+  const text = await b.metrics()
+  assert.match(text, `\nshardcache_bus_received_total ${s.received}\n`)
+  assert.match(text, `\nshardcache_bus_propagation_seconds_count ${s.latency.count}\n`)
+  assert.match(text, '\nshardcache_bus_connected 1\n')
 })
 
 test('update mode: peers store the value with its type, TTL and metadata; nx/xx sets only invalidate', async () => {

@@ -64,6 +64,9 @@ test('a miss in the shards reads L2 and promotes the value with L2\'s remaining 
   const t = await tiers(b)
   assert.equal(t.l2, { hits: 3, misses: 1, errors: 0, promotions: 3, corrupt: 0, skipped: 0, breaker: 'closed' })
   assert.is(t.l1.misses, 4) // obj, buf, str, nope; the mget's str and obj were promoted
+  const text = await b.metrics()
+  assert.match(text, '\nshardcache_l2_hits_total 3\n')
+  assert.match(text, '\nshardcache_l2_breaker_open 0\n')
 })
 
 test('with promotion.frequency, L2 hits are served without being written into the shards', async () => {
