@@ -29,6 +29,11 @@ import { randomUUID } from 'node:crypto'
 import { Glob } from './glob.js'
 import { Batch } from './batch.js'
 import { formatPrometheus, metricFamilies } from './metrics.js'
+import { SnapshotCorruptError, SnapshotWriter, fileSink, readSnapshot } from './snapshot.js'
+import type { SnapshotProgress } from './snapshot.js'
+import type { ExportedEntry } from '../workers/region_store.js'
+import { decompress } from '../workers/compression.js'
+import type { Writable } from 'node:stream'
 import type { AttachOptions, CacheHandle } from './attach.js'
 
 /** What {@link CacheRegion.getEntry} returns. */
@@ -171,6 +176,9 @@ function emit(events: EventEmitter, name: string, payload: unknown): void {
     })
   }
 }
+
+/** Entries per EXPORT page (and per batch of restored sets). */
+const SNAPSHOT_PAGE = 1000
 
 /** The lease of lockAcrossInstances when getOrCompute has no timeout. */
 const DEFAULT_LEASE_MS = 10_000
@@ -567,10 +575,7 @@ export class CacheRegion {
       w.bytes(enc.bytes)
       if (opts.ttl !== undefined) w.f64(opts.ttl)
       if (opts.metadata !== undefined) w.bytes(opts.metadata)
-      if (opts.tags !== undefined) {
-        w.u16(opts.tags.length)
-        for (const t of opts.tags) w.string(t)
-      }
+      if (opts.tags !== undefined) w.strings(opts.tags)
     })
   }
 
@@ -954,6 +959,19 @@ export class CacheRegion {
     return c.promise
   }
 
+  /** @internal A snapshot's entry, stored locally only; false when it does not fit this region. */
+  restoreEntry(key: string, enc: EncodedValue, opts: ResolvedSet): Promise<boolean> {
+    try {
+      checkKey(key, this.core.options.maxKeyBytes)
+      this.#checkSize(key, enc, opts)
+    } catch {
+      return Promise.resolve(false)
+    }
+    const d = new Deferred<boolean>()
+    this.#writeSet(key, enc, opts, d, 0)
+    return d.promise
+  }
+
   /**
    * @internal Applies one op a peer published, without publishing it again,
    * and announces it; resolves once the shards applied it. Keys and values a local call would refuse
@@ -1132,10 +1150,7 @@ export class CacheRegion {
     w.u8(enc.tag)
     w.bytes(enc.bytes)
     if (opts.metadata !== undefined) w.bytes(opts.metadata)
-    if (opts.tags !== undefined) {
-      w.u16(opts.tags.length)
-      for (const t of opts.tags) w.string(t)
-    }
+    if (opts.tags !== undefined) w.strings(opts.tags)
     if (opts.grace !== undefined) w.f64(opts.grace)
     router.commitWrite(shard, sink, index, this.#region.index, key)
   }
@@ -1288,6 +1303,99 @@ export class Cache extends CacheRegion {
   resetStats(): Promise<void> {
     if (this.core.closed || this.core.router.closed) return rejected(new ClosedError())
     return this.core.admin.resetStats()
+  }
+
+  /**
+   * Writes every shard's live entries (stored values, remaining TTLs as
+   * expiry times, metadata, tags) to `target`, a file path (written to
+   * `<path>.tmp` and renamed when complete) or a Writable (written, not
+   * ended), while the cache keeps serving: each shard answers a page at a
+   * time between other operations. Resolves the entry count. The format is
+   * documented in src/snapshot.ts and the README.
+   */
+  async snapshot(target: string | Writable, options: { onProgress?: (p: SnapshotProgress) => void } = {}): Promise<number> {
+    if (this.closed) throw new ClosedError()
+    if (typeof target !== 'string' && (target === null || typeof (target as Writable).write !== 'function')) {
+      throw new InvalidOptionError('target must be a file path or a Writable stream')
+    }
+    const sink = typeof target === 'string' ? fileSink(target) : undefined
+    const writer = new SnapshotWriter(sink?.out ?? (target as Writable))
+    const router = this.core.router
+    const regions = this.core.options.regions
+    try {
+      await writer.header(Date.now(), regions.map((r) => r.name))
+      for (const r of regions) {
+        for (let s = 0; s < router.shardCount; s++) {
+          for (let cursor = 0; cursor !== -1; ) {
+            if (this.closed) throw new ClosedError()
+            const d = new Deferred<{ next: number; entries: ExportedEntry[] }>()
+            const w = router.writer(s)
+            w.u8(Op.EXPORT)
+            w.u8(r.index)
+            w.f64(cursor)
+            w.u32(SNAPSHOT_PAGE)
+            router.commit(s, d, 0)
+            const page = await d.promise
+            cursor = page.next
+            await writer.records(r.index, page.entries)
+            options.onProgress?.(writer.progress)
+          }
+        }
+      }
+      await writer.trailer()
+      await sink?.commit()
+    } catch (err) {
+      sink?.abort()
+      throw err
+    }
+    return writer.progress.entries
+  }
+
+  /**
+   * Loads a snapshot into this cache: every entry of a region this cache has,
+   * with the TTL it has left (entries that expired meanwhile are skipped, as
+   * are those too large for this cache's region budgets). Checks the whole
+   * file first: a truncated or corrupt one rejects with `E_SNAPSHOT_CORRUPT`
+   * and loads nothing. Restored entries are not published on the bus nor
+   * written to L2. Resolves how many entries were loaded.
+   */
+  async restore(path: string, options: { onProgress?: (p: SnapshotProgress) => void } = {}): Promise<number> {
+    if (this.closed) throw new ClosedError()
+    const snap = readSnapshot(path)
+    const now = Date.now()
+    let loaded = 0
+    let bytes = 0
+    const pending: Promise<boolean>[] = []
+    for (const { region, entry: e } of snap.entries) {
+      const name = snap.regions[region]!
+      if (!this.regionNames.includes(name)) continue
+      const left = e.expiresAt - now
+      if (left <= 0) continue
+      let raw = e.bytes
+      if (e.compressed) {
+        const out = decompress(e.bytes, e.rawSize)
+        if (out === undefined) throw new SnapshotCorruptError(`snapshot ${JSON.stringify(path)}: a value of ${JSON.stringify(e.key)} does not decompress; nothing more was loaded`)
+        raw = out
+      }
+      const fresh = e.freshUntil === undefined ? undefined : Math.max(1, e.freshUntil - now)
+      const opts: ResolvedSet = {
+        ttl: fresh ?? left,
+        nx: false,
+        xx: false,
+        metadata: e.metadata,
+        tags: e.tags,
+        grace: fresh === undefined ? undefined : Math.max(1, left - fresh),
+      }
+      pending.push((this.region(name) as CacheRegion).restoreEntry(e.key, { tag: e.tag, bytes: raw }, opts))
+      bytes += raw.length
+      if (pending.length >= SNAPSHOT_PAGE) {
+        loaded += (await Promise.all(pending.splice(0))).filter(Boolean).length
+        options.onProgress?.({ entries: loaded, bytes })
+      }
+    }
+    loaded += (await Promise.all(pending)).filter(Boolean).length
+    options.onProgress?.({ entries: loaded, bytes })
+    return loaded
   }
 
   /**
@@ -1454,6 +1562,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       await l2.start()
       core.l2 = l2
     }
+    if (resolved.restore !== undefined) await cache.restore(resolved.restore)
     if (resolved.bus !== undefined) {
       // Loaded only when used: ioredis is not needed by a cache without a bus.
       const { Bus } = await import('./bus.js')

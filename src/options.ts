@@ -134,6 +134,8 @@ export interface CacheOptions {
   loaders?: LoaderOptions
   /** A Redis L2 tier behind the shards. See {@link L2Options}. */
   l2?: L2Options
+  /** A snapshot file to load before `createCache` resolves (see `cache.restore`). */
+  restore?: string
 }
 
 /** `createCache({ l2 })`: a Redis (or Redis Cluster) tier shared by every instance. */
@@ -340,6 +342,8 @@ export interface ResolvedOptions {
   loaderPool?: { filename: string; maxThreads: number | undefined }
   /** Undefined: no L2 tier. */
   l2?: ResolvedL2
+  /** A snapshot to load at start. */
+  restore?: string
 }
 
 export const DEFAULTS = {
@@ -367,7 +371,7 @@ export const DEFAULTS = {
   busStreamMaxLen: 10_000,
 } as const
 
-const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2']
+const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'restore']
 const REGION_KEYS = ['policy', 'maxBytes', 'maxEntries', 'ttl', 'compression']
 const SET_KEYS = ['ttl', 'nx', 'xx', 'metadata', 'tags']
 /** Tags an entry may carry. */
@@ -510,7 +514,11 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const bus = o.bus === undefined ? undefined : resolveBus(o.bus, maxKeyBytes)
   const loaderPool = o.loaders === undefined ? undefined : resolveLoaders(o.loaders)
   const l2 = o.l2 === undefined ? undefined : resolveL2(o.l2)
-  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2 }
+  if (o.restore !== undefined && (typeof o.restore !== 'string' || o.restore === '')) {
+    throw new InvalidOptionError(`options.restore must be a snapshot file's path (got ${describe(o.restore)})`)
+  }
+  const restore = o.restore as string | undefined
+  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, restore }
 }
 
 function resolveL2(v: unknown): ResolvedL2 {

@@ -89,6 +89,8 @@ export const Op = {
   TOUCH: 16,
   /** f64 cursor, u32 count, glob (as KEYS) → SCAN: f64 next cursor (-1: done), u32 n, n strings. */
   SCAN: 17,
+  /** f64 cursor, u32 count → EXPORT: f64 next cursor, u32 n, n entries (see workers/shard.ts writeExported). */
+  EXPORT: 18,
   /** @internal Makes the shard throw an uncaught exception: the crash tests' real fault. */
   CRASH: 255,
 } as const
@@ -106,6 +108,8 @@ export const Status = {
   STALE: 8,
   /** A page of a scan: next cursor and keys. */
   SCAN: 9,
+  /** A page of a snapshot: next cursor and entries. */
+  EXPORT: 10,
 } as const
 
 export const SetFlag = {
@@ -277,6 +281,12 @@ export class FrameWriter {
     this.pos = start + len
   }
 
+  /** A list of strings: u16 count, then each as {@link string}. */
+  strings(list: readonly string[]): void {
+    this.u16(list.length)
+    for (const x of list) this.string(x)
+  }
+
   string(s: string): void {
     const max = s.length * 3
     this.ensure(4 + max)
@@ -349,6 +359,13 @@ export class FrameReader {
     this.keyStart = this.pos
     this.pos += len
     if (this.pos > this.buf.length) throw new RangeError('frame is truncated')
+  }
+
+  /** A list written by {@link FrameWriter.strings}. */
+  strings(): string[] {
+    const out: string[] = []
+    for (let n = this.u16(); n > 0; n--) out.push(this.string())
+    return out
   }
 
   string(): string {

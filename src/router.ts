@@ -30,6 +30,8 @@ import {
 } from './protocol.js'
 import { ValueTag } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
+import { readEntry } from './snapshot.js'
+import type { ExportedEntry } from '../workers/region_store.js'
 import { CacheError, ClosedError, ErrorCodes, InternalError, NotANumberError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
 import { Header, SLOT_WORDS, SlotFlag, hashBytes, monotonicNow } from './shared_region.js'
@@ -668,6 +670,13 @@ export class Router {
           metadata: meta.length === 0 ? undefined : Buffer.from(meta),
         }
         return entry
+      }
+      case Status.EXPORT: {
+        const next = r.f64()
+        const n = r.u32()
+        const entries = new Array<ExportedEntry>(n)
+        for (let i = 0; i < n; i++) entries[i] = readEntry(r)
+        return { next, entries }
       }
       case Status.SCAN: {
         const next = r.f64()

@@ -113,6 +113,22 @@ export interface RegionShardStats {
   dictionary?: DictionaryShardStats
 }
 
+/** One entry as a snapshot holds it (see {@link RegionStore.exportPage}). */
+export interface ExportedEntry {
+  key: string
+  tag: number
+  /** `bytes` is an LZ4 frame of `rawSize` bytes. */
+  compressed: boolean
+  rawSize: number
+  bytes: Uint8Array
+  /** Absolute expiry on the shards' clock (epoch ms), Infinity without one. */
+  expiresAt: number
+  /** For a getOrCompute grace entry: when it stops being fresh. */
+  freshUntil: number | undefined
+  metadata: Uint8Array | undefined
+  tags: string[] | undefined
+}
+
 /** What {@link RegionStore.entry} reports about a live entry. */
 export interface StoredEntry extends EntryInfo {
   tag: number
@@ -419,6 +435,47 @@ export class RegionStore {
 
   #remaining(expiresAt: number): number {
     return expiresAt === Infinity ? Infinity : Math.max(1, Math.ceil(expiresAt - this.#now()))
+  }
+
+  /**
+   * Up to `count` live entries from slot `cursor` on, for a snapshot, and the
+   * cursor to continue from (-1: done); the same walk as {@link scan}. Values
+   * are in their stored form when that is plain LZ4 (portable), else raw
+   * (a dictionary belongs to this shard). Not reads: no hits, no LRU change.
+   */
+  exportPage(cursor: number, count: number): { entries: ExportedEntry[]; next: number } {
+    const entries: ExportedEntry[] = []
+    const now = this.#now()
+    const slots = this.#v.slots
+    let slot = Math.max(0, cursor)
+    for (; slot < this.#used && entries.length < count; slot++) {
+      const flags = slots[slot * SLOT_WORDS + Slot.FLAGS]!
+      if ((flags & FLAG_LIVE) === 0) continue
+      const expiresAt = this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]!
+      if (expiresAt <= now) continue
+      const base = slot * SLOT_WORDS
+      const stored = this.#slab.view(this.#v.slotsU[base + Slot.VALUE_REF]!, this.#v.slotsU[base + Slot.STORED_SIZE]!)
+      let bytes: Uint8Array = stored
+      let compressed = (flags & FLAG_COMPRESSED) !== 0
+      if (compressed && this.#dictIds[slot] !== 0) {
+        const raw = this.#read(slot)
+        if (raw === undefined) continue // corrupt: dropped and counted by #read
+        bytes = raw
+        compressed = false
+      }
+      entries.push({
+        key: this.#keys.keyString(slot),
+        tag: flags & TAG_MASK,
+        compressed,
+        rawSize: this.#v.slotsU[base + Slot.RAW_SIZE]!,
+        bytes: new Uint8Array(bytes),
+        expiresAt,
+        freshUntil: (flags & FLAG_GRACE) !== 0 ? this.#fresh![slot]! : undefined,
+        metadata: this.#metas[slot],
+        tags: this.#tags[slot],
+      })
+    }
+    return { entries, next: slot >= this.#used ? -1 : slot }
   }
 
   /**

@@ -13,6 +13,7 @@ import { expose } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
 import { CasFlag, DRAIN_ACCESS_LOG, FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/protocol.js'
 import type { FrameMessage, ShardMessage } from '../src/protocol.js'
+import { writeEntry } from '../src/snapshot.js'
 import { Glob } from '../src/glob.js'
 import { AccessLogReader, monotonicNow } from '../src/shared_region.js'
 import type { AccessLogMemory, RegionMemory } from '../src/shared_region.js'
@@ -261,11 +262,7 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
       const tag = r.u8()
       const value = r.bytesView()
       const meta = (flags & SetFlag.META) !== 0 ? r.bytesView() : undefined
-      let tags: string[] | undefined
-      if ((flags & SetFlag.TAGS) !== 0) {
-        tags = []
-        for (let n = r.u16(); n > 0; n--) tags.push(r.string())
-      }
+      const tags = (flags & SetFlag.TAGS) !== 0 ? r.strings() : undefined
       const grace = (flags & SetFlag.GRACE) !== 0 ? r.f64() : undefined
       const nx = (flags & SetFlag.NX) !== 0
       const xx = (flags & SetFlag.XX) !== 0
@@ -302,11 +299,7 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
       const value = r.bytesView()
       const ttl = (flags & CasFlag.TTL) !== 0 ? r.f64() : undefined
       const meta = (flags & CasFlag.META) !== 0 ? r.bytesView() : undefined
-      let tags: string[] | undefined
-      if ((flags & CasFlag.TAGS) !== 0) {
-        tags = []
-        for (let n = r.u16(); n > 0; n--) tags.push(r.string())
-      }
+      const tags = (flags & CasFlag.TAGS) !== 0 ? r.strings() : undefined
       writeBool(w, store.casAt(r.buf, keyStart, keyBytes, expectTag, expectBytes, tag, value, ttl, meta, tags))
       return
     }
@@ -386,6 +379,16 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
       w.u8(Status.KEYS)
       w.u32(keys.length)
       for (const k of keys) w.string(k)
+      return
+    }
+    case Op.EXPORT: {
+      const cursor = r.f64()
+      const count = r.u32()
+      const page = store.exportPage(cursor, count)
+      w.u8(Status.EXPORT)
+      w.f64(page.next)
+      w.u32(page.entries.length)
+      for (const e of page.entries) writeEntry(w, e)
       return
     }
     case Op.SCAN: {

@@ -1,0 +1,218 @@
+/**
+ * Snapshots: every shard's live entries in one file, written while the cache
+ * serves, and loaded back into a cache. Defined once here: the entry record
+ * (also what a shard sends for an EXPORT page) and the file around it.
+ *
+ * ```
+ * file    "SCSNAP01" (8 bytes: magic and version 1)
+ *         created at: f64 epoch ms · region count u16 · per region: u16 length + UTF-8 name
+ *         records: 0x01 · region index u16 · payload length u32 · payload · CRC-32 of the payload u32
+ *         trailer: 0xFF · record count f64 · "SCEND"
+ * entry   key (u16 length + UTF-8) · value tag u8 · flags u8 (bit 0 LZ4 frame, bit 1 fresh time,
+ *         bit 2 metadata, bit 3 tags) · raw size u32 · value (u32 length + bytes) ·
+ *         expiry f64 (epoch ms, Infinity) · [fresh time f64] · [metadata: u32 length + JSON] ·
+ *         [tags: u16 count, each u16 length + UTF-8]   (integers little-endian)
+ * ```
+ *
+ * Values are in their stored form when that is plain LZ4 (portable across
+ * caches), raw otherwise (a dictionary belongs to its shard). A file without
+ * its trailer (truncated) or with a record whose CRC does not match is
+ * refused as a whole: loading checks every record before it applies one.
+ */
+import { createWriteStream, readFileSync, renameSync, rmSync } from 'node:fs'
+import type { Writable } from 'node:stream'
+import { crc32 } from 'node:zlib'
+import { FrameReader, FrameWriter } from './protocol.js'
+import type { ExportedEntry } from '../workers/region_store.js'
+import { CacheError, ErrorCodes } from './errors.js'
+
+const MAGIC = Buffer.from('SCSNAP01', 'latin1')
+const END = Buffer.from('SCEND', 'latin1')
+const RECORD = 0x01
+const TRAILER = 0xff
+const F_LZ4 = 1
+const F_FRESH = 2
+const F_META = 4
+const F_TAGS = 8
+
+/** A snapshot file that is truncated, corrupt or not a snapshot; nothing was loaded. Code `E_SNAPSHOT_CORRUPT`. */
+export class SnapshotCorruptError extends CacheError {
+  constructor(message: string) {
+    super(ErrorCodes.SNAPSHOT_CORRUPT, message)
+  }
+}
+
+/** Progress of a snapshot or a restore. */
+export interface SnapshotProgress {
+  entries: number
+  bytes: number
+}
+
+/** Writes one entry's record payload. */
+export function writeEntry(w: FrameWriter, e: ExportedEntry): void {
+  w.key(e.key)
+  w.u8(e.tag)
+  w.u8((e.compressed ? F_LZ4 : 0) | (e.freshUntil !== undefined ? F_FRESH : 0) | (e.metadata !== undefined ? F_META : 0) | (e.tags !== undefined ? F_TAGS : 0))
+  w.u32(e.rawSize)
+  w.bytes(e.bytes)
+  w.f64(e.expiresAt)
+  if (e.freshUntil !== undefined) w.f64(e.freshUntil)
+  if (e.metadata !== undefined) w.bytes(e.metadata)
+  if (e.tags !== undefined) w.strings(e.tags)
+}
+
+/** Reads one entry (copies of its bytes: the buffer is not kept). */
+export function readEntry(r: FrameReader): ExportedEntry {
+  r.keyAt()
+  const key = r.buf.toString('utf8', r.keyStart, r.keyStart + r.keyBytes)
+  const tag = r.u8()
+  const flags = r.u8()
+  const rawSize = r.u32()
+  const bytes = new Uint8Array(r.bytesView())
+  const expiresAt = r.f64()
+  const freshUntil = (flags & F_FRESH) !== 0 ? r.f64() : undefined
+  const metadata = (flags & F_META) !== 0 ? new Uint8Array(r.bytesView()) : undefined
+  const tags = (flags & F_TAGS) !== 0 ? r.strings() : undefined
+  return { key, tag, compressed: (flags & F_LZ4) !== 0, rawSize, bytes, expiresAt, freshUntil, metadata, tags }
+}
+
+/** Writes a snapshot: `pages(region)` yields each region's entries, page by page. */
+export class SnapshotWriter {
+  readonly #out: Writable
+  readonly #done: Promise<void>
+  #count = 0
+  #bytes = 0
+
+  constructor(out: Writable) {
+    this.#out = out
+    this.#done = new Promise((_, reject) => out.once('error', reject))
+    this.#done.catch(() => {})
+  }
+
+  async header(createdAt: number, regions: string[]): Promise<void> {
+    const head = Buffer.alloc(8 + 8 + 2)
+    MAGIC.copy(head, 0)
+    head.writeDoubleLE(createdAt, 8)
+    head.writeUInt16LE(regions.length, 16)
+    const names = regions.map((n) => {
+      const b = Buffer.from(n, 'utf8')
+      const l = Buffer.alloc(2)
+      l.writeUInt16LE(b.length)
+      return Buffer.concat([l, b])
+    })
+    await this.#write(Buffer.concat([head, ...names]))
+  }
+
+  async records(region: number, entries: ExportedEntry[]): Promise<void> {
+    const chunks: Buffer[] = []
+    for (const e of entries) {
+      const w = new FrameWriter(64 + e.bytes.length)
+      writeEntry(w, e)
+      const payload = Buffer.from(w.take())
+      const head = Buffer.alloc(7)
+      head[0] = RECORD
+      head.writeUInt16LE(region, 1)
+      head.writeUInt32LE(payload.length, 3)
+      const crc = Buffer.alloc(4)
+      crc.writeUInt32LE(crc32(payload))
+      chunks.push(head, payload, crc)
+      this.#count++
+    }
+    if (chunks.length > 0) await this.#write(Buffer.concat(chunks))
+  }
+
+  async trailer(): Promise<void> {
+    const t = Buffer.alloc(1 + 8)
+    t[0] = TRAILER
+    t.writeDoubleLE(this.#count, 1)
+    await this.#write(Buffer.concat([t, END]))
+  }
+
+  get progress(): SnapshotProgress {
+    return { entries: this.#count, bytes: this.#bytes }
+  }
+
+  /** Writes with backpressure: waits for 'drain' when the stream asks to. */
+  async #write(b: Buffer): Promise<void> {
+    this.#bytes += b.length
+    if (this.#out.write(b)) return
+    await Promise.race([new Promise<void>((resolve) => this.#out.once('drain', resolve)), this.#done])
+  }
+}
+
+/** A file snapshot: written to `<path>.tmp`, renamed over `path` once complete, so a crash never leaves half a file under the name. */
+export function fileSink(path: string): { out: Writable; commit(): Promise<void>; abort(): void } {
+  const tmp = `${path}.tmp`
+  const out = createWriteStream(tmp)
+  return {
+    out,
+    commit: () =>
+      new Promise<void>((resolve, reject) => {
+        out.end(() => {
+          try {
+            renameSync(tmp, path)
+            resolve()
+          } catch (err) {
+            reject(err)
+          }
+        })
+        out.once('error', reject)
+      }),
+    abort: () => {
+      out.destroy()
+      rmSync(tmp, { force: true })
+    },
+  }
+}
+
+/** Reads and checks a whole snapshot file; throws {@link SnapshotCorruptError} before anything is returned. */
+export function readSnapshot(path: string): { createdAt: number; regions: string[]; entries: { region: number; entry: ExportedEntry }[] } {
+  let buf: Buffer
+  try {
+    buf = readFileSync(path)
+  } catch (err) {
+    throw new SnapshotCorruptError(`snapshot ${JSON.stringify(path)} cannot be read: ${(err as Error).message}`)
+  }
+  const bad = (why: string): never => {
+    throw new SnapshotCorruptError(`snapshot ${JSON.stringify(path)} is ${why}; nothing was loaded`)
+  }
+  if (buf.length < 18 || !buf.subarray(0, 8).equals(MAGIC)) bad('not a shardcache snapshot (version 1)')
+  const createdAt = buf.readDoubleLE(8)
+  const regionCount = buf.readUInt16LE(16)
+  let at = 18
+  const regions: string[] = []
+  for (let i = 0; i < regionCount; i++) {
+    if (at + 2 > buf.length) bad('truncated in its header')
+    const n = buf.readUInt16LE(at)
+    if (at + 2 + n > buf.length) bad('truncated in its header')
+    regions.push(buf.toString('utf8', at + 2, at + 2 + n))
+    at += 2 + n
+  }
+  const entries: { region: number; entry: ExportedEntry }[] = []
+  for (;;) {
+    if (at >= buf.length) bad('truncated (no trailer)')
+    const type = buf[at]!
+    if (type === TRAILER) {
+      if (at + 1 + 8 + END.length !== buf.length || !buf.subarray(at + 9).equals(END)) bad('corrupt in its trailer')
+      if (buf.readDoubleLE(at + 1) !== entries.length) bad(`missing records (the trailer counts ${buf.readDoubleLE(at + 1)}, the file holds ${entries.length})`)
+      break
+    }
+    if (type !== RECORD || at + 7 > buf.length) bad(`corrupt at byte ${at}`)
+    const region = buf.readUInt16LE(at + 1)
+    const len = buf.readUInt32LE(at + 3)
+    if (region >= regionCount || at + 7 + len + 4 > buf.length) bad(`corrupt or truncated at byte ${at}`)
+    const payload = buf.subarray(at + 7, at + 7 + len)
+    if (crc32(payload) !== buf.readUInt32LE(at + 7 + len)) bad(`corrupt at byte ${at} (checksum)`)
+    let entry: ExportedEntry
+    try {
+      const r = new FrameReader(payload)
+      entry = readEntry(r)
+      if (r.pos !== payload.length) throw new RangeError('trailing bytes')
+    } catch {
+      return bad(`corrupt at byte ${at} (record)`)
+    }
+    entries.push({ region, entry })
+    at += 7 + len + 4
+  }
+  return { createdAt, regions, entries }
+}
