@@ -43,8 +43,8 @@ export const DEFAULT_THROUGHPUT: ThroughputConfig = {
   zipfS: 0.99,
   concurrency: 512,
   warmupMs: 300,
-  pipelinedMs: 1500,
-  singleMs: 750,
+  pipelinedMs: 1200,
+  singleMs: 600,
   seed: 42,
 }
 
