@@ -329,10 +329,6 @@ export class Bus implements BusPublisher {
     }
   }
 
-  get connected(): boolean {
-    return this.#subscribed
-  }
-
   stats(): BusStats {
     const c = this.#c
     const d = c.dropped

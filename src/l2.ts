@@ -90,7 +90,6 @@ type Client = Redis | Cluster
 export class L2Tier {
   readonly #opts: ResolvedL2
   readonly #client: Client
-  readonly #owned: boolean
   #failures = 0
   #openUntil = 0
   #probing = false
@@ -112,7 +111,6 @@ export class L2Tier {
       lazyConnect: true,
     }
     const r = opts.redis
-    this.#owned = true
     if (typeof r === 'string') this.#client = new Redis(r, own)
     // A Cluster's duplicate() takes its startup nodes first, then the cluster options.
     else if (isCluster(r)) this.#client = (r as Cluster).duplicate(undefined, { redisOptions: own, lazyConnect: true, enableOfflineQueue: false })
@@ -291,8 +289,8 @@ export class L2Tier {
     this.#c = L2Tier.#zero()
   }
 
+  /** Closes the tier's own connection (a client passed in was duplicated, and stays open). */
   async close(): Promise<void> {
-    if (!this.#owned) return
     const c = this.#client
     if (c.status === 'ready') await Promise.race([c.quit().catch(() => {}), new Promise((r) => setTimeout(r, 500).unref())])
     c.disconnect()
