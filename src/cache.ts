@@ -5,7 +5,7 @@
  * input rejects the returned promise.
  */
 import { CacheError, ClosedError, InternalError, InvalidKeyError, InvalidOptionError, InvalidValueError, LoadAbortedError, LoadTimeoutError, LoaderError, UnknownRegionError, ValueTooLargeError } from './errors.js'
-import { CasFlag, ENTRY_OVERHEAD_BYTES, Op, SetFlag, ValueTag } from './protocol.js'
+import { CasFlag, ENTRY_OVERHEAD_BYTES, Op, SetFlag, ShardEvent, ValueTag } from './protocol.js'
 import type { FrameWriter } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
 import { checkTag, parseTtl, regionShare, rejectUnknownKeys, resolveComputeOptions, resolveOptions, resolveSetOptions } from './options.js'
@@ -62,6 +62,31 @@ export interface ScanOptions {
   /** On the cache: the region to scan. @default 'default' */
   region?: string
 }
+
+/** The entry events of `cache.on` (owner only), reported by the shards while someone listens. */
+export type EntryEventName = 'set' | 'delete' | 'evict' | 'expire' | 'clear' | 'hit' | 'miss'
+
+/** What an entry event's listener receives; `clear` has no key. */
+export interface EntryEvent {
+  type: EntryEventName
+  region: string
+  key?: string
+  /** For `evict` and `expire`: why the cache removed the entry. */
+  cause?: 'size' | 'expired'
+}
+
+type CacheEventName = 'invalidation' | 'flush' | EntryEventName
+const EVENT_NAMES = ['invalidation', 'flush', 'set', 'delete', 'evict', 'expire', 'clear', 'hit', 'miss'] as const
+const ENTRY_EVENT_BITS: Record<EntryEventName, number> = {
+  set: ShardEvent.SET,
+  delete: ShardEvent.DELETE,
+  evict: ShardEvent.EVICT,
+  expire: ShardEvent.EXPIRE,
+  clear: ShardEvent.CLEAR,
+  hit: ShardEvent.HIT,
+  miss: ShardEvent.MISS,
+}
+const EVENT_OF_BIT = new Map<number, EntryEventName>(Object.entries(ENTRY_EVENT_BITS).map(([n, b]) => [b, n as EntryEventName]))
 
 /** Entries for {@link CacheRegion.mset}: `[key, value]` pairs, a `Map`, or a plain object. */
 export type MsetEntries = Iterable<readonly [string, unknown]> | Record<string, unknown>
@@ -139,6 +164,8 @@ interface Admin {
   broker: Broker | undefined
   /** Owner only, with a bus. */
   busStats?: () => BusStats
+  /** Owner only: its shard threads (for event masks). */
+  threads?: () => ShardThread[]
 }
 
 /** State shared by a cache and its region handles. */
@@ -1260,24 +1287,41 @@ export class Cache extends CacheRegion {
    */
   on(event: 'invalidation', listener: (e: InvalidationEvent) => void): this
   on(event: 'flush', listener: (e: FlushEvent) => void): this
-  on(event: 'invalidation' | 'flush', listener: (e: InvalidationEvent & FlushEvent) => void): this {
+  on(event: EntryEventName, listener: (e: EntryEvent) => void): this
+  on(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent) => void): this {
     this.#checkEvent(event, listener)
     this.core.events.on(event, listener)
+    this.#updateEventMask()
     return this
   }
 
   /** Removes a listener added with {@link Cache.on}. */
   off(event: 'invalidation', listener: (e: InvalidationEvent) => void): this
   off(event: 'flush', listener: (e: FlushEvent) => void): this
-  off(event: 'invalidation' | 'flush', listener: (e: InvalidationEvent & FlushEvent) => void): this {
+  off(event: EntryEventName, listener: (e: EntryEvent) => void): this
+  off(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent) => void): this {
     this.#checkEvent(event, listener)
     this.core.events.off(event, listener)
+    this.#updateEventMask()
     return this
   }
 
   #checkEvent(event: unknown, listener: unknown): void {
-    if (event !== 'invalidation' && event !== 'flush') throw new InvalidOptionError(`event must be "invalidation" or "flush" (got ${JSON.stringify(event)})`)
+    if (!(EVENT_NAMES as readonly unknown[]).includes(event)) {
+      throw new InvalidOptionError(`event must be one of ${EVENT_NAMES.map((n) => `"${n}"`).join(', ')} (got ${JSON.stringify(event)})`)
+    }
     if (typeof listener !== 'function') throw new InvalidOptionError('listener must be a function')
+  }
+
+  /** Tells the shards which entry events someone listens to: they send only those (none when nobody listens). */
+  #updateEventMask(): void {
+    const threads = this.core.admin.threads
+    if (threads === undefined) return // attached: only the owner's shards report to it
+    let mask = 0
+    for (const [name, bit] of Object.entries(ENTRY_EVENT_BITS)) if (this.core.events.listenerCount(name) > 0) mask |= bit
+    // Hits and misses happen in the shards only if reads go there.
+    this.core.router.directReads = (mask & (ShardEvent.HIT | ShardEvent.MISS)) === 0
+    for (const t of threads()) if (t.eventMask !== mask) t.setEventMask(mask)
   }
 
   /**
@@ -1530,6 +1574,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     stats,
     resetStats,
     broker,
+    threads: () => threads,
     close: async () => {
       flights.closeAll()
       await pool?.destroy()
@@ -1554,6 +1599,21 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     l2: undefined,
   }
   const cache = new Cache(core)
+  const regionNames = regions.map((r) => r.name)
+  for (const t of threads) {
+    t.onEvents = (list) => {
+      for (let i = 0; i + 2 < list.length; i += 3) {
+        const type = EVENT_OF_BIT.get(list[i] as number)
+        if (type === undefined) continue
+        const key = list[i + 2] as string
+        const e: EntryEvent = { type, region: regionNames[list[i + 1] as number]! }
+        if (type !== 'clear') e.key = key
+        if (type === 'evict') e.cause = 'size'
+        if (type === 'expire') e.cause = 'expired'
+        emit(core.events, type, e)
+      }
+    }
+  }
   try {
     await Promise.all(threads.map((t) => controlCall(t, (c) => c.stats())))
     if (resolved.l2 !== undefined) {

@@ -197,7 +197,30 @@ export type FrameMessage = number | Uint8Array
  * log (src/attach.ts). Attached threads post frames and DRAIN_ACCESS_LOG on
  * their port, always as transferred buffers.
  */
-export type ShardMessage = FrameMessage | { attach: import('node:worker_threads').MessagePort; log: import('./shared_region.js').AccessLogMemory }
+export type ShardMessage =
+  | FrameMessage
+  | { attach: import('node:worker_threads').MessagePort; log: import('./shared_region.js').AccessLogMemory }
+  /** Which {@link ShardEvent} kinds the owner listens to now (0: none; the shard sends nothing). */
+  | { eventMask: number }
+
+/**
+ * Events a shard reports while someone listens (`cache.on('set', ...)`),
+ * one bit each in the mask the owner sends.
+ */
+export const ShardEvent = {
+  SET: 1,
+  DELETE: 2,
+  EVICT: 4,
+  EXPIRE: 8,
+  CLEAR: 16,
+  HIT: 32,
+  MISS: 64,
+} as const
+
+/** A shard's batch of events to its owner: flat triples of kind, region index, key ('' for a clear). */
+export interface ShardEventsMessage {
+  shardEvents: (number | string)[]
+}
 
 /** Asks a shard to apply the reads logged by direct readers now (src/shared_region.ts): their log is half full. */
 export const DRAIN_ACCESS_LOG = -1

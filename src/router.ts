@@ -190,6 +190,11 @@ function shardOfHash(fnv: number, shards: number): number {
 }
 
 export class Router {
+  /**
+   * Whether reads may be answered on this thread (near cache, shared memory).
+   * Off while someone listens to 'hit' or 'miss' events, which only shards see.
+   */
+  directReads = true
   readonly shardCount: number
   readonly #shards: ShardChannel[]
   readonly #codec: Codec | undefined
@@ -391,6 +396,7 @@ export class Router {
    * off this thread.
    */
   readValue(region: number, key: string): unknown {
+    if (!this.directReads) return ASK_SHARD
     const near = this.#near?.[region]
     if (near !== undefined) {
       const i = near.find(key)

@@ -16,7 +16,7 @@ import { wrap, releaseProxy } from 'comlink'
 import type { Remote } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
 import { DRAIN_ACCESS_LOG, REPLY_TAKEN, SHARED_FRAME_BYTES, SIGNAL_SLOTS, SMALL_FRAME_OPS, Signal } from './protocol.js'
-import type { FrameMessage, FrameWriter, ShardMessage } from './protocol.js'
+import type { FrameMessage, FrameWriter, ShardEventsMessage, ShardMessage } from './protocol.js'
 import type { ShardControl, ShardInit } from '../workers/shard.js'
 import { slotsFor } from '../workers/region_store.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
@@ -47,6 +47,10 @@ export class ShardThread implements ShardLink {
   readonly replies = Buffer.from(new SharedArrayBuffer(SHARED_FRAME_BYTES))
   /** Runs after each spawn (attached threads waiting for the new incarnation). */
   readonly onSpawn: (() => void)[] = []
+  /** The event kinds the owner's listeners want (src/protocol.ts ShardEvent); a restarted thread gets them too. */
+  eventMask = 0
+  /** Where the thread's event batches go (flat kind, region, key triples). */
+  onEvents: (events: (number | string)[]) => void = () => {}
 
   constructor(
     readonly index: number,
@@ -79,12 +83,14 @@ export class ShardThread implements ShardLink {
       idleSpinMicros: this.idleSpinMicros,
       spinners: this.spinners.buffer as SharedArrayBuffer,
       spinSlots: Math.max(0, availableParallelism() - 1),
+      eventMask: this.eventMask,
     }
     const worker = new Worker(SHARD_FILE, { workerData: init, transferList: [port2] })
     let lastError: Error | undefined
-    worker.on('message', (msg: FrameMessage) =>
-      this.events.reply(this.index, typeof msg === 'number' ? this.replies.subarray(0, msg) : msg),
-    )
+    worker.on('message', (msg: FrameMessage | ShardEventsMessage) => {
+      if (typeof msg === 'object' && 'shardEvents' in msg) this.onEvents(msg.shardEvents)
+      else this.events.reply(this.index, typeof msg === 'number' ? this.replies.subarray(0, msg) : msg)
+    })
     worker.on('error', (err) => {
       lastError = err
     })
@@ -170,6 +176,12 @@ export class ShardThread implements ShardLink {
    * log; returns the port and the memory to read. The shard forgets both when
    * the port closes (the other thread exited or detached).
    */
+  /** Starts or stops the thread's event reports. */
+  setEventMask(mask: number): void {
+    this.eventMask = mask
+    this.worker.postMessage({ eventMask: mask })
+  }
+
   attach(log: AccessLogMemory): { port: MessagePort; memory: RegionMemory[] } {
     const { port1, port2 } = new MessageChannel()
     const msg: ShardMessage = { attach: port2, log }

@@ -48,7 +48,7 @@
  * never returned; it is removed when touched, by {@link RegionStore.sweep}
  * (called on a timer by the shard), or by {@link RegionStore.cleanupExpired}.
  */
-import { ENTRY_OVERHEAD_BYTES, ValueTag } from '../src/protocol.js'
+import { ENTRY_OVERHEAD_BYTES, ShardEvent, ValueTag } from '../src/protocol.js'
 import type { EntryInfo } from '../src/protocol.js'
 import type { Glob } from '../src/glob.js'
 import {
@@ -197,6 +197,12 @@ export class RegionStore {
   #fresh: Float64Array | undefined
   /** Set by {@link getStaleAt}: whether the value it returned was stale. */
   lastStale = false
+  /**
+   * The kinds of {@link ShardEvent} to report, and where: set by the shard
+   * while its owner listens (0: none, and no key is decoded for an event).
+   */
+  eventMask = 0
+  onEvent: (kind: number, key: string) => void = () => {}
   #sets = 0
   #deletes = 0
   #evictionsSize = 0
@@ -266,14 +272,15 @@ export class RegionStore {
   getAt(buf: Uint8Array, start: number, len: number): Uint8Array | undefined {
     const slot = this.#live(buf, start, len)
     if (slot === NIL || this.#stale(slot)) {
-      this.#misses++
+      this.#miss(buf, start, len)
       return undefined
     }
     const value = this.#read(slot)
     if (value === undefined) {
-      this.#misses++
+      this.#miss(buf, start, len)
       return undefined
     }
+    this.#event(ShardEvent.HIT, slot)
     if (this.#lru) this.#moveToTail(slot)
     this.#hits++
     this.lastTag = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & TAG_MASK
@@ -285,11 +292,12 @@ export class RegionStore {
     const slot = this.#live(buf, start, len)
     const value = slot === NIL || this.#stale(slot) ? undefined : this.#read(slot)
     if (value === undefined) {
-      this.#misses++
+      this.#miss(buf, start, len)
       return undefined
     }
     if (this.#lru) this.#moveToTail(slot)
     this.#hits++
+    this.#event(ShardEvent.HIT, slot)
     const flags = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]!
     const expiresAt = this.#freshUntil(slot)
     return {
@@ -405,13 +413,16 @@ export class RegionStore {
     const slot = this.#live(buf, start, len)
     const value = slot === NIL ? undefined : this.#read(slot)
     if (value === undefined) {
-      this.#misses++
+      this.#miss(buf, start, len)
       return undefined
     }
     if (this.#lru) this.#moveToTail(slot)
     this.lastStale = this.#stale(slot)
     if (this.lastStale) this.#staleServed++
-    else this.#hits++
+    else {
+      this.#hits++
+      this.#event(ShardEvent.HIT, slot)
+    }
     this.lastTag = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & TAG_MASK
     return value
   }
@@ -505,7 +516,7 @@ export class RegionStore {
     for (let slot = this.#head; slot !== NIL; ) {
       const next = this.#next[slot]!
       if (this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]! <= now) {
-        this.#remove(slot)
+        this.#remove(slot, ShardEvent.EXPIRE)
         this.#evictionsExpired++
       } else if (!this.#stale(slot)) {
         const key = this.#keys.keyString(slot)
@@ -610,6 +621,7 @@ export class RegionStore {
     this.#created[slot] = now
     this.#account(slot)
     this.#sets++
+    this.#event(ShardEvent.SET, slot)
     this.#evictFor(slot)
     return true
   }
@@ -628,7 +640,7 @@ export class RegionStore {
         let victim = this.#head
         if (victim === keep && keep !== NIL) victim = this.#next[victim]!
         if (victim === NIL) throw new Error(`region "${this.config.name}" has no room left for ${bytes.length} bytes in this shard's arena`)
-        this.#remove(victim)
+        this.#remove(victim, ShardEvent.EVICT)
         this.#evictionsSize++
       }
     }
@@ -647,7 +659,7 @@ export class RegionStore {
   deleteAt(buf: Uint8Array, start: number, len: number): boolean {
     const slot = this.#live(buf, start, len)
     if (slot === NIL) return false
-    this.#remove(slot)
+    this.#remove(slot, ShardEvent.DELETE)
     this.#deletes++
     return true
   }
@@ -659,10 +671,10 @@ export class RegionStore {
     for (let slot = this.#head; slot !== NIL; ) {
       const next = this.#next[slot]!
       if (this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]! <= now) {
-        this.#remove(slot)
+        this.#remove(slot, ShardEvent.EXPIRE)
         this.#evictionsExpired++
       } else if (glob.matches(this.#keys.keyString(slot))) {
-        this.#remove(slot)
+        this.#remove(slot, ShardEvent.DELETE)
         this.#deletes++
         n++
       }
@@ -676,6 +688,7 @@ export class RegionStore {
     this.cleanupExpired() // expired entries count as expirations, not as cleared
     const live = this.#entries
     this.#deletes += live
+    if ((this.eventMask & ShardEvent.CLEAR) !== 0) this.onEvent(ShardEvent.CLEAR, '')
     const header = this.#v.header
     Atomics.add(header, Header.SEQ, 1) // readers stand back until it is even again
     this.#keys.clear()
@@ -712,7 +725,7 @@ export class RegionStore {
     let slot = budget === Infinity ? 0 : this.#sweepCursor
     for (; slot < end; slot++) {
       if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_LIVE) !== 0 && this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]! <= now) {
-        this.#remove(slot)
+        this.#remove(slot, ShardEvent.EXPIRE)
         this.#evictionsExpired++
         n++
       }
@@ -862,7 +875,7 @@ export class RegionStore {
     const expires = this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]!
     // Most entries never expire: skip the clock read (~100 ns) for them.
     if (expires !== Infinity && expires <= this.#now()) {
-      this.#remove(slot)
+      this.#remove(slot, ShardEvent.EXPIRE)
       this.#evictionsExpired++
       return NIL
     }
@@ -877,7 +890,7 @@ export class RegionStore {
     const dictId = this.#dictIds[slot]!
     const raw = dictId === 0 ? decompress(stored, rawSize) : this.#dict!.decompress(stored, rawSize, dictId)
     if (raw === undefined) {
-      this.#remove(slot)
+      this.#remove(slot, 0)
       this.#corrupt++
     }
     return raw
@@ -913,12 +926,14 @@ export class RegionStore {
       let victim = this.#head
       if (victim === keep) victim = this.#next[victim]!
       if (victim === NIL) return
-      this.#remove(victim)
+      this.#remove(victim, ShardEvent.EVICT)
       this.#evictionsSize++
     }
   }
 
-  #remove(slot: number): void {
+  /** Removes a slot's entry; `event` is the {@link ShardEvent} kind it is reported as (0: none). */
+  #remove(slot: number, event: number): void {
+    if (event !== 0) this.#event(event, slot)
     this.#unaccount(slot)
     this.#begin(slot)
     this.#keys.remove(slot)
@@ -930,6 +945,17 @@ export class RegionStore {
     this.#unlink(slot)
     this.#free.push(slot)
     this.#entries--
+  }
+
+  /** Counts a miss of the key `buf[start, start + len)`, and reports it when listened to. */
+  #miss(buf: Uint8Array, start: number, len: number): void {
+    this.#misses++
+    if ((this.eventMask & ShardEvent.MISS) !== 0) this.onEvent(ShardEvent.MISS, Buffer.from(buf.buffer, buf.byteOffset + start, len).toString('utf8'))
+  }
+
+  /** Reports an event about `slot`'s key, when its kind is listened to. */
+  #event(kind: number, slot: number): void {
+    if ((this.eventMask & kind) !== 0) this.onEvent(kind, this.#keys.keyString(slot))
   }
 
   #tag(slot: number, tags: string[]): void {
@@ -964,7 +990,7 @@ export class RegionStore {
     let n = 0
     for (const slot of [...slots]) {
       const expired = this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]! <= now
-      this.#remove(slot)
+      this.#remove(slot, expired ? ShardEvent.EXPIRE : ShardEvent.DELETE)
       if (expired) {
         this.#evictionsExpired++
       } else {

@@ -11,8 +11,8 @@ import { parentPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import { expose } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
-import { CasFlag, DRAIN_ACCESS_LOG, FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/protocol.js'
-import type { FrameMessage, ShardMessage } from '../src/protocol.js'
+import { CasFlag, DRAIN_ACCESS_LOG, ShardEvent, FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/protocol.js'
+import type { FrameMessage, ShardEventsMessage, ShardMessage } from '../src/protocol.js'
 import { writeEntry } from '../src/snapshot.js'
 import { Glob } from '../src/glob.js'
 import { AccessLogReader, monotonicNow } from '../src/shared_region.js'
@@ -23,6 +23,8 @@ import type { RegionShardConfig, RegionShardStats } from './region_store.js'
 /** What the router passes to each shard thread. */
 export interface ShardInit {
   shard: number
+  /** The event kinds to report from the start (a restarted shard keeps its owner's listeners). */
+  eventMask?: number
   regions: RegionShardConfig[]
   /** Each region's shared memory (src/shared_region.ts), reserved by the router. */
   memory: RegionMemory[]
@@ -86,7 +88,8 @@ port.on('message', (msg: ShardMessage) => {
     return
   }
   if (typeof msg === 'object' && !(msg instanceof Uint8Array)) {
-    attach(msg.attach, new AccessLogReader(msg.log))
+    if ('eventMask' in msg) setEventMask(msg.eventMask)
+    else attach(msg.attach, new AccessLogReader(msg.log))
     return
   }
   framesSeen++
@@ -112,6 +115,39 @@ port.on('message', (msg: ShardMessage) => {
   // throughput halved).
   if (lastFrameOps <= SMALL_FRAME_OPS) awaitNextFrame()
 })
+
+// ── events (cache.on('set' | 'delete' | ...)) ────────────────────────────
+
+/** Events not yet sent: flat kind, region, key triples. */
+let pendingEvents: (number | string)[] = []
+let eventsScheduled = false
+
+/** Starts or stops reporting events; the owner sends the kinds its listeners want (0: none). */
+function setEventMask(mask: number): void {
+  stores.forEach((store, region) => {
+    store.eventMask = mask
+    store.onEvent = (kind, key) => {
+      // A region is cleared in every shard at once: one of them says so.
+      if (kind === ShardEvent.CLEAR && init.shard !== 0) return
+      pendingEvents.push(kind, region, key)
+      if (!eventsScheduled) {
+        eventsScheduled = true
+        // Batched: everything of this turn (a whole frame, a sweep) in one message.
+        setImmediate(flushEvents)
+      }
+    }
+  })
+  if (mask === 0) pendingEvents = []
+}
+
+function flushEvents(): void {
+  eventsScheduled = false
+  if (pendingEvents.length === 0) return
+  const batch = pendingEvents
+  pendingEvents = []
+  port!.postMessage({ shardEvents: batch } satisfies ShardEventsMessage)
+}
+setEventMask(init.eventMask ?? 0)
 
 /**
  * After answering a small frame the shard stays awake for up to
