@@ -49,7 +49,7 @@
 import { fileURLToPath } from 'node:url'
 import { createHistogram } from 'node:perf_hooks'
 import { Redis } from 'ioredis'
-import { mulberry32, ZipfSampler } from './zipf.js'
+import { mulberry32, ZipfSampler } from '../src/workload.js'
 import { connectRedis, resolveRedis } from './redis_server.js'
 import { ChildError, sleep } from './child.js'
 import { PeerProcess } from './peer_process.js'

@@ -9,7 +9,7 @@ import { LRUCache } from 'lru-cache'
 import { RegionStore } from '../workers/region_store.js'
 import type { EvictionPolicy, RegionShardConfig } from '../workers/region_store.js'
 import { ValueTag } from '../src/protocol.js'
-import { drawRing, ZipfSampler } from './zipf.js'
+import { drawRing, ZipfSampler } from '../src/workload.js'
 import { fmtNs, fmtRate, fmtRatio, heading, ratio, table } from './report.js'
 
 export interface MicroConfig {

@@ -52,7 +52,7 @@ import type { RegionShardConfig } from '../workers/region_store.js'
 import { Header, SLOT_WORDS, Slot, SlotFlag, SharedRegionReader, allocateRegionMemory, hashBytes, monotonicNow } from '../src/shared_region.js'
 import type { Found, RegionMemory } from '../src/shared_region.js'
 import { ValueTag } from '../src/protocol.js'
-import { drawRing, ZipfSampler } from './zipf.js'
+import { drawRing, ZipfSampler } from '../src/workload.js'
 import { describeError, fmtMachine, fmtNs, fmtPct, fmtRate, fmtRatio, heading, machineInfo, ratio, table } from './report.js'
 
 // ── sharedmap's runtime API ─────────────────────────────────────────────────

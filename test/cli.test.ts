@@ -82,4 +82,27 @@ test('the command prints the ratio (or JSON) and exits 0; bad arguments exit 2 w
   assert.is(missing.code, 1)
 })
 
+test('bench measures shardcache and lru-cache on one key sequence, prints JSON, draws the chart; bad arguments exit 2', async () => {
+  const svg = join(dir, 'chart.svg')
+  const res = await run(['bench', '--ms', '200', '--shards', '1', '--json', '--chart', svg])
+  assert.is(res.code, 0, res.stdout)
+  const r = JSON.parse(res.stdout) as { workload: string; keys: number; rows: { engine: string; opsPerSec: number; p99Us: number }[] }
+  assert.is(r.workload, 'zipf s=0.99')
+  assert.is(r.keys, 100_000)
+  assert.equal(r.rows.map((x) => x.engine), ['shardcache 1 shard', 'lru-cache (same thread)'])
+  for (const row of r.rows) assert.ok(row.opsPerSec > 0 && row.p99Us > 0, row.engine)
+  const drawn = readFileSync(svg, 'utf8')
+  assert.match(drawn, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/)
+  assert.is(drawn.match(/<rect /g)!.length, 4) // two panels, two engines
+  assert.match(drawn, 'lru-cache (same thread)')
+  const trace = await run(['bench', '--workload', 'trace', TRACE, '--ms', '100', '--json'])
+  const t = JSON.parse(trace.stdout) as { keys: number; requests: number }
+  assert.equal([t.keys, t.requests], [5684, 26311])
+  for (const args of [['bench', '--workload', 'trace'], ['bench', '--workload', 'pareto'], ['bench', '--shards', '0'], ['bench', 'extra']]) {
+    const bad = await run(args)
+    assert.is(bad.code, 2, args.join(' '))
+    assert.match(bad.stdout, 'usage: shardcache replay')
+  }
+})
+
 test.run()
