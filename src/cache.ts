@@ -1544,11 +1544,13 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     const attachedThreads = reports.reduce((n, r) => Math.max(n, r?.attachedThreads ?? 0), 0)
     const out: CacheStats = { ...aggregateStats(regions.map((r) => r.name), perShardStats, router.restarts, down), attachedThreads }
     if (bus !== undefined) out.bus = bus.stats()
+    out.frameLatency = router.frameLatency.snapshot()
     if (l2 !== undefined) out.tiers = { l1: { hits: out.hits, misses: out.misses }, l2: l2.stats() }
     return out
   }
   const resetStats = async (): Promise<void> => {
     await control(router, threads, (c) => c.resetStats())
+    router.frameLatency.reset()
     bus?.resetStats()
     l2?.resetStats()
   }

@@ -6,7 +6,8 @@
  * asks of a metric, so prom-client is never imported here).
  *
  * Per region (label `region`) and per shard (label `shard`): reads, writes,
- * evictions by cause, entries and bytes. With a bus: its counters and the
+ * evictions by cause, entries and bytes. The round trips of the owner's
+ * frames to its shards, as a histogram. With a bus: its counters and the
  * propagation latency as a summary (quantiles 0.5, 0.9, 0.99). With an L2
  * tier: its counters and breaker state.
  */
@@ -18,7 +19,7 @@ type Labels = Record<string, string>
 export interface MetricFamily {
   name: string
   help: string
-  type: 'counter' | 'gauge' | 'summary'
+  type: 'counter' | 'gauge' | 'summary' | 'histogram'
   aggregator: 'sum'
   values: { labels: Labels; value: number; metricName?: string }[]
 }
@@ -79,6 +80,21 @@ const FAMILIES: FamilyDef[] = [
   { name: 'shardcache_shard_sets_total', help: 'Writes that stored a value, per shard.', type: 'counter', values: perShard((r) => r.sets) },
   { name: 'shardcache_shard_entries', help: 'Live entries, per shard.', type: 'gauge', values: perShard((r) => r.entries) },
   { name: 'shardcache_shard_used_bytes', help: 'Bytes charged against maxBytes, per shard.', type: 'gauge', values: perShard((r) => r.usedBytes) },
+  {
+    name: 'shardcache_frame_round_trip_seconds',
+    help: "Round trips of the owner thread's frames to its shards (each carries the ops of one tick for one shard).",
+    type: 'histogram',
+    values: (s) => {
+      const f = s.frameLatency
+      if (f === undefined) return []
+      const n = 'shardcache_frame_round_trip_seconds'
+      return [
+        ...f.cumulative.map((c, i) => ({ labels: { le: i < f.bounds.length ? String(f.bounds[i]) : '+Inf' }, value: c, metricName: `${n}_bucket` })),
+        { labels: {}, value: f.sum, metricName: `${n}_sum` },
+        { labels: {}, value: f.count, metricName: `${n}_count` },
+      ]
+    },
+  },
   { name: 'shardcache_shards', help: 'Shard threads.', type: 'gauge', values: one((s) => s.shards) },
   { name: 'shardcache_shard_restarts_total', help: 'Shard threads that died and were restarted.', type: 'counter', values: one((s) => s.shardRestarts) },
   { name: 'shardcache_shards_down', help: 'Shards no longer restarted.', type: 'gauge', values: one((s) => s.shardsDown.length) },

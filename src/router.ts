@@ -103,6 +103,8 @@ export interface LinkEvents {
  * (undefined: the whole region).
  */
 interface FrameOps {
+  /** performance.now() when the frame was sent (its round trip goes to the latency histogram). */
+  sentAt: number
   sinks: Sink[]
   indexes: number[]
   writeRegions: number[]
@@ -189,7 +191,46 @@ function shardOfHash(fnv: number, shards: number): number {
   return (h >>> 0) % shards
 }
 
+/**
+ * Round trips of the frames a thread sends to its shards, in fixed
+ * exponential buckets (Prometheus histogram style): one record per frame, not
+ * per operation, so the hot path pays one clock read per frame.
+ */
+export class FrameLatency {
+  /** Upper bounds in seconds: 10 µs to ~1.3 s, doubling. */
+  static readonly BOUNDS = Array.from({ length: 18 }, (_, i) => 10e-6 * 2 ** i)
+  readonly counts = new Float64Array(FrameLatency.BOUNDS.length + 1)
+  sum = 0
+  count = 0
+
+  /** Records a round trip of `ms` milliseconds. */
+  record(ms: number): void {
+    const s = ms / 1000
+    let i = 0
+    while (i < FrameLatency.BOUNDS.length && s > FrameLatency.BOUNDS[i]!) i++
+    this.counts[i]!++
+    this.sum += s
+    this.count++
+  }
+
+  /** Cumulative counts per bound (the last is +Inf), the sum in seconds and the count. */
+  snapshot(): { bounds: number[]; cumulative: number[]; sum: number; count: number } {
+    const cumulative: number[] = []
+    let c = 0
+    for (const n of this.counts) cumulative.push((c += n))
+    return { bounds: FrameLatency.BOUNDS, cumulative, sum: this.sum, count: this.count }
+  }
+
+  reset(): void {
+    this.counts.fill(0)
+    this.sum = 0
+    this.count = 0
+  }
+}
+
 export class Router {
+  /** Round trips of this thread's frames to its shards. */
+  readonly frameLatency = new FrameLatency()
   /**
    * Whether reads may be answered on this thread (near cache, shared memory).
    * Off while someone listens to 'hit' or 'miss' events, which only shards see.
@@ -571,6 +612,7 @@ export class Router {
       const ops = ch.ops
       ch.ops = newFrameOps()
       if (alone) ch.link.ref()
+      ops.sentAt = performance.now()
       ch.inflight.set(id, ops)
       this.framesSent++
       if (ch.link.send(w, id, count, alone)) this.#awaited.push(ch)
@@ -597,6 +639,7 @@ export class Router {
     const count = r.u32()
     const ops = ch.inflight.get(id)
     if (ops === undefined) return // answered after its shard was declared dead: already rejected
+    this.frameLatency.record(performance.now() - ops.sentAt)
     ch.crashesInARow = 0
     ch.inflight.delete(id)
     if (ch.inflight.size === 0) ch.link.unref()
@@ -743,7 +786,7 @@ function copyBytes(v: Uint8Array): Uint8Array {
 }
 
 function newFrameOps(): FrameOps {
-  return { sinks: [], indexes: [], writeRegions: [], writeKeys: [] }
+  return { sentAt: 0, sinks: [], indexes: [], writeRegions: [], writeKeys: [] }
 }
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes))

@@ -100,6 +100,12 @@ export interface CacheStats extends CounterStats {
   byRegion: Record<string, CounterStats>
   /** The invalidation bus's figures, when the cache has a bus. */
   bus?: BusStats
+  /**
+   * Round trips of the owner thread's frames to its shards (an op that is
+   * not answered from shared memory rides in one): cumulative counts per
+   * upper bound in seconds (the last one is +Inf), their sum and count.
+   */
+  frameLatency?: { bounds: number[]; cumulative: number[]; sum: number; count: number }
   /** Per tier, when the cache has an L2 tier: the shards' reads, and L2's. */
   tiers?: { l1: { hits: number; misses: number }; l2: L2Stats }
 }

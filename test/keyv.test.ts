@@ -82,4 +82,25 @@ test('clear removes only its namespace (names with glob characters too); the ite
   assert.is(await b.get('k1'), 'b1')
 })
 
+test('under cache-manager (7), through Keyv: set, get, del, wrap with a TTL', async () => {
+  const { KeyvShardcache } = await import('../src/keyv.js')
+  const { createCache: createManager } = await import('cache-manager')
+  const manager = createManager({ stores: [new Keyv({ store: new KeyvShardcache(cache), namespace: 'cm' })] })
+  await manager.set('user:1', { name: 'Ann' }, 60_000)
+  assert.equal(await manager.get('user:1'), { name: 'Ann' })
+  const ttl = (await cache.ttl('cm:user:1'))!
+  assert.ok(ttl > 59_000 && ttl <= 60_000, `ttl ${ttl}`)
+  let calls = 0
+  const load = async () => {
+    calls++
+    return 'loaded'
+  }
+  assert.is(await manager.wrap('w', load, 60_000), 'loaded')
+  assert.is(await manager.wrap('w', load, 60_000), 'loaded')
+  assert.is(calls, 1)
+  await manager.del('user:1')
+  assert.is(await manager.get('user:1'), undefined)
+  assert.is(await cache.has('cm:user:1'), false)
+})
+
 test.run()

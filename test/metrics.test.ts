@@ -54,6 +54,13 @@ test('metrics() is Prometheus text whose samples equal stats()', async () => {
     assert.is(samples.get('shardcache_shard_entries{shard="0"}')! + samples.get('shardcache_shard_entries{shard="1"}')!, 3)
     assert.is(samples.get('shardcache_shards'), 2)
     assert.is(samples.get('shardcache_shard_restarts_total'), 0)
+    // The frames' round trips: a histogram whose +Inf bucket holds every frame.
+    assert.is(types.get('shardcache_frame_round_trip_seconds'), 'histogram')
+    const count = samples.get('shardcache_frame_round_trip_seconds_count')!
+    assert.ok(count > 0)
+    assert.is(samples.get('shardcache_frame_round_trip_seconds_bucket{le="+Inf"}'), count)
+    assert.ok(samples.get('shardcache_frame_round_trip_seconds_bucket{le="0.00001"}')! <= samples.get('shardcache_frame_round_trip_seconds_bucket{le="0.00002"}')!)
+    assert.is(count, s.frameLatency!.count)
     // No bus, no L2: their families are left out.
     assert.is([...samples.keys()].some((k) => k.startsWith('shardcache_bus_') || k.startsWith('shardcache_l2_')), false)
   })
