@@ -103,4 +103,20 @@ test('under cache-manager (7), through Keyv: set, get, del, wrap with a TTL', as
   assert.is(await cache.has('cm:user:1'), false)
 })
 
+test('under cacheable (2) as its secondary store: set, get, getOrSet, delete', async () => {
+  const { KeyvShardcache } = await import('../src/keyv.js')
+  const { Cacheable } = await import('cacheable')
+  const store = new KeyvShardcache(cache)
+  const c = new Cacheable({ secondary: new Keyv({ store, namespace: 'cb' }) })
+  await c.set('k', { v: 1 }, '1m')
+  assert.equal(await c.get('k'), { v: 1 })
+  assert.is(typeof (await cache.get('cb:k')), 'string') // in shardcache, as Keyv serialized it
+  let calls = 0
+  assert.is(await c.getOrSet('g', async () => (calls++, 'computed')), 'computed')
+  assert.is(await c.getOrSet('g', async () => (calls++, 'computed')), 'computed')
+  assert.is(calls, 1)
+  await c.delete('k')
+  assert.is(await cache.has('cb:k'), false)
+})
+
 test.run()
