@@ -271,10 +271,7 @@ export class CacheRegion {
     try {
       this.#open()
       checkKey(key, this.core.options.maxKeyBytes)
-      const router = this.core.router
-      const value = router.readValue(this.#region.index, key)
-      if (value !== ASK_SHARD) return Promise.resolve(value as T)
-      const l1 = this.#keyOp<T | undefined>(Op.GET, key, router.shardOf(key))
+      const l1 = this.#getL1<T>(key)
       return this.core.l2 === undefined ? l1 : l1.then((v) => (v !== undefined ? v : this.#fromL2<T>(key)))
     } catch (err) {
       return rejected(err)
@@ -311,7 +308,7 @@ export class CacheRegion {
     return value
   }
 
-  /** The shards' answer alone (no L2): getOrCompute's re-check, after L2 was read already. */
+  /** The shards' answer alone (no L2): get's first step, and getOrCompute's re-check after L2 was read already. */
   #getL1<T>(key: string): Promise<T | undefined> {
     const router = this.core.router
     const value = router.readValue(this.#region.index, key)

@@ -194,7 +194,10 @@ function shardOfHash(fnv: number, shards: number): number {
 /**
  * Round trips of the frames a thread sends to its shards, in fixed
  * exponential buckets (Prometheus histogram style): one record per frame, not
- * per operation, so the hot path pays one clock read per frame.
+ * per operation, so the hot path pays two clock reads per frame (send, reply).
+ * Buckets rather than perf_hooks' HDR histogram (the bus's propagation
+ * summary): bucket counts add up across shards and processes in Prometheus,
+ * percentiles do not, and recording is a short loop, not a native call.
  */
 export class FrameLatency {
   /** Upper bounds in seconds: 10 µs to ~1.3 s, doubling. */

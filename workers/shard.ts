@@ -273,20 +273,24 @@ function writeBool(w: FrameWriter, v: boolean): void {
   w.u8(v ? Status.TRUE : Status.FALSE)
 }
 
+/** A read's reply: MISS, or `status` (VALUE or STALE) with the codec tag the store just read. */
+function writeValue(w: FrameWriter, store: RegionStore, v: Uint8Array | undefined, status: number): void {
+  if (v === undefined) {
+    w.u8(Status.MISS)
+  } else {
+    w.u8(status)
+    w.u8(store.lastTag)
+    w.bytes(v)
+  }
+}
+
 function handleOp(r: FrameReader, w: FrameWriter): void {
   const op = r.u8()
   const store = region(r.u8())
   switch (op) {
     case Op.GET: {
       r.keyAt()
-      const v = store.getAt(r.buf, r.keyStart, r.keyBytes)
-      if (v === undefined) {
-        w.u8(Status.MISS)
-      } else {
-        w.u8(Status.VALUE)
-        w.u8(store.lastTag)
-        w.bytes(v)
-      }
+      writeValue(w, store, store.getAt(r.buf, r.keyStart, r.keyBytes), Status.VALUE)
       return
     }
     case Op.SET: {
@@ -341,14 +345,7 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
     }
     case Op.TAKE: {
       r.keyAt()
-      const v = store.takeAt(r.buf, r.keyStart, r.keyBytes)
-      if (v === undefined) {
-        w.u8(Status.MISS)
-      } else {
-        w.u8(Status.VALUE)
-        w.u8(store.lastTag)
-        w.bytes(v)
-      }
+      writeValue(w, store, store.takeAt(r.buf, r.keyStart, r.keyBytes), Status.VALUE)
       return
     }
     case Op.TOUCH: {
@@ -359,13 +356,7 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
     case Op.GET_STALE: {
       r.keyAt()
       const v = store.getStaleAt(r.buf, r.keyStart, r.keyBytes)
-      if (v === undefined) {
-        w.u8(Status.MISS)
-      } else {
-        w.u8(store.lastStale ? Status.STALE : Status.VALUE)
-        w.u8(store.lastTag)
-        w.bytes(v)
-      }
+      writeValue(w, store, v, store.lastStale ? Status.STALE : Status.VALUE)
       return
     }
     case Op.INVALIDATE_TAG:
