@@ -6,17 +6,8 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createCache } from '../src/index.js'
-import { withCache } from './fixtures/helpers.js'
+import { errorOf, withCache } from './fixtures/helpers.js'
 import { ClientThread } from './fixtures/client_thread.js'
-
-async function errorOf(p: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await p
-  } catch (err) {
-    return err as Error & { code?: string }
-  }
-  throw new Error('expected a rejection')
-}
 
 test('incr creates at 0, adds, keeps a string a string and the entry\'s TTL, metadata and tags; a non-number is E_NOT_A_NUMBER and unchanged', async () => {
   await withCache({ shards: 2 }, async (cache) => {

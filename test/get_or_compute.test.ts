@@ -11,19 +11,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createCache } from '../src/index.js'
 import type { Cache } from '../src/index.js'
-import { withCache } from './fixtures/helpers.js'
+import { errorOf, withCache } from './fixtures/helpers.js'
 import { ClientThread } from './fixtures/client_thread.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-async function errorOf(p: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await p
-  } catch (err) {
-    return err as Error & { code?: string }
-  }
-  throw new Error('expected a rejection')
-}
 
 test('10,000 concurrent calls on a missing key run the loader once; all get the same value, and it is cached', async () => {
   await withCache({ shards: 2 }, async (cache) => {
