@@ -44,23 +44,28 @@ export const Header = {
 } as const
 const HEADER_WORDS = 4
 
-/** Slot record: `SLOT_WORDS` Int32 words per slot. */
+/**
+ * Slot record: `SLOT_WORDS` Int32 words per slot, 32 bytes. Only what direct
+ * readers need is here (the raw size, list links and the like are the
+ * shard's own arrays): at a million entries every word is 4 MB.
+ */
 export const Slot = {
   SEQ: 0,
-  /** {@link SlotFlag} bits and the value tag. */
+  /** Low 8 bits: {@link SlotFlag} bits and the value tag; the bits above: the key's UTF-8 length ({@link KEY_LEN_SHIFT}). */
   FLAGS: 1,
-  KEY_LEN: 2,
-  KEY_HASH: 3,
+  KEY_HASH: 2,
   /** Offset of the key bytes in the key arena (uint32). */
-  KEY_REF: 4,
+  KEY_REF: 3,
   /** Offset of the stored value in the value arena (uint32). */
-  VALUE_REF: 5,
-  STORED_SIZE: 6,
-  RAW_SIZE: 7,
-  /** Words 8–9: expiry as a float64, at Float64 index `slot * SLOT_WORDS / 2 + 4`. */
+  VALUE_REF: 4,
+  STORED_SIZE: 5,
+  /** Words 6–7: expiry as a float64, at Float64 index `slot * SLOT_WORDS / 2 + EXPIRES_F64`. */
 } as const
-export const SLOT_WORDS = 10
-export const EXPIRES_F64 = 4
+export const SLOT_WORDS = 8
+export const EXPIRES_F64 = 3
+/** The key length is `FLAGS >>> KEY_LEN_SHIFT`; the flags are `FLAGS & FLAG_BITS`. */
+export const KEY_LEN_SHIFT = 8
+export const FLAG_BITS = 0xff
 
 export const SlotFlag = {
   TAG_MASK: 0x0f,
@@ -199,9 +204,10 @@ export class SharedRegionReader {
       if (base >= slots.length) return false
       // The sequence number first: everything read after it is checked by valid().
       const seq = Atomics.load(slots, base + Slot.SEQ)
-      if (slots[base + Slot.KEY_HASH] !== (hash | 0) || slots[base + Slot.KEY_LEN] !== len) continue
+      const flags = slots[base + Slot.FLAGS]!
+      if (slots[base + Slot.KEY_HASH] !== (hash | 0) || flags >>> KEY_LEN_SHIFT !== len) continue
       if ((seq & 1) !== 0) return false
-      if ((slots[base + Slot.FLAGS]! & SlotFlag.LIVE) === 0) continue
+      if ((flags & SlotFlag.LIVE) === 0) continue
       const ref = v.slotsU[base + Slot.KEY_REF]!
       const keys = v.keys
       if (ref + len > keys.length) return false
@@ -241,7 +247,7 @@ export class SharedRegionReader {
 
   /** Flags (tag, compression) of the found slot. */
   flags(f: Found): number {
-    return this.#v.slots[f.slot * SLOT_WORDS + Slot.FLAGS]!
+    return this.#v.slots[f.slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_BITS
   }
 
   /**

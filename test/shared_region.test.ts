@@ -8,7 +8,7 @@ import { RegionStore, slotsFor } from '../workers/region_store.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
 import { AccessLogReader, AccessLogWriter, LOG_CAPACITY, SharedRegionReader, allocateAccessLog, allocateRegionMemory, hashBytes } from '../src/shared_region.js'
 import type { Found } from '../src/shared_region.js'
-import { ValueTag } from '../src/protocol.js'
+import { ENTRY_OVERHEAD_BYTES, MAX_KEY_BYTES_LIMIT, ValueTag } from '../src/protocol.js'
 import { checkValue } from './fixtures/region_values.js'
 
 const config = (over: Partial<RegionShardConfig> = {}): RegionShardConfig => regionConfig({ name: 'default', ...over })
@@ -82,6 +82,28 @@ test('a reader sees sets, updates, deletes, expiry and clear, and grows with the
   assert.is(read(reader, 't'), undefined, 'expired: left to the shard')
   store.clear()
   assert.is(read(reader, 'key:0'), undefined)
+})
+
+test('the longest key the options allow (65535 bytes) keeps its length, flags and charge beside each other in the slot record', () => {
+  const store = new RegionStore(config({ maxBytes: 10_000_000 }))
+  const reader = new SharedRegionReader(store.memory)
+  const long = 'k'.repeat(MAX_KEY_BYTES_LIMIT - 2) + 'é' // multi-byte at the end: 65535 UTF-8 bytes
+  const near = long.slice(0, -1) + 'e' // same length in chars, one byte shorter
+  store.set(long, ValueTag.STRING, Buffer.from('long'), undefined, false, false, new Uint8Array(3))
+  store.set(near, ValueTag.STRING, Buffer.from('near'), undefined, false, false, undefined)
+  assert.is(read(reader, long), 'long')
+  assert.is(read(reader, near), 'near')
+  assert.equal(store.keys().sort(), [near, long].sort())
+  assert.is(store.stats().usedBytes, MAX_KEY_BYTES_LIMIT + 4 + 3 + ENTRY_OVERHEAD_BYTES + (MAX_KEY_BYTES_LIMIT - 1 + 4 + ENTRY_OVERHEAD_BYTES))
+  // An update rewrites the flags (tag, compression) and must leave the key length alone.
+  store.set(long, ValueTag.BUFFER, Buffer.from('longer'), undefined, false, false, undefined)
+  assert.is(store.get(long)?.toString(), 'longer')
+  assert.is(store.lastTag, ValueTag.BUFFER)
+  assert.is(store.delete(long), true)
+  assert.is(read(reader, long), undefined)
+  assert.is(read(reader, near), 'near')
+  assert.is(store.stats().usedBytes, MAX_KEY_BYTES_LIMIT - 1 + 4 + ENTRY_OVERHEAD_BYTES)
+  store.checkInvariants()
 })
 
 test('the access log carries reads to the store in order, counts hits, and drops reads when full', () => {

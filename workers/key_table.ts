@@ -19,7 +19,7 @@
  * `hash & mask`, load factor at most 1/2. The slot's record must be marked
  * changing (odd sequence number) by the caller around insert and remove.
  */
-import { Header, RegionViews, Slot, SLOT_WORDS, hashBytes } from '../src/shared_region.js'
+import { FLAG_BITS, Header, KEY_LEN_SHIFT, RegionViews, Slot, SLOT_WORDS, hashBytes } from '../src/shared_region.js'
 import { ValueSlab } from './value_slab.js'
 
 export { hashBytes }
@@ -65,7 +65,7 @@ export class KeyTable {
       const e = buckets[i]!
       if (e === 0) return -1
       const base = (e - 1) * SLOT_WORDS
-      if (slots[base + Slot.KEY_HASH] === h && slots[base + Slot.KEY_LEN] === len && this.#sameBytes(base, buf, start, len)) return e - 1
+      if (slots[base + Slot.KEY_HASH] === h && slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT === len && this.#sameBytes(base, buf, start, len)) return e - 1
     }
   }
 
@@ -76,7 +76,7 @@ export class KeyTable {
     const base = slot * SLOT_WORDS
     const slots = this.#v.slots
     slots[base + Slot.KEY_HASH] = hash | 0
-    slots[base + Slot.KEY_LEN] = len
+    slots[base + Slot.FLAGS] = (slots[base + Slot.FLAGS]! & FLAG_BITS) | (len << KEY_LEN_SHIFT)
     this.#v.slotsU[base + Slot.KEY_REF] = ref
     const buckets = this.#v.buckets
     const mask = this.#mask
@@ -107,26 +107,26 @@ export class KeyTable {
       }
     }
     buckets[i] = 0
-    this.#bytes.free(this.#v.slotsU[base + Slot.KEY_REF]!, slots[base + Slot.KEY_LEN]!)
+    this.#bytes.free(this.#v.slotsU[base + Slot.KEY_REF]!, slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT)
     this.#count--
   }
 
   /** The key bytes of `slot` (a view, valid until the slot is removed or the arena grows). */
   keyBytes(slot: number): Buffer {
     const base = slot * SLOT_WORDS
-    return this.#bytes.view(this.#v.slotsU[base + Slot.KEY_REF]!, this.#v.slots[base + Slot.KEY_LEN]!)
+    return this.#bytes.view(this.#v.slotsU[base + Slot.KEY_REF]!, this.#v.slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT)
   }
 
   /** The key of `slot` as a string. */
   keyString(slot: number): string {
     const base = slot * SLOT_WORDS
     const ref = this.#v.slotsU[base + Slot.KEY_REF]!
-    return this.#bytes.bytes.toString('utf8', ref, ref + this.#v.slots[base + Slot.KEY_LEN]!)
+    return this.#bytes.bytes.toString('utf8', ref, ref + (this.#v.slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT))
   }
 
   /** UTF-8 length of the key of `slot`. */
   keyLength(slot: number): number {
-    return this.#v.slots[slot * SLOT_WORDS + Slot.KEY_LEN]!
+    return this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! >>> KEY_LEN_SHIFT
   }
 
   clear(): void {
