@@ -29,13 +29,13 @@ const SHARD_FILE = new URL('../workers/shard.js', import.meta.url)
 /**
  * Young-generation cap of a shard thread's heap. A shard keeps its entries in
  * shared buffers, so its heap holds only per-frame garbage; left to V8's
- * default, the young generation of each shard grew to ~27 MB under a bulk
- * load and stayed there (1M records, 2 shards: shard heaps 38 MB each). At 4
- * MB the same load ended with 18 MB heaps and 58 MB less process RSS
- * (388 → 330 MB), and took the same time (scavenges of a heap that holds
- * almost nothing live are cheap). Measured in scratch runs of bench/memory.
+ * default, each shard's young generation grew to ~27 MB under a bulk load and
+ * stayed there. Loading 1M records into 2 shards (bench/memory, dictionary
+ * row): process RSS 388 MB by default, 330 MB at 4 MB, and at 2 MB 8 MB less
+ * again; 1 MB gained nothing more. Load time did not change: a scavenge of a
+ * heap that holds almost nothing live is cheap.
  */
-const SHARD_YOUNG_GENERATION_MB = 4
+const SHARD_YOUNG_GENERATION_MB = 2
 
 export class ShardThread implements ShardLink {
   worker!: Worker
