@@ -28,7 +28,7 @@ export const DEFAULT_MICRO: MicroConfig = {
   evictionEntries: 10_000,
   valueBytes: 220,
   zipfS: 0.99,
-  maxTimeSec: 0.5,
+  maxTimeSec: 0.3,
   seed: 3,
 }
 
