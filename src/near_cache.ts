@@ -1,7 +1,7 @@
 /**
  * The near cache: an opt-in L0 of decoded values on each thread that uses the
- * cache, so a hot key costs a Map lookup and two atomic loads instead of a
- * hash probe in shared memory, a copy and a decode.
+ * cache, so a hot key costs a Map lookup and an atomic load instead of a hash
+ * probe in shared memory, a copy and a decode.
  *
  * An entry is only a claim about a shard's slot: "slot S held this key with
  * sequence number Q while the region's sequence number was R". The router
@@ -12,6 +12,18 @@
  * thread, makes every near cache miss on that key as soon as the shard applied
  * it, which is before the writer's promise resolves; nothing here needs a
  * message to be invalidated.
+ *
+ * The shortcut: the shard also bumps one word per region slice, its epoch,
+ * before any slot change. An entry remembers the epoch it was last checked
+ * at; while the epoch still reads that, nothing in the region has changed and
+ * the slot need not be read (a random cache line among millions, ~20% of a
+ * near hit on the benchmark's 100k keys; near hits went from ~1.9M/s to
+ * ~2.4M/s). After any write to the region the next hit reads the slot as
+ * above and re-stamps the entry. All three counters are 32-bit: like any
+ * seqlock of that width, a stale entry could pass only if a multiple of 2^32
+ * changes went by between two of its checks, and the next check landed on
+ * exactly the same count (at a million writes a second the epoch comes round
+ * every 71 minutes; the odds per such check are 1 in 4 billion).
  *
  * Layout: a Map from key to an index into parallel arrays, as in lru-cache,
  * and CLOCK eviction (a second chance for entries read since the hand last
@@ -34,6 +46,8 @@ export class NearRegion {
   readonly slot: Int32Array
   readonly seq: Int32Array
   readonly regionSeq: Int32Array
+  /** The region's epoch when the entry was last checked against its slot (see Header.EPOCH). */
+  readonly epoch: Int32Array
   readonly expiresAt: Float64Array
   /** 1: a Buffer or Uint8Array, copied on every hit since callers may write to it. */
   readonly binary: Uint8Array
@@ -51,6 +65,7 @@ export class NearRegion {
     this.slot = new Int32Array(capacity)
     this.seq = new Int32Array(capacity)
     this.regionSeq = new Int32Array(capacity)
+    this.epoch = new Int32Array(capacity)
     this.expiresAt = new Float64Array(capacity)
     this.binary = new Uint8Array(capacity)
     this.used = new Uint8Array(capacity)
@@ -66,8 +81,8 @@ export class NearRegion {
     return this.#index.get(key) ?? -1
   }
 
-  /** Adds or replaces `key`'s entry. */
-  add(key: string, value: unknown, binary: boolean, shard: number, reader: SharedRegionReader, f: Found, expiresAt: number): void {
+  /** Adds or replaces `key`'s entry, read as `f` after the region's epoch read `epoch`. */
+  add(key: string, value: unknown, binary: boolean, shard: number, reader: SharedRegionReader, f: Found, epoch: number, expiresAt: number): void {
     let i = this.#index.get(key)
     if (i === undefined) {
       i = this.#take()
@@ -81,6 +96,7 @@ export class NearRegion {
     this.slot[i] = f.slot
     this.seq[i] = f.seq
     this.regionSeq[i] = f.regionSeq
+    this.epoch[i] = epoch
     this.expiresAt[i] = expiresAt
     this.used[i] = 0
   }

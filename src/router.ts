@@ -465,6 +465,8 @@ export class Router {
     const ch = this.#shards[shard]!
     if (!this.#readable(ch, region, key)) return ASK_SHARD
     const reader = ch.link.readers[region]!
+    // Before the slot is read (see NearRegion): only a near entry needs it, and under writes its cache line moves.
+    const epoch = near === undefined ? 0 : Atomics.load(reader.views.header, Header.EPOCH)
     if (!reader.find(this.#keyBytes, len, this.#keyHash, this.#found)) return ASK_SHARD
     const f = this.#found
     const flags = reader.flags(f)
@@ -487,7 +489,7 @@ export class Router {
     if (this.#lru[region]) log.record(region, f.slot, f.seq)
     if (near !== undefined) {
       const binary = tag === ValueTag.BUFFER || tag === ValueTag.UINT8ARRAY
-      near.add(key, binary ? copyBytes(value as Uint8Array) : value, binary, shard, reader, f, expiresAt)
+      near.add(key, binary ? copyBytes(value as Uint8Array) : value, binary, shard, reader, f, epoch, expiresAt)
     }
     return value
   }
@@ -501,10 +503,15 @@ export class Router {
     const ch = this.#shards[near.shard[i]!]!
     const reader = near.readers[i]!
     if (ch.link.readers[region] !== reader || !this.#readable(ch, region, key)) return ASK_SHARD
-    // The slot and region versions, read in place (not through a reader method): this is most of a near hit.
+    // Nothing in the region changed since the entry was last checked: current, without reading its slot.
+    // Else the slot and region versions, read in place (not through a reader method), and the entry re-stamped.
     const views = reader.views
-    if (Atomics.load(views.slots, near.slot[i]! * SLOT_WORDS) !== near.seq[i] || Atomics.load(views.header, Header.SEQ) !== near.regionSeq[i]) {
-      return ASK_SHARD
+    const epoch = Atomics.load(views.header, Header.EPOCH)
+    if (epoch !== near.epoch[i]) {
+      if (Atomics.load(views.slots, near.slot[i]! * SLOT_WORDS) !== near.seq[i] || Atomics.load(views.header, Header.SEQ) !== near.regionSeq[i]) {
+        return ASK_SHARD
+      }
+      near.epoch[i] = epoch
     }
     const expiresAt = near.expiresAt[i]!
     if (expiresAt !== Infinity && expiresAt <= monotonicNow()) return ASK_SHARD

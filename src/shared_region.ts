@@ -41,8 +41,16 @@ export const Header = {
   MASK: 1,
   /** Bumped after any buffer grew: readers remap their views. */
   GEN: 2,
+  /**
+   * Bumped by the shard before it changes any slot, and before a clear. A
+   * near-cache entry checked while the epoch read E is still current while it
+   * reads E, without a look at its slot record (a random cache line among
+   * millions; the epoch is one hot word). In a cache line of its own: it moves
+   * with every write, and the words above are read by every direct read.
+   */
+  EPOCH: 16,
 } as const
-const HEADER_WORDS = 4
+const HEADER_WORDS = 32
 
 /**
  * Slot record: `SLOT_WORDS` Int32 words per slot, 32 bytes. Only what direct

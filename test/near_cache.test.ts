@@ -49,6 +49,34 @@ test('a write, delete or clear from another thread makes the near entry miss at 
   })
 })
 
+test('writes to other keys of the region leave a near entry served without a frame; a touch of its key from another thread reaches it', async () => {
+  // One shard, so every write below moves the region epoch the near entry was stamped with. Writes
+  // come from another thread: this thread's own writes drop its near entry for the key outright.
+  await withCache({ shards: 1, ...near }, async (cache) => {
+    const t = new ClientThread()
+    try {
+      await t.attach(cache)
+      await cache.set('k', 'v')
+      assert.is(await cache.get('k'), 'v')
+      for (let i = 0; i < 5; i++) {
+        await t.call('set', `other:${i}`, i)
+        const frames = cache.framesSentForTest()
+        assert.is(cache.getSync('k'), 'v') // re-checked against its slot, still current
+        assert.is(cache.getSync('k'), 'v')
+        assert.is(cache.framesSentForTest(), frames)
+      }
+      // A shorter TTL changes the slot: the near entry, cached with no expiry, must not outlive it.
+      assert.is(await t.call('touch', 'k', 100), true)
+      assert.is(cache.getSync('k'), 'v')
+      await new Promise((r) => setTimeout(r, 150))
+      assert.is(cache.getSync('k'), undefined)
+      assert.is(await cache.get('k'), undefined)
+    } finally {
+      await t.worker.terminate()
+    }
+  })
+})
+
 test('an expired near entry is never served', async () => {
   await withCache({ shards: 1, ...near }, async (cache) => {
     await cache.set('t', 'short', { ttl: 150 })

@@ -679,6 +679,7 @@ export class RegionStore {
 
   /** Marks a slot's shared record as changing (its sequence number odd); {@link #end} publishes the change. */
   #begin(slot: number): void {
+    Atomics.add(this.#v.header, Header.EPOCH, 1) // first: a reader that sees the old epoch read before this change
     Atomics.add(this.#v.slots, slot * SLOT_WORDS + Slot.SEQ, 1)
   }
 
@@ -721,6 +722,7 @@ export class RegionStore {
     this.#deletes += live
     if ((this.eventMask & ShardEvent.CLEAR) !== 0) this.onEvent(ShardEvent.CLEAR, '')
     const header = this.#v.header
+    Atomics.add(header, Header.EPOCH, 1)
     Atomics.add(header, Header.SEQ, 1) // readers stand back until it is even again
     this.#keys.clear()
     const slots = this.#v.slots
