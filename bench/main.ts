@@ -206,10 +206,12 @@ async function main(): Promise<void> {
     const note = full || !eventLoopEngines().includes('lru-cache')
       ? undefined
       : 'lru-cache: not run at this size by default (30-55 s more here, past the 3-minute budget); `npm run bench -- --full` or BENCH_FULL=1 adds it'
-    print(`\nrunning event-loop scenarios with ${fmtCount(base.entries)} entries (${engines.join(', ')}) ...`)
     // "no cache" is borrowed from section 2 when it ran (same loop, no entries to hold), else run once:
     // each run costs ~6 s of the budget.
-    const borrowedBaseline = report.eventLoop?.runs.filter((r) => r.engine === 'no cache')
+    const borrowedBaseline = report.eventLoop?.runs.filter((r) => r.engine === 'no cache' && r.result !== undefined)
+    const borrowing = borrowedBaseline !== undefined && borrowedBaseline.length > 0 && engines.includes('no cache')
+    const running = borrowing ? engines.filter((e) => e !== 'no cache') : engines
+    print(`\nrunning event-loop scenarios with ${fmtCount(base.entries)} entries (${running.join(', ')}${borrowing ? '; "no cache" from section 2' : ''}) ...`)
     report.eventLoop5M = await runEventLoop(base, log, { engines, closingBaseline: false, note, borrowedBaseline })
     print(printEventLoop(report.eventLoop5M, `3. Main-thread event-loop delay, ${fmtCount(base.entries)} entries under churn`))
     engineErrors('event-loop-5m', report.eventLoop5M.runs)
