@@ -10,6 +10,12 @@ import { withCache } from './fixtures/helpers.js'
 
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 30))
 
+/** Waits until `n` events have arrived (shards batch them; a loaded machine delays the batch), at most 3 s. */
+async function received(seen: unknown[], n: number): Promise<void> {
+  for (const deadline = Date.now() + 3000; seen.length < n && Date.now() < deadline; ) await settle()
+  await settle() // and a little more: one event too many must show too
+}
+
 test('set, delete, clear, hit and miss events carry type, region and key', async () => {
   await withCache({ shards: 2, regions: { other: {} } }, async (cache) => {
     const seen: EntryEvent[] = []
@@ -23,7 +29,7 @@ test('set, delete, clear, hit and miss events carry type, region and key', async
     assert.is(await cache.get('nope'), undefined)
     await cache.delete('a')
     await cache.region('other').clear()
-    await settle()
+    await received(seen, 6)
     const brief = seen.map((e) => [e.type, e.region, e.key ?? '-'].join(' ')).sort()
     assert.equal(brief, ['clear other -', 'delete default a', 'hit default a', 'miss default nope', 'set default a', 'set other o'].sort())
   })
@@ -43,7 +49,7 @@ test('evict and expire carry their cause; nothing is sent once nobody listens', 
     await cache.set('short', 'x', { ttl: 20 })
     await new Promise((r) => setTimeout(r, 40))
     assert.is(await cache.get('short'), undefined)
-    await settle()
+    await received(seen, 2)
     assert.equal(seen, [
       { type: 'evict', region: 'small', key: '1', cause: 'size' },
       { type: 'expire', region: 'default', key: 'short', cause: 'expired' },

@@ -185,12 +185,17 @@ test('lockAcrossInstances: when the lease holder fails, the waiters stop waiting
   const a = await cache(r)
   const b = await cache(r)
   let bCalls = 0
+  // b starts once a's loader runs, which is once a holds the lease (a fixed head start lost the race on a
+  // loaded machine: b took the lease first and loaded at once).
+  let aLoading!: () => void
+  const aHoldsLease = new Promise<void>((res) => (aLoading = res))
   const failing = async () => {
+    aLoading()
     await new Promise((res) => setTimeout(res, 50))
     throw new Error('a failed')
   }
   const aRun = a.getOrCompute('k', failing, { lockAcrossInstances: true, timeout: 300 }).catch((e: Error) => e.message)
-  await new Promise((res) => setTimeout(res, 20))
+  await aHoldsLease
   const t0 = Date.now()
   const bRun = b.getOrCompute('k', async () => `b${++bCalls}`, { lockAcrossInstances: true, timeout: 300 })
   assert.is(await aRun, 'a failed')
