@@ -36,7 +36,7 @@ import { CacheError, ClosedError, ErrorCodes, InternalError, NotANumberError, Sh
 import type { ErrorCode } from './errors.js'
 import { Header, SLOT_WORDS, SlotFlag, hashBytes, monotonicNow } from './shared_region.js'
 import type { AccessLogWriter, Found, SharedRegionReader } from './shared_region.js'
-import { NearRegion } from './near_cache.js'
+import { NEAR_EXPIRES_F64, NEAR_WORDS, NearFlag, NearRegion, NearWord } from './near_cache.js'
 import { decodeValue, decodeText } from './values.js'
 import type { Codec } from './options.js'
 
@@ -500,29 +500,32 @@ export class Router {
    * unchanged, not expired. Else {@link ASK_SHARD}.
    */
   #nearHit(near: NearRegion, i: number, region: number, key: string): unknown {
-    const ch = this.#shards[near.shard[i]!]!
-    const reader = near.readers[i]!
+    const m = near.meta
+    const b = i * NEAR_WORDS
+    const ch = this.#shards[m[b + NearWord.SHARD]!]!
+    const reader = near.refs[2 * i + 1] as SharedRegionReader
     if (ch.link.readers[region] !== reader || !this.#readable(ch, region, key)) return ASK_SHARD
     // Nothing in the region changed since the entry was last checked: current, without reading its slot.
     // Else the slot and region versions, read in place (not through a reader method), and the entry re-stamped.
     const views = reader.views
     const epoch = Atomics.load(views.header, Header.EPOCH)
-    if (epoch !== near.epoch[i]) {
-      if (Atomics.load(views.slots, near.slot[i]! * SLOT_WORDS) !== near.seq[i] || Atomics.load(views.header, Header.SEQ) !== near.regionSeq[i]) {
+    if (epoch !== m[b + NearWord.EPOCH]) {
+      if (Atomics.load(views.slots, m[b + NearWord.SLOT]! * SLOT_WORDS) !== m[b + NearWord.SEQ] || Atomics.load(views.header, Header.SEQ) !== m[b + NearWord.REGION_SEQ]) {
         return ASK_SHARD
       }
-      near.epoch[i] = epoch
+      m[b + NearWord.EPOCH] = epoch
     }
-    const expiresAt = near.expiresAt[i]!
+    const expiresAt = near.metaF[i * (NEAR_WORDS / 2) + NEAR_EXPIRES_F64]!
     if (expiresAt !== Infinity && expiresAt <= monotonicNow()) return ASK_SHARD
-    near.used[i] = 1
+    const flags = m[b + NearWord.FLAGS]!
+    m[b + NearWord.FLAGS] = flags | NearFlag.USED
     const log = ch.link.log
     log.hits[region]!++
     // Hot keys are hit often enough that a sample keeps them recent in the shard's LRU.
-    if (this.#lru[region] && (++this.#nearHits & (NEAR_LOG_EVERY - 1)) === 0) log.record(region, near.slot[i]!, near.seq[i]!)
-    const v = near.values[i]
+    if (this.#lru[region] && (++this.#nearHits & (NEAR_LOG_EVERY - 1)) === 0) log.record(region, m[b + NearWord.SLOT]!, m[b + NearWord.SEQ]!)
+    const v = near.refs[2 * i]
     // Binary values are copied per hit, as a direct read would: callers may write to them.
-    return near.binary[i] === 1 ? copyBytes(v as Uint8Array) : v
+    return (flags & NearFlag.BINARY) !== 0 ? copyBytes(v as Uint8Array) : v
   }
 
   /** Near-cache entries held for `region` on this thread. */
