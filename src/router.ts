@@ -99,8 +99,16 @@ export interface LinkEvents {
 
 /**
  * Ops of a frame: who gets each result, and, for writes, what they hold back
- * (see {@link Router.commitWrite}): the region (-1: not a write) and the key
- * (undefined: the whole region).
+ * (see {@link Router.commitWrite}): the region (-1: not a write) and the
+ * key's slot in the pending-write counts (-1: the whole region).
+ *
+ * A frame's arrays are emptied once its ops are settled ({@link Router}'s
+ * #retire). V8 pretenures this literal after a bulk load (frames of
+ * thousands of ops in flight across scavenges teach it that they live long),
+ * and an old-space object keeps everything it points to alive through every
+ * scavenge until the next full GC, dead or not: the settled callbacks of every
+ * later op were promoted with it (~440 KB per scavenge at 10k writes/s in the
+ * event-loop scenario, ~120 KB once emptied).
  */
 interface FrameOps {
   /** performance.now() when the frame was sent (its round trip goes to the latency histogram). */
@@ -108,7 +116,7 @@ interface FrameOps {
   sinks: Sink[]
   indexes: number[]
   writeRegions: number[]
-  writeKeys: (string | undefined)[]
+  writeSlots: number[]
 }
 
 /**
@@ -120,6 +128,17 @@ interface FrameOps {
  * shards fell to 1.0 op per frame and ~80k ops/s).
  */
 const MAX_FRAMES_IN_FLIGHT = 1
+
+/**
+ * Slots per region of the pending-write counts. A write counts in its key's
+ * slot until the shard answers it, and a direct read of any key in a counted
+ * slot asks the shard instead: a shared slot costs a round trip, never a
+ * stale read. Counts instead of a Map from key to count: that Map (with the
+ * key strings it held, and its table rebuilt as keys came and went) was
+ * promoted by every scavenge under steady writes, and it cost a string hash
+ * per write and per read.
+ */
+const PENDING_SLOTS = 1 << 12
 /** A frame this large is sent even when the shard is busy, so frames stay bounded. */
 const FRAME_SOFT_LIMIT_BYTES = 1 << 20
 
@@ -192,6 +211,17 @@ function shardOfHash(fnv: number, shards: number): number {
 }
 
 /**
+ * FNV-1a over the UTF-16 code units of `key`, as a uint32: what routes a key
+ * to its shard and to its pending-write slot. For ASCII keys it equals the
+ * FNV of the UTF-8 bytes, which the direct read computes anyway.
+ */
+function keyHash16(key: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
+  return h >>> 0
+}
+
+/**
  * Round trips of the frames a thread sends to its shards, in fixed
  * exponential buckets (Prometheus histogram style): one record per frame, not
  * per operation, so the hot path pays two clock reads per frame (send, reply).
@@ -246,8 +276,14 @@ export class Router {
   readonly #owner: boolean
   /** Non-zero once the owner closed the cache; a private zero for the owner itself. */
   readonly #ownerState: Int32Array
-  /** Per region: keys with writes queued or in flight, and how many. */
-  readonly #pendingWrites: Map<string, number>[]
+  /**
+   * Writes of this thread queued or in flight, counted per region and key
+   * slot (region * PENDING_SLOTS + the key's hash bits): a direct read of a
+   * key whose slot counts one goes to the shard (see {@link PENDING_SLOTS}).
+   */
+  readonly #pending: Int32Array
+  /** The same per region, summed: zero (the common case for reads) needs no hash. */
+  readonly #pendingInRegion: Int32Array
   /** Per region, when the near cache is on. */
   readonly #near: NearRegion[] | undefined
   /** Near hits so far: one in {@link NEAR_LOG_EVERY} is logged for the shard's LRU order. */
@@ -275,7 +311,8 @@ export class Router {
     this.#owner = config.owner
     this.#ownerState = config.ownerState ?? new Int32Array(1)
     const regions = config.lru.length
-    this.#pendingWrites = config.lru.map(() => new Map<string, number>())
+    this.#pending = new Int32Array(config.lru.length * PENDING_SLOTS)
+    this.#pendingInRegion = new Int32Array(config.lru.length)
     this.#near = config.nearCacheEntries > 0 ? config.lru.map(() => new NearRegion(config.nearCacheEntries)) : undefined
     this.#replySpinMs = config.replySpinMicros / 1000
     this.#shards = Array.from({ length: config.shards }, (_, i) => new ShardChannel(i, regions))
@@ -316,13 +353,7 @@ export class Router {
    * benchmark's 100k keys the mean probe distance rose from 0.36 to 0.48.
    */
   shardOf(key: string): number {
-    if (this.shardCount === 1) return 0
-    let h = 0x811c9dc5
-    for (let i = 0; i < key.length; i++) {
-      h ^= key.charCodeAt(i)
-      h = Math.imul(h, 0x01000193)
-    }
-    return shardOfHash(h, this.shardCount)
+    return this.shardCount === 1 ? 0 : shardOfHash(keyHash16(key), this.shardCount)
   }
 
   /**
@@ -339,7 +370,7 @@ export class Router {
     ops.sinks.push(sink)
     ops.indexes.push(index)
     ops.writeRegions.push(-1)
-    ops.writeKeys.push(undefined)
+    ops.writeSlots.push(-1)
     this.#scheduleFlush()
   }
 
@@ -354,12 +385,14 @@ export class Router {
     ops.sinks.push(sink)
     ops.indexes.push(index)
     ops.writeRegions.push(region)
-    ops.writeKeys.push(key)
     if (key === undefined) {
+      ops.writeSlots.push(-1)
       ch.barriers[region]!++
     } else {
-      const pending = this.#pendingWrites[region]!
-      pending.set(key, (pending.get(key) ?? 0) + 1)
+      const slot = region * PENDING_SLOTS + (keyHash16(key) & (PENDING_SLOTS - 1))
+      ops.writeSlots.push(slot)
+      this.#pending[slot]!++
+      this.#pendingInRegion[region]!++
       // Not needed for correctness (its slot's version will change), only to free it sooner.
       this.#near?.[region]!.delete(key)
     }
@@ -370,15 +403,21 @@ export class Router {
   #released(ch: ShardChannel, ops: FrameOps, i: number): void {
     const region = ops.writeRegions[i]!
     if (region < 0) return
-    const key = ops.writeKeys[i]
-    if (key === undefined) {
+    const slot = ops.writeSlots[i]!
+    if (slot < 0) {
       ch.barriers[region]!--
       return
     }
-    const pending = this.#pendingWrites[region]!
-    const n = pending.get(key)!
-    if (n === 1) pending.delete(key)
-    else pending.set(key, n - 1)
+    this.#pending[slot]!--
+    this.#pendingInRegion[region]!--
+  }
+
+  /** Empties a frame whose ops are all settled (see FrameOps): it may be old, and must not keep them alive. */
+  #retire(ops: FrameOps): void {
+    ops.sinks.length = 0
+    ops.indexes.length = 0
+    ops.writeRegions.length = 0
+    ops.writeSlots.length = 0
   }
 
   /** Settles op `i` of `ops` with a result or an error. */
@@ -396,16 +435,22 @@ export class Router {
    */
   #directFind(shard: number, region: number, key: string): ShardChannel | undefined {
     const ch = this.#shards[shard]!
-    if (!this.#readable(ch, region, key)) return undefined
     const len = this.#encodeKey(key)
+    if (!this.#readable(ch, region, key, this.#keyAscii ? this.#keyHash : -1)) return undefined
     return ch.link.readers[region]!.find(this.#keyBytes, len, this.#keyHash, this.#found) ? ch : undefined
   }
 
-  /** Whether shared memory may answer for `key`: the shard is up and no write of this thread to it is pending. */
-  #readable(ch: ShardChannel, region: number, key: string): boolean {
+  /**
+   * Whether shared memory may answer for `key`: the shard is up and no write
+   * of this thread to the key (or to a key sharing its slot of the pending
+   * counts) is in flight. `hash` is the key's {@link keyHash16} if the caller
+   * has it, else -1: it is only computed while some write to the region is pending.
+   */
+  #readable(ch: ShardChannel, region: number, key: string, hash: number): boolean {
     if (ch.dead !== undefined || !ch.link.ready || ch.barriers[region] !== 0) return false
-    const pending = this.#pendingWrites[region]!
-    return pending.size === 0 || !pending.has(key)
+    if (this.#pendingInRegion[region] === 0) return true
+    const h = hash < 0 ? keyHash16(key) : hash
+    return this.#pending[region * PENDING_SLOTS + (h & (PENDING_SLOTS - 1))] === 0
   }
 
   /**
@@ -463,7 +508,8 @@ export class Router {
     const len = this.#encodeKey(key)
     const shard = this.shardCount === 1 ? 0 : this.#keyAscii ? shardOfHash(this.#keyHash, this.shardCount) : this.shardOf(key)
     const ch = this.#shards[shard]!
-    if (!this.#readable(ch, region, key)) return ASK_SHARD
+    // For ASCII keys the bucket hash is also keyHash16 (UTF-8 bytes = UTF-16 code units).
+    if (!this.#readable(ch, region, key, this.#keyAscii ? this.#keyHash : -1)) return ASK_SHARD
     const reader = ch.link.readers[region]!
     // Before the slot is read (see NearRegion): only a near entry needs it, and under writes its cache line moves.
     const epoch = near === undefined ? 0 : Atomics.load(reader.views.header, Header.EPOCH)
@@ -504,7 +550,7 @@ export class Router {
     const b = i * NEAR_WORDS
     const ch = this.#shards[m[b + NearWord.SHARD]!]!
     const reader = near.refs[2 * i + 1] as SharedRegionReader
-    if (ch.link.readers[region] !== reader || !this.#readable(ch, region, key)) return ASK_SHARD
+    if (ch.link.readers[region] !== reader || !this.#readable(ch, region, key, -1)) return ASK_SHARD
     // Nothing in the region changed since the entry was last checked: current, without reading its slot.
     // Else the slot and region versions, read in place (not through a reader method), and the entry re-stamped.
     const views = reader.views
@@ -611,6 +657,7 @@ export class Router {
         ch.ops = newFrameOps()
         w.pos = 8
         for (let i = 0; i < ops.sinks.length; i++) this.#settle(ch, ops, i, undefined, down)
+        this.#retire(ops)
         this.#signalDrained(ch)
         continue
       }
@@ -680,6 +727,7 @@ export class Router {
       const e = new InternalError(`shard ${ch.index} sent a malformed reply`, { cause: err })
       for (; i < ops.sinks.length; i++) this.#settle(ch, ops, i, undefined, e)
     }
+    this.#retire(ops)
     this.#afterReply(ch)
   }
 
@@ -767,6 +815,7 @@ export class Router {
     ch.link.unref()
     for (const f of lost) {
       for (let i = 0; i < f.sinks.length; i++) this.#settle(ch, f, i, undefined, lostError)
+      this.#retire(f)
     }
     if (this.#ownerState[0] !== 0) {
       this.#afterReply(ch) // rejects what waits
@@ -799,7 +848,7 @@ function copyBytes(v: Uint8Array): Uint8Array {
 }
 
 function newFrameOps(): FrameOps {
-  return { sentAt: 0, sinks: [], indexes: [], writeRegions: [], writeKeys: [] }
+  return { sentAt: 0, sinks: [], indexes: [], writeRegions: [], writeSlots: [] }
 }
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes))

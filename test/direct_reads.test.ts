@@ -75,6 +75,32 @@ test('a read issued after a write in the same tick sees the write', async () => 
   })
 })
 
+test('a write in flight holds back direct reads of its key only, and every hold is released when writes are answered', async () => {
+  await withCache({ shards: 2 }, async (cache) => {
+    const keys = Array.from({ length: 3000 }, (_, i) => `k:${i}`)
+    await cache.mset(keys.map((k, i) => [k, i] as [string, number]))
+    // getSync answers only from shared memory: undefined means "ask the shard".
+    const pending = cache.set('k:0', 'new')
+    assert.is(cache.getSync('k:0'), undefined)
+    assert.equal([cache.getSync('k:1'), cache.getSync('k:2999')], [1, 2999])
+    assert.is(await pending, true)
+    assert.is(cache.getSync('k:0'), 'new')
+    // Thousands of writes and deletes in flight at once, some to the same key, some failing (nx):
+    // once all are answered, no key is held back.
+    const writes: Promise<unknown>[] = []
+    for (let i = 0; i < keys.length; i++) {
+      writes.push(cache.set(keys[i]!, -i))
+      if (i % 3 === 0) writes.push(cache.set(keys[i]!, 'nx', { nx: true }))
+      if (i % 7 === 0) writes.push(cache.delete(`absent:${i}`))
+    }
+    assert.is(cache.getSync('k:5'), undefined)
+    await Promise.all(writes)
+    const frames = cache.framesSentForTest()
+    for (let i = 0; i < keys.length; i++) assert.is(cache.getSync(keys[i]!), -i)
+    assert.is(cache.framesSentForTest(), frames)
+  })
+})
+
 test('direct reads refresh LRU order: the entry read is not the one evicted', async () => {
   await withCache({ shards: 1, regions: { default: { maxEntries: 3 } } }, async (cache) => {
     await cache.set('a', 1)
