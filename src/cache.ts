@@ -1477,6 +1477,11 @@ export class Cache extends CacheRegion {
     return this.core.router.nearSize(this.core.options.regions.findIndex((r) => r.name === name))
   }
 
+  /** @internal Whether this thread's near cache holds an entry for `key` in region `name`. */
+  nearCacheHasForTest(key: string, name = 'default'): boolean {
+    return this.core.router.nearHas(this.core.options.regions.findIndex((r) => r.name === name), key)
+  }
+
   /** @internal Makes shard `shard` die of an uncaught exception, as a bug would. For crash tests. */
   crashShardForTest(shard: number): Promise<unknown> {
     const d = new Deferred<unknown>()

@@ -533,7 +533,7 @@ export class Router {
     const log = ch.link.log
     log.hits[region]!++
     if (this.#lru[region]) log.record(region, f.slot, f.seq)
-    if (near !== undefined) {
+    if (near !== undefined && near.admits(this.#keyHash)) {
       const binary = tag === ValueTag.BUFFER || tag === ValueTag.UINT8ARRAY
       near.add(key, binary ? copyBytes(value as Uint8Array) : value, binary, shard, reader, f, epoch, expiresAt)
     }
@@ -572,6 +572,11 @@ export class Router {
     const v = near.refs[2 * i]
     // Binary values are copied per hit, as a direct read would: callers may write to them.
     return (flags & NearFlag.BINARY) !== 0 ? copyBytes(v as Uint8Array) : v
+  }
+
+  /** Whether this thread's near cache holds an entry (current or not) for `key` in `region`. */
+  nearHas(region: number, key: string): boolean {
+    return (this.#near?.[region]!.find(key) ?? -1) >= 0
   }
 
   /** Near-cache entries held for `region` on this thread. */

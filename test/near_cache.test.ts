@@ -77,6 +77,26 @@ test('writes to other keys of the region leave a near entry served without a fra
   })
 })
 
+test('a full near cache admits a key on its second miss, not its first; while it has room, on the first', async () => {
+  await withCache({ shards: 1, nearCache: { maxEntries: 16 } }, async (cache) => {
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i}`)
+    await cache.mset(keys.map((k, i) => [k, i] as [string, number]))
+    for (let i = 0; i < 16; i++) assert.is(await cache.get(keys[i]!), i)
+    assert.is(cache.nearCacheSizeForTest(), 16)
+    assert.equal(keys.slice(0, 16).filter((k) => !cache.nearCacheHasForTest(k)), [])
+    assert.is(await cache.get('k20'), 20)
+    assert.is(cache.nearCacheHasForTest('k20'), false)
+    assert.is(await cache.get('k20'), 20)
+    assert.is(cache.nearCacheHasForTest('k20'), true)
+    assert.is(cache.nearCacheSizeForTest(), 16)
+    // A near entry found stale frees its place: the key's next read is admitted at once.
+    await cache.set('k20', 'changed')
+    assert.is(cache.nearCacheSizeForTest(), 15)
+    assert.is(await cache.get('k21'), 21)
+    assert.is(cache.nearCacheHasForTest('k21'), true)
+  })
+})
+
 test('an expired near entry is never served', async () => {
   await withCache({ shards: 1, ...near }, async (cache) => {
     await cache.set('t', 'short', { ttl: 150 })
