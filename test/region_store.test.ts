@@ -794,7 +794,8 @@ interface ModelEntry {
   raw: Uint8Array
   stored: number
   compressed: boolean
-  corrupted: boolean
+  /** Compressed entries: offsets of stored bytes flipped an odd number of times (a second flip restores the byte). */
+  flipped: Set<number>
   tag: number
   meta: Uint8Array | undefined
   createdAt: number
@@ -850,7 +851,7 @@ class Model {
       this.counters.misses++
       return undefined
     }
-    if (e.corrupted) {
+    if (e.flipped.size > 0) {
       this.#remove(key)
       this.counters.corrupt++
       this.counters.misses++
@@ -891,7 +892,7 @@ class Model {
       raw: raw.slice(),
       stored,
       compressed,
-      corrupted: false,
+      flipped: new Set(),
       tag,
       meta: meta?.slice(),
       createdAt: now,
@@ -990,7 +991,8 @@ class Model {
   corrupt(key: string, offset: number): void {
     const e = this.map.get(key)!
     if (e.compressed) {
-      e.corrupted = true
+      const at = offset % e.stored
+      if (!e.flipped.delete(at)) e.flipped.add(at)
     } else if (e.raw.length > 0) {
       const at = offset % e.raw.length
       e.raw[at] = e.raw[at]! ^ 0x5a
