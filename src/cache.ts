@@ -634,13 +634,14 @@ export class CacheRegion {
     }
     const d = new Deferred<boolean>()
     const router = this.core.router
-    const shard = router.shardOf(key)
+    const hash = router.keyHash(key)
+    const shard = router.shardOfHash(hash)
     const w = router.writer(shard)
     w.u8(Op.TOUCH)
     w.u8(this.#region.index)
     w.key(key)
     w.f64(ms)
-    router.commitWrite(shard, d, 0, this.#region.index, key)
+    router.commitWrite(shard, d, 0, this.#region.index, key, hash)
     const l2 = this.core.l2
     return l2 === undefined ? d.promise : Promise.all([d.promise, l2.touch(this.#region.name, key, ms)]).then(([done]) => done)
   }
@@ -653,9 +654,10 @@ export class CacheRegion {
   #atomic<T>(key: string, write: (w: FrameWriter) => void): Promise<T> {
     const d = new Deferred<T>()
     const router = this.core.router
-    const shard = router.shardOf(key)
+    const hash = router.keyHash(key)
+    const shard = router.shardOfHash(hash)
     write(router.writer(shard))
-    router.commitWrite(shard, d, 0, this.#region.index, key)
+    router.commitWrite(shard, d, 0, this.#region.index, key, hash)
     this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [key] })
     const l2 = this.core.l2
     return l2 === undefined ? d.promise : Promise.all([d.promise, l2.delete(this.#region.name, [key])]).then(([r]) => r)
@@ -978,7 +980,7 @@ export class CacheRegion {
       w.u8(region)
       w.string(tag)
       // Direct reads of the region wait for it, as for a clear.
-      router.commitWrite(s, c, s, region, undefined)
+      router.commitWrite(s, c, s, region, undefined, 0)
     }
     return c.promise
   }
@@ -1147,17 +1149,19 @@ export class CacheRegion {
 
   #delete(key: string, sink: Sink, index: number): void {
     const router = this.core.router
-    const shard = router.shardOf(key)
+    const hash = router.keyHash(key)
+    const shard = router.shardOfHash(hash)
     const w = router.writer(shard)
     w.u8(Op.DELETE)
     w.u8(this.#region.index)
     w.key(key)
-    router.commitWrite(shard, sink, index, this.#region.index, key)
+    router.commitWrite(shard, sink, index, this.#region.index, key, hash)
   }
 
   #writeSet(key: string, enc: EncodedValue, opts: ResolvedSet, sink: Sink, index: number): void {
     const router = this.core.router
-    const shard = router.shardOf(key)
+    const hash = router.keyHash(key)
+    const shard = router.shardOfHash(hash)
     const w = router.writer(shard)
     let flags = 0
     if (opts.nx) flags |= SetFlag.NX
@@ -1176,7 +1180,7 @@ export class CacheRegion {
     if (opts.metadata !== undefined) w.bytes(opts.metadata)
     if (opts.tags !== undefined) w.strings(opts.tags)
     if (opts.grace !== undefined) w.f64(opts.grace)
-    router.commitWrite(shard, sink, index, this.#region.index, key)
+    router.commitWrite(shard, sink, index, this.#region.index, key, hash)
   }
 
   /** Sends one op to every shard; `glob` null means "no pattern" for KEYS. */
@@ -1196,7 +1200,7 @@ export class CacheRegion {
         w.u8(1)
         w.string(glob)
       }
-      if (changes) router.commitWrite(s, c, s, region, undefined)
+      if (changes) router.commitWrite(s, c, s, region, undefined, 0)
       else router.commit(s, c, s)
     }
     return c.promise

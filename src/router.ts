@@ -358,6 +358,16 @@ export class Router {
     return this.shardCount === 1 ? 0 : shardOfHash(keyHash16(key), this.shardCount)
   }
 
+  /** The hash {@link shardOf} routes by; writers pass it on to {@link commitWrite}, so a write hashes its key once. */
+  keyHash(key: string): number {
+    return keyHash16(key)
+  }
+
+  /** {@link shardOf} from the key's {@link keyHash}. */
+  shardOfHash(hash: number): number {
+    return this.shardCount === 1 ? 0 : shardOfHash(hash, this.shardCount)
+  }
+
   /**
    * The open frame of a shard: the caller writes one op (opcode, region,
    * operands) into it, then calls {@link commit} before yielding.
@@ -379,9 +389,10 @@ export class Router {
   /**
    * {@link commit} for an op that changes `key` in `region` (or, with `key`
    * undefined, the whole region): until it is answered, direct reads of what
-   * it changes are sent to the shard instead, so they see it.
+   * it changes are sent to the shard instead, so they see it. `hash` is the
+   * key's {@link keyHash} (the caller routed by it; ignored without a key).
    */
-  commitWrite(shard: number, sink: Sink, index: number, region: number, key: string | undefined): void {
+  commitWrite(shard: number, sink: Sink, index: number, region: number, key: string | undefined, hash: number): void {
     const ch = this.#shards[shard]!
     const ops = ch.ops
     ops.sinks.push(sink)
@@ -391,7 +402,7 @@ export class Router {
       ops.writeSlots.push(-1)
       ch.barriers[region]!++
     } else {
-      const slot = region * PENDING_SLOTS + (keyHash16(key) & (PENDING_SLOTS - 1))
+      const slot = region * PENDING_SLOTS + (hash & (PENDING_SLOTS - 1))
       ops.writeSlots.push(slot)
       this.#pending[slot]!++
       this.#pendingInRegion[region]!++
