@@ -313,7 +313,7 @@ export class CacheRegion {
     const router = this.core.router
     const value = router.readValue(this.#region.index, key)
     if (value !== ASK_SHARD) return Promise.resolve(value as T)
-    return this.#keyOp<T | undefined>(Op.GET, key, router.shardOf(key))
+    return this.#keyOp<T | undefined>(router.getOp, key, router.shardOf(key))
   }
 
   /** The L2 side of a set (after the shard stored it): with the entry's TTL x ttlScale, and its tags. */
@@ -326,7 +326,8 @@ export class CacheRegion {
    * The value of `key` if this thread can read it without waiting: from the
    * near cache, or straight from the shard's shared memory. `undefined` when
    * the key is absent, expired, or only its shard can answer now (a value
-   * stored compressed, a write of this thread still pending). Counts a hit
+   * stored compressed that no get of this thread has brought into its near
+   * cache yet, a write of this thread still pending). Counts a hit
    * when it returns a value, and nothing otherwise. Throws on a bad key or a
    * closed cache.
    */
@@ -754,7 +755,7 @@ export class CacheRegion {
         c.reject(i, err as Error)
         return c.promise
       }
-      if (value === ASK_SHARD) this.#keyOp(Op.GET, key, router.shardOf(key), c, i)
+      if (value === ASK_SHARD) this.#keyOp(router.getOp, key, router.shardOf(key), c, i)
       else c.resolve(i, value)
     }
     if (this.core.l2 === undefined) return c.promise

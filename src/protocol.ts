@@ -91,6 +91,12 @@ export const Op = {
   SCAN: 17,
   /** f64 cursor, u32 count → EXPORT: f64 next cursor, u32 n, n entries (see workers/shard.ts writeExported). */
   EXPORT: 18,
+  /**
+   * key → as GET, but a hit on an entry without a grace period answers
+   * VALUE_AT: sent by a thread with a near cache, which can then keep a value
+   * it could not read from shared memory itself (a compressed one, say).
+   */
+  GET_NEAR: 19,
   /** @internal Makes the shard throw an uncaught exception: the crash tests' real fault. */
   CRASH: 255,
 } as const
@@ -110,6 +116,13 @@ export const Status = {
   SCAN: 9,
   /** A page of a snapshot: next cursor and entries. */
   EXPORT: 10,
+  /**
+   * VALUE (tag, bytes) and what a near entry is checked against: u8 region,
+   * u32 slot, u32 slot sequence, u32 region sequence and u32 region epoch (the
+   * shard's Int32 words as read when it read the value), f64 expiry, then the
+   * key's bytes. The answer of GET_NEAR.
+   */
+  VALUE_AT: 11,
 } as const
 
 export const SetFlag = {

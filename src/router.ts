@@ -296,6 +296,8 @@ export class Router {
   /** Whether the key #encodeKey last saw was ASCII (then #keyHash is also shardOf's FNV). */
   #keyAscii = true
   readonly #found: Found = { slot: 0, seq: 0, regionSeq: 0 }
+  /** The versions in a VALUE_AT answer (near.add copies them). */
+  readonly #replyFound: Found = { slot: 0, seq: 0, regionSeq: 0 }
   #nextFrameId = 1
   /** @internal Frames posted to shards so far (tests check batching with it). */
   framesSent = 0
@@ -587,6 +589,26 @@ export class Router {
     return (flags & NearFlag.BINARY) !== 0 ? copyBytes(v as Uint8Array) : v
   }
 
+  /**
+   * Keeps a value its shard answered (GET_NEAR: one this thread could not
+   * read from shared memory, such as a compressed one) in the near cache, if
+   * admitted. The versions are the shard's as it read the value, so the
+   * entry is current exactly while they are, as for one added by a direct read.
+   */
+  #keepNear(ch: ShardChannel, region: number, keyBytes: Buffer, value: unknown, tag: number, f: Found, epoch: number, expiresAt: number): void {
+    const near = this.#near?.[region]
+    if (near === undefined || ch.dead !== undefined || !ch.link.ready) return
+    const reader = ch.link.readers[region]
+    if (reader === undefined || !reader.covers(f.slot) || !near.admits(hashBytes(keyBytes, 0, keyBytes.length))) return
+    const binary = tag === ValueTag.BUFFER || tag === ValueTag.UINT8ARRAY
+    near.add(keyBytes.toString('utf8'), binary ? copyBytes(value as Uint8Array) : value, binary, ch.index, reader, f, epoch, expiresAt)
+  }
+
+  /** The op a get sends its shard: GET_NEAR when this thread keeps a near cache, so the answer can go in it. */
+  get getOp(): number {
+    return this.#near === undefined ? Op.GET : Op.GET_NEAR
+  }
+
   /** Whether this thread's near cache holds an entry (current or not) for `key` in `region`. */
   nearHas(region: number, key: string): boolean {
     return (this.#near?.[region]!.find(key) ?? -1) >= 0
@@ -733,7 +755,7 @@ export class Router {
         }
         let result: unknown
         try {
-          result = this.#readResult(status, r)
+          result = this.#readResult(ch, status, r)
         } catch (err) {
           // The bytes were read; only this op's decoding failed (e.g. a codec throwing).
           this.#settle(ch, ops, i, undefined, err instanceof Error ? err : new InternalError(String(err)))
@@ -758,7 +780,7 @@ export class Router {
     }
   }
 
-  #readResult(status: number, r: FrameReader): unknown {
+  #readResult(ch: ShardChannel, status: number, r: FrameReader): unknown {
     switch (status) {
       case Status.MISS:
         return undefined
@@ -771,6 +793,19 @@ export class Router {
       case Status.VALUE: {
         const tag = r.u8()
         return decodeValue(tag, r.bytesView(), this.#codec)
+      }
+      case Status.VALUE_AT: {
+        const tag = r.u8()
+        const value = decodeValue(tag, r.bytesView(), this.#codec)
+        const region = r.u8()
+        const f = this.#replyFound
+        f.slot = r.u32()
+        f.seq = r.u32() | 0
+        f.regionSeq = r.u32() | 0
+        const epoch = r.u32() | 0
+        const expiresAt = r.f64()
+        this.#keepNear(ch, region, r.bytesView(), value, tag, f, epoch, expiresAt)
+        return value
       }
       case Status.STALE: {
         const tag = r.u8()

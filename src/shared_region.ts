@@ -237,6 +237,17 @@ export class SharedRegionReader {
     return false
   }
 
+  /** Whether this reader's views reach `slot` (remapped first if the shard grew its buffers since). */
+  covers(slot: number): boolean {
+    const v = this.#v
+    const gen = Atomics.load(v.header, Header.GEN)
+    if (gen !== this.#gen) {
+      v.remap()
+      this.#gen = gen
+    }
+    return slot >= 0 && (slot + 1) * SLOT_WORDS <= v.slots.length
+  }
+
   /** Whether the slot found is still what it was: everything read since {@link find} is consistent. */
   valid(f: Found): boolean {
     const v = this.#v

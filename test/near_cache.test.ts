@@ -8,6 +8,7 @@ import type { Cache } from '../src/index.js'
 import { withCache } from './fixtures/helpers.js'
 import { ClientThread } from './fixtures/client_thread.js'
 import { runCoherenceClient } from './fixtures/coherence.js'
+import type { CoherenceResult } from './fixtures/coherence.js'
 
 const near = { nearCache: { maxEntries: 1000 } }
 
@@ -176,31 +177,96 @@ test('nearCache options are validated', async () => {
   }
 })
 
-test('coherence under concurrent writers on three threads: no near cache ever serves a stale value', async () => {
-  // Small enough that evictions happen too; several seeds, so runs differ but replay.
-  await withCache({ shards: 2, nearCache: { maxEntries: 64 }, regions: { default: { maxEntries: 200 } } }, async (cache: Cache) => {
-    const keys = 240
-    const published = new SharedArrayBuffer(keys * 4)
-    const threads = [new ClientThread(), new ClientThread()]
+test('a compressed value, which only its shard decodes, enters the near cache from the shard\'s answer and misses once changed from any thread', async () => {
+  const compressed = { regions: { default: { maxEntries: 1000, compression: { minBytes: 64 } } } }
+  await withCache({ shards: 2, ...near, ...compressed }, async (cache) => {
+    const big = (c: string): string => c.repeat(500)
+    const t = new ClientThread()
     try {
-      await Promise.all(threads.map((t) => t.attach(cache)))
-      const task = (writer: number) => ({ published, keys, writer, writers: 3, ops: 6000, seed: 1000 + writer })
-      const results = await Promise.all([
-        runCoherenceClient(cache, task(0)),
-        threads[0]!.coherence(task(1)),
-        threads[1]!.coherence(task(2)),
-      ])
-      for (const r of results) {
-        assert.is(r.stale, 0, r.firstStale)
-        assert.ok(r.values > 500, `reads found values (${r.values} of ${r.reads})`)
-      }
-      // The near cache took part: entries held, and most reads never reached a shard.
-      assert.ok(cache.nearCacheSizeForTest() > 0)
-      const stats = await cache.stats()
-      assert.ok(stats.evictions > 0, 'evictions happened during the run')
+      await t.attach(cache)
+      await cache.mset([['a', big('a')], ['b', big('b')]])
+      assert.is((await cache.getEntry('a'))!.compressed, true)
+      // Not readable from shared memory: the first get asks the shard, whose answer is kept.
+      assert.is(cache.getSync('a'), undefined)
+      assert.is(await cache.get('a'), big('a'))
+      assert.equal(await cache.mget(['b']), [big('b')])
+      assert.is(cache.nearCacheSizeForTest(), 2)
+      const frames = cache.framesSentForTest()
+      for (let i = 0; i < 10; i++) assert.is(cache.getSync('a'), big('a'))
+      assert.is(await cache.get('b'), big('b'))
+      assert.is(cache.framesSentForTest(), frames)
+      await t.call('set', 'a', big('c'))
+      assert.is(cache.getSync('a'), undefined)
+      assert.is(await cache.get('a'), big('c'))
+      assert.is(cache.getSync('a'), big('c'))
+      await t.call('delete', 'b')
+      assert.is(cache.getSync('b'), undefined)
+      assert.is(await cache.get('b'), undefined)
+      await t.call('clear')
+      assert.is(cache.getSync('a'), undefined)
+      assert.is(await cache.get('a'), undefined)
+      // A get and a set of one key in the same tick share a frame: the get's answer, kept near,
+      // is older than the set, and must not be served once the set resolved.
+      await cache.set('e', big('e'))
+      const [first, stored] = await Promise.all([cache.get('e'), cache.set('e', big('f'))])
+      assert.is(first, big('e'))
+      assert.is(stored, true)
+      assert.is(cache.getSync('e'), undefined)
+      assert.is(await cache.get('e'), big('f'))
+      assert.is(cache.getSync('e'), big('f'))
+      // An entry with a grace period is the shard's to serve (it may be stale): never kept near.
+      await cache.getOrCompute('g', async () => big('g'), { ttl: 60_000, grace: '1m' })
+      assert.is(await cache.get('g'), big('g'))
+      assert.is(cache.nearCacheHasForTest('g'), false)
+      const s = await cache.stats()
+      assert.is(s.byRegion.default!.entries, 2)
     } finally {
-      await Promise.all(threads.map((t) => t.worker.terminate()))
+      await t.worker.terminate()
     }
+  })
+})
+
+/**
+ * The coherence run (test/fixtures/coherence.ts) on this thread and two attached ones at
+ * once, over 240 keys (more than the region's 200 entries, so evictions happen too).
+ * Seeded: runs differ by seed, but a failure replays.
+ */
+async function coherenceOnThreeThreads(cache: Cache, ops: number, seed: number, pad = 0): Promise<CoherenceResult[]> {
+  const keys = 240
+  const published = new SharedArrayBuffer(keys * 4)
+  const threads = [new ClientThread(), new ClientThread()]
+  try {
+    await Promise.all(threads.map((t) => t.attach(cache)))
+    const task = (writer: number) => ({ published, keys, writer, writers: 3, ops, seed: seed + writer, pad })
+    const results = await Promise.all([runCoherenceClient(cache, task(0)), threads[0]!.coherence(task(1)), threads[1]!.coherence(task(2))])
+    for (const r of results) assert.is(r.stale, 0, r.firstStale)
+    return results
+  } finally {
+    await Promise.all(threads.map((t) => t.worker.terminate()))
+  }
+}
+
+test('coherence under concurrent writers on three threads: no near cache ever serves a stale value', async () => {
+  await withCache({ shards: 2, nearCache: { maxEntries: 64 }, regions: { default: { maxEntries: 200 } } }, async (cache: Cache) => {
+    for (const r of await coherenceOnThreeThreads(cache, 6000, 1000)) {
+      assert.ok(r.values > 500, `reads found values (${r.values} of ${r.reads})`)
+    }
+    // The near cache took part: entries held, and most reads never reached a shard.
+    assert.ok(cache.nearCacheSizeForTest() > 0)
+    const stats = await cache.stats()
+    assert.ok(stats.evictions > 0, 'evictions happened during the run')
+  })
+})
+
+test('coherence with compressed values: those kept from the shard\'s answers are never served stale either', async () => {
+  const regions = { default: { maxEntries: 200, compression: { minBytes: 64 } } }
+  await withCache({ shards: 2, nearCache: { maxEntries: 64 }, regions }, async (cache: Cache) => {
+    for (const r of await coherenceOnThreeThreads(cache, 4000, 2000, 200)) {
+      assert.ok(r.values > 300, `reads found values (${r.values} of ${r.reads})`)
+      assert.ok(r.syncValues > 100, `getSync found values (${r.syncValues}): compressed entries were kept near`)
+    }
+    const s = await cache.stats()
+    assert.ok(s.byRegion.default!.compressionRatio > 1, 'values were stored compressed')
   })
 })
 

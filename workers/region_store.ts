@@ -178,6 +178,15 @@ function regrow<T extends SlotArray>(type: SlotArrayType<T>, a: T, length: numbe
   return new type(buffer, 0, length)
 }
 
+/** See {@link RegionStore.versionsOf}. */
+export interface SlotVersions {
+  slot: number
+  seq: number
+  regionSeq: number
+  epoch: number
+  expiresAt: number
+}
+
 /** Slots a region slice with this configuration can ever use (what its shared memory reserves). */
 export function slotsFor(config: RegionShardConfig): number {
   return slotLimit(config.maxEntries, config.maxBytes, ENTRY_OVERHEAD_BYTES)
@@ -317,7 +326,29 @@ export class RegionStore {
     if (this.#lru) this.#moveToTail(slot)
     this.#hits++
     this.lastTag = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & TAG_MASK
+    this.lastSlot = slot
     return value
+  }
+
+  /** Slot of the entry {@link getAt} last returned. */
+  lastSlot = NIL
+
+  /**
+   * What a reader's near cache checks an entry against (see
+   * src/near_cache.ts), for the entry in `slot`: its sequence number, the
+   * region's and the region's epoch, as they are now, and its expiry. False
+   * for an entry with a grace period, which only the shard may serve.
+   */
+  versionsOf(slot: number, out: SlotVersions): boolean {
+    const v = this.#v
+    const base = slot * SLOT_WORDS
+    if ((v.slots[base + Slot.FLAGS]! & SlotFlag.GRACE) !== 0) return false
+    out.slot = slot
+    out.seq = v.slots[base + Slot.SEQ]!
+    out.regionSeq = v.header[Header.SEQ]!
+    out.epoch = v.header[Header.EPOCH]!
+    out.expiresAt = v.slotsF[slot * (SLOT_WORDS / 2) + EXPIRES_F64]!
+    return true
   }
 
   /** The whole entry, or undefined on a miss. Counts a hit or a miss, like {@link getAt}. */

@@ -18,7 +18,7 @@ import { Glob } from '../src/glob.js'
 import { AccessLogReader, monotonicNow } from '../src/shared_region.js'
 import type { AccessLogMemory, RegionMemory } from '../src/shared_region.js'
 import { RegionStore } from './region_store.js'
-import type { RegionShardConfig, RegionShardStats } from './region_store.js'
+import type { RegionShardConfig, RegionShardStats, SlotVersions } from './region_store.js'
 
 /** What the router passes to each shard thread. */
 export interface ShardInit {
@@ -284,13 +284,36 @@ function writeValue(w: FrameWriter, store: RegionStore, v: Uint8Array | undefine
   }
 }
 
+/** Filled by {@link RegionStore.versionsOf} for each GET_NEAR hit. */
+const versions: SlotVersions = { slot: 0, seq: 0, regionSeq: 0, epoch: 0, expiresAt: 0 }
+
 function handleOp(r: FrameReader, w: FrameWriter): void {
   const op = r.u8()
-  const store = region(r.u8())
+  const regionIndex = r.u8()
+  const store = region(regionIndex)
   switch (op) {
     case Op.GET: {
       r.keyAt()
       writeValue(w, store, store.getAt(r.buf, r.keyStart, r.keyBytes), Status.VALUE)
+      return
+    }
+    case Op.GET_NEAR: {
+      r.keyAt()
+      const v = store.getAt(r.buf, r.keyStart, r.keyBytes)
+      if (v === undefined || !store.versionsOf(store.lastSlot, versions)) {
+        writeValue(w, store, v, Status.VALUE)
+        return
+      }
+      w.u8(Status.VALUE_AT)
+      w.u8(store.lastTag)
+      w.bytes(v)
+      w.u8(regionIndex)
+      w.u32(versions.slot)
+      w.u32(versions.seq >>> 0)
+      w.u32(versions.regionSeq >>> 0)
+      w.u32(versions.epoch >>> 0)
+      w.f64(versions.expiresAt)
+      w.bytes(r.buf.subarray(r.keyStart, r.keyStart + r.keyBytes))
       return
     }
     case Op.SET: {
