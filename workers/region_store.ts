@@ -252,6 +252,8 @@ export class RegionStore {
 
   /** Tag of the value last returned by {@link get}. */
   lastTag = 0
+  /** Slot of the entry {@link getAt} last returned. */
+  lastSlot = NIL
 
   /**
    * `memory` is what other threads read (see src/shared_region.ts); it must
@@ -329,9 +331,6 @@ export class RegionStore {
     this.lastSlot = slot
     return value
   }
-
-  /** Slot of the entry {@link getAt} last returned. */
-  lastSlot = NIL
 
   /**
    * What a reader's near cache checks an entry against (see
