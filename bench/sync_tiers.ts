@@ -672,7 +672,7 @@ function heapUsed(): number {
 }
 
 function regionBytes(m: RegionMemory): number {
-  return m.header.byteLength + m.slots.byteLength + m.buckets.byteLength + m.keys.byteLength + m.values.byteLength
+  return m.header.byteLength + m.slots.byteLength + m.buckets.byteLength + m.values.byteLength
 }
 
 const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`

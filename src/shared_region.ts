@@ -62,9 +62,9 @@ export const Slot = {
   /** Low 8 bits: {@link SlotFlag} bits and the value tag; the bits above: the key's UTF-8 length ({@link KEY_LEN_SHIFT}). */
   FLAGS: 1,
   KEY_HASH: 2,
-  /** Offset of the key bytes in the key arena (uint32). */
+  /** Offset of the key bytes in the value arena (uint32): the entry's chunk, which holds the key then the value. */
   KEY_REF: 3,
-  /** Offset of the stored value in the value arena (uint32). */
+  /** Offset of the stored value in the value arena (uint32): KEY_REF + the key's length. */
   VALUE_REF: 4,
   STORED_SIZE: 5,
   /** Words 6–7: expiry as a float64, at Float64 index `slot * SLOT_WORDS / 2 + EXPIRES_F64`. */
@@ -92,7 +92,7 @@ export interface RegionMemory {
   header: SharedArrayBuffer
   slots: SharedArrayBuffer
   buckets: SharedArrayBuffer
-  keys: SharedArrayBuffer
+  /** Each entry's key bytes, then its stored value. */
   values: SharedArrayBuffer
 }
 
@@ -116,7 +116,6 @@ export function allocateRegionMemory(maxSlots: number): RegionMemory {
     header: new SharedArrayBuffer(HEADER_WORDS * 4),
     slots: growable(maxSlots * SLOT_WORDS * 4),
     buckets: growable(buckets * 4),
-    keys: growable(MAX_ARENA_BYTES),
     values: growable(MAX_ARENA_BYTES),
   }
 }
@@ -128,7 +127,6 @@ export class RegionViews {
   slotsU!: Uint32Array
   slotsF!: Float64Array
   buckets!: Int32Array
-  keys!: Buffer
   values!: Buffer
 
   constructor(readonly memory: RegionMemory) {
@@ -143,7 +141,6 @@ export class RegionViews {
     this.slotsU = new Uint32Array(m.slots, 0, slotBytes / 4)
     this.slotsF = new Float64Array(m.slots, 0, slotBytes / 8)
     this.buckets = new Int32Array(m.buckets, 0, m.buckets.byteLength / 4)
-    this.keys = Buffer.from(m.keys, 0, m.keys.byteLength)
     this.values = Buffer.from(m.values, 0, m.values.byteLength)
   }
 }
@@ -217,7 +214,7 @@ export class SharedRegionReader {
       if ((seq & 1) !== 0) return false
       if ((flags & SlotFlag.LIVE) === 0) continue
       const ref = v.slotsU[base + Slot.KEY_REF]!
-      const keys = v.keys
+      const keys = v.values
       if (ref + len > keys.length) return false
       let same = true
       for (let k = 0; k < len; k++) {

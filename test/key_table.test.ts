@@ -2,14 +2,20 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { KeyTable, hashBytes } from '../workers/key_table.js'
+import { ValueSlab } from '../workers/value_slab.js'
 import { RegionViews, SLOT_WORDS, allocateRegionMemory } from '../src/shared_region.js'
+
+/** Where each table's caller stores key bytes (the region store puts them in the value arena too). */
+const arenas = new WeakMap<KeyTable, ValueSlab>()
 
 /** A table over fresh shared memory with room for `slots` slot records. */
 function table(expectedKeys: number, slots: number): KeyTable {
   const memory = allocateRegionMemory(slots)
   memory.slots.grow(slots * SLOT_WORDS * 4)
   const views = new RegionViews(memory)
-  return new KeyTable(views, expectedKeys, () => views.remap())
+  const t = new KeyTable(views, expectedKeys, () => views.remap())
+  arenas.set(t, new ValueSlab(memory.values, () => views.remap()))
+  return t
 }
 
 const enc = (s: string) => Buffer.from(s, 'utf8')
@@ -23,7 +29,8 @@ function insert(t: KeyTable, slot: number, key: string): void {
   // The key sits inside a larger buffer, as it does in a frame.
   const b = Buffer.concat([enc('<<'), enc(key), enc('>>')])
   const len = Buffer.byteLength(key)
-  t.insert(slot, b, 2, len, hashBytes(b, 2, len))
+  const ref = arenas.get(t)!.store(b.subarray(2, 2 + len))
+  t.insert(slot, ref, len, hashBytes(b, 2, len))
 }
 
 test('finds keys by their bytes, not by buffer identity or position', () => {

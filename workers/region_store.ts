@@ -55,6 +55,7 @@ import {
   EXPIRES_F64,
   FLAG_BITS,
   Header,
+  KEY_LEN_SHIFT,
   RegionViews,
   SLOT_WORDS,
   Slot,
@@ -645,15 +646,15 @@ export class RegionStore {
     const now = this.#now()
     const life = ttl ?? this.config.defaultTtl
 
-    // Room for the value first: if there is none, nothing has changed.
-    const ref = this.#storeValue(stored, slot)
+    // Room for the key and value first: if there is none, nothing has changed.
+    const ref = this.#storeEntry(buf.subarray(start, start + len), stored, slot)
     if (slot === NIL) {
       slot = this.#allocate()
       this.#begin(slot)
       try {
-        this.#keys.insert(slot, buf, start, len, this.#lastHash)
+        this.#keys.insert(slot, ref, len, this.#lastHash)
       } catch (err) {
-        this.#slab.free(ref, stored.length)
+        this.#slab.free(ref, len + stored.length)
         this.#free.push(slot)
         this.#end(slot)
         throw err
@@ -663,12 +664,13 @@ export class RegionStore {
     } else {
       this.#begin(slot)
       this.#unaccount(slot)
-      this.#slab.free(this.#v.slotsU[slot * SLOT_WORDS + Slot.VALUE_REF]!, this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!)
+      this.#freeEntry(slot)
+      this.#v.slotsU[slot * SLOT_WORDS + Slot.KEY_REF] = ref
       if (this.#lru) this.#moveToTail(slot)
     }
     const base = slot * SLOT_WORDS
     const v = this.#v
-    v.slotsU[base + Slot.VALUE_REF] = ref
+    v.slotsU[base + Slot.VALUE_REF] = ref + len
     v.slotsU[base + Slot.STORED_SIZE] = stored.length
     v.slots[base + Slot.FLAGS] = (v.slots[base + Slot.FLAGS]! & ~FLAG_BITS) | flags | FLAG_LIVE
     v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64] = now + life + (grace ?? 0)
@@ -688,23 +690,32 @@ export class RegionStore {
   }
 
   /**
-   * Copies a value into the arena. When the arena is at its 4 GiB reservation
-   * (possible only without a byte budget), evicts from the head to make room,
-   * sparing `keep`.
+   * Copies an entry's key then its stored value into one chunk of the arena
+   * (see workers/key_table.ts for why together); returns the key's ref, the
+   * value's being that plus the key's length. When the arena is at its 4 GiB
+   * reservation (possible only without a byte budget), evicts from the head
+   * to make room, sparing `keep`.
    */
-  #storeValue(bytes: Uint8Array, keep: number): number {
+  #storeEntry(key: Uint8Array, value: Uint8Array, keep: number): number {
     for (;;) {
       try {
-        return this.#slab.store(bytes)
+        return this.#slab.storePair(key, value)
       } catch (err) {
         if (!(err instanceof ArenaFullError)) throw err
         let victim = this.#head
         if (victim === keep && keep !== NIL) victim = this.#next[victim]!
-        if (victim === NIL) throw new Error(`region "${this.config.name}" has no room left for ${bytes.length} bytes in this shard's arena`)
+        if (victim === NIL) throw new Error(`region "${this.config.name}" has no room left for ${key.length + value.length} bytes in this shard's arena`)
         this.#remove(victim, ShardEvent.EVICT)
         this.#evictionsSize++
       }
     }
+  }
+
+  /** Returns the chunk holding `slot`'s key and stored value to the arena. */
+  #freeEntry(slot: number): void {
+    const base = slot * SLOT_WORDS
+    const v = this.#v
+    this.#slab.free(v.slotsU[base + Slot.KEY_REF]!, (v.slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT) + v.slotsU[base + Slot.STORED_SIZE]!)
   }
 
   /** Marks a slot's shared record as changing (its sequence number odd); {@link #end} publishes the change. */
@@ -1004,8 +1015,8 @@ export class RegionStore {
     this.#unaccount(slot)
     this.#begin(slot)
     this.#keys.remove(slot)
+    this.#freeEntry(slot) // before the flags, which hold the key's length
     this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS] = 0
-    this.#slab.free(this.#v.slotsU[slot * SLOT_WORDS + Slot.VALUE_REF]!, this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!)
     this.#end(slot)
     this.#setMeta(slot, undefined)
     this.#untag(slot)

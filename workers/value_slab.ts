@@ -1,5 +1,5 @@
 /**
- * Stored bytes (values, or keys) of a region store, in one arena: a growable
+ * Stored bytes (each entry's key, then its value) of a region store, in one arena: a growable
  * SharedArrayBuffer that readers on other threads can see (src/shared_region.ts).
  *
  * Why one arena rather than one `Uint8Array` per value: every `Uint8Array` is
@@ -107,6 +107,14 @@ export class ValueSlab {
   store(bytes: Uint8Array): number {
     const ref = this.#alloc(this.#classes[classOf(bytes.length)]!)
     this.#bytes.set(bytes, ref)
+    return ref
+  }
+
+  /** Stores a copy of `head` then `tail` in one chunk (of their summed length); returns its ref. */
+  storePair(head: Uint8Array, tail: Uint8Array): number {
+    const ref = this.#alloc(this.#classes[classOf(head.length + tail.length)]!)
+    this.#bytes.set(head, ref)
+    this.#bytes.set(tail, ref + head.length)
     return ref
   }
 
