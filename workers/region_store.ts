@@ -699,7 +699,7 @@ export class RegionStore {
   #storeEntry(key: Uint8Array, value: Uint8Array, keep: number): number {
     for (;;) {
       try {
-        return this.#slab.storePair(key, value)
+        return this.#slab.store(key, value)
       } catch (err) {
         if (!(err instanceof ArenaFullError)) throw err
         let victim = this.#head

@@ -25,6 +25,7 @@
  * under churn, as each serves only its own class: the trade mimalloc makes too.
  */
 
+const EMPTY = new Uint8Array(0)
 const MAX_PAGE_BYTES = 1 << 20
 const MIN_PAGE_BYTES = 1 << 16
 /** Growth step of the arena once it is large: bounded so a big arena does not double at once. */
@@ -103,18 +104,15 @@ export class ValueSlab {
     return this.#bytes
   }
 
-  /** Stores a copy of `bytes`; returns its ref. Throws {@link ArenaFullError} when the arena cannot grow. */
-  store(bytes: Uint8Array): number {
-    const ref = this.#alloc(this.#classes[classOf(bytes.length)]!)
-    this.#bytes.set(bytes, ref)
-    return ref
-  }
-
-  /** Stores a copy of `head` then `tail` in one chunk (of their summed length); returns its ref. */
-  storePair(head: Uint8Array, tail: Uint8Array): number {
+  /**
+   * Stores a copy of `head` then `tail` in one chunk of their summed length
+   * (an entry's key, then its value); returns its ref. Throws
+   * {@link ArenaFullError} when the arena cannot grow.
+   */
+  store(head: Uint8Array, tail: Uint8Array = EMPTY): number {
     const ref = this.#alloc(this.#classes[classOf(head.length + tail.length)]!)
     this.#bytes.set(head, ref)
-    this.#bytes.set(tail, ref + head.length)
+    if (tail.length > 0) this.#bytes.set(tail, ref + head.length)
     return ref
   }
 
