@@ -548,10 +548,7 @@ export class Router {
     const log = ch.link.log
     log.hits[region]!++
     if (this.#lru[region]) log.record(region, f.slot, f.seq)
-    if (near !== undefined && near.admits(this.#keyHash)) {
-      const binary = tag === ValueTag.BUFFER || tag === ValueTag.UINT8ARRAY
-      near.add(key, binary ? copyBytes(value as Uint8Array) : value, binary, shard, reader, f, epoch, expiresAt)
-    }
+    if (near !== undefined && near.admits(this.#keyHash)) addNear(near, key, value, tag, shard, reader, f, epoch, expiresAt)
     return value
   }
 
@@ -600,8 +597,7 @@ export class Router {
     if (near === undefined || ch.dead !== undefined || !ch.link.ready) return
     const reader = ch.link.readers[region]
     if (reader === undefined || !reader.covers(f.slot) || !near.admits(hashBytes(keyBytes, 0, keyBytes.length))) return
-    const binary = tag === ValueTag.BUFFER || tag === ValueTag.UINT8ARRAY
-    near.add(keyBytes.toString('utf8'), binary ? copyBytes(value as Uint8Array) : value, binary, ch.index, reader, f, epoch, expiresAt)
+    addNear(near, keyBytes.toString('utf8'), value, tag, ch.index, reader, f, epoch, expiresAt)
   }
 
   /** The op a get sends its shard: GET_NEAR when this thread keeps a near cache, so the answer can go in it. */
@@ -898,6 +894,12 @@ export class Router {
 
 function copyBytes(v: Uint8Array): Uint8Array {
   return Buffer.isBuffer(v) ? Buffer.from(v) : new Uint8Array(v)
+}
+
+/** Adds a value to a near cache; binary values get a copy of their own (the caller may write to the one it got). */
+function addNear(near: NearRegion, key: string, value: unknown, tag: number, shard: number, reader: SharedRegionReader, f: Found, epoch: number, expiresAt: number): void {
+  const binary = tag === ValueTag.BUFFER || tag === ValueTag.UINT8ARRAY
+  near.add(key, binary ? copyBytes(value as Uint8Array) : value, binary, shard, reader, f, epoch, expiresAt)
 }
 
 function newFrameOps(): FrameOps {

@@ -62,10 +62,11 @@ export const Slot = {
   /** Low 8 bits: {@link SlotFlag} bits and the value tag; the bits above: the key's UTF-8 length ({@link KEY_LEN_SHIFT}). */
   FLAGS: 1,
   KEY_HASH: 2,
-  /** Offset of the key bytes in the value arena (uint32): the entry's chunk, which holds the key then the value. */
+  /**
+   * Offset in the value arena (uint32) of the entry's chunk: the key bytes,
+   * then the stored value (see {@link valueRefOf}). Word 4 is unused.
+   */
   KEY_REF: 3,
-  /** Offset of the stored value in the value arena (uint32): KEY_REF + the key's length. */
-  VALUE_REF: 4,
   STORED_SIZE: 5,
   /** Words 6–7: expiry as a float64, at Float64 index `slot * SLOT_WORDS / 2 + EXPIRES_F64`. */
 } as const
@@ -86,6 +87,11 @@ export const SlotFlag = {
   LIVE: 0x40,
   COMPRESSED: 0x80,
 } as const
+
+/** Where the stored value of the slot record at word `base` starts: just after its key. */
+export function valueRefOf(v: RegionViews, base: number): number {
+  return v.slotsU[base + Slot.KEY_REF]! + (v.slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT)
+}
 
 /** The SharedArrayBuffers of one region slice. All but the header are growable. */
 export interface RegionMemory {
@@ -190,12 +196,7 @@ export class SharedRegionReader {
    * {@link valid} must confirm nothing changed meanwhile.
    */
   find(kb: Uint8Array, len: number, hash: number, out: Found): boolean {
-    const v = this.#v
-    const gen = Atomics.load(v.header, Header.GEN)
-    if (gen !== this.#gen) {
-      v.remap()
-      this.#gen = gen
-    }
+    const v = this.#remapIfGrown()
     const regionSeq = Atomics.load(v.header, Header.SEQ)
     if ((regionSeq & 1) !== 0) return false
     const buckets = v.buckets
@@ -236,13 +237,19 @@ export class SharedRegionReader {
 
   /** Whether this reader's views reach `slot` (remapped first if the shard grew its buffers since). */
   covers(slot: number): boolean {
+    const v = this.#remapIfGrown()
+    return slot >= 0 && (slot + 1) * SLOT_WORDS <= v.slots.length
+  }
+
+  /** The views, remapped first if the shard grew a buffer since they were made. */
+  #remapIfGrown(): RegionViews {
     const v = this.#v
     const gen = Atomics.load(v.header, Header.GEN)
     if (gen !== this.#gen) {
       v.remap()
       this.#gen = gen
     }
-    return slot >= 0 && (slot + 1) * SLOT_WORDS <= v.slots.length
+    return v
   }
 
   /** Whether the slot found is still what it was: everything read since {@link find} is consistent. */
@@ -273,7 +280,7 @@ export class SharedRegionReader {
   valueString(f: Found): string | undefined {
     const v = this.#v
     const base = f.slot * SLOT_WORDS
-    const ref = v.slotsU[base + Slot.VALUE_REF]!
+    const ref = valueRefOf(v, base)
     const end = ref + v.slotsU[base + Slot.STORED_SIZE]!
     if (end > v.values.length) return undefined
     // Buffer#toString adds ~10 ns of argument checks per call to this.
@@ -284,7 +291,7 @@ export class SharedRegionReader {
   valueCopy(f: Found): Buffer | undefined {
     const v = this.#v
     const base = f.slot * SLOT_WORDS
-    const ref = v.slotsU[base + Slot.VALUE_REF]!
+    const ref = valueRefOf(v, base)
     const n = v.slotsU[base + Slot.STORED_SIZE]!
     if (ref + n > v.values.length) return undefined
     const out = Buffer.allocUnsafe(n)

@@ -63,6 +63,7 @@ import {
   allocateRegionMemory,
   monotonicNow,
   slotLimit,
+  valueRefOf,
 } from '../src/shared_region.js'
 import type { RegionMemory } from '../src/shared_region.js'
 import { DictionaryCompressor, compressIfSmaller, decompress } from './compression.js'
@@ -528,8 +529,7 @@ export class RegionStore {
       if ((flags & FLAG_LIVE) === 0) continue
       const expiresAt = this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]!
       if (expiresAt <= now) continue
-      const base = slot * SLOT_WORDS
-      const stored = this.#slab.view(this.#v.slotsU[base + Slot.VALUE_REF]!, this.#v.slotsU[base + Slot.STORED_SIZE]!)
+      const stored = this.#stored(slot)
       let bytes: Uint8Array = stored
       let compressed = (flags & FLAG_COMPRESSED) !== 0
       if (compressed && this.#dictIds[slot] !== 0) {
@@ -670,7 +670,6 @@ export class RegionStore {
     }
     const base = slot * SLOT_WORDS
     const v = this.#v
-    v.slotsU[base + Slot.VALUE_REF] = ref + len
     v.slotsU[base + Slot.STORED_SIZE] = stored.length
     v.slots[base + Slot.FLAGS] = (v.slots[base + Slot.FLAGS]! & ~FLAG_BITS) | flags | FLAG_LIVE
     v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64] = now + life + (grace ?? 0)
@@ -932,7 +931,7 @@ export class RegionStore {
     const b = Buffer.from(key, 'utf8')
     const slot = this.#keys.find(b, 0, b.length, hashBytes(b, 0, b.length))
     if (slot < 0) throw new Error(`no entry ${key}`)
-    const v = this.#slab.view(this.#v.slotsU[slot * SLOT_WORDS + Slot.VALUE_REF]!, this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!)
+    const v = this.#stored(slot)
     const at = offset % v.length
     v[at] = v[at]! ^ 0x5a
   }
@@ -955,9 +954,15 @@ export class RegionStore {
     return slot
   }
 
+  /** A view of the bytes stored for a slot's value (compressed or not). */
+  #stored(slot: number): Buffer {
+    const base = slot * SLOT_WORDS
+    return this.#slab.view(valueRefOf(this.#v, base), this.#v.slotsU[base + Slot.STORED_SIZE]!)
+  }
+
   /** The original bytes of a slot's value; a corrupt value is removed, counted and read as a miss. */
   #read(slot: number): Uint8Array | undefined {
-    const stored = this.#slab.view(this.#v.slotsU[slot * SLOT_WORDS + Slot.VALUE_REF]!, this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!)
+    const stored = this.#stored(slot)
     if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) === 0) return stored
     const rawSize = this.#raw[slot]!
     const dictId = this.#dictIds[slot]!
