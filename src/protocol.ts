@@ -63,6 +63,8 @@
  * monotonic clock (`performance.timeOrigin + performance.now()`); a missing
  * expiry is `Infinity`.
  */
+/** Called as `charCodeAt.call(s, i)`, not `s.charCodeAt(i)`: see the same constant in router.ts for why (and why it is not imported). */
+const charCodeAt = String.prototype.charCodeAt
 
 export const Op = {
   GET: 1,
@@ -307,7 +309,7 @@ export class FrameWriter {
     // this beats the native UTF-8 encoder's call overhead several times over.
     let i = 0
     for (; i < n; i++) {
-      const c = s.charCodeAt(i)
+      const c = charCodeAt.call(s, i)
       if (c >= 0x80) break
       b[start + i] = c
     }
