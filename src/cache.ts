@@ -152,6 +152,15 @@ class Collector<T> implements Sink {
 /** A sink for writes whose outcome nobody waits for (L2 promotions). */
 const IGNORE: Sink = { resolve: () => {}, reject: () => {} }
 
+/**
+ * An upper bound of the bytes a write op of `opBytes` frame bytes may add to
+ * its region's charge: the op carries the key, value, metadata and tags
+ * (twice over, for the per-tag and per-number costs the frame does not show)
+ * and the entry costs its fixed overhead. Only decides whether direct reads
+ * may run ahead of the write (src/router.ts commitWrite).
+ */
+const growthBound = (opBytes: number): number => 2 * opBytes + ENTRY_OVERHEAD_BYTES + 32
+
 const countTrue = (rs: unknown[]): number => rs.reduce<number>((n, r) => (r === true ? n + 1 : n), 0)
 const addNumbers = (rs: unknown[]): number => rs.reduce<number>((n, r) => n + (r as number), 0)
 
@@ -657,8 +666,10 @@ export class CacheRegion {
     const router = this.core.router
     const hash = router.keyHash(key)
     const shard = router.shardOfHash(hash)
-    write(router.writer(shard))
-    router.commitWrite(shard, d, 0, this.#region.index, key, hash)
+    const w = router.writer(shard)
+    const start = w.pos
+    write(w)
+    router.commitWrite(shard, d, 0, this.#region.index, key, hash, growthBound(w.pos - start))
     this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [key] })
     const l2 = this.core.l2
     return l2 === undefined ? d.promise : Promise.all([d.promise, l2.delete(this.#region.name, [key])]).then(([r]) => r)
@@ -1164,6 +1175,7 @@ export class CacheRegion {
     const hash = router.keyHash(key)
     const shard = router.shardOfHash(hash)
     const w = router.writer(shard)
+    const start = w.pos
     let flags = 0
     if (opts.nx) flags |= SetFlag.NX
     if (opts.xx) flags |= SetFlag.XX
@@ -1181,7 +1193,7 @@ export class CacheRegion {
     if (opts.metadata !== undefined) w.bytes(opts.metadata)
     if (opts.tags !== undefined) w.strings(opts.tags)
     if (opts.grace !== undefined) w.f64(opts.grace)
-    router.commitWrite(shard, sink, index, this.#region.index, key, hash)
+    router.commitWrite(shard, sink, index, this.#region.index, key, hash, growthBound(w.pos - start))
   }
 
   /** Sends one op to every shard; `glob` null means "no pattern" for KEYS. */
