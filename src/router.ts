@@ -34,7 +34,7 @@ import { readEntry } from './snapshot.js'
 import type { ExportedEntry } from '../workers/region_store.js'
 import { CacheError, ClosedError, ErrorCodes, InternalError, NotANumberError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
-import { Header, SLOT_WORDS, SlotFlag, hashBytes, monotonicNow } from './shared_region.js'
+import { Header, SLOT_WORDS, SlotFlag, hashBytes, monotonicNow, newFound } from './shared_region.js'
 import type { AccessLogWriter, Found, SharedRegionReader } from './shared_region.js'
 import { NEAR_EXPIRES_F64, NEAR_WORDS, NearFlag, NearRegion, NearWord } from './near_cache.js'
 import { decodeValue, decodeText } from './values.js'
@@ -318,9 +318,9 @@ export class Router {
   #keyHash = 0
   /** Whether the key #encodeKey last saw was ASCII (then #keyHash is also shardOf's FNV). */
   #keyAscii = true
-  readonly #found: Found = { slot: 0, seq: 0, regionSeq: 0 }
+  readonly #found: Found = newFound()
   /** The versions in a VALUE_AT answer (near.add copies them). */
-  readonly #replyFound: Found = { slot: 0, seq: 0, regionSeq: 0 }
+  readonly #replyFound: Found = newFound()
   #nextFrameId = 1
   /** @internal Frames posted to shards so far (tests check batching with it). */
   framesSent = 0

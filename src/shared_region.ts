@@ -233,11 +233,24 @@ interface FastSlice {
   utf8Slice(start: number, end: number): string
 }
 
-/** What {@link SharedRegionReader.find} saw: the slot, its sequence number and the header's. */
+/**
+ * What {@link SharedRegionReader.find} saw: the slot, its sequence number and
+ * the header's, and the slot words it loaded (each loaded once, atomically;
+ * {@link SharedRegionReader.valid} checks them all at the end).
+ */
 export interface Found {
   slot: number
   seq: number
   regionSeq: number
+  /** The slot's FLAGS word (key length, tag, flags). */
+  flags: number
+  /** The ref of the slot's chunk (its key's bytes, then the value). */
+  ref: number
+  expiresAt: number
+}
+
+export function newFound(): Found {
+  return { slot: 0, seq: 0, regionSeq: 0, flags: 0, ref: 0, expiresAt: 0 }
 }
 
 /** Probes at most this many buckets; a longer run (only while the shard rewrites the table) is left to the shard. */
@@ -282,11 +295,12 @@ export class SharedRegionReader {
       // The sequence number first: every word loaded after it is checked by valid().
       const seq = Atomics.load(slots, base + Slot.SEQ)
       if ((seq & 1) !== 0) {
-        // Changing now: if it is this key, only the shard can answer; else probe on.
-        if (Atomics.load(slots, base + Slot.KEY_HASH) === (hash | 0)) return false
+        // Changing now: if it may be this key, only the shard can answer; else probe on.
+        if (slots[base + Slot.KEY_HASH] === (hash | 0)) return false
         continue
       }
-      if (Atomics.load(slots, base + Slot.KEY_HASH) !== (hash | 0)) continue
+      // A hint, read plainly: a wrong hash skips the slot (a miss, which the shard answers) or leads to the key compare.
+      if (slots[base + Slot.KEY_HASH] !== (hash | 0)) continue
       const flags = Atomics.load(slots, base + Slot.FLAGS)
       if (flags >>> KEY_LEN_SHIFT !== len || (flags & SlotFlag.LIVE) === 0) continue
       // Loaded after SEQ showed the slot settled and LIVE showed a chunk: the
@@ -307,6 +321,9 @@ export class SharedRegionReader {
       out.slot = e - 1
       out.seq = seq
       out.regionSeq = regionSeq
+      out.flags = flags
+      out.ref = ref
+      out.expiresAt = expires
       return true
     }
     return false
@@ -342,21 +359,18 @@ export class SharedRegionReader {
 
   /** Expiry of the found slot (check {@link valid} after). */
   expiresAt(f: Found): number {
-    return loadExpiry(this.#v.slots, f.slot)
+    return f.expiresAt
   }
 
   /** Flags (tag, compression) of the found slot (check {@link valid} after). */
   flags(f: Found): number {
-    return Atomics.load(this.#v.slots, f.slot * SLOT_WORDS + Slot.FLAGS) & FLAG_BITS
+    return f.flags & FLAG_BITS
   }
 
-  /** Where the found slot's stored value starts, and its size: atomic loads, checked by {@link valid}. */
+  /** Where the found slot's stored value starts; its size goes to #size (an atomic load, checked by {@link valid}). */
   #valueRange(f: Found): number {
-    const slots = this.#v.slots
-    const base = f.slot * SLOT_WORDS
-    const ref = (Atomics.load(slots, base + Slot.KEY_REF) >>> 0) + (Atomics.load(slots, base + Slot.FLAGS) >>> KEY_LEN_SHIFT)
-    this.#size = Atomics.load(slots, base + Slot.STORED_SIZE) >>> 0
-    return ref
+    this.#size = Atomics.load(this.#v.slots, f.slot * SLOT_WORDS + Slot.STORED_SIZE) >>> 0
+    return f.ref + (f.flags >>> KEY_LEN_SHIFT)
   }
 
   #size = 0
@@ -397,9 +411,9 @@ export class SharedRegionReader {
  * 100 ms) to add each wrap-around of 2^32 to its own total.
  *
  * Layout: Int32 words HEAD (written by the reader), TAIL (by the shard), KICK
- * (1 once the reader asked the shard to drain), READING (odd while the reader
+ * (1 once the reader asked the shard to drain), at word 16 READING (odd while the reader
  * is inside a direct read of this shard's memory: see the consistency notes
- * at the top and workers/reader_grace.ts), then the ring. Hits are a
+ * at the top and workers/reader_grace.ts), then from word 32 the ring. Hits are a
  * Float64Array of their own, one per region, written by the reader only.
  */
 export interface AccessLogMemory {
@@ -410,8 +424,9 @@ export interface AccessLogMemory {
 const LOG_HEAD = 0
 const LOG_TAIL = 1
 const LOG_KICK = 2
-const LOG_READING = 3
-const LOG_WORDS = 4
+/** In a cache line of its own: stored twice per direct read, and loaded by the shard, which writes TAIL. */
+const LOG_READING = 16
+const LOG_WORDS = 32
 /** Entries per ring: big enough that a shard draining every frame rarely drops one. */
 export const LOG_CAPACITY = 1 << 14
 

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert'
 import { regionConfig } from './fixtures/helpers.js'
 import { RegionStore } from '../workers/region_store.js'
 import { ReaderGrace } from '../workers/reader_grace.js'
-import { AccessLogReader, AccessLogWriter, SLOT_WORDS, SharedRegionReader, Slot, allocateAccessLog, hashBytes } from '../src/shared_region.js'
+import { AccessLogReader, AccessLogWriter, SLOT_WORDS, SharedRegionReader, Slot, allocateAccessLog, hashBytes, newFound } from '../src/shared_region.js'
 import type { Found } from '../src/shared_region.js'
 import { ValueTag } from '../src/protocol.js'
 
@@ -21,7 +21,7 @@ function setup(readersOf: (shardEnd: AccessLogReader) => AccessLogReader[] = (r)
   /** The ref of `key`'s chunk, as a reader finds it. */
   const chunkOf = (key: string): number => {
     const kb = Buffer.from(key)
-    const f: Found = { slot: 0, seq: 0, regionSeq: 0 }
+    const f: Found = newFound()
     assert.ok(reader.find(kb, kb.length, hashBytes(kb, 0, kb.length), f), `${key} found`)
     return reader.views.slotsU[f.slot * SLOT_WORDS + Slot.KEY_REF]!
   }

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert'
 import { Worker } from 'node:worker_threads'
 import { RegionStore, slotsFor } from '../workers/region_store.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
-import { AccessLogReader, AccessLogWriter, LOG_CAPACITY, SharedRegionReader, allocateAccessLog, allocateRegionMemory, hashBytes } from '../src/shared_region.js'
+import { AccessLogReader, AccessLogWriter, LOG_CAPACITY, SharedRegionReader, allocateAccessLog, allocateRegionMemory, hashBytes, newFound } from '../src/shared_region.js'
 import type { Found } from '../src/shared_region.js'
 import { ENTRY_OVERHEAD_BYTES, MAX_KEY_BYTES_LIMIT, ValueTag } from '../src/protocol.js'
 import { checkValue } from './fixtures/region_values.js'
@@ -16,7 +16,7 @@ const config = (over: Partial<RegionShardConfig> = {}): RegionShardConfig => reg
 /** Reads `key` through a reader the way the router does (inside a read of `log`, if given); undefined when the reader cannot answer. */
 function read(reader: SharedRegionReader, key: string, log?: AccessLogWriter): string | undefined {
   const kb = Buffer.from(key)
-  const f: Found = { slot: 0, seq: 0, regionSeq: 0 }
+  const f: Found = newFound()
   log?.enterRead()
   try {
     if (!reader.find(kb, kb.length, hashBytes(kb, 0, kb.length), f)) return undefined
