@@ -17,6 +17,7 @@ import type { RawEntry, Sink } from './router.js'
 import { aggregateStats, emptyRegionStats } from './stats.js'
 import type { CacheStats } from './stats.js'
 import { ShardThread } from './shard_thread.js'
+import { workerExecArgv } from './worker_argv.js'
 import { AttachedLink, Broker, BrokerClient, BusRelay, FlightRelay, checkHandle } from './attach.js'
 import { FlightCoordinator, flightKey } from './flights.js'
 import type { FlightOutcome, Flights } from './flights.js'
@@ -1684,7 +1685,8 @@ function loaderPool(o: { filename: string; maxThreads: number | undefined }): { 
   let pool: Promise<import('piscina').Piscina> | undefined
   const start = async (): Promise<import('piscina').Piscina> => {
     const { Piscina } = await import('piscina')
-    return new Piscina({ filename: LOADER_TASK_FILE, ...(o.maxThreads === undefined ? {} : { maxThreads: o.maxThreads, minThreads: Math.min(1, o.maxThreads) }) })
+    // Not the main entry's options (`--input-type` kills a worker at startup): see src/worker_argv.ts.
+    return new Piscina({ filename: LOADER_TASK_FILE, execArgv: workerExecArgv(), ...(o.maxThreads === undefined ? {} : { maxThreads: o.maxThreads, minThreads: Math.min(1, o.maxThreads) }) })
   }
   return {
     run: async (t) => {

@@ -23,6 +23,7 @@ import type { RegionShardConfig } from '../workers/region_store.js'
 import { AccessLogWriter, SharedRegionReader, allocateAccessLog, allocateRegionMemory } from './shared_region.js'
 import type { AccessLogMemory, RegionMemory } from './shared_region.js'
 import type { LinkEvents, ShardLink } from './router.js'
+import { workerExecArgv } from './worker_argv.js'
 
 const SHARD_FILE = new URL('../workers/shard.js', import.meta.url)
 
@@ -96,7 +97,13 @@ export class ShardThread implements ShardLink {
       spinSlots: Math.max(0, availableParallelism() - 1),
       eventMask: this.eventMask,
     }
-    const worker = new Worker(SHARD_FILE, { workerData: init, transferList: [port2], resourceLimits: { maxYoungGenerationSizeMb: SHARD_YOUNG_GENERATION_MB } })
+    const worker = new Worker(SHARD_FILE, {
+      workerData: init,
+      transferList: [port2],
+      resourceLimits: { maxYoungGenerationSizeMb: SHARD_YOUNG_GENERATION_MB },
+      // Not the main entry's options (`--input-type` kills a worker at startup): see src/worker_argv.ts.
+      execArgv: workerExecArgv(),
+    })
     let lastError: Error | undefined
     worker.on('message', (msg: FrameMessage | ShardEventsMessage) => {
       if (typeof msg === 'object' && 'shardEvents' in msg) this.onEvents(msg.shardEvents)
