@@ -4,7 +4,7 @@
  * and hands ops to the router. Async methods never throw synchronously: bad
  * input rejects the returned promise.
  */
-import { CacheError, ClosedError, InternalError, InvalidKeyError, InvalidOptionError, InvalidValueError, LoadAbortedError, LoadTimeoutError, LoaderError, UnknownRegionError, ValueTooLargeError } from './errors.js'
+import { CacheError, ClosedError, InternalError, ShardCrashedError, ShardStartError, InvalidKeyError, InvalidOptionError, InvalidValueError, LoadAbortedError, LoadTimeoutError, LoaderError, UnknownRegionError, ValueTooLargeError } from './errors.js'
 import { CasFlag, ENTRY_OVERHEAD_BYTES, Op, SetFlag, ShardEvent, ValueTag } from './protocol.js'
 import type { FrameWriter } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
@@ -1525,19 +1525,26 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   // Shards spinning now, across this cache (see the transport notes in src/protocol.ts).
   const spinners = new Int32Array(new SharedArrayBuffer(4))
   const threads: ShardThread[] = []
-  const router = new Router({
-    shards,
-    lru: regions.map((r) => r.policy === 'lru'),
-    codec,
-    nearCacheEntries: resolved.nearCacheEntries,
-    replySpinMicros: resolved.replySpinMicros,
-    owner: true,
-    link: (i, events) => {
-      const t = new ShardThread(i, perShard[i]!, resolved.idleSpinMicros, resolved.replySpinMicros, spinners, events)
-      threads.push(t)
-      return t
-    },
-  })
+  let router: Router
+  try {
+    router = new Router({
+      shards,
+      lru: regions.map((r) => r.policy === 'lru'),
+      codec,
+      nearCacheEntries: resolved.nearCacheEntries,
+      replySpinMicros: resolved.replySpinMicros,
+      owner: true,
+      link: (i, events) => {
+        const t = new ShardThread(i, perShard[i]!, resolved.idleSpinMicros, resolved.replySpinMicros, spinners, events)
+        threads.push(t)
+        return t
+      },
+    })
+  } catch (err) {
+    // A thread could not even be created: the ones that were are stopped.
+    await Promise.all(threads.map((t) => t.close()))
+    throw new ShardStartError(threads.length, { cause: err })
+  }
   // Set once the bus and the L2 tier started; the broker and stats read them late.
   let bus: Bus | undefined
   let l2: L2Tier | undefined
@@ -1587,10 +1594,12 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     threads: () => threads,
     close: async () => {
       flights.closeAll()
-      await pool?.destroy()
+      // Each part is closed whatever happened to the others before it: a failure to close one
+      // (a pool that never started, a Redis that went away) must not leave the shard threads running.
+      await quietly(pool?.destroy())
       // Ops issued before close() are still published (the bus packs them now).
-      await bus?.close()
-      await l2?.close()
+      await quietly(bus?.close())
+      await quietly(l2?.close())
       // Attached threads must see E_CLOSED, not a crash, when the shards stop.
       broker.close()
       await router.close()
@@ -1625,7 +1634,15 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     }
   }
   try {
-    await Promise.all(threads.map((t) => controlCall(t, (c) => c.stats())))
+    // The first answer of every shard: a thread that dies before it (its modules failed to
+    // load) rejects createCache with E_SHARD_START and the thread's error as the cause.
+    await Promise.all(
+      threads.map((t) =>
+        t.call((c) => c.stats()).catch((err: unknown) => {
+          throw err instanceof ShardCrashedError ? new ShardStartError(t.index, { cause: err.cause }) : err
+        }),
+      ),
+    )
     if (resolved.l2 !== undefined) {
       const { L2Tier } = await import('./l2.js')
       l2 = new L2Tier(resolved.l2)
@@ -1640,8 +1657,8 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       core.bus = bus
     }
   } catch (err) {
-    await l2?.close()
-    await router.close()
+    core.closed = true
+    await admin.close()
     throw err
   }
   return cache
@@ -1685,8 +1702,17 @@ function loaderPool(o: { filename: string; maxThreads: number | undefined }): { 
   let pool: Promise<import('piscina').Piscina> | undefined
   const start = async (): Promise<import('piscina').Piscina> => {
     const { Piscina } = await import('piscina')
-    // Not the main entry's options (`--input-type` kills a worker at startup): see src/worker_argv.ts.
-    return new Piscina({ filename: LOADER_TASK_FILE, execArgv: workerExecArgv(), ...(o.maxThreads === undefined ? {} : { maxThreads: o.maxThreads, minThreads: Math.min(1, o.maxThreads) }) })
+    const p = new Piscina({
+      filename: LOADER_TASK_FILE,
+      // Not the main entry's options (`--input-type` kills a worker at startup): see src/worker_argv.ts.
+      execArgv: workerExecArgv(),
+      ...(o.maxThreads === undefined ? {} : { maxThreads: o.maxThreads, minThreads: Math.min(1, o.maxThreads) }),
+    })
+    // Piscina emits 'error' for a pool thread that died with no task on it; unheard, that is an
+    // uncaught exception. Tasks that were on a thread get its error as their rejection, and the
+    // pool replaces the thread on the next task: nothing to do here.
+    p.on('error', () => {})
+    return p
   }
   return {
     run: async (t) => {
@@ -1723,16 +1749,15 @@ function busHost(cache: Cache, core: Core): BusHost {
 /** Calls every shard's control API after the ops issued so far; `undefined` for a shard that is down for good. */
 async function control<T>(router: Router, threads: ShardThread[], call: (c: ShardThread['control']) => Promise<T>): Promise<(T | undefined)[]> {
   await router.drain()
-  return Promise.all(threads.map((t) => (router.isDead(t.index) ? undefined : controlCall(t, call))))
+  return Promise.all(threads.map((t) => (router.isDead(t.index) ? undefined : t.call(call))))
 }
 
-async function controlCall<T>(t: ShardThread, call: (c: ShardThread['control']) => Promise<T>): Promise<T> {
-  // An unref'd port would let the process exit while we wait for the answer.
-  t.controlPort.ref()
+/** Waits for a cleanup step and drops its failure: closing goes on whatever one part did. */
+async function quietly(p: Promise<unknown> | undefined): Promise<void> {
   try {
-    return await Promise.race([call(t.control), t.died])
-  } finally {
-    t.controlPort.unref()
+    await p
+  } catch {
+    // Nobody is left to act on it: the part is released either way.
   }
 }
 
