@@ -10,7 +10,7 @@ import type { FrameWriter } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
 import { checkTag, parseTtl, regionShare, rejectUnknownKeys, resolveComputeOptions, resolveOptions, resolveSetOptions } from './options.js'
 import type { CacheOptions, ComputeOptions, ResolvedCompute, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions, Ttl } from './options.js'
-import { checkKey, checkKeys, decodeValue, encodeValue } from './values.js'
+import { checkKey, checkKeys, decodeValue, encodeValue, loneSurrogateAt, wellFormed } from './values.js'
 import type { EncodedValue } from './values.js'
 import { ASK_SHARD, Router, StaleValue } from './router.js'
 import type { RawEntry, Sink } from './router.js'
@@ -336,7 +336,7 @@ export class CacheRegion {
     const { router, options } = this.core
     if (this.core.closed || router.closed) throw new ClosedError()
     // The common key needs no UTF-8 count (see checkKey): tested inline, as this is the near-hit path.
-    if (typeof key !== 'string' || key.length === 0 || key.length * 3 > options.maxKeyBytes) checkKey(key, options.maxKeyBytes)
+    if (typeof key !== 'string' || key.length === 0 || key.length * 3 > options.maxKeyBytes || !wellFormed(key)) checkKey(key, options.maxKeyBytes)
     const value = router.readValue(this.#region.index, key)
     return value === ASK_SHARD ? undefined : (value as T)
   }
@@ -430,7 +430,8 @@ export class CacheRegion {
     let unlock: (() => Promise<void>) | undefined
     try {
       // A flight may have ended between our miss and our turn: its value is in the shards.
-      const hit = await this.#getL1<T>(key)
+      // Peeked, not read: the caller's read was counted (a hit, miss or stale serve) already.
+      const hit = await this.#keyOp<T | undefined>(Op.PEEK, key, this.core.router.shardOf(key))
       if (hit !== undefined) {
         const enc = encodeValue(hit, this.core.options.codec)
         outcome = { ok: true, tag: enc.tag, bytes: enc.bytes }
@@ -492,7 +493,8 @@ export class CacheRegion {
   async #waitForUpdate<T>(key: string, ms: number): Promise<T | undefined> {
     const deadline = Date.now() + ms
     for (;;) {
-      const v = await this.get<T>(key)
+      // Peeks: each poll is not a read of the caller's (its miss was counted once).
+      const v = await this.#keyOp<T | undefined>(Op.PEEK, key, this.core.router.shardOf(key))
       if (v !== undefined || Date.now() >= deadline) return v
       await new Promise((r) => setTimeout(r, 20))
     }
@@ -1109,6 +1111,9 @@ export class CacheRegion {
     if (typeof glob !== 'string' || glob.length === 0) {
       throw new InvalidKeyError(`glob must be a non-empty string (got ${typeof glob === 'string' ? 'an empty string' : typeof glob})`)
     }
+    if (!wellFormed(glob)) {
+      throw new InvalidKeyError(`glob must be well-formed UTF-16: it has a lone surrogate at index ${loneSurrogateAt(glob)}, which UTF-8 cannot hold`)
+    }
     if (Buffer.byteLength(glob) > this.core.options.maxKeyBytes) {
       throw new InvalidKeyError(`glob must be at most maxKeyBytes (${this.core.options.maxKeyBytes}) UTF-8 bytes`)
     }
@@ -1230,7 +1235,9 @@ export class Cache extends CacheRegion {
     const byName = new Map(core.options.regions.map((r) => [r.name, r]))
     super(core, byName.get('default')!)
     this.#regions = new Map()
-    for (const r of core.options.regions) this.#regions.set(r.name, r.name === 'default' ? this : new CacheRegion(core, r))
+    // `default` gets a handle of its own too: the cache's own invalidateTag and scan span or pick
+    // regions, and region('default') must be bound to `default` as any other handle is to its region.
+    for (const r of core.options.regions) this.#regions.set(r.name, new CacheRegion(core, r))
   }
 
   /** Number of shard threads. */
@@ -1243,18 +1250,23 @@ export class Cache extends CacheRegion {
     return [...this.#regions.keys()]
   }
 
-  /** {@link CacheRegion.scan} of `options.region` (default: `default`). */
-  override scan(options: ScanOptions = {}): AsyncGenerator<string, void> {
-    const region = options?.region
-    if (region === undefined || region === 'default') return super.scan(options)
-    return this.region(region).scan(options)
+  /**
+   * {@link CacheRegion.scan} of `options.region` (default: `default`). Bad
+   * input, an unknown region included, throws when iteration starts.
+   */
+  override async *scan(options: ScanOptions = {}): AsyncGenerator<string, void> {
+    yield* this.#scanned(options).scan(options)
   }
 
-  /** {@link CacheRegion.scanEntries} of `options.region` (default: `default`). */
-  override scanEntries<T = unknown>(options: ScanOptions = {}): AsyncGenerator<[string, T], void> {
-    const region = options?.region
-    if (region === undefined || region === 'default') return super.scanEntries<T>(options)
-    return this.region(region).scanEntries<T>(options)
+  /** {@link CacheRegion.scanEntries} of `options.region` (default: `default`); bad input throws when iteration starts. */
+  override async *scanEntries<T = unknown>(options: ScanOptions = {}): AsyncGenerator<[string, T], void> {
+    yield* this.#scanned(options).scanEntries<T>(options)
+  }
+
+  /** The region a scan names; a bad `options` is left to the region's scan, which says what is wrong with it. */
+  #scanned(options: ScanOptions): CacheRegion {
+    const region = options !== null && typeof options === 'object' ? options.region : undefined
+    return this.region(region ?? 'default')
   }
 
   /** Removes the entries carrying `tag` in every region (see {@link CacheRegion.invalidateTag}); resolves how many. */
