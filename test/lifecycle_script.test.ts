@@ -103,8 +103,8 @@ function runChild(mode: Mode, script: { file: string; text: string }, env: Recor
   })
 }
 
-/** Runs the jobs two at a time (the machine has two cores; other tests may be running too). */
-async function limited<T>(jobs: (() => Promise<T>)[], concurrency = 2): Promise<T[]> {
+/** Runs the jobs three at a time: a child spends part of its life waiting (thread start-up, Redis), and more at once would crowd a 2-core machine. */
+async function limited<T>(jobs: (() => Promise<T>)[], concurrency = 3): Promise<T[]> {
   const out = new Array<T>(jobs.length)
   let next = 0
   await Promise.all(
@@ -120,11 +120,14 @@ async function limited<T>(jobs: (() => Promise<T>)[], concurrency = 2): Promise<
 
 const script = { file: scriptFile, text: SCRIPT }
 
-/** Runs each variant `times` times in both modes; every run must exit 0, print 'closed' and nothing on stderr. */
-async function closesCleanly(variants: Variant[], times: number, extra: Record<string, unknown> = {}): Promise<void> {
+/**
+ * Runs each variant `times` times in each of `modes`; every run must exit 0, print 'closed' and
+ * nothing on stderr.
+ */
+async function closesCleanly(variants: Variant[], times: number, modes: readonly Mode[], extra: Record<string, unknown> = {}): Promise<void> {
   const jobs: (() => Promise<{ label: string; run: Run }>)[] = []
   for (const v of variants) {
-    for (const mode of ['file', 'eval'] as const) {
+    for (const mode of modes) {
       for (let i = 0; i < times; i++) {
         jobs.push(async () => ({ label: `${mode} ${JSON.stringify(v)} #${i}`, run: await runChild(mode, script, { ...v, ...extra, loaderFile }) }))
       }
@@ -137,39 +140,45 @@ async function closesCleanly(variants: Variant[], times: number, extra: Record<s
     bad.map(({ label, run }) => `${label}: exit ${String(run.code)}, stdout ${JSON.stringify(run.stdout)}, stderr ${JSON.stringify(run.stderr.split('\n').slice(0, 6).join('\n'))}`),
     [],
   )
-  assert.is(results.length, variants.length * 2 * times)
+  assert.is(results.length, variants.length * modes.length * times)
 }
 
-test('create, set, close: exits 0 with empty stderr, 8 runs each of 1, 2 and 4 shards, half from a file and half through -e', async () => {
-  await closesCleanly([{ shards: 1 }, { shards: 2 }, { shards: 4 }], 4)
+/**
+ * Runs per shard count and mode of the plain script. A child costs ~0.6 s of CPU (Node start-up,
+ * loading the library, starting its threads), so the default keeps the file to ~20 s of CPU in all;
+ * set SHARDCACHE_LIFECYCLE_RUNS (e.g. 10) to hunt for a rare exit race.
+ */
+const PLAIN_RUNS = Math.max(1, Number(process.env.SHARDCACHE_LIFECYCLE_RUNS ?? 2) || 2)
+const BOTH: readonly Mode[] = ['file', 'eval']
+
+test(`create, set, close: exits 0 with empty stderr, ${PLAIN_RUNS} runs each of 1, 2 and 4 shards from a file and as many through -e`, async () => {
+  await closesCleanly([{ shards: 1 }, { shards: 2 }, { shards: 4 }], PLAIN_RUNS, BOTH)
 })
 
 test('with an attached thread still attached at close, and with the loader pool after a getOrCompute', async () => {
   // Both together, with 4 shards, are in the redis test's last variant.
-  await closesCleanly([{ shards: 1, attach: true }, { shards: 2, loaders: true }], 1)
+  await closesCleanly([{ shards: 1, attach: true }], 1, ['eval'])
+  await closesCleanly([{ shards: 2, loaders: true }], 1, ['file', 'eval'])
 })
 
 test('with the bus, the L2 tier, and everything together, on a private redis-server', async () => {
   const redis = await RedisProc.start()
   try {
-    await closesCleanly(
-      [
-        { shards: 1, bus: true },
-        { shards: 2, l2: true },
-        { shards: 4, bus: true, l2: true, attach: true, loaders: true },
-      ],
-      1,
-      { redis: redis.url },
-    )
+    const extra = { redis: redis.url }
+    await closesCleanly([{ shards: 1, bus: true }], 1, ['eval'], extra)
+    await closesCleanly([{ shards: 2, l2: true }], 1, ['file'], extra)
+    await closesCleanly([{ shards: 4, bus: true, l2: true, attach: true, loaders: true }], 1, BOTH, extra)
   } finally {
     await redis.kill()
   }
 })
 
 test('shard threads that cannot start: createCache rejects with E_SHARD_START naming the shard, its cause the thread error; the process exits 0', async () => {
-  const jobs = [1, 4].flatMap((shards) =>
-    (['file', 'eval'] as const).map((mode) => () => runChild(mode, { file: startFailsFile, text: START_FAILS }, { shards }, [`--import=${THROW_IN_WORKERS}`]).then((run) => ({ shards, run }))),
-  )
+  const cases: [number, Mode][] = [
+    [1, 'file'],
+    [4, 'eval'],
+  ]
+  const jobs = cases.map(([shards, mode]) => () => runChild(mode, { file: startFailsFile, text: START_FAILS }, { shards }, [`--import=${THROW_IN_WORKERS}`]).then((run) => ({ shards, run })))
   for (const { shards, run } of await limited(jobs)) {
     assert.is(run.stderr, '')
     assert.is(run.code, 0)
