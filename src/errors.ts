@@ -17,6 +17,7 @@ export const ErrorCodes = {
   INVALID_OPTION: 'E_INVALID_OPTION',
   CLOSED: 'E_CLOSED',
   SHARD_CRASHED: 'E_SHARD_CRASHED',
+  SHARD_START: 'E_SHARD_START',
   BUS_CONNECT: 'E_BUS_CONNECT',
   LOADER: 'E_LOADER',
   LOAD_TIMEOUT: 'E_LOAD_TIMEOUT',
@@ -122,6 +123,24 @@ export class ShardCrashedError extends CacheError {
     )
     this.shard = shard
     this.restarting = restarting
+  }
+}
+
+/**
+ * `createCache` could not start a shard thread: the thread failed before it
+ * answered its first request (an error while loading its modules, e.g. a
+ * `--import` preload that throws in worker threads), or could not be created
+ * at all. `cause` holds the thread's own error. Nothing is left running: the
+ * other shards were stopped. Code `E_SHARD_START`.
+ */
+export class ShardStartError extends CacheError {
+  static readonly code = ErrorCodes.SHARD_START
+  /** Index of the shard that did not start. */
+  readonly shard: number
+  constructor(shard: number, options: { cause: unknown }) {
+    const why = options.cause instanceof Error ? options.cause.message : String(options.cause)
+    super(ErrorCodes.SHARD_START, `shard ${shard} failed to start: ${why}`, options)
+    this.shard = shard
   }
 }
 

@@ -30,6 +30,7 @@ export {
   InvalidOptionError,
   ClosedError,
   ShardCrashedError,
+  ShardStartError,
   BusConnectError,
   LoaderError,
   LoadTimeoutError,

@@ -8,6 +8,7 @@ import ms from 'ms'
 import bytes from 'bytes'
 import { InvalidOptionError, InvalidTtlError } from './errors.js'
 import { MAX_KEY_BYTES_LIMIT } from './protocol.js'
+import { loneSurrogateAt, wellFormed } from './values.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
 import type { BusRedis, ResolvedBus } from './bus.js'
 import type { ResolvedL2 } from './l2.js'
@@ -735,6 +736,8 @@ export function resolveTags(v: unknown, name: string, maxKeyBytes: number): stri
 /** A tag is a non-empty string of at most `maxKeyBytes` UTF-8 bytes, like a key. */
 export function checkTag(t: unknown, name: string, maxKeyBytes: number): asserts t is string {
   if (typeof t !== 'string' || t === '') throw new InvalidOptionError(`${name} must be a non-empty string (got ${describe(t)})`)
+  // Sent as UTF-8, which turns a lone surrogate into U+FFFD: two different tags would be one.
+  if (!wellFormed(t)) throw new InvalidOptionError(`${name} must be well-formed UTF-16: it has a lone surrogate at index ${loneSurrogateAt(t)} (got ${JSON.stringify(t)})`)
   if (t.length * 3 > maxKeyBytes && Buffer.byteLength(t) > maxKeyBytes) {
     throw new InvalidOptionError(`${name} must be at most maxKeyBytes (${maxKeyBytes}) UTF-8 bytes`)
   }

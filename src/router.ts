@@ -759,7 +759,9 @@ export class Router {
     for (const ch of this.#shards) {
       if (ch.ops.sinks.length === 0) continue
       const w = ch.writer
-      const down = ch.dead ?? (this.#ownerState[0] !== 0 ? new ClosedError() : undefined)
+      // Closed (here, or by the owner): an op that reaches the router after close() drained it
+      // (an L2 promotion, a flight's re-read) is refused, not sent to a thread that is stopping.
+      const down = ch.dead ?? (this.#closing || this.#ownerState[0] !== 0 ? new ClosedError() : undefined)
       if (down !== undefined) {
         // Nothing is encoded or sent for a shard that is down: its ops fail at once.
         const ops = ch.ops
@@ -930,8 +932,9 @@ export class Router {
 
   /** The link lost its shard thread: what was in flight fails; the link gets a new thread unless the shard keeps crashing. */
   #onLost(ch: ShardChannel, cause: Error): void {
-    if (this.#closing) return
-    const lostError = this.#ownerState[0] !== 0 ? new ClosedError() : new ShardCrashedError(ch.index, { cause })
+    // Closing: what was in flight fails with E_CLOSED, and nothing restarts.
+    const closed = this.#closing || this.#ownerState[0] !== 0
+    const lostError = closed ? new ClosedError() : new ShardCrashedError(ch.index, { cause })
     const lost = [...ch.inflight.values()]
     ch.inflight.clear()
     ch.link.unref()
@@ -939,7 +942,7 @@ export class Router {
       for (let i = 0; i < f.sinks.length; i++) this.#settle(ch, f, i, undefined, lostError)
       this.#retire(f)
     }
-    if (this.#ownerState[0] !== 0) {
+    if (closed) {
       this.#afterReply(ch) // rejects what waits
       return
     }

@@ -406,6 +406,19 @@ export class RegionStore {
     }
   }
 
+  /**
+   * The fresh value (tag in {@link lastTag}), or undefined, without counting a
+   * read, reporting an event or refreshing LRU order: a re-check by a caller
+   * whose read was counted already (getOrCompute's, before its loader runs).
+   */
+  peekAt(buf: Uint8Array, start: number, len: number): Uint8Array | undefined {
+    const slot = this.#live(buf, start, len)
+    if (slot === NIL || this.#stale(slot)) return undefined
+    const value = this.#read(slot)
+    if (value !== undefined) this.lastTag = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & TAG_MASK
+    return value
+  }
+
   /** Whether a live entry exists. Does not count as a read nor refresh LRU order. */
   hasAt(buf: Uint8Array, start: number, len: number): boolean {
     const slot = this.#live(buf, start, len)

@@ -382,6 +382,11 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
       writeBool(w, store.touchAt(r.buf, r.keyStart, r.keyBytes, r.f64()))
       return
     }
+    case Op.PEEK: {
+      r.keyAt()
+      writeValue(w, store, store.peekAt(r.buf, r.keyStart, r.keyBytes), Status.VALUE)
+      return
+    }
     case Op.GET_STALE: {
       r.keyAt()
       const v = store.getStaleAt(r.buf, r.keyStart, r.keyBytes)
