@@ -35,7 +35,7 @@ import type { BusOp, DropReason } from './bus_message.js'
 import { BusConnectError } from './errors.js'
 import type { CacheError } from './errors.js'
 import { isRedisClient } from './options.js'
-import { LEAST_PRIVILEGE, checkPermissions, refusal, withTls } from './redis_access.js'
+import { LEAST_PRIVILEGE, checkPermissions, hangUp, refusal, withTls } from './redis_access.js'
 import type { Probe, RefusalContext } from './redis_access.js'
 
 /** Where the bus connects: a URL, ioredis options, or an ioredis client (duplicated, never used or closed by the bus). */
@@ -339,14 +339,15 @@ export class Bus implements BusPublisher {
    */
   #probes(): Probe[] {
     const o = this.#opts
-    const probes: Probe[] = [['PUBLISH', o.channel, ''], ['PING']]
+    const probes: Probe[] = [{ args: ['PUBLISH', o.channel, ''], on: `channel ${o.channel}` }, { args: ['PING'] }]
     if (o.catchUp === 'stream') {
+      const on = o.streamKey
       probes.push(
-        ['EVALSHA', '0000000000000000000000000000000000000000', 1, o.streamKey, '', o.streamMaxLen, o.channel],
-        ['EVAL', 'return 0', 1, o.streamKey, '', o.streamMaxLen, o.channel],
-        ['XADD', o.streamKey, 'MAXLEN', '~', o.streamMaxLen, '*', 'm', ''],
-        ['XRANGE', o.streamKey, '-', '+', 'COUNT', 1],
-        ['XREVRANGE', o.streamKey, '+', '-', 'COUNT', 1],
+        { args: ['EVALSHA', '0000000000000000000000000000000000000000', 1, on, '', o.streamMaxLen, o.channel], on },
+        { args: ['EVAL', 'return 0', 1, on, '', o.streamMaxLen, o.channel], on },
+        { args: ['XADD', on, 'MAXLEN', '~', o.streamMaxLen, '*', 'm', ''], on },
+        { args: ['XRANGE', on, '-', '+', 'COUNT', 1], on },
+        { args: ['XREVRANGE', on, '+', '-', 'COUNT', 1], on },
       )
     }
     return probes
@@ -451,7 +452,7 @@ export class Bus implements BusPublisher {
     await Promise.all(
       [this.#sub, this.#pub].map(async (c) => {
         if (c.status === 'ready') await Promise.race([c.quit().catch(() => {}), sleep(Math.max(50, deadline - Date.now()))])
-        c.disconnect()
+        hangUp(c)
       }),
     )
     this.#subscribed = false

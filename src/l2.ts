@@ -34,7 +34,7 @@ import { crc32 } from 'node:zlib'
 import { compressIfSmaller, decompress } from '../workers/compression.js'
 import { CacheError, L2Error } from './errors.js'
 import { isRedisClient } from './options.js'
-import { LEAST_PRIVILEGE, checkPermissions, refusal, withTls } from './redis_access.js'
+import { LEAST_PRIVILEGE, checkPermissions, hangUp, refusal, withTls } from './redis_access.js'
 import type { Probe, RefusalContext } from './redis_access.js'
 import type { ConnectionOptions } from 'node:tls'
 import type { EncodedValue } from './values.js'
@@ -161,12 +161,12 @@ export class L2Tier {
     } catch (err) {
       const refused = err instanceof CacheError ? err : lastError === undefined ? undefined : refusal(lastError, REFUSAL)
       if (refused !== undefined) {
-        this.#client.disconnect()
+        hangUp(this.#client)
         throw refused
       }
       // Not required: the cache starts; L2 calls fail fast (and are skipped) until Redis answers.
       if (!this.#opts.required) return
-      this.#client.disconnect()
+      hangUp(this.#client)
       const cause = lastError ?? err
       throw new L2Error(`cannot connect the L2 tier (options.l2.redis): ${(cause as Error).message}`, { cause })
     } finally {
@@ -175,7 +175,7 @@ export class L2Tier {
     }
     const denied = await this.#checkPermissions(regions)
     if (denied !== undefined) {
-      this.#client.disconnect()
+      hangUp(this.#client)
       throw denied
     }
   }
@@ -193,9 +193,22 @@ export class L2Tier {
     const tags = this.#tagKey('')
     for (const region of regions) {
       const k = this.key(region, '')
-      probes.push(['GET', k], ['PTTL', k], ['SET', k, '', 'PX', 1], ['PEXPIRE', k, 1], ['PERSIST', k], ['UNLINK', k], ['SADD', tags, k])
+      const on = `${k}…`
+      probes.push(
+        { args: ['GET', k], on },
+        { args: ['PTTL', k], on },
+        { args: ['SET', k, '', 'PX', 1], on },
+        { args: ['PEXPIRE', k, 1], on },
+        { args: ['PERSIST', k], on },
+        { args: ['UNLINK', k], on },
+        { args: ['SADD', tags, k], on: `${tags}…` },
+      )
     }
-    probes.push(['SMEMBERS', tags], ['UNLINK', tags], ['SCAN', '0', 'MATCH', `${escapeGlob(this.#opts.prefix)}*`, 'COUNT', 1])
+    probes.push(
+      { args: ['SMEMBERS', tags], on: `${tags}…` },
+      { args: ['UNLINK', tags], on: `${tags}…` },
+      { args: ['SCAN', '0', 'MATCH', `${escapeGlob(this.#opts.prefix)}*`, 'COUNT', 1] },
+    )
     const check = (this.#client as Redis).duplicate({
       connectionName: 'shardcache-l2-check',
       lazyConnect: true,
@@ -209,7 +222,7 @@ export class L2Tier {
     } catch {
       return undefined // it could connect a moment ago: the operations report what went wrong now
     } finally {
-      check.disconnect()
+      hangUp(check)
     }
   }
 
@@ -362,7 +375,7 @@ export class L2Tier {
   async close(): Promise<void> {
     const c = this.#client
     if (c.status === 'ready') await Promise.race([c.quit().catch(() => {}), new Promise((r) => setTimeout(r, 500).unref())])
-    c.disconnect()
+    hangUp(c)
   }
 
   // ── internals ────────────────────────────────────────────────────────────

@@ -83,11 +83,14 @@ export function refusal(err: unknown, ctx: RefusalContext): CacheError | undefin
   return undefined
 }
 
-/** A probe: one command as it will be sent (name first), for the permission check. */
-export type Probe = readonly (string | Buffer | number)[]
+/** A probe of the permission check: one command as it will be sent, and the key or channel it is sent on. */
+export interface Probe {
+  args: readonly [string, ...(string | Buffer | number)[]]
+  on?: string
+}
 
 function permissionError(err: Error, ctx: RefusalContext, probe: Probe | undefined): RedisPermissionError {
-  const sent = probe === undefined ? '' : ` (${probe.slice(0, 2).map(String).join(' ')})`
+  const sent = probe === undefined ? '' : ` (${probe.args[0]}${probe.on === undefined ? '' : ` on ${probe.on}`})`
   return new RedisPermissionError(
     `the Redis user of ${ctx.option}.redis lacks a permission ${ctx.what} needs${sent}: ${err.message}. The ACL rules it needs are in docs/redis-security.md.`,
     { cause: err },
@@ -110,15 +113,15 @@ export async function checkPermissions(client: Redis, probes: readonly Probe[], 
   try {
     await client.call('MULTI')
   } catch (err) {
-    return isNoPerm(err) ? permissionError(err, ctx, ['MULTI']) : undefined
+    return isNoPerm(err) ? permissionError(err, ctx, { args: ['MULTI'] }) : undefined
   }
-  const replies = await Promise.allSettled([...probes.map((p) => client.call(String(p[0]), ...p.slice(1))), client.call('DISCARD')])
+  const replies = await Promise.allSettled([...probes.map((p) => client.call(p.args[0], ...p.args.slice(1))), client.call('DISCARD')])
   for (let i = 0; i < probes.length; i++) {
     const r = replies[i]!
     if (r.status === 'rejected' && isNoPerm(r.reason)) return permissionError(r.reason, ctx, probes[i])
   }
   const discard = replies[probes.length]!
-  if (discard.status === 'rejected' && isNoPerm(discard.reason)) return permissionError(discard.reason, ctx, ['DISCARD'])
+  if (discard.status === 'rejected' && isNoPerm(discard.reason)) return permissionError(discard.reason, ctx, { args: ['DISCARD'] })
   return undefined
 }
 
@@ -136,4 +139,19 @@ export const LEAST_PRIVILEGE = { enableReadyCheck: false, disableClientInfo: tru
 export function withTls(own: RedisOptions, base: RedisOptions['tls'] | undefined, tls: ConnectionOptions | undefined): RedisOptions {
   if (tls === undefined) return own
   return { ...own, tls: { ...(typeof base === 'object' ? base : {}), ...tls } }
+}
+
+const ignore = (): void => {}
+
+/**
+ * Disconnects for good. ioredis listens for one error per socket (`once`),
+ * and a TLS socket ended during its handshake (a refused certificate, then
+ * close()) can emit a second one, the server's alert, which would be an
+ * uncaught exception in the application: the socket gets a listener of its
+ * own first.
+ */
+export function hangUp(c: { stream?: unknown; disconnect(): void }): void {
+  const s = c.stream as { on?: (event: 'error', fn: () => void) => void } | undefined
+  if (typeof s?.on === 'function') s.on('error', ignore)
+  c.disconnect()
 }
