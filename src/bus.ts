@@ -35,7 +35,7 @@ import type { BusOp, DropReason } from './bus_message.js'
 import { BusConnectError } from './errors.js'
 import type { CacheError } from './errors.js'
 import { isRedisClient } from './options.js'
-import { LEAST_PRIVILEGE, checkPermissions, hangUp, refusal, withTls } from './redis_access.js'
+import { LEAST_PRIVILEGE, checkPermissionsApart, hangUp, refusal, withTls } from './redis_access.js'
 import type { Probe, RefusalContext } from './redis_access.js'
 
 /** Where the bus connects: a URL, ioredis options, or an ioredis client (duplicated, never used or closed by the bus). */
@@ -315,7 +315,7 @@ export class Bus implements BusPublisher {
       this.#onSubscribed = undefined
     }
     if (outcome === 'up') {
-      const denied = await checkPermissions(this.#pub, this.#probes(), REFUSAL)
+      const denied = await checkPermissionsApart(this.#pub, this.#probes(), REFUSAL, `shardcache-bus-check-${this.originId}`, opts.connectTimeoutMs)
       if (denied !== undefined) throw denied
       return
     }
@@ -333,7 +333,8 @@ export class Bus implements BusPublisher {
 
   /**
    * What the bus sends on its publisher connection, as the permission check
-   * queues it (the subscription itself was just made). A lease of
+   * queues it (the subscription itself was just made; PING is the
+   * subscriber's heartbeat, but the user is the same). A lease of
    * lockAcrossInstances without L2 is not checked: without its permissions the
    * loader runs without the lease.
    */

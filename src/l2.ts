@@ -34,7 +34,7 @@ import { crc32 } from 'node:zlib'
 import { compressIfSmaller, decompress } from '../workers/compression.js'
 import { CacheError, L2Error } from './errors.js'
 import { isRedisClient } from './options.js'
-import { LEAST_PRIVILEGE, checkPermissions, hangUp, refusal, withTls } from './redis_access.js'
+import { LEAST_PRIVILEGE, checkPermissionsApart, hangUp, refusal, withTls } from './redis_access.js'
 import type { Probe, RefusalContext } from './redis_access.js'
 import type { ConnectionOptions } from 'node:tls'
 import type { EncodedValue } from './values.js'
@@ -182,10 +182,8 @@ export class L2Tier {
 
   /**
    * Queues every command the tier sends, on the keys of every region (a user
-   * may be given per-region key patterns), in a discarded MULTI. On a
-   * connection of its own: the tier's resends unfulfilled commands after a
-   * reconnect, and a resent probe would run for real. Not for a Cluster,
-   * whose keys live on other nodes (a MULTI cannot span them).
+   * may be given per-region key patterns), in a discarded MULTI. Not for a
+   * Cluster, whose keys live on other nodes (a MULTI cannot span them).
    */
   async #checkPermissions(regions: readonly string[]): Promise<CacheError | undefined> {
     if (isCluster(this.#client)) return undefined
@@ -209,21 +207,7 @@ export class L2Tier {
       { args: ['UNLINK', tags], on: `${tags}…` },
       { args: ['SCAN', '0', 'MATCH', `${escapeGlob(this.#opts.prefix)}*`, 'COUNT', 1] },
     )
-    const check = (this.#client as Redis).duplicate({
-      connectionName: 'shardcache-l2-check',
-      lazyConnect: true,
-      retryStrategy: () => null,
-      autoResendUnfulfilledCommands: false,
-    })
-    check.on('error', () => {})
-    try {
-      await check.connect()
-      return await checkPermissions(check, probes, REFUSAL)
-    } catch {
-      return undefined // it could connect a moment ago: the operations report what went wrong now
-    } finally {
-      hangUp(check)
-    }
+    return checkPermissionsApart(this.#client as Redis, probes, REFUSAL, 'shardcache-l2-check', CONNECT_TIMEOUT_MS)
   }
 
   /** The Redis key of a cache key. */

@@ -97,19 +97,47 @@ function permissionError(err: Error, ctx: RefusalContext, probe: Probe | undefin
   )
 }
 
+const ignore = (): void => {}
+
 const isNoPerm = (err: unknown): err is Error => err instanceof Error && hasPrefix(err.message, 'NOPERM')
+
+/**
+ * The permission check, on a connection of its own (a duplicate of `client`,
+ * closed afterwards): the tier's own connections may carry other commands
+ * meanwhile, which would be queued in the transaction too, and may resend
+ * commands after a reconnect, which would run a probe outside it. Every
+ * command waits at most `timeoutMs`; anything but a NOPERM (a timeout, a
+ * dropped connection) resolves undefined: the tier's operations report it.
+ */
+export async function checkPermissionsApart(client: Redis, probes: readonly Probe[], ctx: RefusalContext, name: string, timeoutMs: number): Promise<RedisPermissionError | undefined> {
+  const check = client.duplicate({
+    connectionName: name,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: timeoutMs,
+    connectTimeout: timeoutMs,
+  })
+  check.on('error', ignore)
+  try {
+    await check.connect()
+    return await checkPermissions(check, probes, ctx)
+  } catch {
+    return undefined
+  } finally {
+    hangUp(check)
+  }
+}
 
 /**
  * Queues every probe inside a MULTI, then DISCARDs: resolves the
  * RedisPermissionError of the first probe Redis refused, or undefined.
  *
  * MULTI is sent alone first: were it refused, the probes would run for real.
- * The connection must not carry other commands meanwhile (they would be
- * queued too), and must not resend commands after a reconnect
- * (`autoResendUnfulfilledCommands: false`): a resent probe would run outside
- * the transaction.
+ * The connection must carry nothing else meanwhile (see {@link checkPermissionsApart}).
  */
-export async function checkPermissions(client: Redis, probes: readonly Probe[], ctx: RefusalContext): Promise<RedisPermissionError | undefined> {
+async function checkPermissions(client: Redis, probes: readonly Probe[], ctx: RefusalContext): Promise<RedisPermissionError | undefined> {
   try {
     await client.call('MULTI')
   } catch (err) {
@@ -140,8 +168,6 @@ export function withTls(own: RedisOptions, base: RedisOptions['tls'] | undefined
   if (tls === undefined) return own
   return { ...own, tls: { ...(typeof base === 'object' ? base : {}), ...tls } }
 }
-
-const ignore = (): void => {}
 
 /**
  * Disconnects for good. ioredis listens for one error per socket (`once`),
