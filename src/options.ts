@@ -175,7 +175,9 @@ export interface L2Options {
   /**
    * `false`: an L2 failure or timeout skips L2 and the operation succeeds on
    * the shards alone. `true`: it rejects with `E_L2_UNAVAILABLE` (and
-   * `createCache` rejects when Redis cannot be reached).
+   * `createCache` rejects when Redis cannot be reached). Either way,
+   * credentials, a certificate or a permission that Redis refuses make
+   * `createCache` reject at once (`E_REDIS_AUTH`, `E_REDIS_TLS`, `E_REDIS_NOPERM`).
    * @default false
    */
   required?: boolean
@@ -303,8 +305,11 @@ export interface BusOptions {
   maxQueue?: number
   /**
    * `true`: `createCache` rejects with `E_BUS_CONNECT` when it cannot subscribe
-   * within `connectTimeout`. `false`: it starts without the bus and connects
-   * in the background (flushing once subscribed).
+   * within `connectTimeout`. `false`: when the first connection attempt fails
+   * (or does not subscribe within `connectTimeout`), it starts without the
+   * bus and connects in the background (flushing once subscribed). Either
+   * way, credentials, a certificate or a permission that Redis refuses make
+   * `createCache` reject at once (`E_REDIS_AUTH`, `E_REDIS_TLS`, `E_REDIS_NOPERM`).
    * @default true
    */
   required?: boolean
