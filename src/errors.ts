@@ -200,8 +200,8 @@ export class RedisAuthError extends CacheError {
 /**
  * `createCache`: the TLS connection of the bus or the L2 tier to Redis failed
  * its handshake: the server's certificate is not signed by a trusted CA (pass
- * it as `tls.ca`), names another host, has expired, or the port does not speak
- * TLS. createCache rejects at once, whatever `required` says. The message
+ * it as `tls.ca`), names another host or has expired, or OpenSSL reported a
+ * protocol error. createCache rejects at once, whatever `required` says. The message
  * names the option; `cause` is Node's TLS error (its `code`, e.g.
  * `SELF_SIGNED_CERT_IN_CHAIN`). Code `E_REDIS_TLS`.
  */
