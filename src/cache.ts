@@ -1670,7 +1670,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     if (resolved.l2 !== undefined) {
       const { L2Tier } = await import('./l2.js')
       l2 = new L2Tier(resolved.l2)
-      await l2.start()
+      await l2.start(regions.map((r) => r.name))
       core.l2 = l2
     }
     if (resolved.restore !== undefined) await cache.restore(resolved.restore)

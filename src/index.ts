@@ -36,6 +36,9 @@ export {
   LoadTimeoutError,
   LoadAbortedError,
   L2Error,
+  RedisAuthError,
+  RedisTlsError,
+  RedisPermissionError,
   NotANumberError,
   InternalError,
 } from './errors.js'
