@@ -1532,7 +1532,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     replySpinMicros: resolved.replySpinMicros,
     owner: true,
     link: (i, events) => {
-      const t = new ShardThread(i, perShard[i]!, resolved.idleSpinMicros, resolved.replySpinMicros, spinners, events)
+      const t = new ShardThread(i, perShard[i]!, resolved.idleSpinMicros, resolved.replySpinMicros, spinners, events, resolved.resourceLimits)
       threads.push(t)
       return t
     },
