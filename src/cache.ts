@@ -1354,7 +1354,8 @@ export class Cache extends CacheRegion {
   /**
    * Writes every shard's live entries (stored values, remaining TTLs as
    * expiry times, metadata, tags) to `target`, a file path (written to
-   * `<path>.tmp` and renamed when complete) or a Writable (written, not
+   * `<path>.tmp-<host>-<pid>-<n>`, flushed to disk and renamed over `path`
+   * when complete, so `path` always holds a whole snapshot) or a Writable (written, not
    * ended), while the cache keeps serving: each shard answers a page at a
    * time between other operations. Resolves the entry count. The format is
    * documented in src/snapshot.ts and the README.
