@@ -786,6 +786,12 @@ function connection(opts: ResolvedBus, role: string): Redis {
     // A publish cut off by a disconnect fails back to the bus, which queues it again in order
     // (ioredis would resend it on its own, unbounded and invisible to maxQueue and stats).
     autoResendUnfulfilledCommands: false,
+    // Needed for the line above to hold: without it, ioredis keeps the commands that were in
+    // flight when the connection closed aside, and on reconnecting, with resending off, drops
+    // them without settling their promises. Each such publish then counted as in flight for
+    // good (stats().bus.queued never went back to 0, and after 256 of them over a few
+    // outages nothing was published any more). With 0, every close rejects them at once.
+    maxRetriesPerRequest: 0,
     connectionName: `shardcache-bus-${role}`,
     retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), 1000),
     connectTimeout: opts.connectTimeoutMs,

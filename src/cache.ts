@@ -1379,7 +1379,8 @@ export class Cache extends CacheRegion {
   /**
    * Writes every shard's live entries (stored values, remaining TTLs as
    * expiry times, metadata, tags) to `target`, a file path (written to
-   * `<path>.tmp` and renamed when complete) or a Writable (written, not
+   * `<path>.tmp-<host>-<pid>-<n>`, flushed to disk and renamed over `path`
+   * when complete, so `path` always holds a whole snapshot) or a Writable (written, not
    * ended), while the cache keeps serving: each shard answers a page at a
    * time between other operations. Resolves the entry count. The format is
    * documented in src/snapshot.ts and the README.
@@ -1559,7 +1560,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       replySpinMicros: resolved.replySpinMicros,
       owner: true,
       link: (i, events) => {
-        const t = new ShardThread(i, perShard[i]!, resolved.idleSpinMicros, resolved.replySpinMicros, spinners, events)
+        const t = new ShardThread(i, perShard[i]!, resolved.idleSpinMicros, resolved.replySpinMicros, spinners, events, resolved.resourceLimits)
         threads.push(t)
         return t
       },

@@ -27,6 +27,17 @@
  * operation skip L2 (counted) unless `required`, when it rejects with
  * `E_L2_UNAVAILABLE`. Five failures in a row open a circuit breaker: L2 is
  * not called for `breakDuration`, then one call probes it.
+ *
+ * Resync: a write, touch or delete that failed (or was skipped) leaves L2
+ * with an older value than the shards, which a later miss, here or on any
+ * instance, would read back after the bus flushed the shards. So the key is
+ * remembered as unsynced (at most {@link MAX_UNSYNCED}), read as a miss here
+ * meanwhile, and deleted from L2 as soon as L2 answers again; a write that
+ * timed out but reached Redis later is deleted too (the delete follows it on
+ * the same connection). A failed pattern delete, clear or tag invalidation,
+ * or more unsynced keys than the cap, cannot be repaired key by key: every
+ * key under the prefix is then deleted on recovery, and until then every L2
+ * read here is a miss.
  */
 import { Redis } from 'ioredis'
 import type { Cluster, RedisOptions } from 'ioredis'
@@ -65,6 +76,25 @@ export interface L2Stats {
   /** Calls not made because the breaker was open. */
   skipped: number
   breaker: 'closed' | 'open' | 'half-open'
+  /** Keys whose last L2 write failed: read as misses, deleted from L2 once it answers (a gauge). */
+  unsynced: number
+  /**
+   * True after a failed pattern delete, clear or tag invalidation, or more
+   * than 10,000 unsynced keys: every L2 read is a miss until every key under
+   * the prefix has been deleted.
+   */
+  unsyncedOverflow: boolean
+  /** Unsynced keys deleted from L2 once it answered again. */
+  resynced: number
+  /** Times every key under the prefix was deleted after {@link unsyncedOverflow}. */
+  resyncFlushes: number
+  /**
+   * Commands sent to Redis and not answered yet (a gauge). While Redis hangs
+   * (a paused server) it is bounded by what is sent within one `timeout`:
+   * the commands time out, five in a row open the breaker, and an open
+   * breaker sends nothing but one probe per `breakDuration`.
+   */
+  pending: number
 }
 
 /** What a read found in L2. */
@@ -89,6 +119,16 @@ const LOCK_POLL_MS = 20
 const UNLOCK_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) else return 0 end`
 /** Keys per UNLINK when deleting what a SCAN found. */
 const UNLINK_BATCH = 500
+/**
+ * Keys remembered as unsynced (their L2 write failed) before the tier gives
+ * up tracking them one by one and deletes its whole prefix on recovery
+ * instead. ~100 bytes each (the key and a Map entry): ~1 MB at most.
+ */
+export const MAX_UNSYNCED = 10_000
+/** Unsynced keys deleted per round of the resync. */
+const RESYNC_BATCH = 500
+/** How soon the resync tries again after L2 failed it (or the breaker was open). */
+const RESYNC_RETRY_MS = 100
 
 type Client = Redis | Cluster
 
@@ -102,8 +142,18 @@ export class L2Tier {
   #probing = false
   #c = L2Tier.#zero()
 
+  /** Unsynced Redis keys (see the header), each with the generation of its last failure. */
+  readonly #unsynced = new Map<string, number>()
+  /** Bumped by every failure recorded, so a resync only forgets what failed before it started. */
+  #gen = 0
+  /** The generation at which tracking was lost (0: it was not): the whole prefix must go. */
+  #lostAt = 0
+  #resyncing = false
+  #resyncTimer: NodeJS.Timeout | undefined
+  #closed = false
+
   static #zero() {
-    return { hits: 0, misses: 0, errors: 0, promotions: 0, corrupt: 0, skipped: 0 }
+    return { hits: 0, misses: 0, errors: 0, promotions: 0, corrupt: 0, skipped: 0, resynced: 0, resyncFlushes: 0 }
   }
 
   constructor(opts: ResolvedL2) {
@@ -218,6 +268,10 @@ export class L2Tier {
   /** Reads `key`; undefined on a miss, a corrupt value, a failure (unless required) or an open breaker. */
   async get(region: string, key: string, withTtl = true): Promise<L2Value | undefined> {
     const k = this.key(region, key)
+    if (this.#untrusted(k)) {
+      this.#c.misses++
+      return undefined
+    }
     const res = await this.#call(async (c) => {
       if (!withTtl) return { bytes: await c.getBuffer(k), pttl: undefined }
       // Sent together (one round trip); the TTL may be a few ms younger than the value, never older.
@@ -254,7 +308,7 @@ export class L2Tier {
     const k = this.key(region, key)
     const bytes = this.#encode(enc, compressMinBytes)
     const px = ttlMs === Infinity ? undefined : Math.max(1, Math.round(ttlMs * this.#opts.ttlScale))
-    await this.#call(async (c) => {
+    await this.#write([k], async (c) => {
       if (tags === undefined || tags.length === 0) {
         await (px === undefined ? c.set(k, bytes) : c.set(k, bytes, 'PX', px))
         return
@@ -270,14 +324,15 @@ export class L2Tier {
   /** Gives `key` a new TTL (x ttlScale) in L2, when it is there. */
   async touch(region: string, key: string, ttlMs: number): Promise<void> {
     const k = this.key(region, key)
-    await this.#call((c) => (ttlMs === Infinity ? c.persist(k) : c.pexpire(k, Math.max(1, Math.round(ttlMs * this.#opts.ttlScale)))))
+    await this.#write([k], (c) => (ttlMs === Infinity ? c.persist(k) : c.pexpire(k, Math.max(1, Math.round(ttlMs * this.#opts.ttlScale)))))
   }
 
   async delete(region: string, keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return
-    await this.#call(async (c) => {
+    const ks = keys.map((key) => this.key(region, key))
+    await this.#write(ks, async (c) => {
       // One UNLINK per key: a cluster refuses multi-key commands across slots.
-      await Promise.all(keys.map((key) => c.unlink(this.key(region, key))))
+      await Promise.all(ks.map((k) => c.unlink(k)))
     })
   }
 
@@ -286,24 +341,14 @@ export class L2Tier {
     const base = this.key(region, '')
     // Only * and ? mean the same to Redis and to us; a glob with classes or escapes is filtered by us alone.
     const pattern = escapeGlob(base) + (glob === undefined || /[[\\]/.test(glob) ? '*' : glob)
-    await this.#call(async (c) => {
-      for (const node of nodesOf(c)) {
-        let cursor = '0'
-        do {
-          const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
-          cursor = next
-          // SCAN's glob is a prefilter: our own matcher decides.
-          const mine = found.filter((k) => k.startsWith(base) && matches(k.slice(base.length)))
-          for (let i = 0; i < mine.length; i += UNLINK_BATCH) await Promise.all(mine.slice(i, i + UNLINK_BATCH).map((k) => c.unlink(k)))
-        } while (cursor !== '0')
-      }
-    })
+    // Which keys it would have deleted is not known: a failure loses track of the prefix.
+    await this.#write(undefined, (c) => unlinkMatching(c, pattern, (k) => k.startsWith(base) && matches(k.slice(base.length))))
   }
 
   /** Deletes every key carrying `tag` (whatever the region) and the tag's set. */
   async invalidateTag(tag: string): Promise<void> {
     const t = this.#tagKey(tag)
-    await this.#call(async (c) => {
+    await this.#write(undefined, async (c) => {
       const keys = await c.smembers(t)
       await Promise.all([...keys.map((k) => c.unlink(k)), c.unlink(t)])
     })
@@ -332,7 +377,7 @@ export class L2Tier {
     const k = this.key(region, key)
     const deadline = Date.now() + ms
     for (;;) {
-      const bytes = await this.#call((c) => c.getBuffer(k))
+      const bytes = this.#untrusted(k) ? undefined : await this.#call((c) => c.getBuffer(k))
       if (bytes !== undefined && bytes !== null) {
         const enc = this.#decode(bytes)
         if (enc !== undefined) {
@@ -348,21 +393,121 @@ export class L2Tier {
 
   stats(): L2Stats {
     const now = Date.now()
-    return { ...this.#c, breaker: this.#openUntil > now ? 'open' : this.#failures >= BREAKER_THRESHOLD ? 'half-open' : 'closed' }
+    return { ...this.#c, breaker: this.#openUntil > now ? 'open' : this.#failures >= BREAKER_THRESHOLD ? 'half-open' : 'closed',
+      unsynced: this.#unsynced.size,
+      unsyncedOverflow: this.#lostAt !== 0,
+      pending: this.#pending(),
+    }
   }
 
   resetStats(): void {
     this.#c = L2Tier.#zero()
   }
 
+  /** Whether L2's copy of `k` may be older than the shards' (see the header's Resync). */
+  #untrusted(k: string): boolean {
+    return this.#lostAt !== 0 || (this.#unsynced.size > 0 && this.#unsynced.has(k))
+  }
+
+  /**
+   * A write to L2 of `keys` (undefined: keys not known in advance, such as a
+   * pattern's): when it fails or is skipped, they are unsynced.
+   */
+  async #write(keys: readonly string[] | undefined, fn: (c: Client) => Promise<unknown>): Promise<void> {
+    let ok = false
+    try {
+      ok = (await this.#call(async (c) => {
+        await fn(c)
+        return true
+      })) === true
+    } finally {
+      if (!ok) this.#unsync(keys)
+    }
+  }
+
+  #unsync(keys: readonly string[] | undefined): void {
+    if (keys === undefined || this.#unsynced.size + keys.length > MAX_UNSYNCED) {
+      // Tracking is lost: the whole prefix goes on recovery, so the keys need not be kept.
+      this.#lostAt = ++this.#gen
+      this.#unsynced.clear()
+    } else if (this.#lostAt === 0) {
+      const g = ++this.#gen
+      for (const k of keys) {
+        // Re-inserted: the Map's order is then oldest failure first, the resync's order.
+        this.#unsynced.delete(k)
+        this.#unsynced.set(k, g)
+      }
+    }
+    this.#scheduleResync()
+  }
+
+  #scheduleResync(): void {
+    if (this.#resyncTimer !== undefined || this.#closed) return
+    this.#resyncTimer = setTimeout(() => {
+      this.#resyncTimer = undefined
+      void this.#resync()
+    }, Math.max(RESYNC_RETRY_MS, this.#openUntil - Date.now()))
+    this.#resyncTimer.unref()
+  }
+
+  /** Deletes the unsynced keys from L2 (or, tracking lost, every key under the prefix) while L2 answers. */
+  async #resync(): Promise<void> {
+    if (this.#resyncing || this.#closed) return
+    this.#resyncing = true
+    const done = (): true => true
+    try {
+      while (!this.#closed && (this.#lostAt !== 0 || this.#unsynced.size > 0)) {
+        if (this.#lostAt !== 0) {
+          const at = this.#lostAt
+          const base = this.#opts.prefix
+          if ((await this.#call((c) => unlinkMatching(c, `${escapeGlob(base)}*`, (k) => k.startsWith(base)).then(done))) !== true) break
+          // Failures recorded meanwhile came after the flush started: they stay.
+          if (this.#lostAt === at) this.#lostAt = 0
+          for (const [k, g] of this.#unsynced) if (g <= at) this.#unsynced.delete(k)
+          this.#c.resyncFlushes++
+          continue
+        }
+        const batch: [string, number][] = []
+        for (const e of this.#unsynced) {
+          batch.push(e)
+          if (batch.length === RESYNC_BATCH) break
+        }
+        if ((await this.#call((c) => Promise.all(batch.map(([k]) => c.unlink(k))).then(done))) !== true) break
+        for (const [k, g] of batch) {
+          // A key that failed again meanwhile stays: that write may not have reached L2 yet.
+          if (this.#unsynced.get(k) === g) {
+            this.#unsynced.delete(k)
+            this.#c.resynced++
+          }
+        }
+      }
+    } catch {
+      // With `required`, #call throws where it would return undefined: tried again below.
+    } finally {
+      this.#resyncing = false
+      if (this.#lostAt !== 0 || this.#unsynced.size > 0) this.#scheduleResync()
+    }
+  }
+
   /** Closes the tier's own connection (a client passed in was duplicated, and stays open). */
   async close(): Promise<void> {
+    this.#closed = true
+    clearTimeout(this.#resyncTimer)
     const c = this.#client
     if (c.status === 'ready') await Promise.race([c.quit().catch(() => {}), new Promise((r) => setTimeout(r, 500).unref())])
     hangUp(c)
   }
 
   // ── internals ────────────────────────────────────────────────────────────
+
+  /** ioredis's queue of commands written and awaiting a reply (every node's, for a Cluster); a command that timed out stays there until Redis answers or the connection closes. */
+  #pending(): number {
+    const c = this.#client
+    const nodes = isCluster(c) ? (c as Cluster).nodes() : [c as Redis]
+    let n = 0
+    for (const node of nodes) n += node.commandQueue?.length ?? 0
+    return n
+  }
 
   #lockKey(region: string, key: string): string {
     return `${this.#opts.prefix}lock:${region}:${key}`
@@ -429,6 +574,19 @@ function isCluster(c: unknown): boolean {
 /** The nodes to SCAN: every master of a cluster, or the one server. */
 function nodesOf(c: Client): Redis[] {
   return isCluster(c) ? (c as Cluster).nodes('master') : [c as Redis]
+}
+
+/** SCANs every node for `pattern` and UNLINKs the keys `mine` accepts (SCAN's glob is only a prefilter). */
+async function unlinkMatching(c: Client, pattern: string, mine: (key: string) => boolean): Promise<void> {
+  for (const node of nodesOf(c)) {
+    let cursor = '0'
+    do {
+      const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = next
+      const keys = found.filter(mine)
+      for (let i = 0; i < keys.length; i += UNLINK_BATCH) await Promise.all(keys.slice(i, i + UNLINK_BATCH).map((k) => c.unlink(k)))
+    } while (cursor !== '0')
+  }
 }
 
 /** Escapes Redis glob specials in a literal (the prefix and region name). */

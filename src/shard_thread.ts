@@ -25,19 +25,10 @@ import { AccessLogWriter, SharedRegionReader, allocateAccessLog, allocateRegionM
 import type { AccessLogMemory, RegionMemory } from './shared_region.js'
 import type { LinkEvents, ShardLink } from './router.js'
 import { workerExecArgv } from './worker_argv.js'
+import { DEFAULTS } from './options.js'
+import type { ShardResourceLimits } from './options.js'
 
 const SHARD_FILE = new URL('../workers/shard.js', import.meta.url)
-
-/**
- * Young-generation cap of a shard thread's heap. A shard keeps its entries in
- * shared buffers, so its heap holds only per-frame garbage; left to V8's
- * default, each shard's young generation grew to ~27 MB under a bulk load and
- * stayed there. Loading 1M records into 2 shards (bench/memory, dictionary
- * row): process RSS 388 MB by default, 330 MB at 4 MB, and at 2 MB 8 MB less
- * again; 1 MB gained nothing more. Load time did not change: a scavenge of a
- * heap that holds almost nothing live is cheap.
- */
-const SHARD_YOUNG_GENERATION_MB = 2
 
 export class ShardThread implements ShardLink {
   worker!: Worker
@@ -76,6 +67,8 @@ export class ShardThread implements ShardLink {
     readonly replySpinMicros: number,
     readonly spinners: Int32Array,
     readonly events: LinkEvents,
+    /** V8 heap limits of the thread (options.resourceLimits); every restart gets the same. */
+    readonly resourceLimits: ShardResourceLimits = { maxYoungGenerationSizeMb: DEFAULTS.shardYoungGenerationMb },
   ) {
     this.spawn()
   }
@@ -104,7 +97,7 @@ export class ShardThread implements ShardLink {
     const worker = new Worker(SHARD_FILE, {
       workerData: init,
       transferList: [port2],
-      resourceLimits: { maxYoungGenerationSizeMb: SHARD_YOUNG_GENERATION_MB },
+      resourceLimits: { ...this.resourceLimits },
       // Not the main entry's options (`--input-type` kills a worker at startup): see src/worker_argv.ts.
       execArgv: workerExecArgv(),
     })

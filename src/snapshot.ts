@@ -19,7 +19,9 @@
  * its trailer (truncated) or with a record whose CRC does not match is
  * refused as a whole: loading checks every record before it applies one.
  */
-import { createWriteStream, readFileSync, renameSync, rmSync } from 'node:fs'
+import { closeSync, createWriteStream, fsyncSync, openSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
+import { hostname } from 'node:os'
 import type { Writable } from 'node:stream'
 import { crc32 } from 'node:zlib'
 import { FrameReader, FrameWriter } from './protocol.js'
@@ -140,28 +142,118 @@ export class SnapshotWriter {
   }
 }
 
-/** A file snapshot: written to `<path>.tmp`, renamed over `path` once complete, so a crash never leaves half a file under the name. */
+/** Snapshots to files started by this process so far: each gets its own temp file. */
+let tempFiles = 0
+
+/**
+ * This host, as temp file names carry it: on a file system that several
+ * hosts share, a process id says nothing about another host's processes.
+ */
+const HOST = hostname().replace(/[^A-Za-z0-9.]/g, '_')
+/** After `<name>.tmp-`: host, pid, number. */
+const TEMP_SUFFIX = /^(.+)-(\d+)-\d+$/
+
+/**
+ * A file snapshot. Written to `<path>.tmp-<host>-<pid>-<n>`, a name no other
+ * snapshot uses (two snapshots to one path at once, from this process or
+ * another, used to share `<path>.tmp` and interleave in it), then flushed to
+ * disk (fsync), renamed over `path`, and the directory flushed, so that
+ * `path` names the complete earlier file or the complete new one, whenever
+ * the process is killed and even after a power loss. A process killed while
+ * writing leaves its temp file; the next snapshot to the same path removes
+ * those whose process is gone.
+ */
 export function fileSink(path: string): { out: Writable; commit(): Promise<void>; abort(): void } {
-  const tmp = `${path}.tmp`
-  const out = createWriteStream(tmp)
+  removeDeadTemps(path)
+  const tmp = `${path}.tmp-${HOST}-${process.pid}-${++tempFiles}`
+  // 'wx': never truncate a file someone else is writing.
+  const fd = openSync(tmp, 'wx')
+  const out = createWriteStream(tmp, { fd, autoClose: false })
+  let closed = false
+  const close = (): void => {
+    if (closed) return
+    closed = true
+    closeSync(fd)
+  }
   return {
     out,
     commit: () =>
       new Promise<void>((resolve, reject) => {
+        out.once('error', reject)
         out.end(() => {
           try {
+            fsyncSync(fd)
+            close()
             renameSync(tmp, path)
+            syncDirectory(dirname(path))
             resolve()
           } catch (err) {
+            try {
+              close()
+            } catch {
+              // already failing
+            }
+            rmSync(tmp, { force: true })
             reject(err)
           }
         })
-        out.once('error', reject)
       }),
     abort: () => {
       out.destroy()
+      try {
+        close()
+      } catch {
+        // the stream's error already closed nothing we can use
+      }
       rmSync(tmp, { force: true })
     },
+  }
+}
+
+/** Makes a rename in `dir` durable. Some platforms (Windows) cannot open a directory: the rename is then as durable as they make it. */
+function syncDirectory(dir: string): void {
+  let fd: number
+  try {
+    fd = openSync(dir, 'r')
+  } catch {
+    return
+  }
+  try {
+    fsyncSync(fd)
+  } catch {
+    // EINVAL/EPERM on file systems that do not sync directories
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Removes the temp files of snapshots to `path` whose writing process, on this host, no longer runs (it was killed mid-write). */
+function removeDeadTemps(path: string): void {
+  const dir = dirname(path)
+  const prefix = `${basename(path)}.tmp-`
+  let files: string[]
+  try {
+    files = readdirSync(dir)
+  } catch {
+    return // the open below reports a missing directory
+  }
+  for (const f of files) {
+    if (!f.startsWith(prefix)) continue
+    const m = TEMP_SUFFIX.exec(f.slice(prefix.length))
+    if (m === null || m[1] !== HOST) continue
+    const pid = Number(m[2])
+    if (pid === process.pid || isRunning(pid)) continue
+    rmSync(join(dir, f), { force: true })
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    // EPERM: it runs, as another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 
