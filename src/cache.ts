@@ -32,6 +32,7 @@ import { formatPrometheus, metricFamilies } from './metrics.js'
 import { SnapshotCorruptError, SnapshotWriter, fileSink, readSnapshot } from './snapshot.js'
 import type { SnapshotProgress } from './snapshot.js'
 import type { ExportedEntry } from '../workers/region_store.js'
+import type { ShardMemory } from '../workers/shard.js'
 import { decompress } from '../workers/compression.js'
 import type { Writable } from 'node:stream'
 import type { AttachOptions, CacheHandle } from './attach.js'
@@ -1500,6 +1501,17 @@ export class Cache extends CacheRegion {
   /** @internal Frames sent to shards since creation. */
   framesSentForTest(): number {
     return this.core.router.framesSent
+  }
+
+  /**
+   * @internal Each shard thread's heap and the process's RSS (after a full GC
+   * in each when `gc` and the process runs with --expose-gc); undefined for a
+   * shard that is down. Owner only. For soak tests (bench/soak.ts).
+   */
+  shardMemoryForTest(gc = false): Promise<(ShardMemory | undefined)[]> {
+    const threads = this.core.admin.threads
+    if (threads === undefined) return rejected(new InvalidOptionError('shardMemoryForTest is for the cache createCache returned, not an attached one'))
+    return control(this.core.router, threads(), (c) => c.memory(gc))
   }
 
   /** @internal Which shard owns `key`. */
