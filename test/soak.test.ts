@@ -50,7 +50,7 @@ function runChild(): Promise<{ code: number | null; out: string; err: string }> 
 
 const mb = (n: number): string => `${(n / MB).toFixed(1)} MB`
 
-/** Every sample after the warm-up whose `pick` exceeds the warm-up's highest x FACTOR + slack, described. */
+/** Every sample after the warm-up whose `pick` exceeds the warm-up's median x factor + slack, described. */
 function overBound(samples: SoakSample[], pick: (s: SoakSample) => number, factor: number, slack: number, name: string): string[] {
   // The first sample is taken before the traffic ran. The warm-up level is
   // the median of the samples after it, not their highest: one sample that
@@ -65,7 +65,7 @@ function overBound(samples: SoakSample[], pick: (s: SoakSample) => number, facto
   return samples.filter((s) => s.t > WARMUP_S && pick(s) > bound).map((s) => `${name} ${mb(pick(s))} at t=${s.t}s > ${mb(bound)} (warm-up ${mb(level)})`)
 }
 
-test(`soak: ${DURATION_S} s of churn with attached threads, bus and L2: heaps stay within warm-up x ${FACTOR} + slack, no operation fails`, async () => {
+test(`soak: ${DURATION_S} s of churn with attached threads, bus and L2: heaps (and the main thread's Buffers) stay within their warm-up level x factor + slack, no operation fails`, async () => {
   const { code, out, err } = await runChild()
   const line = out.split('\n').find((l) => l.startsWith('SOAK_RESULT '))
   assert.ok(line !== undefined, `no result from the soak (exit ${String(code)}): ${err.slice(-2000)}${out.slice(-2000)}`)
