@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 runs="${1:-3}"
 logdir="$(mktemp -d "${TMPDIR:-/tmp}/shardcache-busy-XXXXXX")"
 busy=""
+testrun=""
 
 stop_busy() {
   if [ -n "$busy" ]; then
@@ -21,8 +22,21 @@ stop_busy() {
     busy=""
   fi
 }
+# On a signal, the test run in progress goes too: its whole process group
+# (npm, the runner; the runner ends the test file it runs, and the file's
+# redis-servers die with it through their watchdog).
+stop_all() {
+  if [ -n "$testrun" ]; then
+    kill -TERM -- "-$testrun" 2>/dev/null
+    wait "$testrun" 2>/dev/null
+    testrun=""
+  fi
+  stop_busy
+}
 trap 'stop_busy' EXIT
-trap 'stop_busy; exit 130' INT TERM
+trap 'stop_all; exit 130' INT TERM
+# Job control: each background job leads its own process group (see stop_all).
+set -m
 
 node -e 'for (;;) {}' &
 busy=$!
@@ -32,8 +46,12 @@ failed=0
 results=()
 for i in $(seq 1 "$runs"); do
   start=$(date +%s)
-  npm test >"$logdir/run-$i.log" 2>&1
+  # In the background, so that a signal to this script is acted on at once (wait returns).
+  npm test >"$logdir/run-$i.log" 2>&1 &
+  testrun=$!
+  wait "$testrun"
   code=$?
+  testrun=""
   secs=$(( $(date +%s) - start ))
   line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$logdir/run-$i.log" | tail -1)"
   [ -n "$line" ] || line="no result line (exit $code)"
