@@ -64,7 +64,7 @@ export const DEFAULT_SOAK: Omit<SoakConfig, 'durationMs' | 'intervalMs' | 'redis
   attachCycleMs: 1500,
   attachCycles: 4,
   budgetBytes: 2 ** 20,
-  clearEveryMs: 20_000,
+  clearEveryMs: 23_000, // not a divisor of a minute: samples do not all land just after a clear
   shape: DEFAULT_SHAPE,
   seed: 1,
 }
