@@ -133,9 +133,12 @@ test('ttl reports remaining ms, Infinity, or undefined; durations strings are pa
 
 test('expired entries are never returned, and count as expired evictions', async () => {
   await withCache({ shards: 2 }, async (cache) => {
+    const setAt = Date.now()
     await cache.mset([['a', 1], ['b', 2], ['c', 3]], { ttl: 40 })
     await cache.set('keep', 4)
-    assert.equal(await cache.mget(['a', 'b', 'c', 'keep']), [1, 2, 3, 4])
+    const early = await cache.mget(['a', 'b', 'c', 'keep'])
+    // Only a read that surely came within the 40 ms can expect the values: on a busy machine it may come later.
+    if (Date.now() - setAt < 40) assert.equal(early, [1, 2, 3, 4])
     await sleep(80)
     assert.equal(await cache.mget(['a', 'b', 'c', 'keep']), [undefined, undefined, undefined, 4])
     assert.equal(await cache.mhas(['a', 'keep']), [false, true])
@@ -154,11 +157,15 @@ test('cleanupExpired removes expired entries and says how many', async () => {
     await cache.mset(Array.from({ length: 5 }, (_, i) => [`l${i}`, i] as [string, number]))
     await sleep(60)
     const before = await cache.stats()
-    // The background sweep may have removed some already; together they removed all 10.
+    // The background sweep may have removed some already, and may remove more
+    // between stats() and cleanupExpired() (it runs every 100 ms): together
+    // they removed all 10, and cleanupExpired() counted at most those left.
     const removed = await cache.cleanupExpired()
-    assert.is(removed + before.evictionsByCause.expired, 10)
+    const after = await cache.stats()
+    assert.is(after.evictionsByCause.expired, 10)
+    assert.ok(removed <= 10 - before.evictionsByCause.expired, `removed ${removed}, ${before.evictionsByCause.expired} swept before`)
     assert.is(await cache.cleanupExpired(), 0)
-    assert.is((await cache.stats()).entries, 5)
+    assert.is(after.entries, 5)
   })
 })
 
