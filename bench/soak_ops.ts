@@ -72,11 +72,7 @@ function ttl(rng: Rng): number | undefined {
   return rng.int(10) < 3 ? 100 + rng.int(2900) : undefined
 }
 
-/**
- * One operation of the mix on `cache`; resolves when it is done. `owner`
- * adds the operations attached threads do not have (none so far: kept for
- * the mix's weights).
- */
+/** One operation of the mix on `cache` (the owner's or an attached one); resolves when it is done. */
 export async function oneOp(cache: Cache, rng: Rng, shape: TrafficShape): Promise<void> {
   const i = rng.int(shape.keySpace)
   const key = `k:${i}`
