@@ -18,12 +18,14 @@ export interface RedisTarget {
   url: string
   /** True when we started the server and must stop it. */
   owned: boolean
+  /** The server's pid, when we started it. */
+  pid?: number
   /** Stops an owned server (no-op otherwise). Safe to call more than once. */
   stop(): Promise<void>
 }
 
-/** Every server this process started and has not stopped yet, so exit paths can kill them. */
-const running = new Set<ChildProcess>()
+/** Every server this process started and has not stopped yet (its watchdog, and the server's pid once known), so exit paths can kill them. */
+const running = new Map<ChildProcess, number | undefined>()
 let exitHookInstalled = false
 
 function installExitHook(): void {
@@ -35,15 +37,43 @@ function installExitHook(): void {
 
 /** Kills every server started here. Synchronous, for exit and signal handlers. */
 export function killAllSync(): void {
-  for (const child of running) {
+  for (const [watchdog, pid] of running) {
     try {
-      child.kill('SIGKILL')
+      if (pid !== undefined) process.kill(pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+    try {
+      watchdog.kill('SIGKILL')
     } catch {
       // already gone
     }
   }
   running.clear()
 }
+
+/**
+ * Runs the server ("$@") under a shell that is its parent for life and
+ * reports its pid on fd 3. The shell keeps our end of a pipe as its stdin
+ * (fd 4, since an `&` list gets /dev/null as stdin): when this process
+ * dies, whatever way (SIGKILL included, which runs no exit hook), the
+ * kernel closes the pipe, the `read` returns, and the server is SIGKILLed.
+ * The shell waits for the server (a SIGSTOP does not end the wait) and exits
+ * with its status, so the watchdog's exit is the server's.
+ */
+const WATCHDOG_SCRIPT = [
+  'exec 4<&0',
+  '"$@" </dev/null 3>&- 4<&- & pid=$!',
+  'echo $pid >&3',
+  'exec 3>&-',
+  '(read _ <&4; kill -9 $pid 2>/dev/null) &',
+  'reader=$!',
+  'exec 4<&-',
+  'wait $pid',
+  'code=$?',
+  'kill $reader 2>/dev/null',
+  'exit $code',
+].join('\n')
 
 /** Path of an executable found on PATH, or undefined. */
 export function findOnPath(name: string): string | undefined {
@@ -110,12 +140,15 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /** A `redis-server` process this module started, already answering PING. */
 export interface SpawnedRedisServer {
-  readonly child: ChildProcess
+  /** The redis-server's own pid (not its watchdog's). */
+  readonly pid: number
   readonly port: number
   /** Resolves once the process has exited (or failed to spawn). Never rejects. */
   readonly exited: Promise<void>
   /** Whether the process has exited. */
   readonly hasExited: boolean
+  /** Sends `sig` to the redis-server process (SIGSTOP/SIGCONT to pause it, SIGKILL to crash it); a no-op once it exited. */
+  signal(sig: NodeJS.Signals): void
   /** SIGKILL; resolves once the process has exited. Safe when it already has. */
   kill(): Promise<void>
   /** SIGTERM, then SIGKILL after 2 s; resolves once the process has exited. Safe to call more than once. */
@@ -140,8 +173,10 @@ const OUTPUT_TAIL_CHARS = 4000
  * Starts `redis-server` on `port` (loopback only, no persistence) and resolves
  * once it answers PING. Rejects, with the server's last output in the message,
  * when it exits first (e.g. the port is taken) or is not ready within
- * `readyTimeoutMs`; the process is gone by then. The server is killed by the
- * exit hook if this process exits without stopping it.
+ * `readyTimeoutMs`; the process is gone by then. The server lives no longer
+ * than this process: it runs under a watchdog ({@link WATCHDOG_SCRIPT}) that
+ * kills it when this process dies, even by SIGKILL; the exit hook kills it on
+ * a normal exit too.
  */
 export async function spawnRedisServer(
   port: number,
@@ -152,12 +187,13 @@ export async function spawnRedisServer(
 ): Promise<SpawnedRedisServer> {
   const listen = options.tls === undefined ? ['--port', String(port)] : ['--port', '0', '--tls-port', String(port)]
   // stdout is where redis-server logs by default, bind errors included, so it
-  // is kept (a bounded tail) as well as stderr.
-  const child = spawn(binary, [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  // is kept (a bounded tail) as well as stderr. fd 3 brings the server's pid.
+  const args = [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs]
+  const child = spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, 'redis-watchdog', binary, ...args], {
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
   })
   installExitHook()
-  running.add(child)
+  running.set(child, undefined)
   let exited = false
   let spawnError: Error | undefined
   let output = ''
@@ -168,10 +204,30 @@ export async function spawnRedisServer(
   child.stdout?.on('data', keep)
   child.stderr?.setEncoding('utf8')
   child.stderr?.on('data', keep)
+  // Our end of the watchdog's stdin: held open, never written; an error on it only means the watchdog is gone.
+  child.stdin?.on('error', () => {})
+  let pid: number | undefined
+  const pidPipe = child.stdio[3] as NodeJS.ReadableStream | null
+  const pidKnown = new Promise<void>((resolve) => {
+    let text = ''
+    pidPipe?.setEncoding('utf8')
+    pidPipe?.on('data', (d: string) => {
+      text += d
+      const n = Number.parseInt(text, 10)
+      if (text.includes('\n') && Number.isInteger(n) && n > 0) {
+        pid = n
+        if (running.has(child)) running.set(child, n)
+        resolve()
+      }
+    })
+    pidPipe?.on('error', () => resolve())
+    pidPipe?.on('end', () => resolve())
+  })
   const exitedPromise = new Promise<void>((resolve) => {
     child.once('exit', () => {
       exited = true
       running.delete(child)
+      child.stdin?.destroy()
       resolve()
     })
     child.once('error', (err) => {
@@ -183,9 +239,9 @@ export async function spawnRedisServer(
   })
 
   const signal = (sig: NodeJS.Signals): void => {
-    if (exited) return
+    if (exited || pid === undefined) return
     try {
-      child.kill(sig)
+      process.kill(pid, sig)
     } catch {
       // raced with its exit
     }
@@ -204,16 +260,19 @@ export async function spawnRedisServer(
     clearTimeout(killer)
   }
 
+  await Promise.race([pidKnown, exitedPromise])
   const deadline = Date.now() + readyTimeoutMs
-  while (!exited && Date.now() < deadline) {
+  while (!exited && pid !== undefined && Date.now() < deadline) {
     if (await ping(port, 200, options.tls)) {
+      const serverPid = pid
       return {
-        child,
+        pid: serverPid,
         port,
         exited: exitedPromise,
         get hasExited() {
           return exited
         },
+        signal,
         kill,
         stop,
       }
@@ -221,6 +280,7 @@ export async function spawnRedisServer(
     await sleep(25)
   }
   const timedOut = !exited
+  if (pid === undefined) child.kill('SIGKILL')
   await kill()
   if (spawnError !== undefined) throw spawnError
   const tail = output.trim()
@@ -235,7 +295,7 @@ export async function startRedisServer(binary = 'redis-server', readyTimeoutMs =
     const port = await freePort()
     try {
       const server = await spawnRedisServer(port, binary, readyTimeoutMs)
-      return { url: `redis://127.0.0.1:${port}`, owned: true, stop: () => server.stop() }
+      return { url: `redis://127.0.0.1:${port}`, owned: true, pid: server.pid, stop: () => server.stop() }
     } catch (err) {
       lastError = err as Error
     }

@@ -5,7 +5,7 @@
  * input rejects the returned promise.
  */
 import { CacheError, ClosedError, InternalError, ShardCrashedError, ShardStartError, InvalidKeyError, InvalidOptionError, InvalidValueError, LoadAbortedError, LoadTimeoutError, LoaderError, UnknownRegionError, ValueTooLargeError } from './errors.js'
-import { CasFlag, ENTRY_OVERHEAD_BYTES, Op, SetFlag, ShardEvent, ValueTag } from './protocol.js'
+import { CasFlag, ENTRY_OVERHEAD_BYTES, Op, SetFlag, ShardEvent, TAG_LINK_OVERHEAD_BYTES, ValueTag, tagChargeBytes } from './protocol.js'
 import type { FrameWriter } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
 import { checkTag, parseTtl, regionShare, rejectUnknownKeys, resolveComputeOptions, resolveOptions, resolveSetOptions } from './options.js'
@@ -33,6 +33,7 @@ import { formatPrometheus, metricFamilies } from './metrics.js'
 import { SnapshotCorruptError, SnapshotWriter, fileSink, readSnapshot } from './snapshot.js'
 import type { SnapshotProgress } from './snapshot.js'
 import type { ExportedEntry } from '../workers/region_store.js'
+import type { ShardMemory } from '../workers/shard.js'
 import { decompress } from '../workers/compression.js'
 import type { Writable } from 'node:stream'
 import type { AttachOptions, CacheHandle } from './attach.js'
@@ -1135,13 +1136,16 @@ export class CacheRegion {
     const n = enc.bytes.length
     if (n > max) throw new ValueTooLargeError(`value is ${n} bytes, over options.maxValueBytes (${max})`)
     const meta = opts.metadata?.length ?? 0
+    // Tags are charged too (see TAG_LINK_OVERHEAD_BYTES): the shard keeps them on its heap.
+    const tags = opts.tags === undefined || opts.tags.length === 0 ? 0 : tagChargeBytes(opts.tags)
     // Cheap bound first; count the key's UTF-8 bytes only near the limit.
-    if (key.length * 3 + n + meta + ENTRY_OVERHEAD_BYTES <= this.#shareBytes) return
-    const charge = Buffer.byteLength(key) + n + meta + ENTRY_OVERHEAD_BYTES
+    if (key.length * 3 + n + meta + tags + ENTRY_OVERHEAD_BYTES <= this.#shareBytes) return
+    const charge = Buffer.byteLength(key) + n + meta + tags + ENTRY_OVERHEAD_BYTES
     if (charge > this.#shareBytes) {
       const r = this.#region
+      const parts = tags === 0 ? '' : ` + ${tags} for ${opts.tags!.length} tag(s) (UTF-8 bytes + ${TAG_LINK_OVERHEAD_BYTES} each)`
       throw new ValueTooLargeError(
-        `entry is ${charge} bytes (key + value + metadata + ${ENTRY_OVERHEAD_BYTES}), over region "${r.name}"'s per-shard budget ` +
+        `entry is ${charge} bytes (key + value + metadata${parts} + ${ENTRY_OVERHEAD_BYTES}), over region "${r.name}"'s per-shard budget ` +
           `of ${this.#shareBytes} bytes (regions.${r.name}.maxBytes ${r.maxBytes} over ${this.core.router.shardCount} shards)`,
       )
     }
@@ -1523,6 +1527,17 @@ export class Cache extends CacheRegion {
   /** @internal Frames sent to shards since creation. */
   framesSentForTest(): number {
     return this.core.router.framesSent
+  }
+
+  /**
+   * @internal Each shard thread's heap and the process's RSS (after a full GC
+   * in each when `gc` and the process runs with --expose-gc); undefined for a
+   * shard that is down. Owner only. For soak tests (bench/soak.ts).
+   */
+  shardMemoryForTest(gc = false): Promise<(ShardMemory | undefined)[]> {
+    const threads = this.core.admin.threads
+    if (threads === undefined) return rejected(new InvalidOptionError('shardMemoryForTest is for the cache createCache returned, not an attached one'))
+    return control(this.core.router, threads(), (c) => c.memory(gc))
   }
 
   /** @internal Which shard owns `key`. */

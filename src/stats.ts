@@ -64,7 +64,7 @@ export interface CounterStats {
   entries: number
   /** Entries whose value is stored LZ4-compressed. */
   compressedEntries: number
-  /** Bytes charged against `maxBytes`: keys + stored values + metadata + 64 per entry. */
+  /** Bytes charged against `maxBytes`: keys + stored values + metadata + tags (UTF-8 bytes + 128 each) + 64 per entry. */
   usedBytes: number
   /** Value bytes before compression. */
   rawBytes: number

@@ -5,6 +5,8 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { RedisProc, RedisReplyError, sendCommand } from './fixtures/redis_proc.js'
 import { BusPeer, eventually, PeerError } from './fixtures/bus_peer_client.js'
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 
 const servers: RedisProc[] = []
 const peers: BusPeer[] = []
@@ -149,6 +151,52 @@ test('BusPeer: regions, and createCache rejecting reaches spawn() with its code'
   const err = await rejection(BusPeer.spawn({ shards: -1 }))
   assert.instance(err, PeerError)
   assert.is(err.code, 'E_INVALID_OPTION')
+})
+
+/** Whether `pid` is a live process (a zombie, dead but not yet reaped, counts as gone). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return false
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) S ..."; the state follows the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return process.platform !== 'linux'
+  }
+}
+
+test('a test process killed by SIGKILL (no exit hook runs) leaves no redis-server behind: the fixture\'s and the bench helper\'s both die', async () => {
+  const child = spawn(process.execPath, [new URL('./fixtures/redis_orphan_child.js', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let pids: number[] = []
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = ''
+      child.stdout!.setEncoding('utf8')
+      child.stdout!.on('data', (d: string) => {
+        out += d
+        if (out.includes('\n')) resolve(out.slice(0, out.indexOf('\n')))
+      })
+      child.once('exit', (code) => reject(new Error(`the child exited (code ${String(code)}) before printing its servers' pids`)))
+    })
+    const { fixture, bench } = JSON.parse(line) as { fixture: number; bench: number }
+    pids = [fixture, bench]
+    assert.ok(pids.every((p) => Number.isInteger(p) && p > 0 && p !== child.pid), line)
+    assert.ok(pids.every(alive), 'both servers run while their test process does')
+    const gone = new Promise((r) => child.once('exit', r))
+    child.kill('SIGKILL')
+    await gone
+    // The watchdog reacts at once; 10 s only bounds a machine that is very busy.
+    const until = Date.now() + 10_000
+    while (pids.some(alive) && Date.now() < until) await new Promise((r) => setTimeout(r, 50))
+    assert.equal(pids.filter(alive), [], 'redis-server processes outlived the test process that started them')
+  } finally {
+    child.kill('SIGKILL')
+    for (const p of pids) if (alive(p)) process.kill(p, 'SIGKILL') // a failed run must not leak them either
+  }
 })
 
 test('eventually: resolves once the probe is ok, and names the last value when it never is', async () => {

@@ -11,7 +11,7 @@ import fc from 'fast-check'
 import { RegionStore } from '../workers/region_store.js'
 import type { RegionShardConfig, RegionShardStats } from '../workers/region_store.js'
 import { compressIfSmaller } from '../workers/compression.js'
-import { ENTRY_OVERHEAD_BYTES } from '../src/protocol.js'
+import { ENTRY_OVERHEAD_BYTES, TAG_LINK_OVERHEAD_BYTES } from '../src/protocol.js'
 import { Glob } from '../src/glob.js'
 
 const O = ENTRY_OVERHEAD_BYTES
@@ -299,6 +299,81 @@ test('maxBytes: metadata and multi-byte UTF-8 keys are charged by their bytes', 
   put(store, '\u{1F600}', 'v') // 4-byte key
   put(store, 'm', 'v', { meta: new Uint8Array(7) })
   assert.is(store.stats().usedBytes, 2 + 1 + O + (4 + 1 + O) + (1 + 1 + 7 + O))
+  store.checkInvariants()
+})
+
+/** setAt() with tags (the string-key set() takes none). */
+function putTagged(store: RegionStore, key: string, value: string, tags: string[] | undefined): boolean {
+  const k = Buffer.from(key, 'utf8')
+  return store.setAt(k, 0, k.length, 0, enc.encode(value), undefined, false, false, undefined, tags)
+}
+
+test('maxBytes: tags are charged, per tag its UTF-8 bytes + TAG_LINK_OVERHEAD_BYTES; overwrite, incr, delete, invalidateTag and clear settle the charge', () => {
+  const T = TAG_LINK_OVERHEAD_BYTES
+  assert.is(T, 128)
+  const { store } = make()
+  putTagged(store, 'k', 'v', undefined)
+  assert.is(store.stats().usedBytes, 1 + 1 + O)
+  putTagged(store, 'k', 'v', ['ab', 'é']) // 2 + 2 UTF-8 bytes
+  assert.is(store.stats().usedBytes, 1 + 1 + O + (2 + T) + (2 + T))
+  store.checkInvariants()
+  putTagged(store, 'k', 'v', ['abc']) // the overwrite's tags replace the old ones in the charge
+  assert.is(store.stats().usedBytes, 1 + 1 + O + (3 + T))
+  const k = Buffer.from('n')
+  putTagged(store, 'n', '9', ['t'])
+  assert.is(store.incrAt(k, 0, 1, 1), 10) // keeps its tag, and its charge
+  assert.equal(store.tagsOf('n'), ['t'])
+  assert.is(store.stats().usedBytes, 1 + 1 + O + (3 + T) + (1 + 2 + O + (1 + T)))
+  putTagged(store, 'k', 'v', undefined)
+  assert.is(store.stats().usedBytes, 1 + 1 + O + (1 + 2 + O + (1 + T)))
+  assert.is(store.invalidateTag('t'), 1)
+  assert.is(store.stats().usedBytes, 1 + 1 + O)
+  putTagged(store, 'd', 'v', ['x', 'y'])
+  assert.is(store.delete('d'), true)
+  assert.is(store.stats().usedBytes, 1 + 1 + O)
+  putTagged(store, 'c', 'v', ['x'])
+  store.checkInvariants()
+  store.clear()
+  assert.is(store.stats().usedBytes, 0)
+  store.checkInvariants()
+})
+
+test('maxBytes: tags alone trigger eviction: re-setting the same value with tags evicts from the head to make room', () => {
+  const one = charge('k1', 1)
+  const T = TAG_LINK_OVERHEAD_BYTES
+  const { store } = make({ policy: 'fifo', maxBytes: one * 4 + 100 })
+  for (const k of ['k1', 'k2', 'k3', 'k4']) putTagged(store, k, 'v', undefined)
+  assert.is(store.stats().usedBytes, one * 4)
+  // Same key, same value: only the tag's 10 + 128 bytes are new, 38 over the budget.
+  putTagged(store, 'k4', 'v', ['0123456789'])
+  assert.equal(store.keys(), ['k2', 'k3', 'k4'])
+  let s = store.stats()
+  assert.is(s.evictionsSize, 1)
+  assert.is(s.usedBytes, one * 3 + 10 + T)
+  assert.is(s.rawBytes, 3) // the value figures stay values only
+  assert.is(s.storedBytes, 3)
+  // A second tag (10 + 128 more) needs two more entries gone.
+  putTagged(store, 'k4', 'v', ['0123456789', 'abcdefghij'])
+  assert.equal(store.keys(), ['k4'])
+  s = store.stats()
+  assert.is(s.evictionsSize, 3)
+  assert.is(s.usedBytes, one + 2 * (10 + T))
+  store.checkInvariants()
+})
+
+test('tag index: a tag on one entry, then two, then one again, is found by invalidateTag at every step', () => {
+  const { store } = make()
+  putTagged(store, 'a', 'v', ['t', 'u'])
+  putTagged(store, 'b', 'v', ['t'])
+  store.checkInvariants()
+  assert.is(store.delete('a'), true) // t: back to a single slot; u: gone
+  store.checkInvariants()
+  assert.is(store.invalidateTag('u'), 0)
+  putTagged(store, 'c', 'v', ['t'])
+  putTagged(store, 'd', 'v', ['t'])
+  assert.is(store.invalidateTag('t'), 3)
+  assert.equal(store.keys(), [])
+  assert.is(store.stats().usedBytes, 0)
   store.checkInvariants()
 })
 

@@ -48,12 +48,15 @@ test('a round trip of 100k entries keeps values, types, TTLs, metadata and tags;
   const progress: number[] = []
   const file = join(dir, 'round.snap')
   const written = await a.snapshot(file, { onProgress: (p) => progress.push(p.entries) })
-  assert.is(written, 100_000 + 3 + 1 + 300)
+  const all = 100_000 + 3 + 1 + 300
+  // "short" is in the snapshot for sure only if the snapshot ended within its 1.5 s; on a busy machine it may not.
+  if (Date.now() - shortSetAt < 1500) assert.is(written, all)
+  else assert.ok(written === all || written === all - 1, `${written} written`)
   assert.ok(progress.length > 10 && progress[progress.length - 1] === written)
   await new Promise((r) => setTimeout(r, Math.max(0, shortSetAt + 4100 - Date.now())))
 
   const b = await cache({ restore: file })
-  assert.is((await b.stats()).entries, written - 1) // "short" expired before the restore
+  assert.is((await b.stats()).entries, all - 1) // "short" expired before the restore
   assert.is(await b.get('k:0'), 0)
   assert.is(await b.get('k:99999'), 99_999)
   const ttl = (await b.ttl('k:5'))!

@@ -5,7 +5,8 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { withCache } from './fixtures/helpers.js'
+import { errorOf, withCache } from './fixtures/helpers.js'
+import { ENTRY_OVERHEAD_BYTES, TAG_LINK_OVERHEAD_BYTES } from '../src/protocol.js'
 
 test('invalidateTag removes exactly the entries carrying the tag, in every shard, and counts them', async () => {
   await withCache({ shards: 4 }, async (cache) => {
@@ -83,6 +84,44 @@ test('a near cache never serves an entry invalidated by tag', async () => {
     await cache.invalidateTag('t')
     assert.is(cache.getSync('hot'), undefined)
     assert.is(await cache.get('hot'), undefined)
+  })
+})
+
+test('tags count against maxBytes: stats.usedBytes includes them, and tags alone make room by eviction', async () => {
+  const T = TAG_LINK_OVERHEAD_BYTES
+  const entry = 2 + 1 + ENTRY_OVERHEAD_BYTES // key 'k1', value 'v'
+  await withCache({ shards: 1, regions: { default: { policy: 'fifo', maxBytes: entry * 3 + 200 } } }, async (cache) => {
+    await cache.mset([['k1', 'v'], ['k2', 'v'], ['k3', 'v']])
+    assert.is((await cache.stats()).usedBytes, entry * 3)
+    assert.is(await cache.set('k3', 'v', { tags: ['org:1', 'ü'] }), true) // 5 + 2 UTF-8 bytes
+    const s = await cache.stats()
+    assert.is(s.evictions, 1)
+    assert.is(s.usedBytes, entry * 2 + (5 + T) + (2 + T))
+    assert.equal((await cache.keys()).sort(), ['k2', 'k3'])
+    assert.is(await cache.invalidateTag('ü'), 1)
+    assert.is((await cache.stats()).usedBytes, entry)
+  })
+})
+
+test('an entry whose key + value + tags exceed the per-shard budget is E_VALUE_TOO_LARGE, and changes nothing', async () => {
+  await withCache({ shards: 1, regions: { small: { maxBytes: 1000 } } }, async (cache) => {
+    const small = cache.region('small')
+    const value = 'x'.repeat(500) // 1 + 500 + 64 = 565 bytes: fits without tags
+    await small.set('k', 'old', { tags: ['keep'] })
+    const tags = ['a'.repeat(100), 'b'.repeat(100)] // + 2 x (100 + 128) = 1021
+    const msg = /entry is 1021 bytes \(key \+ value \+ metadata \+ 456 for 2 tag\(s\) \(UTF-8 bytes \+ 128 each\) \+ 64\), over region "small"'s per-shard budget of 1000 bytes/
+    const calls = [() => small.set('k', value, { tags }), () => small.mset([['k', value]], { tags }), () => small.getOrCompute('q', () => value, { tags }), () => small.cas('k', 'old', value, { tags })]
+    for (const call of calls) {
+      const err = await errorOf(call())
+      assert.is(err.code, 'E_VALUE_TOO_LARGE', err.message)
+      assert.match(err.message, msg, err.message)
+    }
+    assert.is(await small.get('k'), 'old')
+    assert.is(await small.get('q'), undefined)
+    assert.equal(await small.keys(), ['k'])
+    assert.is(await small.set('k', value, { tags: ['a'.repeat(100)] }), true) // 565 + 228 = 793 fits
+    assert.is((await cache.stats()).byRegion.small!.usedBytes, 793)
+    assert.is(await small.invalidateTag('keep'), 0)
   })
 })
 

@@ -39,7 +39,10 @@
  * that needs it.
  *
  * Accounting: an entry is charged `keyBytes + storedBytes + metadataBytes +
- * ENTRY_OVERHEAD_BYTES` against `maxBytes`. `rawBytes` and `storedBytes` sum the
+ * tagBytes + ENTRY_OVERHEAD_BYTES` against `maxBytes`, where tagBytes is, per
+ * tag, its UTF-8 bytes + TAG_LINK_OVERHEAD_BYTES ({@link tagChargeBytes}): the
+ * tag index lives on the shard's heap, and without a charge tags would grow
+ * it outside every budget. `rawBytes` and `storedBytes` sum the
  * values before and after compression. {@link RegionStore.checkInvariants}
  * recomputes every counter from the entries (the property test calls it after
  * every operation).
@@ -48,7 +51,7 @@
  * never returned; it is removed when touched, by {@link RegionStore.sweep}
  * (called on a timer by the shard), or by {@link RegionStore.cleanupExpired}.
  */
-import { ENTRY_OVERHEAD_BYTES, ShardEvent, ValueTag } from '../src/protocol.js'
+import { ENTRY_OVERHEAD_BYTES, ShardEvent, ValueTag, tagChargeBytes } from '../src/protocol.js'
 import type { EntryInfo } from '../src/protocol.js'
 import type { Glob } from '../src/glob.js'
 import {
@@ -217,8 +220,13 @@ export class RegionStore {
   #metas: (Uint8Array | undefined)[] = []
   /** Per slot, the tags of its entry (sparse: most entries have none). */
   #tags: (string[] | undefined)[] = []
-  /** Tag → slots of the live entries carrying it, for invalidateTag. */
-  #tagIndex = new Map<string, Set<number>>()
+  /**
+   * Tag → the slot, or the set of slots, of the live entries carrying it, for
+   * invalidateTag. A tag on one entry only is held as its slot number: a Set
+   * of one costs ~150 bytes more (measured), and per-entry tags (`user:42`
+   * on the entry of user 42) are common.
+   */
+  #tagIndex = new Map<string, number | Set<number>>()
   #next: Int32Array
   #prev: Int32Array
   #created: Float64Array
@@ -930,6 +938,7 @@ export class RegionStore {
     let raw = 0
     let stored = 0
     let compressed = 0
+    let links = 0
     const dictRefs: number[] = []
     let prev = NIL
     for (let slot = this.#head; slot !== NIL; slot = this.#next[slot]!) {
@@ -937,7 +946,13 @@ export class RegionStore {
       if ((this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_LIVE) === 0 || !this.#keys.indexes(slot)) throw new Error(`slot ${slot} is not indexed`)
       const storedSize = this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!
       const meta = this.#metas[slot]
-      const charge = this.#keys.keyLength(slot) + storedSize + (meta?.length ?? 0) + ENTRY_OVERHEAD_BYTES
+      const tags = this.#tags[slot]
+      const charge = this.#keys.keyLength(slot) + storedSize + (meta?.length ?? 0) + tagChargeBytes(tags) + ENTRY_OVERHEAD_BYTES
+      for (const t of tags ?? []) {
+        const slots = this.#tagIndex.get(t)
+        if (slots !== slot && !(slots instanceof Set && slots.has(slot))) throw new Error(`slot ${slot}'s tag ${JSON.stringify(t)} is not indexed`)
+        links++
+      }
       entries++
       used += charge
       raw += this.#raw[slot]!
@@ -953,6 +968,12 @@ export class RegionStore {
       if (entries > this.#used) throw new Error('the list has a cycle')
     }
     if (prev !== this.#tail) throw new Error('tail is not the last slot')
+    let indexed = 0
+    for (const slots of this.#tagIndex.values()) {
+      if (slots instanceof Set && slots.size < 2) throw new Error(`a tag's set holds ${slots.size} slot(s): it should be a number or gone`)
+      indexed += typeof slots === 'number' ? 1 : slots.size
+    }
+    if (indexed !== links) throw new Error(`the tag index holds ${indexed} links, entries say ${links}`)
     const expect = { entries, used, raw, stored, compressed, indexed: entries, freeSlots: this.#used - entries }
     const actual = {
       entries: this.#entries,
@@ -1020,9 +1041,20 @@ export class RegionStore {
     return raw
   }
 
-  /** What `slot`'s entry counts against maxBytes: key + stored value + metadata + the fixed overhead. */
+  /**
+   * What `slot`'s entry counts against maxBytes: key + stored value + metadata
+   * + tags ({@link tagChargeBytes}) + the fixed overhead. Callers keep it
+   * stable between #account and #unaccount: a set unaccounts before it
+   * replaces the tags and accounts after.
+   */
   #charge(slot: number): number {
-    return this.#keys.keyLength(slot) + this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]! + (this.#metas[slot]?.length ?? 0) + ENTRY_OVERHEAD_BYTES
+    return (
+      this.#keys.keyLength(slot) +
+      this.#v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]! +
+      (this.#metas[slot]?.length ?? 0) +
+      tagChargeBytes(this.#tags[slot]) +
+      ENTRY_OVERHEAD_BYTES
+    )
   }
 
   #account(slot: number): void {
@@ -1098,10 +1130,12 @@ export class RegionStore {
 
   #tag(slot: number, tags: string[]): void {
     this.#tags[slot] = tags
+    const index = this.#tagIndex
     for (const t of tags) {
-      let slots = this.#tagIndex.get(t)
-      if (slots === undefined) this.#tagIndex.set(t, (slots = new Set()))
-      slots.add(slot)
+      const slots = index.get(t)
+      if (slots === undefined) index.set(t, slot)
+      else if (typeof slots === 'number') index.set(t, new Set([slots, slot]))
+      else slots.add(slot)
     }
   }
 
@@ -1109,11 +1143,16 @@ export class RegionStore {
     const tags = this.#tags[slot]
     if (tags === undefined) return
     this.#tags[slot] = undefined
+    const index = this.#tagIndex
     for (const t of tags) {
-      const slots = this.#tagIndex.get(t)
+      const slots = index.get(t)
       if (slots === undefined) continue
+      if (typeof slots === 'number') {
+        if (slots === slot) index.delete(t)
+        continue
+      }
       slots.delete(slot)
-      if (slots.size === 0) this.#tagIndex.delete(t)
+      if (slots.size === 1) index.set(t, slots.values().next().value!)
     }
   }
 
@@ -1126,7 +1165,7 @@ export class RegionStore {
     if (slots === undefined) return 0
     const now = this.#now()
     let n = 0
-    for (const slot of [...slots]) {
+    for (const slot of typeof slots === 'number' ? [slots] : [...slots]) {
       const expired = this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64]! <= now
       this.#remove(slot, expired ? ShardEvent.EXPIRE : ShardEvent.DELETE)
       if (expired) {

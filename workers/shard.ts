@@ -50,6 +50,20 @@ export interface ShardInit {
 export interface ShardControl {
   stats(): { shard: number; regions: RegionShardStats[]; attachedThreads: number }
   resetStats(): void
+  /** This thread's heap (and the process's RSS), after a full GC first when `gc` and the process runs with --expose-gc. For soak tests. */
+  memory(gc: boolean): ShardMemory
+}
+
+/** What {@link ShardControl.memory} reports. Heap figures are this thread's isolate; `rss` is the whole process's. */
+export interface ShardMemory {
+  shard: number
+  heapUsed: number
+  heapTotal: number
+  external: number
+  arrayBuffers: number
+  rss: number
+  /** Whether a full GC ran first. */
+  collected: boolean
 }
 
 /** How many slots each region's expiry sweep checks per tick, and how often it runs. */
@@ -228,6 +242,12 @@ const control: ShardControl = {
     for (const s of stores) s.resetStats()
     for (const log of logs) log.resetHits()
     retiredHits.fill(0)
+  },
+  memory: (gc) => {
+    const collect = (globalThis as { gc?: () => void }).gc
+    if (gc && collect !== undefined) collect()
+    const m = process.memoryUsage()
+    return { shard: init.shard, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, rss: m.rss, collected: gc && collect !== undefined }
   },
 }
 expose(control, nodeEndpoint(init.control))
