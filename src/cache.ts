@@ -8,7 +8,7 @@ import { CacheError, ClosedError, InternalError, InvalidKeyError, InvalidOptionE
 import { CasFlag, ENTRY_OVERHEAD_BYTES, Op, SetFlag, ShardEvent, ValueTag } from './protocol.js'
 import type { FrameWriter } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
-import { checkTag, parseTtl, regionShare, rejectUnknownKeys, resolveComputeOptions, resolveOptions, resolveSetOptions } from './options.js'
+import { checkTag, hasLoneSurrogate, parseTtl, regionShare, rejectUnknownKeys, resolveComputeOptions, resolveOptions, resolveSetOptions } from './options.js'
 import type { CacheOptions, ComputeOptions, ResolvedCompute, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions, Ttl } from './options.js'
 import { checkKey, checkKeys, decodeValue, encodeValue } from './values.js'
 import type { EncodedValue } from './values.js'
@@ -1111,6 +1111,8 @@ export class CacheRegion {
     if (Buffer.byteLength(glob) > this.core.options.maxKeyBytes) {
       throw new InvalidKeyError(`glob must be at most maxKeyBytes (${this.core.options.maxKeyBytes}) UTF-8 bytes`)
     }
+    // Matched against UTF-8 keys in the shards, where a lone surrogate would be U+FFFD.
+    if (hasLoneSurrogate(glob)) throw new InvalidKeyError('glob must be well-formed UTF-16: it holds a lone surrogate, which would match U+FFFD')
   }
 
   #checkSize(key: string, enc: EncodedValue, opts: ResolvedSet): void {

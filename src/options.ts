@@ -732,9 +732,21 @@ export function resolveTags(v: unknown, name: string, maxKeyBytes: number): stri
   return [...new Set(v as string[])]
 }
 
-/** A tag is a non-empty string of at most `maxKeyBytes` UTF-8 bytes, like a key. */
+/**
+ * Whether `s` holds a lone surrogate. Tags and globs reach the shards as
+ * UTF-8, where a lone surrogate becomes U+FFFD: `'\uD800'` would be the same
+ * tag as `'\uFFFD'` (and as every other lone surrogate), so they are refused.
+ * Cs with the `u` flag matches only unpaired surrogates (a pair is one code point).
+ */
+const LONE_SURROGATE = /\p{Cs}/u
+export function hasLoneSurrogate(s: string): boolean {
+  return LONE_SURROGATE.test(s)
+}
+
+/** A tag is a non-empty string of at most `maxKeyBytes` UTF-8 bytes, like a key, without lone surrogates. */
 export function checkTag(t: unknown, name: string, maxKeyBytes: number): asserts t is string {
   if (typeof t !== 'string' || t === '') throw new InvalidOptionError(`${name} must be a non-empty string (got ${describe(t)})`)
+  if (hasLoneSurrogate(t)) throw new InvalidOptionError(`${name} must be well-formed UTF-16: it holds a lone surrogate, which would be stored as U+FFFD`)
   if (t.length * 3 > maxKeyBytes && Buffer.byteLength(t) > maxKeyBytes) {
     throw new InvalidOptionError(`${name} must be at most maxKeyBytes (${maxKeyBytes}) UTF-8 bytes`)
   }

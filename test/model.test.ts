@@ -1436,4 +1436,42 @@ test('the cache agrees with the model: every data op, every policy, 1–3 shards
   assert.ok(figures.ops > 0)
 })
 
+test('every bad input of the list, on every region and from both threads, is refused with its code and changes nothing', async () => {
+  try {
+    // Profile 1: two shards and an attached thread; some entries in every region first.
+    const w = await world(1)
+    await reset(w)
+    for (let r = 0; r < REGION_NAMES.length; r++) {
+      const h = w.cache.region(REGION_NAMES[r]!)
+      await h.mset([['a', 1], ['b', 'two'], ['\uFFFD', 'replacement character'], ['k:1', { x: [1] }]], { tags: ['t1', '\uFFFD'], metadata: { m: r } })
+      await h.set('n', 5)
+    }
+    const failures: string[] = []
+    const cases = BAD_CASES.map((c, i) => ({ c, i })).filter(({ c }) => c.bug === undefined || !KNOWN_BUGS.has(c.bug))
+    for (const thread of w.client === undefined ? [0] : [0, 1]) {
+      for (let r = 0; r < REGION_NAMES.length; r++) {
+        const before = stable(await dump(w.cache))
+        const ops = cases.map(({ i }) => ({ op: 'bad', r, via: 'handle', bad: i }) as Op)
+        // One at a time: a case's failure is its own.
+        const outs: Outcome[] = []
+        for (const op of ops) outs.push(...(await exec(new Model(w, []), thread, [op])).outs)
+        figures.ops += ops.length
+        const m = new Model(w, [])
+        ops.forEach((op, k) => {
+          try {
+            m.applyBad((op as { bad: number }).bad, outs[k]!, `on ${thread === 1 ? 'the attached thread' : 'the owner'}, region ${REGION_NAMES[r]}`)
+          } catch (err) {
+            failures.push(`${(err as Error).message} (on ${thread === 1 ? 'the attached thread' : 'the owner'}, region ${REGION_NAMES[r]})`)
+          }
+        })
+        const after = stable(await dump(w.cache))
+        if (before !== after) failures.push(`bad inputs on region ${REGION_NAMES[r]} changed the cache:\nbefore ${before}\nafter  ${after}`)
+      }
+    }
+    assert.equal(failures, [], failures.join('\n'))
+  } finally {
+    await closeWorlds()
+  }
+})
+
 test.run()
