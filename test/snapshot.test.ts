@@ -47,12 +47,14 @@ test('a round trip of 100k entries keeps values, types, TTLs, metadata and tags;
   const progress: number[] = []
   const file = join(dir, 'round.snap')
   const written = await a.snapshot(file, { onProgress: (p) => progress.push(p.entries) })
-  assert.is(written, 100_000 + 3 + 1 + 300)
+  // "short" is in the snapshot unless the machine was so slow that its 1.5 s ran out before its page was written.
+  const shortMissed = written === 100_000 + 3 + 300 && Date.now() - shortSetAt >= 1500
+  assert.is(written, 100_000 + 3 + (shortMissed ? 0 : 1) + 300)
   assert.ok(progress.length > 10 && progress[progress.length - 1] === written)
   await new Promise((r) => setTimeout(r, Math.max(0, shortSetAt + 1600 - Date.now())))
 
   const b = await cache({ restore: file })
-  assert.is((await b.stats()).entries, written - 1) // "short" expired before the restore
+  assert.is((await b.stats()).entries, 100_000 + 3 + 300) // "short" expired before the restore
   assert.is(await b.get('k:0'), 0)
   assert.is(await b.get('k:99999'), 99_999)
   const ttl = (await b.ttl('k:5'))!
