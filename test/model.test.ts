@@ -548,6 +548,16 @@ class Model {
     if (i >= 0) list.splice(i, 1)
   }
 
+  /**
+   * Drops an entry a read found absent. One with a TTL may have expired rather
+   * than been evicted, and reads that skip expired entries (direct reads, scan,
+   * snapshot) leave it in the shard until something sweeps it: a ghost.
+   */
+  drop(R: RegionModel, e: Ent): void {
+    this.remove(R, e)
+    if (e.lo !== Infinity) R.ghosts++
+  }
+
   /** 'gone' (and dropped), 'yes' or 'maybe', for an op that ran within [t0, t1]. */
   presence(R: RegionModel, e: Ent, t0: number, t1: number): 'gone' | 'yes' | 'maybe' {
     if (e.hi !== Infinity && t0 > e.hi + CLOCK_SLACK_MS) {
@@ -690,7 +700,7 @@ class Model {
     const { e, p } = l
     if (got === 'U') {
       if (p === 'yes') fail(`${what}: got nothing, but ${show(key)} holds ${e.canon} in region ${R.name}`)
-      this.remove(R, e)
+      this.drop(R, e)
       R.c.misses++
       return undefined
     }
@@ -710,7 +720,7 @@ class Model {
     }
     if (!present) {
       if (l.p === 'yes') fail(`${what}: says absent, but ${show(key)} holds ${l.e.canon} in region ${R.name}`)
-      this.remove(R, l.e)
+      this.drop(R, l.e)
       return undefined
     }
     l.e.maybe = false
@@ -776,7 +786,7 @@ class Model {
           // Undefined is an answer only where nothing could hold the read back: a value not stored compressed, no write pending.
           const informative = l !== undefined && l.e.compressed === false && !batch.wroteR.has(R.index) && !batch.wroteS.has(s)
           if (informative && l.p === 'yes') fail(`${what}: undefined, but ${show(op.key)} holds ${l.e.canon} (stored uncompressed, no write pending)`)
-          if (informative && l.p === 'maybe') this.remove(R, l.e)
+          if (informative && l.p === 'maybe') this.drop(R, l.e)
         }
         return
       }
@@ -1080,7 +1090,7 @@ class Model {
               if (op.op === 'scan' && op.entries) continue // settled by the value read below
               e.maybe = false
             } else if (p === 'yes') fail(`${what}: misses ${show(e.key)}, which holds ${e.canon}`)
-            else if (!(op.op === 'scan' && op.entries)) this.remove(R, e)
+            else if (!(op.op === 'scan' && op.entries)) this.drop(R, e)
           }
         }
         if (op.op === 'scan' && op.entries) {
@@ -1092,7 +1102,12 @@ class Model {
             for (const [k, val] of v.slice(i, i + op.count) as [string, string][]) this.observeRead(R, k, val, t0, t1, 'direct', chunk, what)
             this.finish(chunk)
           }
-          for (const list of R.lists) for (const e of [...list]) if (e.maybe && (g === undefined || g.matches(e.key)) && !seen.has(e.key)) this.remove(R, e)
+          for (const list of R.lists) {
+            for (const e of [...list]) {
+              if (seen.has(e.key) || (g !== undefined && !g.matches(e.key))) continue
+              if (this.presence(R, e, t0, t1) === 'maybe') this.drop(R, e)
+            }
+          }
         }
         return
       }
@@ -1310,7 +1325,7 @@ class DumpCmd implements Cmd {
           if (got.has(e.key)) continue
           const p = m.presence(R, e, t0, t1)
           if (p === 'yes') fail(`dump: region ${R.name} lacks ${show(e.key)} = ${e.canon}`)
-          if (p === 'maybe') m.remove(R, e)
+          if (p === 'maybe') m.drop(R, e)
         }
       }
     }
