@@ -656,13 +656,11 @@ class Model {
         list.push(x)
       }
     }
-    // Reads after a write of the batch are ordered after it by the fix of 'read-behind-eviction' (frame
-    // order); reads after a write to another shard or region may take either path: the order is unknown.
+    // A read after a write of the same tick sees the state after it, but it may still be served from
+    // shared memory (when the write cannot evict) and reach the LRU order before the write: the order is
+    // unknown, as after a write to another shard or region.
     let path: 'frame' | 'direct' | 'unknown' = how
-    if (how === 'direct') {
-      if (batch.wroteRS.has(rs)) path = 'frame'
-      else if (batch.wroteR.has(R.index) || batch.wroteS.has(s)) path = 'unknown'
-    }
+    if (how === 'direct' && (batch.wroteR.has(R.index) || batch.wroteS.has(s))) path = 'unknown'
     toTail(e)
     if (path === 'unknown') {
       if (batch.size > 1) batch.degrade.add(rs)
