@@ -8,6 +8,9 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
+import type { Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
+import type { ConnectionOptions } from 'node:tls'
 import { delimiter, join } from 'node:path'
 import { Redis } from 'ioredis'
 
@@ -71,13 +74,19 @@ export function freePort(): Promise<number> {
   })
 }
 
+/** A raw connection to 127.0.0.1:port: TLS with `tls`'s client options when given, plain TCP otherwise. */
+export function rawConnection(port: number, tls?: ConnectionOptions): Socket {
+  return tls === undefined ? createConnection({ host: '127.0.0.1', port }) : tlsConnect({ host: '127.0.0.1', port, ...tls })
+}
+
 /**
- * One raw-protocol PING on a fresh connection; true only for `+PONG` within
+ * One raw-protocol PING on a fresh connection (over TLS with `tls`); true only
+ * for `+PONG`, or `-NOAUTH` from a server that wants a password first, within
  * `timeoutMs`. Raw, so that readiness does not depend on the client library under test.
  */
-export function ping(port: number, timeoutMs: number): Promise<boolean> {
+export function ping(port: number, timeoutMs: number, tls?: ConnectionOptions): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = createConnection({ host: '127.0.0.1', port })
+    const sock = rawConnection(port, tls)
     let buf = ''
     const done = (ok: boolean): void => {
       clearTimeout(timer)
@@ -89,9 +98,11 @@ export function ping(port: number, timeoutMs: number): Promise<boolean> {
     sock.once('error', () => done(false))
     sock.on('data', (d: string) => {
       buf += d
-      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'))
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH'))
     })
-    sock.once('connect', () => sock.write('PING\r\n'))
+    // A TLS socket may be written at once: the write waits for the handshake.
+    if (tls === undefined) sock.once('connect', () => sock.write('PING\r\n'))
+    else sock.write('PING\r\n')
   })
 }
 
@@ -111,6 +122,17 @@ export interface SpawnedRedisServer {
   stop(): Promise<void>
 }
 
+/** How {@link spawnRedisServer} listens and is probed. */
+export interface SpawnOptions {
+  /**
+   * `port` is a TLS port (`--port 0 --tls-port <port>`; the certificate
+   * arguments go in `extraArgs`), and readiness is probed over TLS with these
+   * client options (a `ca` that trusts the server's certificate, a client
+   * certificate if the server asks for one).
+   */
+  tls?: ConnectionOptions
+}
+
 /** How much of the server's own output to keep for error messages. */
 const OUTPUT_TAIL_CHARS = 4000
 
@@ -121,10 +143,17 @@ const OUTPUT_TAIL_CHARS = 4000
  * `readyTimeoutMs`; the process is gone by then. The server is killed by the
  * exit hook if this process exits without stopping it.
  */
-export async function spawnRedisServer(port: number, binary = 'redis-server', readyTimeoutMs = 5000, extraArgs: readonly string[] = []): Promise<SpawnedRedisServer> {
+export async function spawnRedisServer(
+  port: number,
+  binary = 'redis-server',
+  readyTimeoutMs = 5000,
+  extraArgs: readonly string[] = [],
+  options: SpawnOptions = {},
+): Promise<SpawnedRedisServer> {
+  const listen = options.tls === undefined ? ['--port', String(port)] : ['--port', '0', '--tls-port', String(port)]
   // stdout is where redis-server logs by default, bind errors included, so it
   // is kept (a bounded tail) as well as stderr.
-  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], {
+  const child = spawn(binary, [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   installExitHook()
@@ -177,7 +206,7 @@ export async function spawnRedisServer(port: number, binary = 'redis-server', re
 
   const deadline = Date.now() + readyTimeoutMs
   while (!exited && Date.now() < deadline) {
-    if (await ping(port, 200)) {
+    if (await ping(port, 200, options.tls)) {
       return {
         child,
         port,

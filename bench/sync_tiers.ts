@@ -49,7 +49,7 @@ import { LRUCache } from 'lru-cache'
 import sharedmapModule from 'sharedmap'
 import { RegionStore, slotsFor } from '../workers/region_store.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
-import { Header, SLOT_WORDS, Slot, SlotFlag, SharedRegionReader, allocateRegionMemory, hashBytes, monotonicNow } from '../src/shared_region.js'
+import { Header, SLOT_WORDS, Slot, SlotFlag, SharedRegionReader, allocateRegionMemory, hashBytes, monotonicNow, newFound } from '../src/shared_region.js'
 import type { Found, RegionMemory } from '../src/shared_region.js'
 import { ValueTag } from '../src/protocol.js'
 import { drawRing, ZipfSampler } from '../src/workload.js'
@@ -171,7 +171,7 @@ class KeyEncoder {
 class RegionDirect {
   readonly reader: SharedRegionReader
   readonly #enc = new KeyEncoder()
-  readonly found: Found = { slot: 0, seq: 0, regionSeq: 0 }
+  readonly found: Found = newFound()
 
   constructor(memory: RegionMemory) {
     this.reader = new SharedRegionReader(memory)

@@ -29,10 +29,14 @@ import { Redis } from 'ioredis'
 import type { RedisOptions } from 'ioredis'
 import { createHistogram } from 'node:perf_hooks'
 import type { RecordableHistogram } from 'node:perf_hooks'
-import { BusMessageError, BusOpType, HEADER_BYTES, ORIGIN_OFFSET, decodeMessage, encodeMessage, newOrigin, packOps, stampAndSign } from './bus_message.js'
+import type { ConnectionOptions } from 'node:tls'
+import { BusMessageError, BusOpType, HEADER_BYTES, ORIGIN_OFFSET, decodeMessage, encodeMessage, isFresh, newOrigin, packOps, stampAndSign } from './bus_message.js'
 import type { BusOp, DropReason } from './bus_message.js'
 import { BusConnectError } from './errors.js'
+import type { CacheError } from './errors.js'
 import { isRedisClient } from './options.js'
+import { LEAST_PRIVILEGE, checkPermissionsApart, hangUp, refusal, withTls } from './redis_access.js'
+import type { Probe, RefusalContext } from './redis_access.js'
 
 /** Where the bus connects: a URL, ioredis options, or an ioredis client (duplicated, never used or closed by the bus). */
 export type BusRedis = string | RedisOptions | Redis
@@ -40,8 +44,12 @@ export type BusRedis = string | RedisOptions | Redis
 /** The bus options after validation (see `BusOptions` in ./options.ts for their meaning). */
 export interface ResolvedBus {
   redis: BusRedis
+  /** Merged over the connection's own TLS options. */
+  tls: ConnectionOptions | undefined
   channel: string
   secret: Buffer | undefined
+  /** Signed messages further than this from our clock are dropped as stale. */
+  maxMessageAgeMs: number
   mode: 'invalidate' | 'update'
   maxMessageBytes: number
   heartbeatMs: number
@@ -130,8 +138,6 @@ export interface BusStats {
   latency: { count: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null }
 }
 
-/** Signed messages more than this far from our clock are refused: an old message cannot be replayed to a fresh instance. */
-export const MAX_CLOCK_SKEW_MS = 30_000
 /** Origins remembered for gap and replay checks; the oldest are forgotten beyond this. */
 const MAX_ORIGINS = 10_000
 /** Publishes in flight at once. */
@@ -148,19 +154,23 @@ const STREAM_ID = /^\d+-\d+$/
 /**
  * catchUp 'stream': appends the message to the stream and publishes it with
  * its new stream id after it (then the id's length in one byte), atomically,
- * so that a receiver knows where in the stream each live message is.
+ * so that a receiver knows where in the stream each live message is. The
+ * channel is an argument, not a key: declared as a key it would need a key
+ * permission in Redis ACLs (`~<channel>`) besides its channel permission.
  */
 const STREAM_PUBLISH_LUA = `
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
-redis.call('PUBLISH', KEYS[2], ARGV[1] .. id .. string.char(#id))
+redis.call('PUBLISH', ARGV[3], ARGV[1] .. id .. string.char(#id))
 return id`
 
-/** Deletes a lease only if it still holds our token. */
-const UNLOCK_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`
+/** Deletes a lease only if it still holds our token (UNLINK, which the L2 tier needs anyway, rather than one more command in the ACL rules). */
+const UNLOCK_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) else return 0 end`
 
 interface StreamPublisher {
-  shardcacheStreamPublish(key: string, channel: string, message: Buffer, maxLen: number): Promise<unknown>
+  shardcacheStreamPublish(key: string, message: Buffer, maxLen: number, channel: string): Promise<unknown>
 }
+
+const REFUSAL: RefusalContext = { what: 'the bus', option: 'options.bus' }
 
 /** How long close() waits for in-flight publishes and a polite QUIT before it cuts the sockets. */
 const CLOSE_GRACE_MS = 1000
@@ -209,6 +219,9 @@ export class Bus implements BusPublisher {
   readonly #heartbeat: NodeJS.Timeout
   #lastError: Error | undefined
   #onSubscribed: (() => void) | undefined
+  /** Until start() returns: a refusal (credentials, certificate, permission) then fails createCache at once. */
+  #starting = true
+  #onRefused: ((err: CacheError) => void) | undefined
 
   readonly #lastSeq = new Map<string, number>()
   /** Stream id of the last message handled (catchUp 'stream'); undefined: unknown, so a replay cannot start. */
@@ -244,9 +257,10 @@ export class Bus implements BusPublisher {
       // Without a listener ioredis prints every connection error; the bus reports them through stats and E_BUS_CONNECT.
       c.on('error', (err: Error) => {
         this.#lastError = err
+        if (this.#starting) this.#refused(err)
       })
     }
-    if (opts.catchUp === 'stream') this.#pub.defineCommand('shardcacheStreamPublish', { numberOfKeys: 2, lua: STREAM_PUBLISH_LUA })
+    if (opts.catchUp === 'stream') this.#pub.defineCommand('shardcacheStreamPublish', { numberOfKeys: 1, lua: STREAM_PUBLISH_LUA })
     this.#pub.on('ready', () => this.#pump())
     this.#sub.on('ready', () => void this.#subscribe())
     this.#sub.on('close', () => this.#lost('disconnect'))
@@ -256,33 +270,88 @@ export class Bus implements BusPublisher {
   }
 
   /**
-   * Connects and subscribes. With `required`, resolves once the subscription
-   * is confirmed and rejects with {@link BusConnectError} when it cannot be
-   * within `connectTimeoutMs` (or the first connection attempt fails);
-   * otherwise resolves at once and keeps trying in the background.
+   * Connects, subscribes and checks the ACL permissions the bus will use,
+   * waiting for the first connection attempt (at most `connectTimeoutMs`).
+   * Rejects with RedisAuthError, RedisTlsError or RedisPermissionError when
+   * Redis refuses the credentials, the certificate or a permission: no retry
+   * fixes those, whatever `required` says. Otherwise, with `required`, rejects
+   * with {@link BusConnectError} when there is no subscription within
+   * `connectTimeoutMs` or the first attempt fails; without, resolves then and
+   * keeps trying in the background.
    */
   static async start(opts: ResolvedBus, host: BusHost): Promise<Bus> {
     const bus = new Bus(opts, host)
-    const connecting = Promise.all([bus.#pub.connect(), bus.#sub.connect()])
-    if (!opts.required) {
-      connecting.catch(() => {}) // retried by ioredis; the bus runs degraded meanwhile
-      return bus
-    }
-    let timer: NodeJS.Timeout | undefined
     try {
-      await Promise.race([
-        connecting.then(() => new Promise<void>((resolve) => (bus.#subscribed ? resolve() : (bus.#onSubscribed = resolve)))),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(bus.#lastError ?? new Error(`no subscription within ${opts.connectTimeoutMs} ms`)), opts.connectTimeoutMs)
-        }),
-      ])
-    } catch (cause) {
+      await bus.#firstConnect()
+    } catch (err) {
       await bus.close()
-      throw new BusConnectError(`cannot connect the bus (options.bus.redis): ${(cause as Error).message}`, { cause })
+      throw err
     } finally {
-      clearTimeout(timer)
+      bus.#starting = false
     }
     return bus
+  }
+
+  async #firstConnect(): Promise<void> {
+    const opts = this.#opts
+    const connecting = Promise.all([this.#pub.connect(), this.#sub.connect()])
+    let timer: NodeJS.Timeout | undefined
+    let outcome: 'up' | 'down' | 'timeout'
+    try {
+      outcome = await Promise.race([
+        connecting.then(
+          () => new Promise<'up'>((resolve) => (this.#subscribed ? resolve('up') : (this.#onSubscribed = () => resolve('up')))),
+          () => 'down' as const,
+        ),
+        // A refusal is reported (by an 'error' event) before the connection closes.
+        new Promise<never>((_, reject) => (this.#onRefused = reject)),
+        new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), opts.connectTimeoutMs)
+        }),
+      ])
+    } finally {
+      clearTimeout(timer)
+      this.#onRefused = undefined
+      this.#onSubscribed = undefined
+    }
+    if (outcome === 'up') {
+      const denied = await checkPermissionsApart(this.#pub, this.#probes(), REFUSAL, `shardcache-bus-check-${this.originId}`, opts.connectTimeoutMs)
+      if (denied !== undefined) throw denied
+      return
+    }
+    connecting.catch(() => {}) // retried by ioredis; the bus runs degraded meanwhile
+    if (!opts.required) return
+    const cause = this.#lastError ?? new Error(`no subscription within ${opts.connectTimeoutMs} ms`)
+    throw new BusConnectError(`cannot connect the bus (options.bus.redis): ${cause.message}`, { cause })
+  }
+
+  /** Fails the start when `err` is a refusal no reconnect fixes. */
+  #refused(err: unknown): void {
+    const typed = refusal(err, REFUSAL)
+    if (typed !== undefined) this.#onRefused?.(typed)
+  }
+
+  /**
+   * What the bus sends on its publisher connection, as the permission check
+   * queues it (the subscription itself was just made; PING is the
+   * subscriber's heartbeat, but the user is the same). A lease of
+   * lockAcrossInstances without L2 is not checked: without its permissions the
+   * loader runs without the lease.
+   */
+  #probes(): Probe[] {
+    const o = this.#opts
+    const probes: Probe[] = [{ args: ['PUBLISH', o.channel, ''], on: `channel ${o.channel}` }, { args: ['PING'] }]
+    if (o.catchUp === 'stream') {
+      const on = o.streamKey
+      probes.push(
+        { args: ['EVALSHA', '0000000000000000000000000000000000000000', 1, on, '', o.streamMaxLen, o.channel], on },
+        { args: ['EVAL', 'return 0', 1, on, '', o.streamMaxLen, o.channel], on },
+        { args: ['XADD', on, 'MAXLEN', '~', o.streamMaxLen, '*', 'm', ''], on },
+        { args: ['XRANGE', on, '-', '+', 'COUNT', 1], on },
+        { args: ['XREVRANGE', on, '+', '-', 'COUNT', 1], on },
+      )
+    }
+    return probes
   }
 
   /** Publishes a local op (coalesced with the tick's others). Never blocks, never throws. */
@@ -384,7 +453,7 @@ export class Bus implements BusPublisher {
     await Promise.all(
       [this.#sub, this.#pub].map(async (c) => {
         if (c.status === 'ready') await Promise.race([c.quit().catch(() => {}), sleep(Math.max(50, deadline - Date.now()))])
-        c.disconnect()
+        hangUp(c)
       }),
     )
     this.#subscribed = false
@@ -433,7 +502,7 @@ export class Bus implements BusPublisher {
       this.#inflight++
       const sent =
         this.#opts.catchUp === 'stream'
-          ? (pub as unknown as StreamPublisher).shardcacheStreamPublish(this.#opts.streamKey, this.#opts.channel, bytes, this.#opts.streamMaxLen)
+          ? (pub as unknown as StreamPublisher).shardcacheStreamPublish(this.#opts.streamKey, bytes, this.#opts.streamMaxLen, this.#opts.channel)
           : pub.publish(this.#opts.channel, bytes)
       sent.then(
         () => {
@@ -482,13 +551,15 @@ export class Bus implements BusPublisher {
       await this.#sub.subscribe(this.#opts.channel)
     } catch (err) {
       this.#lastError = err as Error
+      if (this.#starting) this.#refused(err) // a NOPERM: the user may not subscribe to the channel
       return // the connection failed again; 'ready' comes back with the next one
     }
     if (gen !== this.#linkGen || this.#closing) return
     this.#subscribed = true
     this.#pingOutstanding = false
     this.#missed = 0
-    if (this.#everSubscribed || !this.#opts.required) {
+    // The first subscription made while createCache waits protects everything from the start.
+    if (this.#everSubscribed || !this.#starting) {
       // Whatever peers published while we were not subscribed is lost (or in the stream).
       if (this.#everSubscribed) this.#c.reconnects++
       if (this.#opts.catchUp === 'stream') void this.#catchUp('reconnect')
@@ -668,7 +739,7 @@ export class Bus implements BusPublisher {
     if (how === 'replay') this.#c.catchUp.messages++
     else this.#c.received++
     const now = epochNow()
-    if (how === 'live' && this.#opts.secret !== undefined && Math.abs(now - m.sentAt) > MAX_CLOCK_SKEW_MS) return this.#drop('stale')
+    if (how === 'live' && this.#opts.secret !== undefined && !isFresh(m.sentAt, now, this.#opts.maxMessageAgeMs)) return this.#drop('stale')
     const origin = m.origin.toString('hex')
     const last = this.#lastSeq.get(origin)
     if (last !== undefined && m.seq <= last) {
@@ -718,9 +789,11 @@ function connection(opts: ResolvedBus, role: string): Redis {
     connectionName: `shardcache-bus-${role}`,
     retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), 1000),
     connectTimeout: opts.connectTimeoutMs,
+    ...LEAST_PRIVILEGE,
   }
   const r = opts.redis
-  if (typeof r === 'string') return new Redis(r, own)
-  if (isRedisClient(r)) return r.duplicate(own) as Redis
-  return new Redis({ ...(r as RedisOptions), ...own })
+  if (typeof r === 'string') return new Redis(r, withTls(own, undefined, opts.tls))
+  if (isRedisClient(r)) return r.duplicate(withTls(own, (r as Redis).options?.tls, opts.tls)) as Redis
+  return new Redis({ ...(r as RedisOptions), ...withTls(own, (r as RedisOptions).tls, opts.tls) })
 }
+

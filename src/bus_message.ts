@@ -106,6 +106,17 @@ export class BusMessageError extends Error {
   }
 }
 
+/**
+ * Whether a signed message sent at `sentAt` may be applied at `now` (both ms
+ * since the epoch, by the publisher's and the receiver's clocks): within
+ * `maxAgeMs` either way, the boundary included. Later than that it may be a
+ * recorded message replayed to an instance that never saw its origin (whose
+ * sequence check cannot catch it); dated further ahead, a clock too far off.
+ */
+export function isFresh(sentAt: number, now: number, maxAgeMs: number): boolean {
+  return Math.abs(now - sentAt) <= maxAgeMs
+}
+
 /** A fresh random instance id. */
 export function newOrigin(): Buffer {
   return randomBytes(16)

@@ -4,19 +4,20 @@
  * and hands ops to the router. Async methods never throw synchronously: bad
  * input rejects the returned promise.
  */
-import { CacheError, ClosedError, InternalError, InvalidKeyError, InvalidOptionError, InvalidValueError, LoadAbortedError, LoadTimeoutError, LoaderError, UnknownRegionError, ValueTooLargeError } from './errors.js'
+import { CacheError, ClosedError, InternalError, ShardCrashedError, ShardStartError, InvalidKeyError, InvalidOptionError, InvalidValueError, LoadAbortedError, LoadTimeoutError, LoaderError, UnknownRegionError, ValueTooLargeError } from './errors.js'
 import { CasFlag, ENTRY_OVERHEAD_BYTES, Op, SetFlag, ShardEvent, ValueTag } from './protocol.js'
 import type { FrameWriter } from './protocol.js'
 import type { EntryInfo } from './protocol.js'
-import { checkTag, hasLoneSurrogate, parseTtl, regionShare, rejectUnknownKeys, resolveComputeOptions, resolveOptions, resolveSetOptions } from './options.js'
+import { checkTag, parseTtl, regionShare, rejectUnknownKeys, resolveComputeOptions, resolveOptions, resolveSetOptions } from './options.js'
 import type { CacheOptions, ComputeOptions, ResolvedCompute, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions, Ttl } from './options.js'
-import { checkKey, checkKeys, decodeValue, encodeValue } from './values.js'
+import { checkKey, checkKeys, decodeValue, encodeValue, loneSurrogateAt, wellFormed } from './values.js'
 import type { EncodedValue } from './values.js'
 import { ASK_SHARD, Router, StaleValue } from './router.js'
 import type { RawEntry, Sink } from './router.js'
 import { aggregateStats, emptyRegionStats } from './stats.js'
 import type { CacheStats } from './stats.js'
 import { ShardThread } from './shard_thread.js'
+import { workerExecArgv } from './worker_argv.js'
 import { AttachedLink, Broker, BrokerClient, BusRelay, FlightRelay, checkHandle } from './attach.js'
 import { FlightCoordinator, flightKey } from './flights.js'
 import type { FlightOutcome, Flights } from './flights.js'
@@ -151,6 +152,15 @@ class Collector<T> implements Sink {
 
 /** A sink for writes whose outcome nobody waits for (L2 promotions). */
 const IGNORE: Sink = { resolve: () => {}, reject: () => {} }
+
+/**
+ * An upper bound of the bytes a write op of `opBytes` frame bytes may add to
+ * its region's charge: the op carries the key, value, metadata and tags
+ * (twice over, for the per-tag and per-number costs the frame does not show)
+ * and the entry costs its fixed overhead. Only decides whether direct reads
+ * may run ahead of the write (src/router.ts commitWrite).
+ */
+const growthBound = (opBytes: number): number => 2 * opBytes + ENTRY_OVERHEAD_BYTES + 32
 
 const countTrue = (rs: unknown[]): number => rs.reduce<number>((n, r) => (r === true ? n + 1 : n), 0)
 const addNumbers = (rs: unknown[]): number => rs.reduce<number>((n, r) => n + (r as number), 0)
@@ -335,7 +345,7 @@ export class CacheRegion {
     const { router, options } = this.core
     if (this.core.closed || router.closed) throw new ClosedError()
     // The common key needs no UTF-8 count (see checkKey): tested inline, as this is the near-hit path.
-    if (typeof key !== 'string' || key.length === 0 || key.length * 3 > options.maxKeyBytes) checkKey(key, options.maxKeyBytes)
+    if (typeof key !== 'string' || key.length === 0 || key.length * 3 > options.maxKeyBytes || !wellFormed(key)) checkKey(key, options.maxKeyBytes)
     const value = router.readValue(this.#region.index, key)
     return value === ASK_SHARD ? undefined : (value as T)
   }
@@ -429,7 +439,8 @@ export class CacheRegion {
     let unlock: (() => Promise<void>) | undefined
     try {
       // A flight may have ended between our miss and our turn: its value is in the shards.
-      const hit = await this.#getL1<T>(key)
+      // Peeked, not read: the caller's read was counted (a hit, miss or stale serve) already.
+      const hit = await this.#keyOp<T | undefined>(Op.PEEK, key, this.core.router.shardOf(key))
       if (hit !== undefined) {
         const enc = encodeValue(hit, this.core.options.codec)
         outcome = { ok: true, tag: enc.tag, bytes: enc.bytes }
@@ -491,7 +502,8 @@ export class CacheRegion {
   async #waitForUpdate<T>(key: string, ms: number): Promise<T | undefined> {
     const deadline = Date.now() + ms
     for (;;) {
-      const v = await this.get<T>(key)
+      // Peeks: each poll is not a read of the caller's (its miss was counted once).
+      const v = await this.#keyOp<T | undefined>(Op.PEEK, key, this.core.router.shardOf(key))
       if (v !== undefined || Date.now() >= deadline) return v
       await new Promise((r) => setTimeout(r, 20))
     }
@@ -657,8 +669,10 @@ export class CacheRegion {
     const router = this.core.router
     const hash = router.keyHash(key)
     const shard = router.shardOfHash(hash)
-    write(router.writer(shard))
-    router.commitWrite(shard, d, 0, this.#region.index, key, hash)
+    const w = router.writer(shard)
+    const start = w.pos
+    write(w)
+    router.commitWrite(shard, d, 0, this.#region.index, key, hash, growthBound(w.pos - start))
     this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [key] })
     const l2 = this.core.l2
     return l2 === undefined ? d.promise : Promise.all([d.promise, l2.delete(this.#region.name, [key])]).then(([r]) => r)
@@ -1108,11 +1122,12 @@ export class CacheRegion {
     if (typeof glob !== 'string' || glob.length === 0) {
       throw new InvalidKeyError(`glob must be a non-empty string (got ${typeof glob === 'string' ? 'an empty string' : typeof glob})`)
     }
+    if (!wellFormed(glob)) {
+      throw new InvalidKeyError(`glob must be well-formed UTF-16: it has a lone surrogate at index ${loneSurrogateAt(glob)}, which UTF-8 cannot hold`)
+    }
     if (Buffer.byteLength(glob) > this.core.options.maxKeyBytes) {
       throw new InvalidKeyError(`glob must be at most maxKeyBytes (${this.core.options.maxKeyBytes}) UTF-8 bytes`)
     }
-    // Matched against UTF-8 keys in the shards, where a lone surrogate would be U+FFFD.
-    if (hasLoneSurrogate(glob)) throw new InvalidKeyError('glob must be well-formed UTF-16: it holds a lone surrogate, which would match U+FFFD')
   }
 
   #checkSize(key: string, enc: EncodedValue, opts: ResolvedSet): void {
@@ -1166,6 +1181,7 @@ export class CacheRegion {
     const hash = router.keyHash(key)
     const shard = router.shardOfHash(hash)
     const w = router.writer(shard)
+    const start = w.pos
     let flags = 0
     if (opts.nx) flags |= SetFlag.NX
     if (opts.xx) flags |= SetFlag.XX
@@ -1183,7 +1199,7 @@ export class CacheRegion {
     if (opts.metadata !== undefined) w.bytes(opts.metadata)
     if (opts.tags !== undefined) w.strings(opts.tags)
     if (opts.grace !== undefined) w.f64(opts.grace)
-    router.commitWrite(shard, sink, index, this.#region.index, key, hash)
+    router.commitWrite(shard, sink, index, this.#region.index, key, hash, growthBound(w.pos - start))
   }
 
   /** Sends one op to every shard; `glob` null means "no pattern" for KEYS. */
@@ -1231,7 +1247,9 @@ export class Cache extends CacheRegion {
     const byName = new Map(core.options.regions.map((r) => [r.name, r]))
     super(core, byName.get('default')!)
     this.#regions = new Map()
-    for (const r of core.options.regions) this.#regions.set(r.name, r.name === 'default' ? this : new CacheRegion(core, r))
+    // `default` gets a handle of its own too: the cache's own invalidateTag and scan span or pick
+    // regions, and region('default') must be bound to `default` as any other handle is to its region.
+    for (const r of core.options.regions) this.#regions.set(r.name, new CacheRegion(core, r))
   }
 
   /** Number of shard threads. */
@@ -1244,18 +1262,23 @@ export class Cache extends CacheRegion {
     return [...this.#regions.keys()]
   }
 
-  /** {@link CacheRegion.scan} of `options.region` (default: `default`). */
-  override scan(options: ScanOptions = {}): AsyncGenerator<string, void> {
-    const region = options?.region
-    if (region === undefined || region === 'default') return super.scan(options)
-    return this.region(region).scan(options)
+  /**
+   * {@link CacheRegion.scan} of `options.region` (default: `default`). Bad
+   * input, an unknown region included, throws when iteration starts.
+   */
+  override async *scan(options: ScanOptions = {}): AsyncGenerator<string, void> {
+    yield* this.#scanned(options).scan(options)
   }
 
-  /** {@link CacheRegion.scanEntries} of `options.region` (default: `default`). */
-  override scanEntries<T = unknown>(options: ScanOptions = {}): AsyncGenerator<[string, T], void> {
-    const region = options?.region
-    if (region === undefined || region === 'default') return super.scanEntries<T>(options)
-    return this.region(region).scanEntries<T>(options)
+  /** {@link CacheRegion.scanEntries} of `options.region` (default: `default`); bad input throws when iteration starts. */
+  override async *scanEntries<T = unknown>(options: ScanOptions = {}): AsyncGenerator<[string, T], void> {
+    yield* this.#scanned(options).scanEntries<T>(options)
+  }
+
+  /** The region a scan names; a bad `options` is left to the region's scan, which says what is wrong with it. */
+  #scanned(options: ScanOptions): CacheRegion {
+    const region = options !== null && typeof options === 'object' ? options.region : undefined
+    return this.region(region ?? 'default')
   }
 
   /** Removes the entries carrying `tag` in every region (see {@link CacheRegion.invalidateTag}); resolves how many. */
@@ -1526,19 +1549,26 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   // Shards spinning now, across this cache (see the transport notes in src/protocol.ts).
   const spinners = new Int32Array(new SharedArrayBuffer(4))
   const threads: ShardThread[] = []
-  const router = new Router({
-    shards,
-    lru: regions.map((r) => r.policy === 'lru'),
-    codec,
-    nearCacheEntries: resolved.nearCacheEntries,
-    replySpinMicros: resolved.replySpinMicros,
-    owner: true,
-    link: (i, events) => {
-      const t = new ShardThread(i, perShard[i]!, resolved.idleSpinMicros, resolved.replySpinMicros, spinners, events)
-      threads.push(t)
-      return t
-    },
-  })
+  let router: Router
+  try {
+    router = new Router({
+      shards,
+      lru: regions.map((r) => r.policy === 'lru'),
+      codec,
+      nearCacheEntries: resolved.nearCacheEntries,
+      replySpinMicros: resolved.replySpinMicros,
+      owner: true,
+      link: (i, events) => {
+        const t = new ShardThread(i, perShard[i]!, resolved.idleSpinMicros, resolved.replySpinMicros, spinners, events)
+        threads.push(t)
+        return t
+      },
+    })
+  } catch (err) {
+    // A thread could not even be created: the ones that were are stopped.
+    await Promise.all(threads.map((t) => t.close()))
+    throw new ShardStartError(threads.length, { cause: err })
+  }
   // Set once the bus and the L2 tier started; the broker and stats read them late.
   let bus: Bus | undefined
   let l2: L2Tier | undefined
@@ -1588,10 +1618,12 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     threads: () => threads,
     close: async () => {
       flights.closeAll()
-      await pool?.destroy()
+      // Each part is closed whatever happened to the others before it: a failure to close one
+      // (a pool that never started, a Redis that went away) must not leave the shard threads running.
+      await quietly(pool?.destroy())
       // Ops issued before close() are still published (the bus packs them now).
-      await bus?.close()
-      await l2?.close()
+      await quietly(bus?.close())
+      await quietly(l2?.close())
       // Attached threads must see E_CLOSED, not a crash, when the shards stop.
       broker.close()
       await router.close()
@@ -1626,11 +1658,19 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     }
   }
   try {
-    await Promise.all(threads.map((t) => controlCall(t, (c) => c.stats())))
+    // The first answer of every shard: a thread that dies before it (its modules failed to
+    // load) rejects createCache with E_SHARD_START and the thread's error as the cause.
+    await Promise.all(
+      threads.map((t) =>
+        t.call((c) => c.stats()).catch((err: unknown) => {
+          throw err instanceof ShardCrashedError ? new ShardStartError(t.index, { cause: err.cause }) : err
+        }),
+      ),
+    )
     if (resolved.l2 !== undefined) {
       const { L2Tier } = await import('./l2.js')
       l2 = new L2Tier(resolved.l2)
-      await l2.start()
+      await l2.start(regions.map((r) => r.name))
       core.l2 = l2
     }
     if (resolved.restore !== undefined) await cache.restore(resolved.restore)
@@ -1641,8 +1681,8 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       core.bus = bus
     }
   } catch (err) {
-    await l2?.close()
-    await router.close()
+    core.closed = true
+    await admin.close()
     throw err
   }
   return cache
@@ -1686,7 +1726,17 @@ function loaderPool(o: { filename: string; maxThreads: number | undefined }): { 
   let pool: Promise<import('piscina').Piscina> | undefined
   const start = async (): Promise<import('piscina').Piscina> => {
     const { Piscina } = await import('piscina')
-    return new Piscina({ filename: LOADER_TASK_FILE, ...(o.maxThreads === undefined ? {} : { maxThreads: o.maxThreads, minThreads: Math.min(1, o.maxThreads) }) })
+    const p = new Piscina({
+      filename: LOADER_TASK_FILE,
+      // Not the main entry's options (`--input-type` kills a worker at startup): see src/worker_argv.ts.
+      execArgv: workerExecArgv(),
+      ...(o.maxThreads === undefined ? {} : { maxThreads: o.maxThreads, minThreads: Math.min(1, o.maxThreads) }),
+    })
+    // Piscina emits 'error' for a pool thread that died with no task on it; unheard, that is an
+    // uncaught exception. Tasks that were on a thread get its error as their rejection, and the
+    // pool replaces the thread on the next task: nothing to do here.
+    p.on('error', () => {})
+    return p
   }
   return {
     run: async (t) => {
@@ -1723,16 +1773,15 @@ function busHost(cache: Cache, core: Core): BusHost {
 /** Calls every shard's control API after the ops issued so far; `undefined` for a shard that is down for good. */
 async function control<T>(router: Router, threads: ShardThread[], call: (c: ShardThread['control']) => Promise<T>): Promise<(T | undefined)[]> {
   await router.drain()
-  return Promise.all(threads.map((t) => (router.isDead(t.index) ? undefined : controlCall(t, call))))
+  return Promise.all(threads.map((t) => (router.isDead(t.index) ? undefined : t.call(call))))
 }
 
-async function controlCall<T>(t: ShardThread, call: (c: ShardThread['control']) => Promise<T>): Promise<T> {
-  // An unref'd port would let the process exit while we wait for the answer.
-  t.controlPort.ref()
+/** Waits for a cleanup step and drops its failure: closing goes on whatever one part did. */
+async function quietly(p: Promise<unknown> | undefined): Promise<void> {
   try {
-    return await Promise.race([call(t.control), t.died])
-  } finally {
-    t.controlPort.unref()
+    await p
+  } catch {
+    // Nobody is left to act on it: the part is released either way.
   }
 }
 

@@ -17,11 +17,15 @@ export const ErrorCodes = {
   INVALID_OPTION: 'E_INVALID_OPTION',
   CLOSED: 'E_CLOSED',
   SHARD_CRASHED: 'E_SHARD_CRASHED',
+  SHARD_START: 'E_SHARD_START',
   BUS_CONNECT: 'E_BUS_CONNECT',
   LOADER: 'E_LOADER',
   LOAD_TIMEOUT: 'E_LOAD_TIMEOUT',
   LOAD_ABORTED: 'E_LOAD_ABORTED',
   L2_UNAVAILABLE: 'E_L2_UNAVAILABLE',
+  REDIS_AUTH: 'E_REDIS_AUTH',
+  REDIS_TLS: 'E_REDIS_TLS',
+  REDIS_NOPERM: 'E_REDIS_NOPERM',
   NOT_A_NUMBER: 'E_NOT_A_NUMBER',
   SNAPSHOT_CORRUPT: 'E_SNAPSHOT_CORRUPT',
   INTERNAL: 'E_INTERNAL',
@@ -126,6 +130,24 @@ export class ShardCrashedError extends CacheError {
 }
 
 /**
+ * `createCache` could not start a shard thread: the thread failed before it
+ * answered its first request (an error while loading its modules, e.g. a
+ * `--import` preload that throws in worker threads), or could not be created
+ * at all. `cause` holds the thread's own error. Nothing is left running: the
+ * other shards were stopped. Code `E_SHARD_START`.
+ */
+export class ShardStartError extends CacheError {
+  static readonly code = ErrorCodes.SHARD_START
+  /** Index of the shard that did not start. */
+  readonly shard: number
+  constructor(shard: number, options: { cause: unknown }) {
+    const why = options.cause instanceof Error ? options.cause.message : String(options.cause)
+    super(ErrorCodes.SHARD_START, `shard ${shard} failed to start: ${why}`, options)
+    this.shard = shard
+  }
+}
+
+/**
  * The invalidation bus could not connect and subscribe to Redis while
  * `bus.required` is true (the default); `cause` holds the connection error.
  * Code `E_BUS_CONNECT`.
@@ -176,6 +198,51 @@ export class L2Error extends CacheError {
   static readonly code = ErrorCodes.L2_UNAVAILABLE
   constructor(message: string, options?: { cause?: unknown }) {
     super(ErrorCodes.L2_UNAVAILABLE, message, options)
+  }
+}
+
+/**
+ * `createCache`: Redis refused the credentials of the bus or the L2 tier
+ * (`WRONGPASS`: a wrong username or password, or a disabled user; `NOAUTH`: a
+ * password is needed and none was given). Retrying cannot fix it, so
+ * createCache rejects at once, whatever `required` says. The message names
+ * the option (`options.bus.redis` or `options.l2.redis`); `cause` is the
+ * server's reply. Code `E_REDIS_AUTH`.
+ */
+export class RedisAuthError extends CacheError {
+  static readonly code = ErrorCodes.REDIS_AUTH
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.REDIS_AUTH, message, options)
+  }
+}
+
+/**
+ * `createCache`: the TLS connection of the bus or the L2 tier to Redis failed
+ * its handshake: the server's certificate is not signed by a trusted CA (pass
+ * it as `tls.ca`), names another host or has expired, or OpenSSL reported a
+ * protocol error. createCache rejects at once, whatever `required` says. The message
+ * names the option; `cause` is Node's TLS error (its `code`, e.g.
+ * `SELF_SIGNED_CERT_IN_CHAIN`). Code `E_REDIS_TLS`.
+ */
+export class RedisTlsError extends CacheError {
+  static readonly code = ErrorCodes.REDIS_TLS
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.REDIS_TLS, message, options)
+  }
+}
+
+/**
+ * `createCache`: the Redis ACL user of the bus or the L2 tier lacks a command,
+ * key or channel permission that it needs (a `NOPERM` reply). createCache
+ * checks every permission the configuration will use before it resolves
+ * (queued in a `MULTI` that is discarded, so nothing runs). The message names
+ * the command and the option; `cause` is the server's reply. The rules are in
+ * docs/redis-security.md. Code `E_REDIS_NOPERM`.
+ */
+export class RedisPermissionError extends CacheError {
+  static readonly code = ErrorCodes.REDIS_NOPERM
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.REDIS_NOPERM, message, options)
   }
 }
 

@@ -32,13 +32,18 @@ import { Redis } from 'ioredis'
 import type { Cluster, RedisOptions } from 'ioredis'
 import { crc32 } from 'node:zlib'
 import { compressIfSmaller, decompress } from '../workers/compression.js'
-import { L2Error } from './errors.js'
+import { CacheError, L2Error } from './errors.js'
 import { isRedisClient } from './options.js'
+import { LEAST_PRIVILEGE, checkPermissionsApart, hangUp, refusal, withTls } from './redis_access.js'
+import type { Probe, RefusalContext } from './redis_access.js'
+import type { ConnectionOptions } from 'node:tls'
 import type { EncodedValue } from './values.js'
 
 /** The tier's options after validation (see `L2Options` in ./options.ts). */
 export interface ResolvedL2 {
   redis: string | RedisOptions | Redis | Cluster
+  /** Merged over the connection's own TLS options (not for a Cluster). */
+  tls: ConnectionOptions | undefined
   prefix: string
   ttlScale: number
   promotionFrequency: number
@@ -80,12 +85,14 @@ const BREAKER_THRESHOLD = 5
 const CONNECT_TIMEOUT_MS = 5000
 /** How often an instance waiting on another's lease looks for the value. */
 const LOCK_POLL_MS = 20
-/** Deletes the lease only if it still holds our token. */
-const UNLOCK_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`
+/** Deletes the lease only if it still holds our token (UNLINK, as the tier deletes everything else: one command fewer in the ACL rules). */
+const UNLOCK_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) else return 0 end`
 /** Keys per UNLINK when deleting what a SCAN found. */
 const UNLINK_BATCH = 500
 
 type Client = Redis | Cluster
+
+const REFUSAL: RefusalContext = { what: 'the L2 tier', option: 'options.l2' }
 
 export class L2Tier {
   readonly #opts: ResolvedL2
@@ -109,20 +116,36 @@ export class L2Tier {
       connectionName: 'shardcache-l2',
       retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), 1000),
       lazyConnect: true,
+      ...LEAST_PRIVILEGE,
     }
     const r = opts.redis
-    if (typeof r === 'string') this.#client = new Redis(r, own)
+    if (typeof r === 'string') this.#client = new Redis(r, withTls(own, undefined, opts.tls))
     // A Cluster's duplicate() takes its startup nodes first, then the cluster options.
     else if (isCluster(r)) this.#client = (r as Cluster).duplicate(undefined, { redisOptions: own, lazyConnect: true, enableOfflineQueue: false })
-    else if (isRedisClient(r)) this.#client = (r as Redis).duplicate(own)
-    else this.#client = new Redis({ ...(r as RedisOptions), ...own })
+    else if (isRedisClient(r)) this.#client = (r as Redis).duplicate(withTls(own, (r as Redis).options?.tls, opts.tls))
+    else this.#client = new Redis({ ...(r as RedisOptions), ...withTls(own, (r as RedisOptions).tls, opts.tls) })
     this.#client.on('error', () => {
       // Reported through the operations' outcomes and stats, not as process-level noise.
     })
   }
 
-  /** Connects; when `required`, rejects with E_L2_UNAVAILABLE if Redis cannot be reached. */
-  async start(): Promise<void> {
+  /**
+   * Connects and checks the ACL permissions the tier will use on the keys of
+   * `regions`. Rejects with RedisAuthError, RedisTlsError or
+   * RedisPermissionError when Redis refuses the credentials, the certificate
+   * or a permission (whatever `required` says: no retry fixes those); when
+   * `required`, with E_L2_UNAVAILABLE if Redis cannot be reached.
+   */
+  async start(regions: readonly string[]): Promise<void> {
+    let onRefused: ((err: CacheError) => void) | undefined
+    let lastError: Error | undefined
+    // A refusal is reported (by an 'error' event) before the connection closes.
+    const watch = (err: Error): void => {
+      lastError = err
+      const typed = refusal(err, REFUSAL)
+      if (typed !== undefined) onRefused?.(typed)
+    }
+    this.#client.on('error', watch)
     const connecting = this.#client.connect()
     connecting.catch(() => {}) // ioredis keeps retrying in the background
     let timer: NodeJS.Timeout | undefined
@@ -130,18 +153,61 @@ export class L2Tier {
       // Bounded: a cluster that never becomes ready would otherwise hold createCache forever.
       await Promise.race([
         connecting,
+        new Promise<never>((_, reject) => (onRefused = reject)),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error(`not ready within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS)
         }),
       ])
-    } catch (cause) {
+    } catch (err) {
+      const refused = err instanceof CacheError ? err : lastError === undefined ? undefined : refusal(lastError, REFUSAL)
+      if (refused !== undefined) {
+        hangUp(this.#client)
+        throw refused
+      }
       // Not required: the cache starts; L2 calls fail fast (and are skipped) until Redis answers.
       if (!this.#opts.required) return
-      this.#client.disconnect()
+      hangUp(this.#client)
+      const cause = lastError ?? err
       throw new L2Error(`cannot connect the L2 tier (options.l2.redis): ${(cause as Error).message}`, { cause })
     } finally {
       clearTimeout(timer)
+      this.#client.off('error', watch)
     }
+    const denied = await this.#checkPermissions(regions)
+    if (denied !== undefined) {
+      hangUp(this.#client)
+      throw denied
+    }
+  }
+
+  /**
+   * Queues every command the tier sends, on the keys of every region (a user
+   * may be given per-region key patterns), in a discarded MULTI. Not for a
+   * Cluster, whose keys live on other nodes (a MULTI cannot span them).
+   */
+  async #checkPermissions(regions: readonly string[]): Promise<CacheError | undefined> {
+    if (isCluster(this.#client)) return undefined
+    const probes: Probe[] = []
+    const tags = this.#tagKey('')
+    for (const region of regions) {
+      const k = this.key(region, '')
+      const on = `${k}…`
+      probes.push(
+        { args: ['GET', k], on },
+        { args: ['PTTL', k], on },
+        { args: ['SET', k, '', 'PX', 1], on },
+        { args: ['PEXPIRE', k, 1], on },
+        { args: ['PERSIST', k], on },
+        { args: ['UNLINK', k], on },
+        { args: ['SADD', tags, k], on: `${tags}…` },
+      )
+    }
+    probes.push(
+      { args: ['SMEMBERS', tags], on: `${tags}…` },
+      { args: ['UNLINK', tags], on: `${tags}…` },
+      { args: ['SCAN', '0', 'MATCH', `${escapeGlob(this.#opts.prefix)}*`, 'COUNT', 1] },
+    )
+    return checkPermissionsApart(this.#client as Redis, probes, REFUSAL, 'shardcache-l2-check', CONNECT_TIMEOUT_MS)
   }
 
   /** The Redis key of a cache key. */
@@ -293,7 +359,7 @@ export class L2Tier {
   async close(): Promise<void> {
     const c = this.#client
     if (c.status === 'ready') await Promise.race([c.quit().catch(() => {}), new Promise((r) => setTimeout(r, 500).unref())])
-    c.disconnect()
+    hangUp(c)
   }
 
   // ── internals ────────────────────────────────────────────────────────────

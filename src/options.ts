@@ -8,10 +8,12 @@ import ms from 'ms'
 import bytes from 'bytes'
 import { InvalidOptionError, InvalidTtlError } from './errors.js'
 import { MAX_KEY_BYTES_LIMIT } from './protocol.js'
+import { loneSurrogateAt, wellFormed } from './values.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
 import type { BusRedis, ResolvedBus } from './bus.js'
 import type { ResolvedL2 } from './l2.js'
 import { existsSync } from 'node:fs'
+import type { ConnectionOptions } from 'node:tls'
 import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
@@ -140,8 +142,21 @@ export interface CacheOptions {
 
 /** `createCache({ l2 })`: a Redis (or Redis Cluster) tier shared by every instance. */
 export interface L2Options {
-  /** A URL, ioredis options, or an ioredis client or Cluster (duplicated; the tier never closes it). */
+  /**
+   * A URL (`'redis://user:password@host:6379'`, `'rediss://…'` for TLS),
+   * ioredis options, or an ioredis client or Cluster (duplicated; the tier
+   * never closes it). The Redis user needs the ACL rules of docs/redis-security.md.
+   */
   redis: string | Record<string, unknown> | object
+  /**
+   * TLS options of the connection (Node's `tls.connect` options: `ca`,
+   * `cert`, `key`, `servername`, ...), merged over the `tls` of the ioredis
+   * options or client; with a URL, it must be a `rediss://` one. A server
+   * certificate the CA does not vouch for makes `createCache` reject with
+   * `E_REDIS_TLS`. Not for a Cluster (set its `redisOptions.tls`).
+   * @default none (a `rediss://` URL alone trusts Node's default CAs)
+   */
+  tls?: ConnectionOptions
   /**
    * Prefix of every key the tier writes (`<prefix><region>:<key>`, and
    * `<prefix>tag:<tag>` for tag sets).
@@ -161,7 +176,9 @@ export interface L2Options {
   /**
    * `false`: an L2 failure or timeout skips L2 and the operation succeeds on
    * the shards alone. `true`: it rejects with `E_L2_UNAVAILABLE` (and
-   * `createCache` rejects when Redis cannot be reached).
+   * `createCache` rejects when Redis cannot be reached). Either way,
+   * credentials, a certificate or a permission that Redis refuses make
+   * `createCache` reject at once (`E_REDIS_AUTH`, `E_REDIS_TLS`, `E_REDIS_NOPERM`).
    * @default false
    */
   required?: boolean
@@ -224,8 +241,20 @@ export interface BusOptions {
    * The Redis to relay through: a URL (`'redis://127.0.0.1:6379'`), ioredis
    * options, or an ioredis client. A client is duplicated (twice: one
    * connection publishes, one subscribes); the bus never uses or closes it.
+   * `'rediss://…'` connects over TLS; credentials go in the URL
+   * (`redis://user:password@host:6379`) or the ioredis options. The Redis
+   * user needs the ACL rules of docs/redis-security.md.
    */
   redis: BusRedis
+  /**
+   * TLS options of both connections (Node's `tls.connect` options: `ca`,
+   * `cert`, `key`, `servername`, ...), merged over the `tls` of the ioredis
+   * options or client; with a URL, it must be a `rediss://` one. A server
+   * certificate the CA does not vouch for makes `createCache` reject with
+   * `E_REDIS_TLS`.
+   * @default none (a `rediss://` URL alone trusts Node's default CAs)
+   */
+  tls?: ConnectionOptions
   /**
    * Pub/sub channel; instances on the same channel invalidate each other.
    * @default 'shardcache'
@@ -233,11 +262,22 @@ export interface BusOptions {
   channel?: string
   /**
    * Signs every message with HMAC-SHA256 and drops messages that are
-   * unsigned, tampered with, replayed, or more than 30 s from this clock.
-   * Every instance on the channel needs the same secret. Must not be empty.
+   * unsigned, tampered with, replayed, or sent more than `maxMessageAge`
+   * from this clock. Every instance on the channel needs the same secret.
+   * Must not be empty.
    * @default unsigned
    */
   secret?: string | Buffer
+  /**
+   * With `secret`: a signed message whose send time is further than this
+   * from this instance's clock (older, or dated ahead) is dropped as `stale`,
+   * so that a recorded message cannot be replayed to an instance that never
+   * saw its origin. It must cover the clock skew between hosts plus the time
+   * a message takes to arrive. A positive, finite number of ms or a duration
+   * string. Only for a signed bus (without `secret` it is refused).
+   * @default '30s'
+   */
+  maxMessageAge?: Ttl
   /**
    * `'invalidate'`: a set makes peers drop their copy of the key.
    * `'update'`: a set carries the value and peers store it (sets with
@@ -266,8 +306,11 @@ export interface BusOptions {
   maxQueue?: number
   /**
    * `true`: `createCache` rejects with `E_BUS_CONNECT` when it cannot subscribe
-   * within `connectTimeout`. `false`: it starts without the bus and connects
-   * in the background (flushing once subscribed).
+   * within `connectTimeout`. `false`: when the first connection attempt fails
+   * (or does not subscribe within `connectTimeout`), it starts without the
+   * bus and connects in the background (flushing once subscribed). Either
+   * way, credentials, a certificate or a permission that Redis refuses make
+   * `createCache` reject at once (`E_REDIS_AUTH`, `E_REDIS_TLS`, `E_REDIS_NOPERM`).
    * @default true
    */
   required?: boolean
@@ -369,6 +412,7 @@ export const DEFAULTS = {
   busMaxQueue: 10_000,
   busConnectTimeoutMs: 5000,
   busStreamMaxLen: 10_000,
+  busMaxMessageAgeMs: 30_000,
 } as const
 
 const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'restore']
@@ -523,7 +567,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 
 function resolveL2(v: unknown): ResolvedL2 {
   if (!isPlainObject(v)) throw new InvalidOptionError(`options.l2 must be an object like { redis: 'redis://127.0.0.1:6379' } (got ${describe(v)})`)
-  rejectUnknownKeys(v, ['redis', 'prefix', 'ttlScale', 'promotion', 'timeout', 'required', 'breakDuration'], 'options.l2.')
+  rejectUnknownKeys(v, ['redis', 'tls', 'prefix', 'ttlScale', 'promotion', 'timeout', 'required', 'breakDuration'], 'options.l2.')
   const redis = v.redis
   if (!(typeof redis === 'string' && redis !== '') && !isRedisClient(redis) && !isPlainObject(redis)) {
     throw new InvalidOptionError(`options.l2.redis must be a Redis URL, ioredis options, or an ioredis client or Cluster (got ${describe(redis)})`)
@@ -544,7 +588,8 @@ function resolveL2(v: unknown): ResolvedL2 {
   const breakDurationMs = v.breakDuration === undefined ? 30_000 : finiteDuration(v.breakDuration, 'options.l2.breakDuration')
   const required = v.required ?? false
   if (typeof required !== 'boolean') throw new InvalidOptionError(`options.l2.required must be a boolean (got ${describe(required)})`)
-  return { redis: redis as ResolvedL2['redis'], prefix, ttlScale, promotionFrequency, timeoutMs, required, breakDurationMs }
+  const tls = resolveTls(v.tls, redis, 'options.l2')
+  return { redis: redis as ResolvedL2['redis'], tls, prefix, ttlScale, promotionFrequency, timeoutMs, required, breakDurationMs }
 }
 
 function resolveLoaders(v: unknown): { filename: string; maxThreads: number | undefined } {
@@ -593,7 +638,7 @@ export function resolveComputeOptions(o: unknown, maxKeyBytes: number = DEFAULTS
   return { ttl, timeoutMs, tags, graceMs, lock }
 }
 
-const BUS_KEYS = ['redis', 'channel', 'secret', 'mode', 'maxMessageBytes', 'heartbeat', 'maxQueue', 'required', 'connectTimeout', 'catchUp', 'streamMaxLen']
+const BUS_KEYS = ['redis', 'tls', 'channel', 'secret', 'maxMessageAge', 'mode', 'maxMessageBytes', 'heartbeat', 'maxQueue', 'required', 'connectTimeout', 'catchUp', 'streamMaxLen']
 
 function resolveBus(v: unknown, maxKeyBytes: number): ResolvedBus {
   if (!isPlainObject(v)) throw new InvalidOptionError(`options.bus must be an object like { redis: 'redis://127.0.0.1:6379' } (got ${describe(v)})`)
@@ -611,6 +656,11 @@ function resolveBus(v: unknown, maxKeyBytes: number): ResolvedBus {
     else throw new InvalidOptionError(`options.bus.secret must be a string or a Buffer (got ${describe(v.secret)})`)
     if (secret.length === 0) throw new InvalidOptionError('options.bus.secret must not be empty (leave it out for an unsigned bus)')
   }
+  if (v.maxMessageAge !== undefined && secret === undefined) {
+    throw new InvalidOptionError('options.bus.maxMessageAge applies to signed messages only: set options.bus.secret too (or leave maxMessageAge out)')
+  }
+  const maxMessageAgeMs = v.maxMessageAge === undefined ? DEFAULTS.busMaxMessageAgeMs : finiteDuration(v.maxMessageAge, 'options.bus.maxMessageAge')
+  const tls = resolveTls(v.tls, redis, 'options.bus')
   const mode = v.mode ?? 'invalidate'
   if (mode !== 'invalidate' && mode !== 'update') throw new InvalidOptionError(`options.bus.mode must be "invalidate" or "update" (got ${describe(mode)})`)
   const maxMessageBytes = v.maxMessageBytes === undefined ? DEFAULTS.busMaxMessageBytes : parseSize(v.maxMessageBytes, 'options.bus.maxMessageBytes')
@@ -629,8 +679,10 @@ function resolveBus(v: unknown, maxKeyBytes: number): ResolvedBus {
   const streamMaxLen = v.streamMaxLen === undefined ? DEFAULTS.busStreamMaxLen : positiveInteger(v.streamMaxLen, 'options.bus.streamMaxLen')
   return {
     redis: redis as BusRedis,
+    tls,
     channel,
     secret,
+    maxMessageAgeMs,
     mode,
     maxMessageBytes,
     heartbeatMs,
@@ -641,6 +693,19 @@ function resolveBus(v: unknown, maxKeyBytes: number): ResolvedBus {
     streamKey: `${channel}:stream`,
     streamMaxLen,
   }
+}
+
+/** The `tls` option of the bus or the L2 tier: a plain object, with a `rediss://` URL when the connection is a URL. */
+function resolveTls(v: unknown, redis: unknown, at: string): ConnectionOptions | undefined {
+  if (v === undefined) return undefined
+  if (!isPlainObject(v)) throw new InvalidOptionError(`${at}.tls must be an object of TLS options like { ca } (got ${describe(v)})`)
+  if (typeof redis === 'string' && !/^rediss:\/\//.test(redis)) {
+    throw new InvalidOptionError(`${at}.tls needs a rediss:// URL in ${at}.redis (got ${JSON.stringify(redis.replace(/\/\/[^@/]*@/, '//…@'))})`)
+  }
+  if (isPlainObject(redis) === false && typeof (redis as { nodes?: unknown }).nodes === 'function') {
+    throw new InvalidOptionError(`${at}.tls does not apply to a Cluster: set the Cluster's redisOptions.tls`)
+  }
+  return v as ConnectionOptions
 }
 
 /**
@@ -732,21 +797,11 @@ export function resolveTags(v: unknown, name: string, maxKeyBytes: number): stri
   return [...new Set(v as string[])]
 }
 
-/**
- * Whether `s` holds a lone surrogate. Tags and globs reach the shards as
- * UTF-8, where a lone surrogate becomes U+FFFD: `'\uD800'` would be the same
- * tag as `'\uFFFD'` (and as every other lone surrogate), so they are refused.
- * Cs with the `u` flag matches only unpaired surrogates (a pair is one code point).
- */
-const LONE_SURROGATE = /\p{Cs}/u
-export function hasLoneSurrogate(s: string): boolean {
-  return LONE_SURROGATE.test(s)
-}
-
-/** A tag is a non-empty string of at most `maxKeyBytes` UTF-8 bytes, like a key, without lone surrogates. */
+/** A tag is a non-empty string of at most `maxKeyBytes` UTF-8 bytes, like a key. */
 export function checkTag(t: unknown, name: string, maxKeyBytes: number): asserts t is string {
   if (typeof t !== 'string' || t === '') throw new InvalidOptionError(`${name} must be a non-empty string (got ${describe(t)})`)
-  if (hasLoneSurrogate(t)) throw new InvalidOptionError(`${name} must be well-formed UTF-16: it holds a lone surrogate, which would be stored as U+FFFD`)
+  // Sent as UTF-8, which turns a lone surrogate into U+FFFD: two different tags would be one.
+  if (!wellFormed(t)) throw new InvalidOptionError(`${name} must be well-formed UTF-16: it has a lone surrogate at index ${loneSurrogateAt(t)} (got ${JSON.stringify(t)})`)
   if (t.length * 3 > maxKeyBytes && Buffer.byteLength(t) > maxKeyBytes) {
     throw new InvalidOptionError(`${name} must be at most maxKeyBytes (${maxKeyBytes}) UTF-8 bytes`)
   }

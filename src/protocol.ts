@@ -99,6 +99,12 @@ export const Op = {
    * it could not read from shared memory itself (a compressed one, say).
    */
   GET_NEAR: 19,
+  /**
+   * key → VALUE when there is a fresh entry, else MISS; counts nothing (no
+   * hit, miss or event) and leaves LRU order alone: getOrCompute's re-check
+   * before its loader runs, whose caller's read was counted already.
+   */
+  PEEK: 20,
   /** @internal Makes the shard throw an uncaught exception: the crash tests' real fault. */
   CRASH: 255,
 } as const

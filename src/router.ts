@@ -34,7 +34,7 @@ import { readEntry } from './snapshot.js'
 import type { ExportedEntry } from '../workers/region_store.js'
 import { CacheError, ClosedError, ErrorCodes, InternalError, NotANumberError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
-import { Header, SLOT_WORDS, SlotFlag, hashBytes, monotonicNow } from './shared_region.js'
+import { Header, SLOT_WORDS, SlotFlag, hashBytes, monotonicNow, newFound } from './shared_region.js'
 import type { AccessLogWriter, Found, SharedRegionReader } from './shared_region.js'
 import { NEAR_EXPIRES_F64, NEAR_WORDS, NearFlag, NearRegion, NearWord } from './near_cache.js'
 import { decodeValue, decodeText } from './values.js'
@@ -117,6 +117,8 @@ interface FrameOps {
   indexes: number[]
   writeRegions: number[]
   writeSlots: number[]
+  /** Per op: the bytes it may add to its region ({@link Router.commitWrite}'s `grows`), 0 for none. */
+  writeGrowth: number[]
 }
 
 /**
@@ -163,6 +165,9 @@ class ShardChannel {
   readonly inflight = new Map<number, FrameOps>()
   /** Per region: clears or pattern deletes queued or in flight. */
   readonly barriers: Int32Array
+  /** Per region: writes queued or in flight that may add an entry (and so evict others), and the bytes they may add. */
+  readonly growing: Int32Array
+  readonly growingBytes: Float64Array
   restarts = 0
   crashesInARow = 0
   /** Set once the shard is down for good: every op to it fails. */
@@ -177,6 +182,8 @@ class ShardChannel {
     this.writer.u32(0) // frame id, patched on flush
     this.writer.u32(0) // op count, patched on flush
     this.barriers = new Int32Array(regions)
+    this.growing = new Int32Array(regions)
+    this.growingBytes = new Float64Array(regions)
   }
 }
 
@@ -311,9 +318,9 @@ export class Router {
   #keyHash = 0
   /** Whether the key #encodeKey last saw was ASCII (then #keyHash is also shardOf's FNV). */
   #keyAscii = true
-  readonly #found: Found = { slot: 0, seq: 0, regionSeq: 0 }
+  readonly #found: Found = newFound()
   /** The versions in a VALUE_AT answer (near.add copies them). */
-  readonly #replyFound: Found = { slot: 0, seq: 0, regionSeq: 0 }
+  readonly #replyFound: Found = newFound()
   #nextFrameId = 1
   /** @internal Frames posted to shards so far (tests check batching with it). */
   framesSent = 0
@@ -401,6 +408,7 @@ export class Router {
     ops.indexes.push(index)
     ops.writeRegions.push(-1)
     ops.writeSlots.push(-1)
+    ops.writeGrowth.push(0)
     this.#scheduleFlush()
   }
 
@@ -409,13 +417,26 @@ export class Router {
    * undefined, the whole region): until it is answered, direct reads of what
    * it changes are sent to the shard instead, so they see it. `hash` is the
    * key's {@link keyHash} (the caller routed by it; ignored without a key).
+   *
+   * `grows` is, for a write that may add an entry (a set), an upper bound of
+   * the bytes it may add to the region (0 for a delete or a TTL change). Such
+   * a write may evict any other key of its shard's region slice, so while one
+   * is pending, a direct read of that slice is sent to the shard too, unless
+   * the slice has room for all of them (see {@link #roomFor}): reads issued
+   * after a write see the state after it, evictions included, as on a
+   * pipelined connection.
    */
-  commitWrite(shard: number, sink: Sink, index: number, region: number, key: string | undefined, hash: number): void {
+  commitWrite(shard: number, sink: Sink, index: number, region: number, key: string | undefined, hash: number, grows = 0): void {
     const ch = this.#shards[shard]!
     const ops = ch.ops
     ops.sinks.push(sink)
     ops.indexes.push(index)
     ops.writeRegions.push(region)
+    ops.writeGrowth.push(grows)
+    if (grows > 0) {
+      ch.growing[region]!++
+      ch.growingBytes[region]! += grows
+    }
     if (key === undefined) {
       ops.writeSlots.push(-1)
       ch.barriers[region]!++
@@ -434,6 +455,11 @@ export class Router {
   #released(ch: ShardChannel, ops: FrameOps, i: number): void {
     const region = ops.writeRegions[i]!
     if (region < 0) return
+    const grows = ops.writeGrowth[i]!
+    if (grows > 0) {
+      ch.growing[region]!--
+      ch.growingBytes[region]! -= grows
+    }
     const slot = ops.writeSlots[i]!
     if (slot < 0) {
       ch.barriers[region]!--
@@ -449,6 +475,7 @@ export class Router {
     ops.indexes.length = 0
     ops.writeRegions.length = 0
     ops.writeSlots.length = 0
+    ops.writeGrowth.length = 0
   }
 
   /** Settles op `i` of `ops` with a result or an error. */
@@ -468,7 +495,15 @@ export class Router {
     const ch = this.#shards[shard]!
     const len = this.#encodeKey(key)
     if (!this.#readable(ch, region, key, this.#keyAscii ? this.#keyHash : -1)) return undefined
-    return ch.link.readers[region]!.find(this.#keyBytes, len, this.#keyHash, this.#found) ? ch : undefined
+    // find() compares the key bytes in the entry's chunk: inside a read (see src/shared_region.ts).
+    // What callers read after it (flags, expiry, versions) are atomic slot words, checked by valid().
+    const log = ch.link.log
+    log.enterRead()
+    try {
+      return ch.link.readers[region]!.find(this.#keyBytes, len, this.#keyHash, this.#found) ? ch : undefined
+    } finally {
+      log.exitRead()
+    }
   }
 
   /**
@@ -479,9 +514,23 @@ export class Router {
    */
   #readable(ch: ShardChannel, region: number, key: string, hash: number): boolean {
     if (ch.dead !== undefined || !ch.link.ready || ch.barriers[region] !== 0) return false
+    if (ch.growing[region] !== 0 && !this.#roomFor(ch, region)) return false
     if (this.#pendingInRegion[region] === 0) return true
     const h = hash < 0 ? keyHash16(key) : hash
     return this.#pending[region * PENDING_SLOTS + (h & (PENDING_SLOTS - 1))] === 0
+  }
+
+  /**
+   * Whether the shard's slice of `region` has room for every write of this
+   * thread that may add to it and is not answered yet, so that none of them
+   * can evict: the room the shard published after its last frame (src/shared_region.ts
+   * Header.ROOM_ENTRIES), less all of them, even those it has applied since.
+   * A cache below its budgets keeps its direct reads under writes; a full one
+   * sends reads that follow a set to the shard until the set is answered.
+   */
+  #roomFor(ch: ShardChannel, region: number): boolean {
+    const header = ch.link.readers[region]!.views.header
+    return Atomics.load(header, Header.ROOM_ENTRIES) >= ch.growing[region]! && Atomics.load(header, Header.ROOM_BYTES) >= ch.growingBytes[region]!
   }
 
   /**
@@ -544,24 +593,32 @@ export class Router {
     const reader = ch.link.readers[region]!
     // Before the slot is read (see NearRegion): only a near entry needs it, and under writes its cache line moves.
     const epoch = near === undefined ? 0 : Atomics.load(reader.views.header, Header.EPOCH)
-    if (!reader.find(this.#keyBytes, len, this.#keyHash, this.#found)) return ASK_SHARD
     const f = this.#found
-    const flags = reader.flags(f)
-    // Compressed values are decompressed by the shard; grace entries may be stale, which the shard decides.
-    if ((flags & (SlotFlag.COMPRESSED | SlotFlag.GRACE)) !== 0) return ASK_SHARD
-    const tag = flags & SlotFlag.TAG_MASK
-    const expiresAt = reader.expiresAt(f)
-    let value: unknown
-    if (tag === ValueTag.STRING || (tag === ValueTag.CODEC && this.#codec === undefined)) {
-      const text = reader.valueString(f)
-      if (text === undefined || !reader.valid(f)) return ASK_SHARD
-      value = decodeText(tag, text) // may throw: a stored value the codec cannot read
-    } else {
-      const bytes = reader.valueCopy(f)
-      if (bytes === undefined || !reader.valid(f)) return ASK_SHARD
-      value = tag === ValueTag.BUFFER ? bytes : decodeValue(tag, bytes, this.#codec)
-    }
     const log = ch.link.log
+    let tag: number
+    let expiresAt: number
+    let text: string | undefined
+    let bytes: Buffer | undefined
+    // From the key compare to the last byte copied, this thread is inside a
+    // read: the shard reuses no chunk it may be reading (see src/shared_region.ts).
+    // Decoding happens after, on this thread's own copy.
+    log.enterRead()
+    try {
+      if (!reader.find(this.#keyBytes, len, this.#keyHash, f)) return ASK_SHARD
+      const flags = reader.flags(f)
+      // Compressed values are decompressed by the shard; grace entries may be stale, which the shard decides.
+      if ((flags & (SlotFlag.COMPRESSED | SlotFlag.GRACE)) !== 0) return ASK_SHARD
+      tag = flags & SlotFlag.TAG_MASK
+      expiresAt = reader.expiresAt(f)
+      if (tag === ValueTag.STRING || (tag === ValueTag.CODEC && this.#codec === undefined)) text = reader.valueString(f)
+      else bytes = reader.valueCopy(f)
+      if ((text === undefined && bytes === undefined) || !reader.valid(f)) return ASK_SHARD
+    } finally {
+      log.exitRead()
+    }
+    let value: unknown
+    if (text !== undefined) value = decodeText(tag, text) // may throw: a stored value the codec cannot read
+    else value = tag === ValueTag.BUFFER ? bytes : decodeValue(tag, bytes!, this.#codec)
     log.hits[region]!++
     if (this.#lru[region]) log.record(region, f.slot, f.seq)
     if (near !== undefined && near.admits(this.#keyHash)) addNear(near, key, value, tag, shard, reader, f, epoch, expiresAt)
@@ -702,7 +759,9 @@ export class Router {
     for (const ch of this.#shards) {
       if (ch.ops.sinks.length === 0) continue
       const w = ch.writer
-      const down = ch.dead ?? (this.#ownerState[0] !== 0 ? new ClosedError() : undefined)
+      // Closed (here, or by the owner): an op that reaches the router after close() drained it
+      // (an L2 promotion, a flight's re-read) is refused, not sent to a thread that is stopping.
+      const down = ch.dead ?? (this.#closing || this.#ownerState[0] !== 0 ? new ClosedError() : undefined)
       if (down !== undefined) {
         // Nothing is encoded or sent for a shard that is down: its ops fail at once.
         const ops = ch.ops
@@ -873,8 +932,9 @@ export class Router {
 
   /** The link lost its shard thread: what was in flight fails; the link gets a new thread unless the shard keeps crashing. */
   #onLost(ch: ShardChannel, cause: Error): void {
-    if (this.#closing) return
-    const lostError = this.#ownerState[0] !== 0 ? new ClosedError() : new ShardCrashedError(ch.index, { cause })
+    // Closing: what was in flight fails with E_CLOSED, and nothing restarts.
+    const closed = this.#closing || this.#ownerState[0] !== 0
+    const lostError = closed ? new ClosedError() : new ShardCrashedError(ch.index, { cause })
     const lost = [...ch.inflight.values()]
     ch.inflight.clear()
     ch.link.unref()
@@ -882,7 +942,7 @@ export class Router {
       for (let i = 0; i < f.sinks.length; i++) this.#settle(ch, f, i, undefined, lostError)
       this.#retire(f)
     }
-    if (this.#ownerState[0] !== 0) {
+    if (closed) {
       this.#afterReply(ch) // rejects what waits
       return
     }
@@ -919,7 +979,7 @@ function addNear(near: NearRegion, key: string, value: unknown, tag: number, sha
 }
 
 function newFrameOps(): FrameOps {
-  return { sentAt: 0, sinks: [], indexes: [], writeRegions: [], writeSlots: [] }
+  return { sentAt: 0, sinks: [], indexes: [], writeRegions: [], writeSlots: [], writeGrowth: [] }
 }
 
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCodes))

@@ -15,6 +15,7 @@ import type { MessagePort } from 'node:worker_threads'
 import { wrap, releaseProxy } from 'comlink'
 import type { Remote } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
+import { ClosedError, ShardCrashedError } from './errors.js'
 import { DRAIN_ACCESS_LOG, REPLY_TAKEN, SHARED_FRAME_BYTES, SIGNAL_SLOTS, SMALL_FRAME_OPS, Signal } from './protocol.js'
 import type { FrameMessage, FrameWriter, ShardEventsMessage, ShardMessage } from './protocol.js'
 import type { ShardControl, ShardInit } from '../workers/shard.js'
@@ -23,6 +24,7 @@ import type { RegionShardConfig } from '../workers/region_store.js'
 import { AccessLogWriter, SharedRegionReader, allocateAccessLog, allocateRegionMemory } from './shared_region.js'
 import type { AccessLogMemory, RegionMemory } from './shared_region.js'
 import type { LinkEvents, ShardLink } from './router.js'
+import { workerExecArgv } from './worker_argv.js'
 
 const SHARD_FILE = new URL('../workers/shard.js', import.meta.url)
 
@@ -43,7 +45,11 @@ export class ShardThread implements ShardLink {
   controlPort!: MessagePort
   /** Rejects when the current worker dies: control calls race it so they never hang. */
   died!: Promise<never>
-  #markDied!: (err: Error) => void
+  /** Control calls waiting on the current thread's port (see {@link call}). */
+  #controlCalls = 0
+  /** Set by close(): the thread's exit is expected. */
+  #closing = false
+  #closed: Promise<void> | undefined
   /** Memory of the current thread (attached threads are given it too). */
   memory!: RegionMemory[]
   readers: SharedRegionReader[] = []
@@ -78,12 +84,10 @@ export class ShardThread implements ShardLink {
     const { port1, port2 } = new MessageChannel()
     this.signals.fill(0) // a new thread has seen no frame
     // A new thread starts empty, in new memory: readers of the old one are dropped with it.
-    this.memory = this.regions.map((r) => allocateRegionMemory(slotsFor(r)))
+    const memory = this.regions.map((r) => allocateRegionMemory(slotsFor(r)))
     const log = allocateAccessLog(this.regions.length)
-    this.readers = this.memory.map((m) => new SharedRegionReader(m))
-    this.log = new AccessLogWriter(log, () => this.worker.postMessage(DRAIN_ACCESS_LOG))
     const init: ShardInit = {
-      memory: this.memory,
+      memory,
       log,
       shard: this.index,
       regions: this.regions,
@@ -96,7 +100,19 @@ export class ShardThread implements ShardLink {
       spinSlots: Math.max(0, availableParallelism() - 1),
       eventMask: this.eventMask,
     }
-    const worker = new Worker(SHARD_FILE, { workerData: init, transferList: [port2], resourceLimits: { maxYoungGenerationSizeMb: SHARD_YOUNG_GENERATION_MB } })
+    // May throw (a thread that cannot be created): before this object points at anything new.
+    const worker = new Worker(SHARD_FILE, {
+      workerData: init,
+      transferList: [port2],
+      resourceLimits: { maxYoungGenerationSizeMb: SHARD_YOUNG_GENERATION_MB },
+      // Not the main entry's options (`--input-type` kills a worker at startup): see src/worker_argv.ts.
+      execArgv: workerExecArgv(),
+    })
+    let markDied!: (err: Error) => void
+    const died = new Promise<never>((_, reject) => {
+      markDied = reject
+    })
+    died.catch(() => {})
     let lastError: Error | undefined
     worker.on('message', (msg: FrameMessage | ShardEventsMessage) => {
       if (typeof msg === 'object' && 'shardEvents' in msg) this.onEvents(msg.shardEvents)
@@ -106,26 +122,65 @@ export class ShardThread implements ShardLink {
       lastError = err
     })
     worker.on('exit', (code) => {
-      this.#markDied(new Error(`shard ${this.index} exited`))
-      this.controlPort.close()
-      this.events.lost(this.index, lastError ?? new Error(`shard thread exited with code ${code}`))
+      port1.close()
+      // Asked to stop by close(): it has not died, and nothing is reported (pending control calls get E_CLOSED).
+      if (this.#closing) {
+        markDied(new ClosedError())
+        return
+      }
+      const cause = lastError ?? new Error(`shard thread ${this.index} exited with code ${code}`)
+      markDied(new ShardCrashedError(this.index, { cause }))
+      this.events.lost(this.index, cause)
     })
+    // The thread's port closes as soon as the thread ends, before its 'exit' event is delivered; a
+    // worker that is unref'd (idle) then holds nothing that keeps the process alive until that
+    // event, so a control call waiting for it (createCache's first call) would never settle: the
+    // process exited with code 13 (unsettled top-level await). Its end is near: ref it until then.
+    port1.on('close', () => worker.ref())
     worker.unref()
+    port1.unref()
     this.worker = worker
+    this.memory = memory
+    this.readers = memory.map((m) => new SharedRegionReader(m))
+    this.log = new AccessLogWriter(log, () => worker.postMessage(DRAIN_ACCESS_LOG))
     this.controlPort = port1
     this.control = wrap<ShardControl>(nodeEndpoint(port1))
-    port1.unref()
-    this.died = new Promise<never>((_, reject) => {
-      this.#markDied = reject
-    })
-    this.died.catch(() => {})
+    this.died = died
+    this.#controlCalls = 0
     this.generation++
-    const waiting = this.onSpawn.splice(0)
-    for (const f of waiting) f()
+    this.#wakeWaiters()
   }
 
+  /**
+   * Calls the thread's control API; rejects with E_SHARD_CRASHED (its cause
+   * the thread's error) if the thread dies first, E_CLOSED if close() stops it.
+   * The port is ref'd while any call waits, so the answer keeps the process alive.
+   */
+  async call<T>(fn: (c: Remote<ShardControl>) => Promise<T>): Promise<T> {
+    const port = this.controlPort
+    const died = this.died
+    if (this.#controlCalls++ === 0) port.ref()
+    try {
+      return await Promise.race([fn(this.control), died])
+    } finally {
+      // Only this incarnation's count: a restart meanwhile started a new one at 0.
+      if (port === this.controlPort && --this.#controlCalls === 0) port.unref()
+    }
+  }
+
+  /** After a crash: a new thread; if one cannot even be created, the shard is down for good. */
   restart(): void {
-    this.spawn()
+    try {
+      this.spawn()
+    } catch (err) {
+      this.events.dead(this.index, new ShardCrashedError(this.index, { cause: err, restarting: false }))
+      this.#wakeWaiters() // attached threads waiting for the restart see the shard is down
+    }
+  }
+
+  #wakeWaiters(): void {
+    const waiting = this.onSpawn.splice(0)
+    for (const f of waiting) f()
   }
 
   ref(): void {
@@ -200,9 +255,20 @@ export class ShardThread implements ShardLink {
     return { port: port1, memory: this.memory }
   }
 
-  async close(): Promise<void> {
-    this.control[releaseProxy]()
+  /** Stops the thread (idempotent). Its exit is then not a crash: nothing is reported for it. */
+  close(): Promise<void> {
+    if (this.#closed !== undefined) return this.#closed
+    this.#closing = true
+    try {
+      this.control[releaseProxy]()
+    } catch {
+      // Released already: nothing to tell the thread.
+    }
+    // Ref'd until it exited: terminate() of an unref'd worker can leave the process nothing to
+    // wait on before the exit, and a top-level `await cache.close()` would never settle.
+    this.worker.ref()
     this.controlPort.close()
-    await this.worker.terminate()
+    this.#closed = this.worker.terminate().then(() => undefined)
+    return this.#closed
   }
 }

@@ -8,14 +8,41 @@
  * small the batch. Reading the shard's memory costs a hash probe and a copy,
  * a few hundred ns, and the value stays off the reading thread's heap.
  *
- * Consistency: every slot has a sequence number (a seqlock). The shard makes
- * it odd before it changes the slot and even again after, so a reader that
- * sees the same even number before and after reading a slot has read one
- * consistent entry. The region header has one more sequence number for bulk
- * changes (clear). A reader never trusts the hash index: it compares the key
- * bytes under the slot's seqlock, so a racing write can cost it a miss on
- * this path, never a wrong value. Every miss on this path (absent, expired,
- * torn, growing) is answered by the shard, which stays the authority.
+ * Consistency, by the JavaScript memory model (not by x86's ordering: Node
+ * runs on ARM64 too, where plain loads may be satisfied out of order). The
+ * model orders SeqCst atomics among themselves and, through a store that an
+ * atomic load reads, everything the storing thread did before it; it orders
+ * nothing about plain reads that race with plain writes. So:
+ *
+ * 1. Slot records are a seqlock of atomics only. Every slot word a reader
+ *    looks at is written by the shard with `Atomics.store` between the two
+ *    `Atomics.add`s on the slot's SEQ (odd while it changes), and read here
+ *    with `Atomics.load` between two loads of SEQ. If any word read came from
+ *    a change that began after the first SEQ load, that change's odd store
+ *    happens-before this word's load, hence before the closing SEQ load,
+ *    which must then see it: the reader retries on the shard. A torn float
+ *    (the expiry) is read as its two Int32 halves for the same reason.
+ * 2. Chunk bytes (the key, then the value) are read with plain loads, which
+ *    is safe because no chunk is written while a reader may read it. A chunk
+ *    is written once, before the `Atomics.store` of the slot word that
+ *    publishes its ref: a reader that loads that ref sees the bytes written.
+ *    A freed chunk is reused only after every reader that might hold its ref
+ *    has finished: each reader thread announces a direct read by making its
+ *    word in the access log ({@link AccessLogWriter.enterRead}) odd, and even
+ *    again after; the shard retires freed chunks and hands them out again
+ *    only once each reader it saw inside a read has moved on
+ *    (workers/reader_grace.ts). A reader that entered after the shard looked
+ *    loads slot words stored after the chunk was unlinked, so it cannot
+ *    reach the chunk at all.
+ * 3. The hash index (buckets) and the header's MASK are hints, read plainly:
+ *    an aligned Int32 element is never torn, whatever it races with, and a
+ *    wrong hint only leads to a slot whose key bytes and record are checked
+ *    as above, within bounds. A racing write can cost a miss on this path,
+ *    never a wrong value.
+ *
+ * The region header has one more sequence number for bulk changes (clear).
+ * Every miss on this path (absent, expired, torn, growing) is answered by the
+ * shard, which stays the authority.
  *
  * LRU order: a read here cannot relink the shard's list, so the reader logs
  * (slot, sequence) in an {@link AccessLog} that the shard applies before its
@@ -49,6 +76,14 @@ export const Header = {
    * with every write, and the words above are read by every direct read.
    */
   EPOCH: 16,
+  /**
+   * Room the slice had after the shard's last frame: entries and bytes it can
+   * still take before its budgets make it evict (clamped to 2^31 − 1). A
+   * router lets direct reads run ahead of its own pending sets only while
+   * they all fit (src/router.ts #roomFor). Beside EPOCH: both move with writes.
+   */
+  ROOM_ENTRIES: 24,
+  ROOM_BYTES: 25,
 } as const
 const HEADER_WORDS = 32
 
@@ -68,7 +103,12 @@ export const Slot = {
    */
   KEY_REF: 3,
   STORED_SIZE: 5,
-  /** Words 6–7: expiry as a float64, at Float64 index `slot * SLOT_WORDS / 2 + EXPIRES_F64`. */
+  /**
+   * Words 6–7: expiry as a float64, at Float64 index `slot * SLOT_WORDS / 2 + EXPIRES_F64`;
+   * other threads read and the shard stores it as two Int32 words ({@link loadExpiry}, {@link storeExpiry}).
+   */
+  EXPIRES_LO: 6,
+  EXPIRES_HI: 7,
 } as const
 export const SLOT_WORDS = 8
 export const EXPIRES_F64 = 3
@@ -88,9 +128,38 @@ export const SlotFlag = {
   COMPRESSED: 0x80,
 } as const
 
-/** Where the stored value of the slot record at word `base` starts: just after its key. */
+/** Where the stored value of the slot record at word `base` starts: just after its key. The shard's own read (plain loads). */
 export function valueRefOf(v: RegionViews, base: number): number {
   return v.slotsU[base + Slot.KEY_REF]! + (v.slots[base + Slot.FLAGS]! >>> KEY_LEN_SHIFT)
+}
+
+// Float64 <-> two Int32 words, for the expiry (Atomics has no Float64Array).
+const f64 = new Float64Array(1)
+const f64Words = new Int32Array(f64.buffer)
+
+/**
+ * The shard's store of a slot record word that other threads read: atomic, so
+ * that a reader's atomic load of it synchronizes with it (see the consistency
+ * notes above). Only between the slot's SEQ bumps.
+ */
+export function storeSlotWord(slots: Int32Array, base: number, word: number, value: number): void {
+  Atomics.store(slots, base + word, value)
+}
+
+/** The shard's store of slot `slot`'s expiry, as two atomic Int32 words. */
+export function storeExpiry(slots: Int32Array, slot: number, expiresAt: number): void {
+  f64[0] = expiresAt
+  const base = slot * SLOT_WORDS
+  Atomics.store(slots, base + Slot.EXPIRES_LO, f64Words[0]!)
+  Atomics.store(slots, base + Slot.EXPIRES_HI, f64Words[1]!)
+}
+
+/** Another thread's read of slot `slot`'s expiry: two atomic loads, checked by the seqlock like any word. */
+export function loadExpiry(slots: Int32Array, slot: number): number {
+  const base = slot * SLOT_WORDS
+  f64Words[0] = Atomics.load(slots, base + Slot.EXPIRES_LO)
+  f64Words[1] = Atomics.load(slots, base + Slot.EXPIRES_HI)
+  return f64[0]!
 }
 
 /** The SharedArrayBuffers of one region slice. All but the header are growable. */
@@ -164,11 +233,24 @@ interface FastSlice {
   utf8Slice(start: number, end: number): string
 }
 
-/** What {@link SharedRegionReader.find} saw: the slot, its sequence number and the header's. */
+/**
+ * What {@link SharedRegionReader.find} saw: the slot, its sequence number and
+ * the header's, and the slot words it loaded (each loaded once, atomically;
+ * {@link SharedRegionReader.valid} checks them all at the end).
+ */
 export interface Found {
   slot: number
   seq: number
   regionSeq: number
+  /** The slot's FLAGS word (key length, tag, flags). */
+  flags: number
+  /** The ref of the slot's chunk (its key's bytes, then the value). */
+  ref: number
+  expiresAt: number
+}
+
+export function newFound(): Found {
+  return { slot: 0, seq: 0, regionSeq: 0, flags: 0, ref: 0, expiresAt: 0 }
 }
 
 /** Probes at most this many buckets; a longer run (only while the shard rewrites the table) is left to the shard. */
@@ -201,20 +283,29 @@ export class SharedRegionReader {
     if ((regionSeq & 1) !== 0) return false
     const buckets = v.buckets
     const slots = v.slots
+    // A hint (see the notes above): it only bounds the probe.
     const mask = v.header[Header.MASK]!
     if (mask >= buckets.length) return false
     for (let i = hash & mask, n = 0; n < MAX_PROBES; i = (i + 1) & mask, n++) {
+      // A hint too: every word of the slot it names is checked below.
       const e = buckets[i]!
       if (e === 0) return false
       const base = (e - 1) * SLOT_WORDS
       if (base >= slots.length) return false
-      // The sequence number first: everything read after it is checked by valid().
+      // The sequence number first: every word loaded after it is checked by valid().
       const seq = Atomics.load(slots, base + Slot.SEQ)
-      const flags = slots[base + Slot.FLAGS]!
-      if (slots[base + Slot.KEY_HASH] !== (hash | 0) || flags >>> KEY_LEN_SHIFT !== len) continue
-      if ((seq & 1) !== 0) return false
-      if ((flags & SlotFlag.LIVE) === 0) continue
-      const ref = v.slotsU[base + Slot.KEY_REF]!
+      if ((seq & 1) !== 0) {
+        // Changing now: if it may be this key, only the shard can answer; else probe on.
+        if (slots[base + Slot.KEY_HASH] === (hash | 0)) return false
+        continue
+      }
+      // A hint, read plainly: a wrong hash skips the slot (a miss, which the shard answers) or leads to the key compare.
+      if (slots[base + Slot.KEY_HASH] !== (hash | 0)) continue
+      const flags = Atomics.load(slots, base + Slot.FLAGS)
+      if (flags >>> KEY_LEN_SHIFT !== len || (flags & SlotFlag.LIVE) === 0) continue
+      // Loaded after SEQ showed the slot settled and LIVE showed a chunk: the
+      // chunk at this ref is not reused while this thread is inside its read.
+      const ref = Atomics.load(slots, base + Slot.KEY_REF) >>> 0
       const keys = v.values
       if (ref + len > keys.length) return false
       let same = true
@@ -225,11 +316,14 @@ export class SharedRegionReader {
         }
       }
       if (!same) continue
-      const expires = v.slotsF[(e - 1) * (SLOT_WORDS / 2) + EXPIRES_F64]!
+      const expires = loadExpiry(slots, e - 1)
       if (expires !== Infinity && expires <= this.#now()) return false
       out.slot = e - 1
       out.seq = seq
       out.regionSeq = regionSeq
+      out.flags = flags
+      out.ref = ref
+      out.expiresAt = expires
       return true
     }
     return false
@@ -265,13 +359,21 @@ export class SharedRegionReader {
 
   /** Expiry of the found slot (check {@link valid} after). */
   expiresAt(f: Found): number {
-    return this.#v.slotsF[f.slot * (SLOT_WORDS / 2) + EXPIRES_F64]!
+    return f.expiresAt
   }
 
-  /** Flags (tag, compression) of the found slot. */
+  /** Flags (tag, compression) of the found slot (check {@link valid} after). */
   flags(f: Found): number {
-    return this.#v.slots[f.slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_BITS
+    return f.flags & FLAG_BITS
   }
+
+  /** Where the found slot's stored value starts; its size goes to #size (an atomic load, checked by {@link valid}). */
+  #valueRange(f: Found): number {
+    this.#size = Atomics.load(this.#v.slots, f.slot * SLOT_WORDS + Slot.STORED_SIZE) >>> 0
+    return f.ref + (f.flags >>> KEY_LEN_SHIFT)
+  }
+
+  #size = 0
 
   /**
    * The stored value as a string (for STRING values and JSON), decoded
@@ -279,9 +381,8 @@ export class SharedRegionReader {
    */
   valueString(f: Found): string | undefined {
     const v = this.#v
-    const base = f.slot * SLOT_WORDS
-    const ref = valueRefOf(v, base)
-    const end = ref + v.slotsU[base + Slot.STORED_SIZE]!
+    const ref = this.#valueRange(f)
+    const end = ref + this.#size
     if (end > v.values.length) return undefined
     // Buffer#toString adds ~10 ns of argument checks per call to this.
     return (v.values as unknown as FastSlice).utf8Slice(ref, end)
@@ -290,9 +391,8 @@ export class SharedRegionReader {
   /** Copies the stored bytes into a new Buffer, or undefined when the ref is out of view. */
   valueCopy(f: Found): Buffer | undefined {
     const v = this.#v
-    const base = f.slot * SLOT_WORDS
-    const ref = valueRefOf(v, base)
-    const n = v.slotsU[base + Slot.STORED_SIZE]!
+    const ref = this.#valueRange(f)
+    const n = this.#size
     if (ref + n > v.values.length) return undefined
     const out = Buffer.allocUnsafe(n)
     v.values.copy(out, 0, ref, ref + n)
@@ -305,8 +405,15 @@ export class SharedRegionReader {
  * slot, seq) written by one reader thread and drained by the shard, plus the
  * reader's hit counts per region (the shard adds them to its stats).
  *
+ * The hit counts are Uint32 words the reader bumps with plain stores: an
+ * aligned integer element is never torn by the memory model (a Float64 one
+ * may be), and the shard reads them often enough (every frame and every
+ * 100 ms) to add each wrap-around of 2^32 to its own total.
+ *
  * Layout: Int32 words HEAD (written by the reader), TAIL (by the shard), KICK
- * (1 once the reader asked the shard to drain), then the ring. Hits are a
+ * (1 once the reader asked the shard to drain), at word 16 READING (odd while the reader
+ * is inside a direct read of this shard's memory: see the consistency notes
+ * at the top and workers/reader_grace.ts), then from word 32 the ring. Hits are a
  * Float64Array of their own, one per region, written by the reader only.
  */
 export interface AccessLogMemory {
@@ -317,22 +424,26 @@ export interface AccessLogMemory {
 const LOG_HEAD = 0
 const LOG_TAIL = 1
 const LOG_KICK = 2
-const LOG_WORDS = 4
+/** In a cache line of its own: stored twice per direct read, and loaded by the shard, which writes TAIL. */
+const LOG_READING = 16
+const LOG_WORDS = 32
 /** Entries per ring: big enough that a shard draining every frame rarely drops one. */
 export const LOG_CAPACITY = 1 << 14
 
 export function allocateAccessLog(regions: number): AccessLogMemory {
   return {
     ring: new SharedArrayBuffer((LOG_WORDS + LOG_CAPACITY * 4) * 4),
-    hits: new SharedArrayBuffer(Math.max(1, regions) * 8),
+    hits: new SharedArrayBuffer(Math.max(1, regions) * 4),
   }
 }
 
 /** The reader's end of an {@link AccessLogMemory}. */
 export class AccessLogWriter {
   readonly #ring: Int32Array
-  readonly hits: Float64Array
+  /** Hits per region, modulo 2^32 (see above). */
+  readonly hits: Uint32Array
   #head = 0
+  #reading = 0
 
   /** `kick` asks the shard to drain soon; called once the ring is half full. */
   constructor(
@@ -340,7 +451,24 @@ export class AccessLogWriter {
     readonly kick: () => void,
   ) {
     this.#ring = new Int32Array(memory.ring)
-    this.hits = new Float64Array(memory.hits)
+    this.hits = new Uint32Array(memory.hits)
+  }
+
+  /**
+   * Announces a direct read of the shard's memory: until {@link exitRead}, the
+   * shard hands out no chunk that this thread might be reading. Every call is
+   * paired with one exit (try/finally), so the word is odd exactly while a read
+   * runs. The atomic store orders the read's loads after it (SeqCst).
+   */
+  enterRead(): void {
+    this.#reading = (this.#reading + 1) | 0
+    Atomics.store(this.#ring, LOG_READING, this.#reading)
+  }
+
+  /** Ends a direct read: everything it loaded happens-before a shard's load of this store. */
+  exitRead(): void {
+    this.#reading = (this.#reading + 1) | 0
+    Atomics.store(this.#ring, LOG_READING, this.#reading)
   }
 
   /** Logs a read of `slot` (sequence `seq`) in `region`; dropped when the ring is full. */
@@ -364,14 +492,28 @@ export class AccessLogWriter {
 /** The shard's end of an {@link AccessLogMemory}. */
 export class AccessLogReader {
   readonly #ring: Int32Array
-  readonly hits: Float64Array
+  readonly #hits: Uint32Array
+  /** The reader's counts as last seen, and the totals they add up to (wrap-arounds included). */
+  readonly #seen: Uint32Array
+  readonly #total: Float64Array
   /** Hits at the last resetStats, per region. */
   readonly baseline: Float64Array
 
   constructor(memory: AccessLogMemory) {
     this.#ring = new Int32Array(memory.ring)
-    this.hits = new Float64Array(memory.hits)
-    this.baseline = new Float64Array(this.hits.length)
+    this.#hits = new Uint32Array(memory.hits)
+    this.#seen = new Uint32Array(this.#hits.length)
+    this.#total = new Float64Array(this.#hits.length)
+    this.baseline = new Float64Array(this.#hits.length)
+  }
+
+  /** Adds what the reader counted since the last look; call at least once per 2^32 hits (the shard does every frame and 100 ms). */
+  countHits(): void {
+    for (let r = 0; r < this.#hits.length; r++) {
+      const now = this.#hits[r]!
+      this.#total[r]! += (now - this.#seen[r]!) >>> 0
+      this.#seen[r] = now
+    }
   }
 
   /** Calls `apply` for every logged read, oldest first, and empties the ring. */
@@ -386,14 +528,25 @@ export class AccessLogReader {
     }
     Atomics.store(ring, LOG_TAIL, tail)
     Atomics.store(ring, LOG_KICK, 0)
+    this.countHits()
+  }
+
+  /** Whether the reader's thread is gone (its port closed): it reads nothing any more. */
+  detached = false
+
+  /** The reader's READING word now: odd while it is inside a direct read. */
+  reading(): number {
+    return Atomics.load(this.#ring, LOG_READING)
   }
 
   /** Hits counted by the reader in `region` since the last {@link resetHits}. */
   hitsOf(region: number): number {
-    return this.hits[region]! - this.baseline[region]!
+    this.countHits()
+    return this.#total[region]! - this.baseline[region]!
   }
 
   resetHits(): void {
-    this.baseline.set(this.hits)
+    this.countHits()
+    this.baseline.set(this.#total)
   }
 }

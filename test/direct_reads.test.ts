@@ -75,6 +75,38 @@ test('a read issued after a write in the same tick sees the write', async () => 
   })
 })
 
+test('reads issued after a set in the same tick see the eviction it causes, on every read path', async () => {
+  for (const shards of [1, 2]) {
+    await withCache({ shards, regions: { default: { maxEntries: shards } } }, async (cache) => {
+      // Two keys of one shard: its slice holds one entry, so setting b evicts a.
+      const keys = Array.from({ length: 64 }, (_, i) => `k${i}`)
+      const [a, b] = keys.filter((k) => cache.shardOfForTest(k) === 0)
+      await cache.set(a!, 1)
+      assert.is(cache.getSync(a!), 1, 'a is read directly before the set')
+      const results = await Promise.all([cache.set(b!, 2), cache.getEntry(a!), cache.has(a!), cache.get(a!), cache.ttl(a!), cache.mget([a!, b!])])
+      assert.equal(results, [true, undefined, false, undefined, undefined, [undefined, 2]], `${shards} shard(s)`)
+      assert.is(cache.getSync(b!), 2, 'direct reads resume once the set is answered')
+    })
+  }
+})
+
+test('a pending set holds back direct reads of other keys only while it may evict: a region with room keeps them', async () => {
+  await withCache({ shards: 1, regions: { default: { maxEntries: 3 } } }, async (cache) => {
+    await cache.set('a', 1)
+    // Room for two more entries: a pending set cannot evict, so a is still read directly.
+    const set = cache.set('b', 2)
+    assert.is(cache.getSync('a'), 1)
+    await set
+    // Full after c: a set of a new key may now evict, so reads wait for the shard until it is answered.
+    await cache.set('c', 3)
+    const evicting = cache.set('d', 4)
+    assert.is(cache.getSync('c'), undefined, 'held back: the pending set may evict it')
+    await evicting
+    assert.is(cache.getSync('c'), 3)
+    assert.is(cache.getSync('a'), undefined, 'a, the oldest, was evicted')
+  })
+})
+
 test('a write in flight holds back direct reads of its key only, and every hold is released when writes are answered', async () => {
   await withCache({ shards: 2 }, async (cache) => {
     const keys = Array.from({ length: 3000 }, (_, i) => `k:${i}`)

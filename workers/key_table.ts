@@ -24,7 +24,7 @@
  * `hash & mask`, load factor at most 1/2. The slot's record must be marked
  * changing (odd sequence number) by the caller around insert and remove.
  */
-import { FLAG_BITS, Header, KEY_LEN_SHIFT, RegionViews, Slot, SLOT_WORDS, hashBytes } from '../src/shared_region.js'
+import { FLAG_BITS, Header, KEY_LEN_SHIFT, RegionViews, Slot, SLOT_WORDS, hashBytes, storeSlotWord } from '../src/shared_region.js'
 
 export { hashBytes }
 
@@ -79,9 +79,10 @@ export class KeyTable {
     if ((this.#count + 1) * 2 > this.#mask + 1) this.#resize((this.#mask + 1) * 2)
     const base = slot * SLOT_WORDS
     const slots = this.#v.slots
-    slots[base + Slot.KEY_HASH] = hash | 0
-    slots[base + Slot.FLAGS] = (slots[base + Slot.FLAGS]! & FLAG_BITS) | (len << KEY_LEN_SHIFT)
-    this.#v.slotsU[base + Slot.KEY_REF] = ref
+    // Atomic stores: other threads read these words (src/shared_region.ts).
+    storeSlotWord(slots, base, Slot.KEY_HASH, hash | 0)
+    storeSlotWord(slots, base, Slot.FLAGS, (slots[base + Slot.FLAGS]! & FLAG_BITS) | (len << KEY_LEN_SHIFT))
+    storeSlotWord(slots, base, Slot.KEY_REF, ref | 0)
     const buckets = this.#v.buckets
     const mask = this.#mask
     let i = hash & mask

@@ -63,6 +63,8 @@ import {
   allocateRegionMemory,
   monotonicNow,
   slotLimit,
+  storeExpiry,
+  storeSlotWord,
   valueRefOf,
 } from '../src/shared_region.js'
 import type { RegionMemory } from '../src/shared_region.js'
@@ -70,6 +72,7 @@ import { DictionaryCompressor, compressIfSmaller, decompress } from './compressi
 import type { DictionaryShardStats, DictionaryTuning } from './compression.js'
 import { KeyTable, hashBytes } from './key_table.js'
 import { ArenaFullError, ValueSlab } from './value_slab.js'
+import type { ReaderGrace } from './reader_grace.js'
 import { emptyRegionStats } from '../src/stats.js'
 
 export type EvictionPolicy = 'lru' | 'fifo'
@@ -149,6 +152,11 @@ const TAG_MASK = SlotFlag.TAG_MASK
 const INITIAL_CAPACITY = 256
 /** Float64 words per slot record, and where the expiry sits among them. */
 const F64_PER_SLOT = SLOT_WORDS / 2
+
+/** A budget's room as an Int32 header word: never negative, at most 2^31 − 1 (Infinity included). */
+function roomOf(n: number): number {
+  return n <= 0 ? 0 : n >= 0x7fffffff ? 0x7fffffff : Math.floor(n)
+}
 
 type SlotArray = Int32Array | Uint32Array | Float64Array | Uint8Array
 interface SlotArrayType<T extends SlotArray> {
@@ -260,6 +268,8 @@ export class RegionStore {
   /**
    * `memory` is what other threads read (see src/shared_region.ts); it must
    * reserve {@link slotsFor}(config) slots. Without it the store allocates its own.
+   * `readers` tells when a freed chunk is out of every reader's reach
+   * (workers/reader_grace.ts); without it, chunks are reused at once.
    */
   constructor(
     config: RegionShardConfig,
@@ -267,6 +277,7 @@ export class RegionStore {
     memory?: RegionMemory,
     /** @internal For tests: how the dictionary samples and rebuilds. */
     dictionaryTuning?: Partial<DictionaryTuning>,
+    readers?: ReaderGrace,
   ) {
     this.config = config
     this.#dict =
@@ -282,8 +293,9 @@ export class RegionStore {
     const c = this.#capacity
     mem.slots.grow(c * SLOT_WORDS * 4)
     this.#keys = new KeyTable(this.#v, config.maxEntries, this.#grew)
-    this.#slab = new ValueSlab(mem.values, this.#grew)
+    this.#slab = new ValueSlab(mem.values, this.#grew, readers)
     this.#grew()
+    this.publishRoom()
     const limit = this.#slotLimit
     this.#next = reserve(Int32Array, c, limit)
     this.#prev = reserve(Int32Array, c, limit)
@@ -305,6 +317,22 @@ export class RegionStore {
 
   get size(): number {
     return this.#entries
+  }
+
+  /**
+   * Publishes the room left under the budgets (src/shared_region.ts
+   * Header.ROOM_ENTRIES) for routers deciding whether a direct read may run
+   * ahead of their pending sets. Called after every frame.
+   */
+  publishRoom(): void {
+    const h = this.#v.header
+    Atomics.store(h, Header.ROOM_ENTRIES, roomOf(this.config.maxEntries - this.#entries))
+    Atomics.store(h, Header.ROOM_BYTES, roomOf(this.config.maxBytes - this.#usedBytes))
+  }
+
+  /** @internal For tests: freed chunks that wait for a reader's read to end (workers/reader_grace.ts). */
+  get retiredChunks(): number {
+    return this.#slab.retiredChunks
   }
 
   // ── reads ────────────────────────────────────────────────────────────────
@@ -376,6 +404,19 @@ export class RegionStore {
       compressed: (flags & FLAG_COMPRESSED) !== 0,
       metadata: this.#metas[slot],
     }
+  }
+
+  /**
+   * The fresh value (tag in {@link lastTag}), or undefined, without counting a
+   * read, reporting an event or refreshing LRU order: a re-check by a caller
+   * whose read was counted already (getOrCompute's, before its loader runs).
+   */
+  peekAt(buf: Uint8Array, start: number, len: number): Uint8Array | undefined {
+    const slot = this.#live(buf, start, len)
+    if (slot === NIL || this.#stale(slot)) return undefined
+    const value = this.#read(slot)
+    if (value !== undefined) this.lastTag = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & TAG_MASK
+    return value
   }
 
   /** Whether a live entry exists. Does not count as a read nor refresh LRU order. */
@@ -458,8 +499,9 @@ export class RegionStore {
     const slot = this.#liveFresh(buf, start, len)
     if (slot === NIL) return false
     this.#begin(slot)
-    this.#v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64] = this.#now() + ttl
-    this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS] = this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & ~FLAG_GRACE
+    const slots = this.#v.slots
+    storeExpiry(slots, slot, this.#now() + ttl)
+    storeSlotWord(slots, slot * SLOT_WORDS, Slot.FLAGS, slots[slot * SLOT_WORDS + Slot.FLAGS]! & ~FLAG_GRACE)
     this.#end(slot)
     return true
   }
@@ -665,14 +707,15 @@ export class RegionStore {
       this.#begin(slot)
       this.#unaccount(slot)
       this.#freeEntry(slot)
-      this.#v.slotsU[slot * SLOT_WORDS + Slot.KEY_REF] = ref
+      storeSlotWord(this.#v.slots, slot * SLOT_WORDS, Slot.KEY_REF, ref | 0)
       if (this.#lru) this.#moveToTail(slot)
     }
+    // Atomic stores of the words other threads read, inside the seqlock (src/shared_region.ts).
     const base = slot * SLOT_WORDS
-    const v = this.#v
-    v.slotsU[base + Slot.STORED_SIZE] = stored.length
-    v.slots[base + Slot.FLAGS] = (v.slots[base + Slot.FLAGS]! & ~FLAG_BITS) | flags | FLAG_LIVE
-    v.slotsF[slot * F64_PER_SLOT + EXPIRES_F64] = now + life + (grace ?? 0)
+    const slots = this.#v.slots
+    storeSlotWord(slots, base, Slot.STORED_SIZE, stored.length)
+    storeSlotWord(slots, base, Slot.FLAGS, (slots[base + Slot.FLAGS]! & ~FLAG_BITS) | flags | FLAG_LIVE)
+    storeExpiry(slots, slot, now + life + (grace ?? 0))
     if (grace !== undefined) (this.#fresh ??= reserve(Float64Array, this.#capacity, this.#slotLimit))[slot] = now + life
     this.#end(slot)
     this.#setMeta(slot, meta)
@@ -766,8 +809,11 @@ export class RegionStore {
     Atomics.add(header, Header.SEQ, 1) // readers stand back until it is even again
     this.#keys.clear()
     const slots = this.#v.slots
-    for (let slot = 0; slot < this.#used; slot++) slots[slot * SLOT_WORDS + Slot.FLAGS] = 0
-    this.#slab.clear()
+    for (let slot = 0; slot < this.#used; slot++) {
+      // Chunk by chunk, not the whole arena at once: readers inside a read keep theirs until they finish (workers/reader_grace.ts).
+      if ((slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_LIVE) !== 0) this.#freeEntry(slot)
+      storeSlotWord(slots, slot * SLOT_WORDS, Slot.FLAGS, 0)
+    }
     this.#metas = []
     this.#tags = []
     this.#tagIndex.clear()
@@ -1021,7 +1067,7 @@ export class RegionStore {
     this.#begin(slot)
     this.#keys.remove(slot)
     this.#freeEntry(slot) // before the flags, which hold the key's length
-    this.#v.slots[slot * SLOT_WORDS + Slot.FLAGS] = 0
+    storeSlotWord(this.#v.slots, slot * SLOT_WORDS, Slot.FLAGS, 0)
     this.#end(slot)
     this.#setMeta(slot, undefined)
     this.#untag(slot)

@@ -16,6 +16,7 @@ import type { FrameMessage, ShardEventsMessage, ShardMessage } from '../src/prot
 import { writeEntry } from '../src/snapshot.js'
 import { Glob } from '../src/glob.js'
 import { AccessLogReader, monotonicNow } from '../src/shared_region.js'
+import { ReaderGrace } from './reader_grace.js'
 import type { AccessLogMemory, RegionMemory } from '../src/shared_region.js'
 import { RegionStore } from './region_store.js'
 import type { RegionShardConfig, RegionShardStats, SlotVersions } from './region_store.js'
@@ -59,8 +60,10 @@ const init = workerData as ShardInit
 const port = parentPort
 if (port === null) throw new Error('workers/shard.js must run as a worker thread')
 
-const stores = init.regions.map((cfg, i) => new RegionStore(cfg, monotonicNow, init.memory[i]))
 const logs = [new AccessLogReader(init.log)]
+/** Every reader's access log tells when it is inside a direct read: freed chunks wait for those (workers/reader_grace.ts). */
+const readers = new ReaderGrace(logs)
+const stores = init.regions.map((cfg, i) => new RegionStore(cfg, monotonicNow, init.memory[i], undefined, readers))
 /** Per region: hits counted in the logs of attached threads that have gone. */
 const retiredHits = new Float64Array(stores.length)
 let attachedThreads = 0
@@ -196,6 +199,7 @@ function attach(client: MessagePort, log: AccessLogReader): void {
   client.on('close', () => {
     drainLogs()
     for (let r = 0; r < stores.length; r++) retiredHits[r]! += log.hitsOf(r)
+    log.detached = true // chunks waiting for its read wait no longer
     logs.splice(logs.indexOf(log), 1)
     attachedThreads--
   })
@@ -253,6 +257,8 @@ function handleFrame(frame: Uint8Array): void {
       for (; i < count; i++) writeError(out, err)
     }
   }
+  // Before the reply: a router that still counts this frame's sets checks them against it (src/router.ts #roomFor).
+  for (const s of stores) s.publishRoom()
 }
 
 const EMPTY = new Uint8Array(0)
@@ -374,6 +380,11 @@ function handleOp(r: FrameReader, w: FrameWriter): void {
     case Op.TOUCH: {
       r.keyAt()
       writeBool(w, store.touchAt(r.buf, r.keyStart, r.keyBytes, r.f64()))
+      return
+    }
+    case Op.PEEK: {
+      r.keyAt()
+      writeValue(w, store, store.peekAt(r.buf, r.keyStart, r.keyBytes), Status.VALUE)
       return
     }
     case Op.GET_STALE: {

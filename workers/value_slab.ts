@@ -18,12 +18,22 @@
  * The arena grows in place and never shrinks; `clear()` makes all of it
  * reusable. Chunks freed in one class serve only that class.
  *
+ * Other threads read chunks with plain loads, so a freed chunk is not written
+ * again while one of them may still be reading it: with a {@link ReaderGrace},
+ * `free` retires the chunk, and it rejoins its class's stack once every
+ * reader that was inside a read when it was looked at has finished
+ * (workers/reader_grace.ts). The look happens when a class runs out of freed
+ * chunks, so a shard under churn pays it about once per chunk reused, a load
+ * per reader thread.
+ *
  * Why classes that fine: with 1M small JSON records (~85 bytes each after
  * dictionary compression, keys of ~11 bytes) 16-byte steps rounded up ~8 bytes
  * a value and 5 a key; these steps ~4 and ~1 (bench/memory: RSS 243 → 238 MB
  * with 8-byte steps already). Finer classes reuse freed chunks a little less
  * under churn, as each serves only its own class: the trade mimalloc makes too.
  */
+
+import type { GraceSnapshot, ReaderGrace } from './reader_grace.js'
 
 const EMPTY = new Uint8Array(0)
 const MAX_PAGE_BYTES = 1 << 20
@@ -84,17 +94,33 @@ interface SizeClass {
   end: number
 }
 
+/** Chunks freed before one look at the readers, waiting for those inside a read then to finish. */
+interface Retired {
+  seen: GraceSnapshot
+  /** Pairs: ref, class. */
+  chunks: number[]
+}
+
 export class ValueSlab {
   readonly #arena: SharedArrayBuffer
   readonly #onGrow: () => void
+  readonly #grace: ReaderGrace | undefined
   #bytes: Buffer
   #top = 0
   #classes: SizeClass[] = []
+  /** Pairs (ref, class) freed since the readers were last looked at. */
+  #freed: number[] = []
+  #waiting: Retired[] = []
 
-  /** `onGrow` runs after the arena grew, so views of it can be remapped. */
-  constructor(arena: SharedArrayBuffer = new SharedArrayBuffer(0, { maxByteLength: 2 ** 32 }), onGrow: () => void = () => {}) {
+  /**
+   * `onGrow` runs after the arena grew, so views of it can be remapped.
+   * `grace` tells when no reader can still see a freed chunk; without it
+   * (no thread reads the arena but the owner) chunks are reused at once.
+   */
+  constructor(arena: SharedArrayBuffer = new SharedArrayBuffer(0, { maxByteLength: 2 ** 32 }), onGrow: () => void = () => {}, grace?: ReaderGrace) {
     this.#arena = arena
     this.#onGrow = onGrow
+    this.#grace = grace
     this.#bytes = Buffer.from(arena, 0, arena.byteLength)
     this.#reset()
   }
@@ -110,7 +136,7 @@ export class ValueSlab {
    * {@link ArenaFullError} when the arena cannot grow.
    */
   store(head: Uint8Array, tail: Uint8Array = EMPTY): number {
-    const ref = this.#alloc(this.#classes[classOf(head.length + tail.length)]!)
+    const ref = this.#alloc(classOf(head.length + tail.length))
     this.#bytes.set(head, ref)
     if (tail.length > 0) this.#bytes.set(tail, ref + head.length)
     return ref
@@ -121,14 +147,30 @@ export class ValueSlab {
     return this.#bytes.subarray(ref, ref + length)
   }
 
-  /** Returns the chunk of a value of `length` bytes for reuse. */
+  /**
+   * Returns the chunk of a value of `length` bytes for reuse. The caller has
+   * already unlinked it: no slot word that leads a reader to it is current.
+   */
   free(ref: number, length: number): void {
-    this.#classes[classOf(length)]!.free.push(ref)
+    const c = classOf(length)
+    if (this.#grace === undefined) this.#classes[c]!.free.push(ref)
+    else this.#freed.push(ref, c)
   }
 
-  /** Frees every chunk; the arena keeps its size. */
+  /**
+   * Frees every chunk at once; the arena keeps its size. Only for a slab no
+   * other thread reads (with readers, free each chunk instead).
+   */
   clear(): void {
+    if (this.#grace !== undefined) throw new Error('ValueSlab.clear() with readers: free each chunk')
     this.#reset()
+  }
+
+  /** Freed chunks not yet reusable (a reader may still read them), for tests. */
+  get retiredChunks(): number {
+    let n = this.#freed.length / 2
+    for (const r of this.#waiting) n += r.chunks.length / 2
+    return n
   }
 
   /** Bytes of the arena carved into pages so far, for tests and stats. */
@@ -136,7 +178,9 @@ export class ValueSlab {
     return this.#top
   }
 
-  #alloc(cls: SizeClass): number {
+  #alloc(c: number): number {
+    const cls = this.#classes[c]!
+    if (cls.free.length === 0 && (this.#freed.length > 0 || this.#waiting.length > 0)) this.#reclaim()
     if (cls.free.length > 0) return cls.free.pop()
     if (cls.next + cls.size > cls.end) {
       const start = this.#top
@@ -159,6 +203,29 @@ export class ValueSlab {
     this.#arena.grow(Math.min(max, Math.max(bytes, have + step)))
     this.#bytes = Buffer.from(this.#arena, 0, this.#arena.byteLength)
     this.#onGrow()
+  }
+
+  /** Moves retired chunks that no reader can still see back to their classes' stacks. */
+  #reclaim(): void {
+    const grace = this.#grace!
+    if (this.#freed.length > 0) {
+      // Looked at after the chunks were unlinked (see workers/reader_grace.ts).
+      const seen = grace.snapshot()
+      if (seen === undefined) this.#release(this.#freed)
+      else this.#waiting.push({ seen, chunks: this.#freed })
+      this.#freed = []
+    }
+    let kept = 0
+    for (let i = 0; i < this.#waiting.length; i++) {
+      const r = this.#waiting[i]!
+      if (grace.passed(r.seen)) this.#release(r.chunks)
+      else this.#waiting[kept++] = r
+    }
+    this.#waiting.length = kept
+  }
+
+  #release(chunks: number[]): void {
+    for (let i = 0; i < chunks.length; i += 2) this.#classes[chunks[i + 1]!]!.free.push(chunks[i]!)
   }
 
   #reset(): void {
