@@ -43,7 +43,7 @@ import { createCache } from '../src/index.js'
 import type { Cache, CacheOptions, RegionOptions } from '../src/index.js'
 import { readSnapshot } from '../src/snapshot.js'
 import { Glob } from '../src/glob.js'
-import { ValueTag, ENTRY_OVERHEAD_BYTES } from '../src/protocol.js'
+import { ValueTag, ENTRY_OVERHEAD_BYTES, tagChargeBytes } from '../src/protocol.js'
 import { compressIfSmaller, decompress } from '../workers/compression.js'
 import { monotonicNow } from '../src/shared_region.js'
 import { BAD_CASES, REGION_NAMES, burst, canon, makeValue } from './fixtures/model_ops.js'
@@ -580,7 +580,8 @@ class Model {
   }
 
   charge(e: Ent): number {
-    return Buffer.byteLength(e.key) + (e.stored ?? e.raw.length) + (e.meta === undefined ? 0 : Buffer.byteLength(e.meta)) + ENTRY_OVERHEAD_BYTES
+    // Tags are charged too (src/protocol.ts tagChargeBytes); an entry with tags it may or may not have is unsure, never checked exactly.
+    return Buffer.byteLength(e.key) + (e.stored ?? e.raw.length) + (e.meta === undefined ? 0 : Buffer.byteLength(e.meta)) + tagChargeBytes(e.tags) + ENTRY_OVERHEAD_BYTES
   }
 
   /** The shard's eviction after a write of `keep`. */
@@ -745,9 +746,9 @@ class Model {
   }
 
   /** The error a set of this entry must be refused with, if any (what #checkSize decides). */
-  sizeError(R: RegionModel, key: string, raw: Buffer, meta: string | undefined): string | undefined {
+  sizeError(R: RegionModel, key: string, raw: Buffer, meta: string | undefined, tags?: readonly string[]): string | undefined {
     if (raw.length > MAX_VALUE_BYTES) return 'E_VALUE_TOO_LARGE'
-    const charge = Buffer.byteLength(key) + raw.length + (meta === undefined ? 0 : Buffer.byteLength(meta)) + ENTRY_OVERHEAD_BYTES
+    const charge = Buffer.byteLength(key) + raw.length + (meta === undefined ? 0 : Buffer.byteLength(meta)) + tagChargeBytes(tags) + ENTRY_OVERHEAD_BYTES
     return charge > R.shareBytes ? 'E_VALUE_TOO_LARGE' : undefined
   }
 
@@ -870,7 +871,7 @@ class Model {
         const meta = o.meta === undefined ? undefined : JSON.stringify(o.meta)
         const encs = entries.map(([k, v]) => ({ k, ...encodeSpec(v) }))
         for (const x of encs) {
-          const e = this.sizeError(R, x.k, x.raw, meta)
+          const e = this.sizeError(R, x.k, x.raw, meta, o.tags)
           if (e !== undefined) return err(e)
         }
         const results: boolean[] = []
@@ -945,7 +946,7 @@ class Model {
         const o = op.opts ?? {}
         const meta = o.meta === undefined ? undefined : JSON.stringify(o.meta)
         const next = encodeSpec(op.next)
-        const sizeErr = this.sizeError(R, op.key, next.raw, meta)
+        const sizeErr = this.sizeError(R, op.key, next.raw, meta, (o as { tags?: string[] }).tags)
         if (sizeErr !== undefined) return err(sizeErr)
         const want = op.expected === undefined ? undefined : encodeSpec(op.expected)
         const l = this.live(R, op.key, t0, t1)
@@ -995,7 +996,7 @@ class Model {
           return
         }
         const x = encodeSpec(op.load)
-        const sizeErr = this.sizeError(R, op.key, x.raw, undefined)
+        const sizeErr = this.sizeError(R, op.key, x.raw, undefined, op.opts?.tags)
         if (sizeErr !== undefined) return err(sizeErr)
         if (ok() !== canon(makeValue(op.load))) fail(`${what}: expected the loader's value ${canon(makeValue(op.load))}`)
         this.store(R, op.key, x.tag, x.raw, { ...this.window(R, op.opts?.ttl, t0, t1), meta: undefined, tags: op.opts?.tags ?? [] }, batch)
