@@ -27,18 +27,30 @@
  * operation skip L2 (counted) unless `required`, when it rejects with
  * `E_L2_UNAVAILABLE`. Five failures in a row open a circuit breaker: L2 is
  * not called for `breakDuration`, then one call probes it.
+ *
+ * A write that did not reach L2 (failed, timed out, skipped by the breaker)
+ * leaves L2 with the value from before it, which any instance would read
+ * back after its own copy is gone, for as long as L2 keeps it. So the tier
+ * remembers what each such write touched (the key, or the pattern, clear or
+ * tag) and, once L2 answers again, deletes that from L2 and reports it
+ * (`onRepaired`), so that the cache tells its peers to drop what they may
+ * have read from L2 meanwhile. Repairs only delete: a deletion that runs after
+ * a newer write of the key costs a miss, never a stale read.
  */
-import { Redis } from 'ioredis'
-import type { Cluster, RedisOptions } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
+import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis'
 import { crc32 } from 'node:zlib'
 import { compressIfSmaller, decompress } from '../workers/compression.js'
 import { L2Error } from './errors.js'
-import { isRedisClient } from './options.js'
+import { isClusterNodes, isRedisClient } from './options.js'
 import type { EncodedValue } from './values.js'
+
+/** What a repair removed from L2: keys of a region, a region's keys matching a glob (all of them: undefined), or a tag's keys. */
+export type L2Repaired = { region: string; keys: string[] } | { region: string; glob: string | undefined } | { tag: string }
 
 /** The tier's options after validation (see `L2Options` in ./options.ts). */
 export interface ResolvedL2 {
-  redis: string | RedisOptions | Redis | Cluster
+  redis: string | RedisOptions | Redis | Cluster | { cluster: ClusterNode[]; options?: ClusterOptions }
   prefix: string
   ttlScale: number
   promotionFrequency: number
@@ -60,6 +72,16 @@ export interface L2Stats {
   /** Calls not made because the breaker was open. */
   skipped: number
   breaker: 'closed' | 'open' | 'half-open'
+  /**
+   * Writes (sets, deletes, pattern deletes, clears, tag invalidations) that
+   * may not have reached L2, each remembered for repair: what it touched is
+   * deleted from L2 once L2 answers again, and peers are told to drop it.
+   */
+  lostWrites: number
+  /** Keys and operations so repaired. */
+  repaired: number
+  /** Keys and operations waiting for L2 to answer, to be repaired (a gauge). */
+  repairPending: number
 }
 
 /** What a read found in L2. */
@@ -84,6 +106,10 @@ const LOCK_POLL_MS = 20
 const UNLOCK_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`
 /** Keys per UNLINK when deleting what a SCAN found. */
 const UNLINK_BATCH = 500
+/** Keys remembered for repair; past it a region's lost writes are repaired by clearing the region in L2. */
+const MAX_REPAIR_KEYS = 10_000
+/** How soon after a lost write the repair first tries (and again after a failed try, or when the breaker closes). */
+const REPAIR_MS = 200
 
 type Client = Redis | Cluster
 
@@ -94,9 +120,28 @@ export class L2Tier {
   #openUntil = 0
   #probing = false
   #c = L2Tier.#zero()
+  /** Lost writes of single keys, by Redis key (a fresh object per loss, so that a loss during a repair is kept). */
+  readonly #lostKeys = new Map<string, { region: string; key: string }>()
+  /** Lost pattern deletes, clears and tag invalidations, by what they were (the same twice is one repair). */
+  readonly #lostOps = new Map<string, { region: string; glob: string | undefined; matches: (key: string) => boolean } | { tag: string }>()
+  #repairTimer: NodeJS.Timeout | undefined
+  #repairing = false
+  #closed = false
+  /** Told what each repair removed from L2 (the cache publishes it on the bus). */
+  onRepaired: ((r: L2Repaired) => void) | undefined
 
   static #zero() {
-    return { hits: 0, misses: 0, errors: 0, promotions: 0, corrupt: 0, skipped: 0 }
+    return { hits: 0, misses: 0, errors: 0, promotions: 0, corrupt: 0, skipped: 0, lostWrites: 0, repaired: 0 }
+  }
+
+  /**
+   * How long after a peer's invalidation a value read from L2 is not stored in
+   * the shards: the peer's own L2 write lands within its timeout (or is lost,
+   * and repaired with a new invalidation). Twice the timeout, for the peer's
+   * event loop delays.
+   */
+  get fillWindowMs(): number {
+    return 2 * this.#opts.timeoutMs
   }
 
   constructor(opts: ResolvedL2) {
@@ -114,7 +159,10 @@ export class L2Tier {
     if (typeof r === 'string') this.#client = new Redis(r, own)
     // A Cluster's duplicate() takes its startup nodes first, then the cluster options.
     else if (isCluster(r)) this.#client = (r as Cluster).duplicate(undefined, { redisOptions: own, lazyConnect: true, enableOfflineQueue: false })
-    else if (isRedisClient(r)) this.#client = (r as Redis).duplicate(own)
+    else if (isClusterNodes(r)) {
+      const o = (r.options ?? {}) as ClusterOptions
+      this.#client = new Cluster(r.cluster as ClusterNode[], { ...o, lazyConnect: true, enableOfflineQueue: false, redisOptions: { ...o.redisOptions, ...own } })
+    } else if (isRedisClient(r)) this.#client = (r as Redis).duplicate(own)
     else this.#client = new Redis({ ...(r as RedisOptions), ...own })
     this.#client.on('error', () => {
       // Reported through the operations' outcomes and stats, not as process-level noise.
@@ -188,7 +236,7 @@ export class L2Tier {
     const k = this.key(region, key)
     const bytes = this.#encode(enc, compressMinBytes)
     const px = ttlMs === Infinity ? undefined : Math.max(1, Math.round(ttlMs * this.#opts.ttlScale))
-    await this.#call(async (c) => {
+    await this.#write(() => this.#loseKey(region, key, k), async (c) => {
       if (tags === undefined || tags.length === 0) {
         await (px === undefined ? c.set(k, bytes) : c.set(k, bytes, 'PX', px))
         return
@@ -204,12 +252,15 @@ export class L2Tier {
   /** Gives `key` a new TTL (x ttlScale) in L2, when it is there. */
   async touch(region: string, key: string, ttlMs: number): Promise<void> {
     const k = this.key(region, key)
-    await this.#call((c) => (ttlMs === Infinity ? c.persist(k) : c.pexpire(k, Math.max(1, Math.round(ttlMs * this.#opts.ttlScale)))))
+    await this.#write(
+      () => this.#loseKey(region, key, k),
+      (c) => (ttlMs === Infinity ? c.persist(k) : c.pexpire(k, Math.max(1, Math.round(ttlMs * this.#opts.ttlScale)))),
+    )
   }
 
   async delete(region: string, keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return
-    await this.#call(async (c) => {
+    await this.#write(() => keys.forEach((key) => this.#loseKey(region, key, this.key(region, key))), async (c) => {
       // One UNLINK per key: a cluster refuses multi-key commands across slots.
       await Promise.all(keys.map((key) => c.unlink(this.key(region, key))))
     })
@@ -217,30 +268,34 @@ export class L2Tier {
 
   /** Deletes the region's keys matching a glob (all of them when `glob` is undefined). */
   async deleteMatching(region: string, glob: string | undefined, matches: (key: string) => boolean): Promise<void> {
+    await this.#write(() => this.#loseOp(`${region}\0${glob ?? ''}\0${glob === undefined}`, { region, glob, matches }), (c) => this.#deleteMatching(c, region, glob, matches))
+  }
+
+  async #deleteMatching(c: Client, region: string, glob: string | undefined, matches: (key: string) => boolean): Promise<void> {
     const base = this.key(region, '')
     // Only * and ? mean the same to Redis and to us; a glob with classes or escapes is filtered by us alone.
     const pattern = escapeGlob(base) + (glob === undefined || /[[\\]/.test(glob) ? '*' : glob)
-    await this.#call(async (c) => {
-      for (const node of nodesOf(c)) {
-        let cursor = '0'
-        do {
-          const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
-          cursor = next
-          // SCAN's glob is a prefilter: our own matcher decides.
-          const mine = found.filter((k) => k.startsWith(base) && matches(k.slice(base.length)))
-          for (let i = 0; i < mine.length; i += UNLINK_BATCH) await Promise.all(mine.slice(i, i + UNLINK_BATCH).map((k) => c.unlink(k)))
-        } while (cursor !== '0')
-      }
-    })
+    for (const node of nodesOf(c)) {
+      let cursor = '0'
+      do {
+        const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+        cursor = next
+        // SCAN's glob is a prefilter: our own matcher decides.
+        const mine = found.filter((k) => k.startsWith(base) && matches(k.slice(base.length)))
+        for (let i = 0; i < mine.length; i += UNLINK_BATCH) await Promise.all(mine.slice(i, i + UNLINK_BATCH).map((k) => c.unlink(k)))
+      } while (cursor !== '0')
+    }
   }
 
   /** Deletes every key carrying `tag` (whatever the region) and the tag's set. */
   async invalidateTag(tag: string): Promise<void> {
+    await this.#write(() => this.#loseOp(`\0tag\0${tag}`, { tag }), (c) => this.#invalidateTag(c, tag))
+  }
+
+  async #invalidateTag(c: Client, tag: string): Promise<void> {
     const t = this.#tagKey(tag)
-    await this.#call(async (c) => {
-      const keys = await c.smembers(t)
-      await Promise.all([...keys.map((k) => c.unlink(k)), c.unlink(t)])
-    })
+    const keys = await c.smembers(t)
+    await Promise.all([...keys.map((k) => c.unlink(k)), c.unlink(t)])
   }
 
   /**
@@ -282,7 +337,11 @@ export class L2Tier {
 
   stats(): L2Stats {
     const now = Date.now()
-    return { ...this.#c, breaker: this.#openUntil > now ? 'open' : this.#failures >= BREAKER_THRESHOLD ? 'half-open' : 'closed' }
+    return {
+      ...this.#c,
+      breaker: this.#openUntil > now ? 'open' : this.#failures >= BREAKER_THRESHOLD ? 'half-open' : 'closed',
+      repairPending: this.#lostKeys.size + this.#lostOps.size,
+    }
   }
 
   resetStats(): void {
@@ -291,6 +350,8 @@ export class L2Tier {
 
   /** Closes the tier's own connection (a client passed in was duplicated, and stays open). */
   async close(): Promise<void> {
+    this.#closed = true
+    clearTimeout(this.#repairTimer)
     const c = this.#client
     if (c.status === 'ready') await Promise.race([c.quit().catch(() => {}), new Promise((r) => setTimeout(r, 500).unref())])
     c.disconnect()
@@ -304,6 +365,101 @@ export class L2Tier {
 
   #tagKey(tag: string): string {
     return `${this.#opts.prefix}tag:${tag}`
+  }
+
+  /** A write: runs `fn` through {@link #call}, and calls `lose` when it did not complete (failed, timed out, skipped). */
+  async #write(lose: () => void, fn: (c: Client) => Promise<unknown>): Promise<void> {
+    let done = false
+    try {
+      await this.#call(async (c) => {
+        await fn(c)
+        done = true
+      })
+    } finally {
+      if (!done) lose()
+    }
+  }
+
+  #loseKey(region: string, key: string, redisKey: string): void {
+    this.#c.lostWrites++
+    if (this.#lostKeys.size >= MAX_REPAIR_KEYS && !this.#lostKeys.has(redisKey)) {
+      // Too many to list: the region's keys are all removed from L2 instead (a miss each, never a stale read).
+      this.#loseOp(`${region}\0\0true`, { region, glob: undefined, matches: () => true }, false)
+      return
+    }
+    this.#lostKeys.delete(redisKey) // re-inserted last: repairs go oldest first
+    this.#lostKeys.set(redisKey, { region, key })
+    this.#repairSoon(REPAIR_MS)
+  }
+
+  #loseOp(id: string, op: { region: string; glob: string | undefined; matches: (key: string) => boolean } | { tag: string }, count = true): void {
+    if (count) this.#c.lostWrites++
+    this.#lostOps.delete(id)
+    this.#lostOps.set(id, op)
+    this.#repairSoon(REPAIR_MS)
+  }
+
+  #repairSoon(ms: number): void {
+    if (this.#closed || this.#repairTimer !== undefined) return
+    this.#repairTimer = setTimeout(() => {
+      this.#repairTimer = undefined
+      void this.#repair()
+    }, ms)
+    this.#repairTimer.unref()
+  }
+
+  /**
+   * Deletes from L2 what lost writes touched, oldest first, while L2 answers;
+   * reports each repair to `onRepaired`. Stops at the first failure and tries
+   * again later (when the breaker closes, if it is open).
+   */
+  async #repair(): Promise<void> {
+    if (this.#closed || this.#repairing) return
+    const wait = this.#openUntil - Date.now()
+    if (wait > 0) return this.#repairSoon(wait + 1)
+    this.#repairing = true
+    let ok = true
+    try {
+      for (const [id, op] of [...this.#lostOps]) {
+        ok = await this.#attempt((c) => ('tag' in op ? this.#invalidateTag(c, op.tag) : this.#deleteMatching(c, op.region, op.glob, op.matches)))
+        if (!ok) break
+        // Lost again while this ran: kept for the next round (this deletion may have run before that write).
+        if (this.#lostOps.get(id) === op) this.#lostOps.delete(id)
+        this.#c.repaired++
+        this.onRepaired?.('tag' in op ? { tag: op.tag } : { region: op.region, glob: op.glob })
+      }
+      while (ok && this.#lostKeys.size > 0 && !this.#closed) {
+        const batch = [...take(this.#lostKeys, UNLINK_BATCH)]
+        ok = await this.#attempt((c) => Promise.all(batch.map(([k]) => c.unlink(k))))
+        if (!ok) break
+        const byRegion = new Map<string, string[]>()
+        for (const [k, lost] of batch) {
+          if (this.#lostKeys.get(k) === lost) this.#lostKeys.delete(k)
+          this.#c.repaired++
+          const keys = byRegion.get(lost.region)
+          if (keys === undefined) byRegion.set(lost.region, [lost.key])
+          else keys.push(lost.key)
+        }
+        for (const [region, keys] of byRegion) this.onRepaired?.({ region, keys })
+      }
+    } finally {
+      this.#repairing = false
+    }
+    if (this.#lostKeys.size + this.#lostOps.size > 0) this.#repairSoon(ok ? 0 : REPAIR_MS)
+  }
+
+  /** One repair step through {@link #call}: whether it completed (never throws, even when `required`). */
+  async #attempt(fn: (c: Client) => Promise<unknown>): Promise<boolean> {
+    let done = false
+    try {
+      await this.#call(async (c) => {
+        await fn(c)
+        done = true
+      })
+    } catch {
+      // counted by #call
+    }
+    return done
   }
 
   /** Runs `fn` unless the breaker is open; a failure counts, and rejects only when `required`. */
@@ -368,4 +524,14 @@ function nodesOf(c: Client): Redis[] {
 /** Escapes Redis glob specials in a literal (the prefix and region name). */
 function escapeGlob(s: string): string {
   return s.replace(/[*?[\]\\]/g, (ch) => `\\${ch}`)
+}
+
+/** The first `n` entries of a Map, in its order. */
+function* take<K, V>(m: Map<K, V>, n: number): Generator<[K, V]> {
+  if (n <= 0) return
+  let i = 0
+  for (const e of m) {
+    yield e
+    if (++i >= n) return
+  }
 }
