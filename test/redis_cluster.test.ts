@@ -73,6 +73,40 @@ test('bad cluster options are E_INVALID_OPTION naming the option', async () => {
   }
 })
 
+test('catchUp "stream" on a cluster: the stream is {channel}:stream on the channel\'s master; a subscriber cut off resubscribes and replays what it missed', async () => {
+  cluster = await RedisCluster.start({ masters: 3, replicas: 0 })
+  const channel = 'orders'
+  const master = await cluster.masterOf(await cluster.keySlot(channel))
+  const options: CacheOptions = { shards: 1, bus: { redis: { cluster: cluster.startupNodes }, channel, catchUp: 'stream', heartbeat: 200 } }
+  const a = await createCache(options)
+  open.push(a)
+  const b = await createCache(options)
+  open.push(b)
+  await b.set('k', 'old')
+  await a.set('k', 'new')
+  await waitFor('b dropped k', 5000, async () => (await b.get('k')) === undefined)
+  const { sendCommand } = await import('./fixtures/redis_proc.js')
+  assert.is(await sendCommand(master, ['XLEN', '{orders}:stream']), 2, 'both messages are in the stream, on the master of the channel\'s slot')
+  // Cut b's subscriber off (the server closes it), and write while it is away.
+  await b.set('x', 'stale')
+  const runs = (await b.stats()).bus!.catchUp.runs
+  const list = String(await sendCommand(master, ['CLIENT', 'LIST']))
+  const id = list.split('\n').find((l) => l.includes('name=shardcache-bus-sub-'))
+  assert.ok(id !== undefined, 'a sharded subscriber on the master')
+  const sent = (await a.stats()).bus!.published
+  await sendCommand(master, ['CLIENT', 'KILL', 'ID', id!.match(/id=(\d+)/)![1]!])
+  // The kill lands on one of the two subscribers; both are reconnected within a heartbeat or two.
+  await a.set('x', 'new')
+  await waitFor('a published', 5000, async () => (await a.stats()).bus!.published > sent)
+  await waitFor('the subscribers are back', 10_000, async () => (await a.stats()).bus!.connected && (await b.stats()).bus!.connected)
+  await waitFor('b applied the invalidation of x', 10_000, async () => (await b.get('x')) === undefined)
+  const s = (await b.stats()).bus!
+  const sa = (await a.stats()).bus!
+  assert.ok(s.catchUp.runs + sa.catchUp.runs > runs, 'a replay ran after the resubscription')
+  assert.is(s.catchUp.fallbacks + sa.catchUp.fallbacks, 0, 'the stream reached back: no flush')
+  assert.is(s.flushes + sa.flushes, 0)
+})
+
 interface Traffic {
   /** Values a read of the key may return now: the last set that resolved, plus any later one that rejected (it may have landed). */
   allowed: Map<string, Set<string>>
