@@ -274,8 +274,7 @@ export class CacheRegion {
       if (this.core.l2 === undefined) return this.#getL1<T>(key)
       // Before the shard read: a write issued after this get must keep an L2 fill out.
       const mark = this.core.router.fillMark(this.#region.index, key)
-      const startedAt = performance.now()
-      return this.#getL1<T>(key).then((v) => (v !== undefined ? v : this.#fromL2<T>(key, undefined, mark, startedAt)))
+      return this.#getL1<T>(key).then((v) => (v !== undefined ? v : this.#fromL2<T>(key, undefined, mark)))
     } catch (err) {
       return rejected(err)
     }
@@ -286,6 +285,9 @@ export class CacheRegion {
    * with L2's remaining TTL. The promotion is not awaited: the value is
    * returned at once, and this thread's later reads of the key are ordered
    * after the write (the router holds direct reads back while it is pending).
+   * `mark` is the key's {@link Router.fillMark} from before the shard was
+   * asked, `startedAt` when L2 was: the promotion is skipped when a write may
+   * be newer than what L2 answered (see {@link Router.mayFill}).
    */
   async #fromL2<T>(key: string, found?: L2Value, mark = this.core.router.fillMark(this.#region.index, key), startedAt = performance.now()): Promise<T | undefined> {
     const l2 = this.core.l2!
@@ -389,7 +391,6 @@ export class CacheRegion {
     const running = this.core.loading.get(fk)
     if (running !== undefined) return running as Promise<T>
     const mark = router.fillMark(this.#region.index, key)
-    const startedAt = performance.now()
     return this.#keyOp<unknown>(Op.GET_STALE, key, router.shardOf(key)).then((hit) => {
       if (hit instanceof StaleValue) {
         // Served at once; one refresh runs behind it. Its failure keeps the stale value until grace ends.
@@ -398,7 +399,7 @@ export class CacheRegion {
       }
       if (hit !== undefined) return hit as T
       if (this.core.l2 === undefined) return this.#load<T>(fk, key, loader, opts)
-      return this.#fromL2<T>(key, undefined, mark, startedAt).then((v) => (v !== undefined ? v : this.#load<T>(fk, key, loader, opts)))
+      return this.#fromL2<T>(key, undefined, mark).then((v) => (v !== undefined ? v : this.#load<T>(fk, key, loader, opts)))
     })
   }
 
@@ -768,8 +769,7 @@ export class CacheRegion {
     }
     if (this.core.l2 === undefined) return c.promise
     const marks = keys.map((k) => router.fillMark(region, k))
-    const startedAt = performance.now()
-    return c.promise.then((values) => Promise.all(values.map((v, i) => (v !== undefined ? v : this.#fromL2<T>(keys[i]!, undefined, marks[i], startedAt)))))
+    return c.promise.then((values) => Promise.all(values.map((v, i) => (v !== undefined ? v : this.#fromL2<T>(keys[i]!, undefined, marks[i])))))
   }
 
   /**
