@@ -24,9 +24,21 @@
  * Two connections, because a subscribed connection cannot publish. Both are
  * our own (a client passed in is duplicated), so the bus can set the options
  * it relies on (no offline queue, no automatic resubscribe) and close them.
+ *
+ * On a Redis Cluster the bus uses sharded pub/sub (SPUBLISH / SSUBSCRIBE,
+ * Redis 7+): the channel lives in one slot, so its messages stay on the shard
+ * that owns it instead of being broadcast over the cluster bus to every node.
+ * The publisher is an ioredis Cluster (it follows MOVED and failovers); the
+ * subscriber is a plain connection to the master of the channel's slot, which
+ * the bus resolves again from the cluster's slot map after every loss (a
+ * failover moves the slot to the promoted replica, whose address differs), so
+ * that each new subscription is a moment the bus knows and flushes at, as on a
+ * single server. The catch-up stream's key carries the channel's hash tag
+ * (`{channel}:stream`), so that the script appending to it and publishing runs
+ * on one shard.
  */
-import { Redis } from 'ioredis'
-import type { RedisOptions } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
+import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis'
 import { createHistogram } from 'node:perf_hooks'
 import type { RecordableHistogram } from 'node:perf_hooks'
 import type { ConnectionOptions } from 'node:tls'
@@ -34,18 +46,35 @@ import { BusMessageError, BusOpType, HEADER_BYTES, ORIGIN_OFFSET, decodeMessage,
 import type { BusOp, DropReason } from './bus_message.js'
 import { BusConnectError } from './errors.js'
 import type { CacheError } from './errors.js'
-import { isRedisClient } from './options.js'
+import { isClusterClient, isClusterNodes, isRedisClient } from './options.js'
+import { slotOf } from './cluster_slot.js'
 import { LEAST_PRIVILEGE, checkPermissionsApart, hangUp, refusal, withTls } from './redis_access.js'
 import type { Probe, RefusalContext } from './redis_access.js'
 
-/** Where the bus connects: a URL, ioredis options, or an ioredis client (duplicated, never used or closed by the bus). */
-export type BusRedis = string | RedisOptions | Redis
+/**
+ * A Redis Cluster by its startup nodes (what a config file can hold): the
+ * nodes as ioredis takes them (`'127.0.0.1:7000'`, `{ host, port }`), and
+ * ioredis Cluster options (`redisOptions` for every node's connection).
+ */
+export interface ClusterNodesConfig {
+  cluster: ClusterNode[]
+  options?: ClusterOptions
+}
+
+/**
+ * Where the bus connects: a URL, ioredis options, an ioredis client, or a
+ * Redis Cluster (an ioredis `Cluster`, or {@link ClusterNodesConfig}). A client
+ * is duplicated, never used or closed by the bus.
+ */
+export type BusRedis = string | RedisOptions | Redis | Cluster | ClusterNodesConfig
 
 /** The bus options after validation (see `BusOptions` in ./options.ts for their meaning). */
 export interface ResolvedBus {
   redis: BusRedis
-  /** Merged over the connection's own TLS options. */
+  /** Merged over the connection's own TLS options (never with a Cluster: options.ts refuses it). */
   tls: ConnectionOptions | undefined
+  /** Whether `redis` is a Redis Cluster: sharded pub/sub, hash-tagged stream key. */
+  cluster: boolean
   channel: string
   secret: Buffer | undefined
   /** Signed messages further than this from our clock are dropped as stale. */
@@ -58,7 +87,7 @@ export interface ResolvedBus {
   connectTimeoutMs: number
   /** 'stream': every message is also appended to a Redis Stream, replayed after a gap or a reconnect. */
   catchUp: 'flush' | 'stream'
-  /** The stream's key (catchUp 'stream'). */
+  /** The stream's key (catchUp 'stream'); on a cluster in the channel's slot. */
   streamKey: string
   /** Entries the stream keeps (approximately: XADD MAXLEN ~). */
   streamMaxLen: number
@@ -157,11 +186,22 @@ const STREAM_ID = /^\d+-\d+$/
  * so that a receiver knows where in the stream each live message is. The
  * channel is an argument, not a key: declared as a key it would need a key
  * permission in Redis ACLs (`~<channel>`) besides its channel permission.
+ *
+ * On a cluster (SPUBLISH) the argument is enough too: the script runs on the
+ * node of its one key, the stream's, and Redis checks every command a script
+ * runs against the script's slot, shard channels included (an SPUBLISH to
+ * another slot fails with "Script attempted to access keys that do not hash
+ * to the same slot"). The stream key is `{channel}:stream` (or the channel's
+ * own hash tag + `:stream`, see keyInSlotOf), so its slot is the channel's by
+ * construction, and test/redis_cluster.test.ts publishes through it.
  */
-const STREAM_PUBLISH_LUA = `
+const streamPublishLua = (publish: 'PUBLISH' | 'SPUBLISH'): string => `
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
-redis.call('PUBLISH', ARGV[3], ARGV[1] .. id .. string.char(#id))
+redis.call('${publish}', ARGV[3], ARGV[1] .. id .. string.char(#id))
 return id`
+
+/** The subscriber's reconnection backoff, as ioredis's retryStrategy gives it on a single server. */
+const backoffMs = (attempt: number): number => Math.min(50 * 2 ** Math.min(attempt, 10), 1000)
 
 /** Deletes a lease only if it still holds our token (UNLINK, which the L2 tier needs anyway, rather than one more command in the ACL rules). */
 const UNLOCK_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) else return 0 end`
@@ -195,8 +235,14 @@ export class Bus implements BusPublisher {
   readonly originId = this.origin.toString('hex').slice(0, 8)
   readonly #opts: ResolvedBus
   readonly #host: BusHost
-  readonly #pub: Redis
-  readonly #sub: Redis
+  readonly #pub: Redis | Cluster
+  /** The subscriber; on a cluster replaced after every loss (undefined until the cluster is first ready). */
+  #sub: Redis | undefined
+  /** Cluster only: the channel's slot, the pending reconnection of the subscriber, and its attempts in a row. */
+  readonly #slot: number
+  #subTimer: NodeJS.Timeout | undefined
+  #subAttempts = 0
+  #opening = false
 
   #pending: BusOp[] = []
   #packScheduled = false
@@ -251,20 +297,29 @@ export class Bus implements BusPublisher {
   private constructor(opts: ResolvedBus, host: BusHost) {
     this.#opts = opts
     this.#host = host
-    this.#pub = connection(opts, `pub-${this.originId}`)
-    this.#sub = connection(opts, `sub-${this.originId}`)
-    for (const c of [this.#pub, this.#sub]) {
-      // Without a listener ioredis prints every connection error; the bus reports them through stats and E_BUS_CONNECT.
-      c.on('error', (err: Error) => {
+    this.#slot = opts.cluster ? slotOf(opts.channel) : -1
+    this.#pub = opts.cluster ? clusterConnection(opts, `pub-${this.originId}`) : connection(opts, `pub-${this.originId}`)
+    // Without a listener ioredis prints every connection error; the bus reports them through stats and E_BUS_CONNECT.
+    this.#pub.on('error', (err: Error) => {
+      this.#lastError = err
+      if (this.#starting) this.#refused(err)
+    })
+    if (opts.cluster) {
+      // A Cluster reports its nodes' connection errors (WRONGPASS, a certificate) as 'node
+      // error'; its own 'error' only says that the slots could not be refreshed.
+      this.#pub.on('node error', (err: Error) => {
         this.#lastError = err
         if (this.#starting) this.#refused(err)
       })
     }
-    if (opts.catchUp === 'stream') this.#pub.defineCommand('shardcacheStreamPublish', { numberOfKeys: 1, lua: STREAM_PUBLISH_LUA })
-    this.#pub.on('ready', () => this.#pump())
-    this.#sub.on('ready', () => void this.#subscribe())
-    this.#sub.on('close', () => this.#lost('disconnect'))
-    this.#sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.#receive(message))
+    if (opts.catchUp === 'stream') {
+      this.#pub.defineCommand('shardcacheStreamPublish', { numberOfKeys: 1, lua: streamPublishLua(opts.cluster ? 'SPUBLISH' : 'PUBLISH') })
+    }
+    this.#pub.on('ready', () => {
+      if (opts.cluster && this.#sub === undefined) void this.#openClusterSub()
+      this.#pump()
+    })
+    if (!opts.cluster) this.#wireSub(connection(opts, `sub-${this.originId}`))
     this.#heartbeat = setInterval(() => this.#beat(), opts.heartbeatMs)
     this.#heartbeat.unref()
   }
@@ -294,7 +349,9 @@ export class Bus implements BusPublisher {
 
   async #firstConnect(): Promise<void> {
     const opts = this.#opts
-    const connecting = Promise.all([this.#pub.connect(), this.#sub.connect()])
+    // On a cluster the subscriber is opened once the publisher knows the slots (its 'ready'):
+    // 'up' still means subscribed, to the channel slot's master.
+    const connecting = opts.cluster ? this.#pub.connect() : Promise.all([this.#pub.connect(), this.#sub!.connect()])
     let timer: NodeJS.Timeout | undefined
     let outcome: 'up' | 'down' | 'timeout'
     try {
@@ -315,7 +372,12 @@ export class Bus implements BusPublisher {
       this.#onSubscribed = undefined
     }
     if (outcome === 'up') {
-      const denied = await checkPermissionsApart(this.#pub, this.#probes(), REFUSAL, `shardcache-bus-check-${this.originId}`, opts.connectTimeoutMs)
+      // On a cluster the check runs on a duplicate of the subscriber, a plain connection to the
+      // master of the channel's slot: the channel and the stream key are both in that slot, so
+      // every probe is served there (a MULTI cannot span nodes through an ioredis Cluster).
+      const on = opts.cluster ? this.#sub : (this.#pub as Redis)
+      if (on === undefined) return
+      const denied = await checkPermissionsApart(on, this.#probes(), REFUSAL, `shardcache-bus-check-${this.originId}`, opts.connectTimeoutMs)
       if (denied !== undefined) throw denied
       return
     }
@@ -340,7 +402,7 @@ export class Bus implements BusPublisher {
    */
   #probes(): Probe[] {
     const o = this.#opts
-    const probes: Probe[] = [{ args: ['PUBLISH', o.channel, ''], on: `channel ${o.channel}` }, { args: ['PING'] }]
+    const probes: Probe[] = [{ args: [o.cluster ? 'SPUBLISH' : 'PUBLISH', o.channel, ''], on: `channel ${o.channel}` }, { args: ['PING'] }]
     if (o.catchUp === 'stream') {
       const on = o.streamKey
       probes.push(
@@ -443,6 +505,7 @@ export class Bus implements BusPublisher {
     this.#closing = true
     clearInterval(this.#heartbeat)
     clearTimeout(this.#retryTimer)
+    clearTimeout(this.#subTimer)
     const deadline = Date.now() + CLOSE_GRACE_MS
     if (this.#pub.status === 'ready') {
       this.#pump()
@@ -450,8 +513,9 @@ export class Bus implements BusPublisher {
         await Promise.race([new Promise<void>((resolve) => (this.#idle = resolve)), sleep(deadline - Date.now())])
       }
     }
+    const conns: (Redis | Cluster)[] = this.#sub === undefined ? [this.#pub] : [this.#sub, this.#pub]
     await Promise.all(
-      [this.#sub, this.#pub].map(async (c) => {
+      conns.map(async (c) => {
         if (c.status === 'ready') await Promise.race([c.quit().catch(() => {}), sleep(Math.max(50, deadline - Date.now()))])
         hangUp(c)
       }),
@@ -503,7 +567,9 @@ export class Bus implements BusPublisher {
       const sent =
         this.#opts.catchUp === 'stream'
           ? (pub as unknown as StreamPublisher).shardcacheStreamPublish(this.#opts.streamKey, bytes, this.#opts.streamMaxLen, this.#opts.channel)
-          : pub.publish(this.#opts.channel, bytes)
+          : this.#opts.cluster
+            ? pub.spublish(this.#opts.channel, bytes)
+            : pub.publish(this.#opts.channel, bytes)
       sent.then(
         () => {
           this.#inflight--
@@ -545,16 +611,107 @@ export class Bus implements BusPublisher {
 
   // ── subscribing ──────────────────────────────────────────────────────────
 
+  /** Listens to a subscriber connection; events of one replaced since (cluster) are ignored. */
+  #wireSub(sub: Redis): void {
+    this.#sub = sub
+    const current = (): boolean => this.#sub === sub
+    sub.on('error', (err: Error) => {
+      this.#lastError = err
+    })
+    sub.on('ready', () => {
+      if (current()) void this.#subscribe()
+    })
+    sub.on('close', () => {
+      if (current()) this.#lost('disconnect')
+    })
+    if (!this.#opts.cluster) {
+      sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.#receive(message))
+      return
+    }
+    sub.on('smessageBuffer', (_channel: Buffer, message: Buffer) => {
+      if (current()) this.#receive(message)
+    })
+    // No reconnection of its own (retryStrategy null): the next attempt may be another node.
+    sub.on('end', () => {
+      if (current()) this.#reopenClusterSubLater()
+    })
+    // An unsolicited SUNSUBSCRIBE: the slot moved to another node (resharding). Whatever was
+    // published meanwhile did not reach us; the new owner is resolved by the next connection.
+    sub.on('moved', () => {
+      if (!current()) return
+      this.#lost('disconnect')
+      sub.disconnect()
+    })
+  }
+
+  /**
+   * Cluster: connects a subscriber to the master that owns the channel's slot
+   * now, as the cluster's refreshed slot map says (after a failover, the
+   * promoted replica). Retried with a backoff until it subscribes.
+   */
+  async #openClusterSub(): Promise<void> {
+    if (this.#closing || this.#opening) return
+    this.#opening = true
+    try {
+      await this.#openClusterSubOnce()
+    } finally {
+      this.#opening = false
+    }
+  }
+
+  async #openClusterSubOnce(): Promise<void> {
+    const pub = this.#pub as Cluster
+    // A refresh answers from the first node that does; bounded, since every node may be down.
+    await Promise.race([new Promise<void>((resolve) => pub.refreshSlotsCache(() => resolve())), sleep(this.#opts.connectTimeoutMs)])
+    if (this.#closing) return
+    const key = pub.slots[this.#slot]?.[0]
+    const node = key === undefined ? undefined : pub.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === key)
+    if (node === undefined) {
+      this.#lastError = new Error(`no master known for the channel's slot ${this.#slot}`)
+      this.#reopenClusterSubLater()
+      return
+    }
+    const sub = new Redis({
+      // The node's options carry the cluster's redisOptions (password, TLS, natMap's address).
+      ...node.options,
+      ...subscriberOptions(this.#opts, `sub-${this.originId}`),
+      lazyConnect: true,
+      retryStrategy: () => null,
+    })
+    this.#wireSub(sub)
+    sub.connect().catch(() => {
+      // 'end' follows a failed connect: it schedules the next attempt.
+    })
+  }
+
+  #reopenClusterSubLater(): void {
+    if (this.#closing || this.#subTimer !== undefined) return
+    this.#subTimer = setTimeout(() => {
+      this.#subTimer = undefined
+      void this.#openClusterSub()
+    }, backoffMs(this.#subAttempts++)).unref()
+  }
+
   async #subscribe(): Promise<void> {
     const gen = this.#linkGen
+    const sub = this.#sub!
     try {
-      await this.#sub.subscribe(this.#opts.channel)
+      if (this.#opts.cluster) await sub.ssubscribe(this.#opts.channel)
+      else await sub.subscribe(this.#opts.channel)
     } catch (err) {
       this.#lastError = err as Error
       if (this.#starting) this.#refused(err) // a NOPERM: the user may not subscribe to the channel
+      if (this.#opts.cluster) {
+        if (/unknown command/i.test((err as Error).message)) {
+          this.#lastError = new Error(`sharded pub/sub (SSUBSCRIBE), which the bus uses on a cluster, needs Redis 7 or later: ${(err as Error).message}`)
+        }
+        // MOVED (the slot left this node) or CLUSTERDOWN: another connection, to the slot's master then.
+        if (sub === this.#sub) sub.disconnect()
+      }
       return // the connection failed again; 'ready' comes back with the next one
     }
-    if (gen !== this.#linkGen || this.#closing) return
+    if (gen !== this.#linkGen || this.#closing || sub !== this.#sub) return
+    this.#subAttempts = 0
     this.#subscribed = true
     this.#pingOutstanding = false
     this.#missed = 0
@@ -670,16 +827,17 @@ export class Bus implements BusPublisher {
         // Destroyed, not ended: a FIN to a dead peer can wait minutes for an answer
         // (ioredis's disconnect() ends it). ioredis sees the close and reconnects, and the
         // next subscription flushes again.
-        const stream = this.#sub.stream as { destroy?: () => void } | undefined
+        const sub = this.#sub!
+        const stream = sub.stream as { destroy?: () => void } | undefined
         if (stream?.destroy !== undefined) stream.destroy()
-        else this.#sub.disconnect(true)
+        else sub.disconnect(!this.#opts.cluster)
       }
       return
     }
     const gen = this.#linkGen
     const t0 = performance.now()
     this.#pingOutstanding = true
-    this.#sub.ping().then(
+    this.#sub!.ping().then(
       () => {
         if (gen !== this.#linkGen) return
         this.#pingOutstanding = false
@@ -775,9 +933,9 @@ export class Bus implements BusPublisher {
   }
 }
 
-/** One of the bus's two connections, with the options it relies on. */
-function connection(opts: ResolvedBus, role: string): Redis {
-  const own: RedisOptions = {
+/** The options the bus relies on, for each of its connections to a server (see {@link connection}). */
+function subscriberOptions(opts: ResolvedBus, role: string): RedisOptions {
+  return {
     lazyConnect: true,
     // The bus queues and counts what it publishes; a command sent while down fails at once.
     enableOfflineQueue: false,
@@ -793,13 +951,39 @@ function connection(opts: ResolvedBus, role: string): Redis {
     // outages nothing was published any more). With 0, every close rejects them at once.
     maxRetriesPerRequest: 0,
     connectionName: `shardcache-bus-${role}`,
-    retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), 1000),
+    retryStrategy: backoffMs,
     connectTimeout: opts.connectTimeoutMs,
     ...LEAST_PRIVILEGE,
   }
+}
+
+/** One of the bus's two connections to a single server, with the options it relies on. */
+function connection(opts: ResolvedBus, role: string): Redis {
+  const own = subscriberOptions(opts, role)
   const r = opts.redis
   if (typeof r === 'string') return new Redis(r, withTls(own, undefined, opts.tls))
-  if (isRedisClient(r)) return r.duplicate(withTls(own, (r as Redis).options?.tls, opts.tls)) as Redis
+  if (isRedisClient(r)) return (r as Redis).duplicate(withTls(own, (r as Redis).options?.tls, opts.tls))
   return new Redis({ ...(r as RedisOptions), ...withTls(own, (r as RedisOptions).tls, opts.tls) })
 }
 
+/**
+ * The publisher on a cluster: an ioredis Cluster of our own (a Cluster passed
+ * in is duplicated, keeping its nodes and options), with the bus's options on
+ * every node's connection and no offline queue at the cluster level either.
+ */
+function clusterConnection(opts: ResolvedBus, role: string): Cluster {
+  // The nodes' connecting and reconnecting are the Cluster's business (it gives them no retryStrategy of their own).
+  const { lazyConnect: _lazy, retryStrategy: _retry, ...own } = subscriberOptions(opts, role)
+  const r = opts.redis
+  const base: ClusterOptions = isClusterClient(r) ? (r as Cluster).options : ((r as ClusterNodesConfig).options ?? {})
+  const options: ClusterOptions = {
+    ...base,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    clusterRetryStrategy: backoffMs,
+    redisOptions: { ...base.redisOptions, ...own },
+  }
+  if (isClusterClient(r)) return (r as Cluster).duplicate(undefined, options)
+  if (isClusterNodes(r)) return new Cluster((r as ClusterNodesConfig).cluster, options)
+  throw new Error('internal: a cluster bus without a cluster')
+}

@@ -25,7 +25,7 @@ import { EventEmitter } from 'node:events'
 import { BusOpType } from './bus_message.js'
 import type { BusEntry, BusOp } from './bus_message.js'
 import type { Bus, BusHost, BusPublisher, BusStats, FlushEvent, FlushReason, InvalidationEvent } from './bus.js'
-import type { L2Tier, L2Value } from './l2.js'
+import type { L2Repaired, L2Tier, L2Value } from './l2.js'
 import { randomUUID } from 'node:crypto'
 import { Glob } from './glob.js'
 import { Batch } from './batch.js'
@@ -282,8 +282,10 @@ export class CacheRegion {
     try {
       this.#open()
       checkKey(key, this.core.options.maxKeyBytes)
-      const l1 = this.#getL1<T>(key)
-      return this.core.l2 === undefined ? l1 : l1.then((v) => (v !== undefined ? v : this.#fromL2<T>(key)))
+      if (this.core.l2 === undefined) return this.#getL1<T>(key)
+      // Before the shard read: a write issued after this get must keep an L2 fill out.
+      const mark = this.core.router.fillMark(this.#region.index, key)
+      return this.#getL1<T>(key).then((v) => (v !== undefined ? v : this.#fromL2<T>(key, undefined, mark)))
     } catch (err) {
       return rejected(err)
     }
@@ -294,8 +296,11 @@ export class CacheRegion {
    * with L2's remaining TTL. The promotion is not awaited: the value is
    * returned at once, and this thread's later reads of the key are ordered
    * after the write (the router holds direct reads back while it is pending).
+   * `mark` is the key's {@link Router.fillMark} from before the shard was
+   * asked, `startedAt` when L2 was: the promotion is skipped when a write may
+   * be newer than what L2 answered (see {@link Router.mayFill}).
    */
-  async #fromL2<T>(key: string, found?: L2Value): Promise<T | undefined> {
+  async #fromL2<T>(key: string, found?: L2Value, mark = this.core.router.fillMark(this.#region.index, key), startedAt = performance.now()): Promise<T | undefined> {
     const l2 = this.core.l2!
     const promote = l2.shouldPromote()
     // The remaining TTL is only needed to promote: without it, one command instead of two.
@@ -311,7 +316,8 @@ export class CacheRegion {
         fits = false // too large for this region's share: served, not kept
       }
       // A fill, not a write: not published (peers did not lose anything), not written back to L2.
-      if (fits) {
+      // Not stored when a write here, or a peer's invalidation, may be newer than what L2 said.
+      if (fits && this.core.router.mayFill(this.#region.index, key, mark, startedAt, l2.fillWindowMs)) {
         l2.promoted()
         this.#writeSet(key, hit.enc, opts, IGNORE, 0)
       }
@@ -395,6 +401,7 @@ export class CacheRegion {
     if (value !== ASK_SHARD) return Promise.resolve(value as T)
     const running = this.core.loading.get(fk)
     if (running !== undefined) return running as Promise<T>
+    const mark = router.fillMark(this.#region.index, key)
     return this.#keyOp<unknown>(Op.GET_STALE, key, router.shardOf(key)).then((hit) => {
       if (hit instanceof StaleValue) {
         // Served at once; one refresh runs behind it. Its failure keeps the stale value until grace ends.
@@ -403,7 +410,7 @@ export class CacheRegion {
       }
       if (hit !== undefined) return hit as T
       if (this.core.l2 === undefined) return this.#load<T>(fk, key, loader, opts)
-      return this.#fromL2<T>(key).then((v) => (v !== undefined ? v : this.#load<T>(fk, key, loader, opts)))
+      return this.#fromL2<T>(key, undefined, mark).then((v) => (v !== undefined ? v : this.#load<T>(fk, key, loader, opts)))
     })
   }
 
@@ -461,9 +468,11 @@ export class CacheRegion {
           // Another instance is loading it: its value arrives in L2, or by the bus into our
           // shards (update mode), or the lease runs out and we load it ourselves.
           if (l2 !== undefined) {
+            const mark = this.core.router.fillMark(this.#region.index, key)
+            const startedAt = performance.now()
             const found = await l2.waitFor(this.#region.name, key, ms)
             if (found !== undefined) {
-              const v = (await this.#fromL2<T>(key, found))!
+              const v = (await this.#fromL2<T>(key, found, mark, startedAt))!
               outcome = { ok: true, tag: found.enc.tag, bytes: Uint8Array.prototype.slice.call(found.enc.bytes) }
               return v
             }
@@ -774,7 +783,8 @@ export class CacheRegion {
       else c.resolve(i, value)
     }
     if (this.core.l2 === undefined) return c.promise
-    return c.promise.then((values) => Promise.all(values.map((v, i) => (v !== undefined ? v : this.#fromL2<T>(keys[i]!)))))
+    const marks = keys.map((k) => router.fillMark(region, k))
+    return c.promise.then((values) => Promise.all(values.map((v, i) => (v !== undefined ? v : this.#fromL2<T>(keys[i]!, undefined, marks[i])))))
   }
 
   /**
@@ -1026,6 +1036,10 @@ export class CacheRegion {
     const validKey = (k: string): boolean => k.length > 0 && Buffer.byteLength(k) <= maxKeyBytes
     let done: Promise<unknown>
     let event: InvalidationEvent
+    const router = this.core.router
+    if (op.type === BusOpType.DELETE) for (const k of op.keys) router.remoteWrite(this.#region.index, k)
+    else if (op.type === BusOpType.UPDATE) for (const e of op.entries) router.remoteWrite(this.#region.index, e.key)
+    else router.remoteWrite(this.#region.index, undefined)
     switch (op.type) {
       case BusOpType.DELETE: {
         const keys = op.keys.filter(validKey)
@@ -1077,6 +1091,7 @@ export class CacheRegion {
 
   /** @internal Empties the region without publishing (a bus flush). Issues its ops before it returns. */
   flushLocal(): Promise<number> {
+    this.core.router.remoteWrite(this.#region.index, undefined)
     return this.#allShards(Op.CLEAR, undefined, addNumbers)
   }
 
@@ -1695,6 +1710,8 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       const { Bus } = await import('./bus.js')
       bus = await Bus.start(resolved.bus, busHost(cache, core))
       core.bus = bus
+      // What L2 repairs after losing writes, peers may have read from it meanwhile: they drop it too.
+      if (l2 !== undefined) l2.onRepaired = repairedToBus(bus, core.options.regions)
     }
   } catch (err) {
     core.closed = true
@@ -1734,6 +1751,16 @@ async function relayToL2(l2: L2Tier, regions: ResolvedRegion[], op: BusOp): Prom
     }
   } catch {
     // Only with l2.required: counted as an error by the tier.
+  }
+}
+
+/** Publishes what an L2 repair removed, as the invalidations peers apply (a tag's keys span every region). */
+function repairedToBus(bus: Bus, regions: ResolvedRegion[]): (r: L2Repaired) => void {
+  return (r) => {
+    if ('tag' in r) for (const x of regions) bus.publish({ type: BusOpType.TAG, region: x.name, tag: r.tag })
+    else if ('keys' in r) bus.publish({ type: BusOpType.DELETE, region: r.region, keys: r.keys })
+    else if (r.glob === undefined) bus.publish({ type: BusOpType.CLEAR, region: r.region })
+    else bus.publish({ type: BusOpType.PATTERN, region: r.region, glob: r.glob })
   }
 }
 

@@ -38,22 +38,31 @@
  * or more unsynced keys than the cap, cannot be repaired key by key: every
  * key under the prefix is then deleted on recovery, and until then every L2
  * read here is a miss.
+ * What a resync deletes is also reported (`onRepaired`: the keys, or the
+ * lost pattern delete, clear or tag invalidation itself), so that the cache
+ * tells its peers to drop what they may have read from L2 meanwhile: they do
+ * not know about our failure, and would keep the old value L2 gave them.
+ * Repairs only delete: a deletion that runs after a newer write of the key
+ * costs a miss, never a stale read.
  */
-import { Redis } from 'ioredis'
-import type { Cluster, RedisOptions } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
+import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis'
 import { crc32 } from 'node:zlib'
 import { compressIfSmaller, decompress } from '../workers/compression.js'
 import { CacheError, L2Error } from './errors.js'
-import { isRedisClient } from './options.js'
+import { isClusterNodes, isRedisClient } from './options.js'
 import { LEAST_PRIVILEGE, checkPermissionsApart, hangUp, refusal, withTls } from './redis_access.js'
 import type { Probe, RefusalContext } from './redis_access.js'
 import type { ConnectionOptions } from 'node:tls'
 import type { EncodedValue } from './values.js'
 
+/** What a repair removed from L2: keys of a region, a region's keys matching a glob (all of them: undefined), or a tag's keys. */
+export type L2Repaired = { region: string; keys: string[] } | { region: string; glob: string | undefined } | { tag: string }
+
 /** The tier's options after validation (see `L2Options` in ./options.ts). */
 export interface ResolvedL2 {
-  redis: string | RedisOptions | Redis | Cluster
-  /** Merged over the connection's own TLS options (not for a Cluster). */
+  redis: string | RedisOptions | Redis | Cluster | { cluster: ClusterNode[]; options?: ClusterOptions }
+  /** Merged over the connection's own TLS options (not for a Cluster: options.ts refuses it). */
   tls: ConnectionOptions | undefined
   prefix: string
   ttlScale: number
@@ -95,6 +104,17 @@ export interface L2Stats {
    * breaker sends nothing but one probe per `breakDuration`.
    */
   pending: number
+  /**
+   * Writes that may not have reached L2 (per key for sets, touches and
+   * deletes; one per pattern delete, clear or tag invalidation), each
+   * remembered for the resync: what it touched is deleted from L2 once L2
+   * answers again, and peers are told to drop it.
+   */
+  lostWrites: number
+  /** Keys and operations so repaired (and reported to peers): {@link resynced} keys, and the operations a resync flush covered. */
+  repaired: number
+  /** Keys and operations waiting for L2 to answer, to be repaired: {@link unsynced}, plus the operations a flush will cover (a gauge). */
+  repairPending: number
 }
 
 /** What a read found in L2. */
@@ -132,6 +152,17 @@ const RESYNC_RETRY_MS = 100
 
 type Client = Redis | Cluster
 
+/** A key an L2 write touched: its Redis key, region and cache key. */
+type KeyRef = readonly [redisKey: string, region: string, key: string]
+/** A lost write whose keys are not known: a region's pattern delete or clear (glob undefined), or a tag invalidation. */
+type LostOp = { region: string; glob: string | undefined } | { tag: string }
+/** An unsynced key: the generation of its last failure, and the cache key it is (to report it). */
+interface Unsynced {
+  gen: number
+  region: string
+  key: string
+}
+
 const REFUSAL: RefusalContext = { what: 'the L2 tier', option: 'options.l2' }
 
 export class L2Tier {
@@ -141,9 +172,17 @@ export class L2Tier {
   #openUntil = 0
   #probing = false
   #c = L2Tier.#zero()
+  /** Told what each resync removed from L2 (the cache publishes it on the bus). */
+  onRepaired: ((r: L2Repaired) => void) | undefined
 
-  /** Unsynced Redis keys (see the header), each with the generation of its last failure. */
-  readonly #unsynced = new Map<string, number>()
+  /** Unsynced Redis keys (see the header), each with the generation of its last failure and the cache key it is. */
+  readonly #unsynced = new Map<string, Unsynced>()
+  /**
+   * What the next resync flush covers, to report to peers once it ran: the
+   * lost pattern deletes, clears and tag invalidations (the same twice is one
+   * entry), and a region's clear for keys dropped from {@link #unsynced} at its cap.
+   */
+  readonly #lostOps = new Map<string, { gen: number; op: LostOp }>()
   /** Bumped by every failure recorded, so a resync only forgets what failed before it started. */
   #gen = 0
   /** The generation at which tracking was lost (0: it was not): the whole prefix must go. */
@@ -153,7 +192,17 @@ export class L2Tier {
   #closed = false
 
   static #zero() {
-    return { hits: 0, misses: 0, errors: 0, promotions: 0, corrupt: 0, skipped: 0, resynced: 0, resyncFlushes: 0 }
+    return { hits: 0, misses: 0, errors: 0, promotions: 0, corrupt: 0, skipped: 0, resynced: 0, resyncFlushes: 0, lostWrites: 0, repaired: 0 }
+  }
+
+  /**
+   * How long after a peer's invalidation a value read from L2 is not stored in
+   * the shards: the peer's own L2 write lands within its timeout (or is lost,
+   * and repaired with a new invalidation). Twice the timeout, for the peer's
+   * event loop delays.
+   */
+  get fillWindowMs(): number {
+    return 2 * this.#opts.timeoutMs
   }
 
   constructor(opts: ResolvedL2) {
@@ -172,7 +221,11 @@ export class L2Tier {
     if (typeof r === 'string') this.#client = new Redis(r, withTls(own, undefined, opts.tls))
     // A Cluster's duplicate() takes its startup nodes first, then the cluster options.
     else if (isCluster(r)) this.#client = (r as Cluster).duplicate(undefined, { redisOptions: own, lazyConnect: true, enableOfflineQueue: false })
-    else if (isRedisClient(r)) this.#client = (r as Redis).duplicate(withTls(own, (r as Redis).options?.tls, opts.tls))
+    // A Cluster's TLS is its redisOptions' (options.ts refuses options.l2.tls with one).
+    else if (isClusterNodes(r)) {
+      const o = (r.options ?? {}) as ClusterOptions
+      this.#client = new Cluster(r.cluster as ClusterNode[], { ...o, lazyConnect: true, enableOfflineQueue: false, redisOptions: { ...o.redisOptions, ...own } })
+    } else if (isRedisClient(r)) this.#client = (r as Redis).duplicate(withTls(own, (r as Redis).options?.tls, opts.tls))
     else this.#client = new Redis({ ...(r as RedisOptions), ...withTls(own, (r as RedisOptions).tls, opts.tls) })
     this.#client.on('error', () => {
       // Reported through the operations' outcomes and stats, not as process-level noise.
@@ -196,6 +249,8 @@ export class L2Tier {
       if (typed !== undefined) onRefused?.(typed)
     }
     this.#client.on('error', watch)
+    // A Cluster reports its nodes' errors (WRONGPASS, a certificate) as 'node error'.
+    this.#client.on('node error', watch)
     const connecting = this.#client.connect()
     connecting.catch(() => {}) // ioredis keeps retrying in the background
     let timer: NodeJS.Timeout | undefined
@@ -222,6 +277,7 @@ export class L2Tier {
     } finally {
       clearTimeout(timer)
       this.#client.off('error', watch)
+      this.#client.off('node error', watch)
     }
     const denied = await this.#checkPermissions(regions)
     if (denied !== undefined) {
@@ -308,7 +364,7 @@ export class L2Tier {
     const k = this.key(region, key)
     const bytes = this.#encode(enc, compressMinBytes)
     const px = ttlMs === Infinity ? undefined : Math.max(1, Math.round(ttlMs * this.#opts.ttlScale))
-    await this.#write([k], async (c) => {
+    await this.#write([[k, region, key]], async (c) => {
       if (tags === undefined || tags.length === 0) {
         await (px === undefined ? c.set(k, bytes) : c.set(k, bytes, 'PX', px))
         return
@@ -324,15 +380,15 @@ export class L2Tier {
   /** Gives `key` a new TTL (x ttlScale) in L2, when it is there. */
   async touch(region: string, key: string, ttlMs: number): Promise<void> {
     const k = this.key(region, key)
-    await this.#write([k], (c) => (ttlMs === Infinity ? c.persist(k) : c.pexpire(k, Math.max(1, Math.round(ttlMs * this.#opts.ttlScale)))))
+    await this.#write([[k, region, key]], (c) => (ttlMs === Infinity ? c.persist(k) : c.pexpire(k, Math.max(1, Math.round(ttlMs * this.#opts.ttlScale)))))
   }
 
   async delete(region: string, keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return
-    const ks = keys.map((key) => this.key(region, key))
+    const ks = keys.map((key): KeyRef => [this.key(region, key), region, key])
     await this.#write(ks, async (c) => {
       // One UNLINK per key: a cluster refuses multi-key commands across slots.
-      await Promise.all(ks.map((k) => c.unlink(k)))
+      await Promise.all(ks.map(([k]) => c.unlink(k)))
     })
   }
 
@@ -342,13 +398,15 @@ export class L2Tier {
     // Only * and ? mean the same to Redis and to us; a glob with classes or escapes is filtered by us alone.
     const pattern = escapeGlob(base) + (glob === undefined || /[[\\]/.test(glob) ? '*' : glob)
     // Which keys it would have deleted is not known: a failure loses track of the prefix.
-    await this.#write(undefined, (c) => unlinkMatching(c, pattern, (k) => k.startsWith(base) && matches(k.slice(base.length))))
+    await this.#write({ id: `${region}\0${glob ?? ''}\0${glob === undefined}`, op: { region, glob } }, (c) =>
+      unlinkMatching(c, pattern, (k) => k.startsWith(base) && matches(k.slice(base.length))),
+    )
   }
 
   /** Deletes every key carrying `tag` (whatever the region) and the tag's set. */
   async invalidateTag(tag: string): Promise<void> {
     const t = this.#tagKey(tag)
-    await this.#write(undefined, async (c) => {
+    await this.#write({ id: `\0tag\0${tag}`, op: { tag } }, async (c) => {
       const keys = await c.smembers(t)
       await Promise.all([...keys.map((k) => c.unlink(k)), c.unlink(t)])
     })
@@ -393,10 +451,13 @@ export class L2Tier {
 
   stats(): L2Stats {
     const now = Date.now()
-    return { ...this.#c, breaker: this.#openUntil > now ? 'open' : this.#failures >= BREAKER_THRESHOLD ? 'half-open' : 'closed',
+    return {
+      ...this.#c,
+      breaker: this.#openUntil > now ? 'open' : this.#failures >= BREAKER_THRESHOLD ? 'half-open' : 'closed',
       unsynced: this.#unsynced.size,
       unsyncedOverflow: this.#lostAt !== 0,
       pending: this.#pending(),
+      repairPending: this.#unsynced.size + this.#lostOps.size,
     }
   }
 
@@ -410,10 +471,12 @@ export class L2Tier {
   }
 
   /**
-   * A write to L2 of `keys` (undefined: keys not known in advance, such as a
-   * pattern's): when it fails or is skipped, they are unsynced.
+   * A write to L2 of `what`: keys (the Redis key, its region and cache key),
+   * or an operation whose keys are not known in advance (a pattern delete, a
+   * clear, a tag invalidation). When it fails or is skipped, the keys are
+   * unsynced, or, for an operation, tracking is lost (see the header).
    */
-  async #write(keys: readonly string[] | undefined, fn: (c: Client) => Promise<unknown>): Promise<void> {
+  async #write(what: readonly KeyRef[] | { id: string; op: LostOp }, fn: (c: Client) => Promise<unknown>): Promise<void> {
     let ok = false
     try {
       ok = (await this.#call(async (c) => {
@@ -421,24 +484,44 @@ export class L2Tier {
         return true
       })) === true
     } finally {
-      if (!ok) this.#unsync(keys)
+      if (!ok) this.#unsync(what)
     }
   }
 
-  #unsync(keys: readonly string[] | undefined): void {
-    if (keys === undefined || this.#unsynced.size + keys.length > MAX_UNSYNCED) {
-      // Tracking is lost: the whole prefix goes on recovery, so the keys need not be kept.
-      this.#lostAt = ++this.#gen
-      this.#unsynced.clear()
-    } else if (this.#lostAt === 0) {
-      const g = ++this.#gen
-      for (const k of keys) {
-        // Re-inserted: the Map's order is then oldest failure first, the resync's order.
-        this.#unsynced.delete(k)
-        this.#unsynced.set(k, g)
+  #unsync(what: readonly KeyRef[] | { id: string; op: LostOp }): void {
+    const g = ++this.#gen
+    if (!Array.isArray(what)) {
+      const lost = what as { id: string; op: LostOp }
+      this.#c.lostWrites++
+      // Which keys it touched is not known: the whole prefix goes on recovery.
+      this.#lostAt = g
+      this.#lostOps.delete(lost.id) // re-inserted: the newest failure's generation
+      this.#lostOps.set(lost.id, { gen: g, op: lost.op })
+    } else {
+      const keys = what as readonly KeyRef[]
+      this.#c.lostWrites += keys.length
+      if (this.#unsynced.size + keys.length > MAX_UNSYNCED) {
+        // Tracking is lost: the whole prefix goes on recovery, so the keys need not be kept;
+        // peers are told to clear the regions they were in instead.
+        for (const u of this.#unsynced.values()) this.#loseRegion(u.region, g)
+        for (const [, region] of keys) this.#loseRegion(region, g)
+        this.#lostAt = g
+        this.#unsynced.clear()
+      } else {
+        for (const [k, region, key] of keys) {
+          // Re-inserted: the Map's order is then oldest failure first, the resync's order.
+          this.#unsynced.delete(k)
+          this.#unsynced.set(k, { gen: g, region, key })
+        }
       }
     }
     this.#scheduleResync()
+  }
+
+  #loseRegion(region: string, gen: number): void {
+    const id = `${region}\0\0true` // the id of the region's clear (deleteMatching with no glob)
+    this.#lostOps.delete(id)
+    this.#lostOps.set(id, { gen, op: { region, glob: undefined } })
   }
 
   #scheduleResync(): void {
@@ -450,9 +533,15 @@ export class L2Tier {
     this.#resyncTimer.unref()
   }
 
-  /** Deletes the unsynced keys from L2 (or, tracking lost, every key under the prefix) while L2 answers. */
+  /**
+   * Deletes the unsynced keys from L2 (or, tracking lost, every key under the
+   * prefix) while L2 answers, and reports to `onRepaired` what each round
+   * repaired: the keys by region, and the lost operations a flush covered.
+   */
   async #resync(): Promise<void> {
     if (this.#resyncing || this.#closed) return
+    // Not through an open breaker (that call would only be skipped, and counted): after it.
+    if (this.#openUntil > Date.now()) return this.#scheduleResync()
     this.#resyncing = true
     const done = (): true => true
     try {
@@ -463,23 +552,42 @@ export class L2Tier {
           if ((await this.#call((c) => unlinkMatching(c, `${escapeGlob(base)}*`, (k) => k.startsWith(base)).then(done))) !== true) break
           // Failures recorded meanwhile came after the flush started: they stay.
           if (this.#lostAt === at) this.#lostAt = 0
-          for (const [k, g] of this.#unsynced) if (g <= at) this.#unsynced.delete(k)
+          const keys: Unsynced[] = []
+          for (const [k, u] of this.#unsynced) {
+            if (u.gen > at) continue
+            this.#unsynced.delete(k)
+            this.#c.resynced++
+            keys.push(u)
+          }
+          const ops: LostOp[] = []
+          for (const [id, lost] of this.#lostOps) {
+            if (lost.gen > at) continue
+            this.#lostOps.delete(id)
+            ops.push(lost.op)
+          }
           this.#c.resyncFlushes++
+          this.#c.repaired += keys.length + ops.length
+          this.#report(keys)
+          for (const op of ops) this.onRepaired?.(op)
           continue
         }
-        const batch: [string, number][] = []
+        const batch: [string, Unsynced][] = []
         for (const e of this.#unsynced) {
           batch.push(e)
           if (batch.length === RESYNC_BATCH) break
         }
         if ((await this.#call((c) => Promise.all(batch.map(([k]) => c.unlink(k))).then(done))) !== true) break
-        for (const [k, g] of batch) {
+        const keys: Unsynced[] = []
+        for (const [k, u] of batch) {
           // A key that failed again meanwhile stays: that write may not have reached L2 yet.
-          if (this.#unsynced.get(k) === g) {
+          if (this.#unsynced.get(k) === u) {
             this.#unsynced.delete(k)
             this.#c.resynced++
+            this.#c.repaired++
+            keys.push(u)
           }
         }
+        this.#report(keys)
       }
     } catch {
       // With `required`, #call throws where it would return undefined: tried again below.
@@ -487,6 +595,18 @@ export class L2Tier {
       this.#resyncing = false
       if (this.#lostAt !== 0 || this.#unsynced.size > 0) this.#scheduleResync()
     }
+  }
+
+  /** Reports resynced keys to `onRepaired`, by region. */
+  #report(keys: readonly Unsynced[]): void {
+    if (keys.length === 0 || this.onRepaired === undefined) return
+    const byRegion = new Map<string, string[]>()
+    for (const u of keys) {
+      const list = byRegion.get(u.region)
+      if (list === undefined) byRegion.set(u.region, [u.key])
+      else list.push(u.key)
+    }
+    for (const [region, list] of byRegion) this.onRepaired({ region, keys: list })
   }
 
   /** Closes the tier's own connection (a client passed in was duplicated, and stays open). */

@@ -11,6 +11,7 @@ import { MAX_KEY_BYTES_LIMIT } from './protocol.js'
 import { loneSurrogateAt, wellFormed } from './values.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
 import type { BusRedis, ResolvedBus } from './bus.js'
+import { keyInSlotOf } from './cluster_slot.js'
 import type { ResolvedL2 } from './l2.js'
 import { existsSync } from 'node:fs'
 import type { ConnectionOptions } from 'node:tls'
@@ -168,8 +169,10 @@ export interface ShardResourceLimits {
 export interface L2Options {
   /**
    * A URL (`'redis://user:password@host:6379'`, `'rediss://…'` for TLS),
-   * ioredis options, or an ioredis client or Cluster (duplicated; the tier
-   * never closes it). The Redis user needs the ACL rules of docs/redis-security.md.
+   * ioredis options, an ioredis client or Cluster (duplicated; the tier
+   * never closes it), or a Redis Cluster by its startup nodes, as a config file
+   * can give it: `{ cluster: ['127.0.0.1:7000', ...], options?: ClusterOptions }`.
+   * The Redis user needs the ACL rules of docs/redis-security.md.
    */
   redis: string | Record<string, unknown> | object
   /**
@@ -268,6 +271,14 @@ export interface BusOptions {
    * `'rediss://…'` connects over TLS; credentials go in the URL
    * (`redis://user:password@host:6379`) or the ioredis options. The Redis
    * user needs the ACL rules of docs/redis-security.md.
+   *
+   * A Redis Cluster (7+), as an ioredis `Cluster` (duplicated too) or by its
+   * startup nodes, `{ cluster: ['127.0.0.1:7000', { host, port }], options?:
+   * ClusterOptions }` (what a config file can hold): the bus then uses sharded
+   * pub/sub (SPUBLISH / SSUBSCRIBE) on the shard that owns the channel's slot,
+   * subscribing to its master and finding the new one after a failover; the
+   * catch-up stream is `{<channel>}:stream` (the channel's own hash tag if it
+   * has one), so that it lives in the channel's slot.
    */
   redis: BusRedis
   /**
@@ -275,7 +286,7 @@ export interface BusOptions {
    * `cert`, `key`, `servername`, ...), merged over the `tls` of the ioredis
    * options or client; with a URL, it must be a `rediss://` one. A server
    * certificate the CA does not vouch for makes `createCache` reject with
-   * `E_REDIS_TLS`.
+   * `E_REDIS_TLS`. Not for a Cluster (set its `redisOptions.tls`).
    * @default none (a `rediss://` URL alone trusts Node's default CAs)
    */
   tls?: ConnectionOptions
@@ -631,8 +642,9 @@ function resolveL2(v: unknown): ResolvedL2 {
   rejectUnknownKeys(v, ['redis', 'tls', 'prefix', 'ttlScale', 'promotion', 'timeout', 'required', 'breakDuration'], 'options.l2.')
   const redis = v.redis
   if (!(typeof redis === 'string' && redis !== '') && !isRedisClient(redis) && !isPlainObject(redis)) {
-    throw new InvalidOptionError(`options.l2.redis must be a Redis URL, ioredis options, or an ioredis client or Cluster (got ${describe(redis)})`)
+    throw new InvalidOptionError(`options.l2.redis must be a Redis URL, ioredis options, an ioredis client or Cluster, or { cluster: [nodes] } (got ${describe(redis)})`)
   }
+  if (isClusterNodes(redis)) checkClusterNodes(redis, 'options.l2.redis')
   const prefix = v.prefix ?? 'shardcache:'
   if (typeof prefix !== 'string') throw new InvalidOptionError(`options.l2.prefix must be a string (got ${describe(prefix)})`)
   const ttlScale = v.ttlScale ?? 1
@@ -706,10 +718,17 @@ function resolveBus(v: unknown, maxKeyBytes: number): ResolvedBus {
   rejectUnknownKeys(v, BUS_KEYS, 'options.bus.')
   const redis = v.redis
   if (!(typeof redis === 'string' && redis !== '') && !isRedisClient(redis) && !isPlainObject(redis)) {
-    throw new InvalidOptionError(`options.bus.redis must be a Redis URL, ioredis options or an ioredis client (got ${describe(redis)})`)
+    throw new InvalidOptionError(`options.bus.redis must be a Redis URL, ioredis options, an ioredis client or Cluster, or { cluster: [nodes] } (got ${describe(redis)})`)
   }
+  if (isClusterNodes(redis)) checkClusterNodes(redis, 'options.bus.redis')
+  const cluster = isClusterNodes(redis) || isClusterClient(redis)
   const channel = v.channel ?? DEFAULTS.busChannel
   if (typeof channel !== 'string' || channel === '') throw new InvalidOptionError(`options.bus.channel must be a non-empty string (got ${describe(channel)})`)
+  // On a cluster the stream must share the channel's slot (one script appends and publishes): a hash tag.
+  const streamKey = cluster ? keyInSlotOf(channel, ':stream') : `${channel}:stream`
+  if (streamKey === undefined) {
+    throw new InvalidOptionError(`options.bus.channel: on a Redis Cluster, a channel with a "}" needs a hash tag such as "{orders}" (got ${describe(channel)})`)
+  }
   let secret: Buffer | undefined
   if (v.secret !== undefined) {
     if (typeof v.secret === 'string') secret = Buffer.from(v.secret, 'utf8')
@@ -741,6 +760,7 @@ function resolveBus(v: unknown, maxKeyBytes: number): ResolvedBus {
   return {
     redis: redis as BusRedis,
     tls,
+    cluster,
     channel,
     secret,
     maxMessageAgeMs,
@@ -751,7 +771,7 @@ function resolveBus(v: unknown, maxKeyBytes: number): ResolvedBus {
     required,
     connectTimeoutMs,
     catchUp,
-    streamKey: `${channel}:stream`,
+    streamKey,
     streamMaxLen,
   }
 }
@@ -763,8 +783,10 @@ function resolveTls(v: unknown, redis: unknown, at: string): ConnectionOptions |
   if (typeof redis === 'string' && !/^rediss:\/\//.test(redis)) {
     throw new InvalidOptionError(`${at}.tls needs a rediss:// URL in ${at}.redis (got ${JSON.stringify(redis.replace(/\/\/[^@/]*@/, '//…@'))})`)
   }
-  if (isPlainObject(redis) === false && typeof (redis as { nodes?: unknown }).nodes === 'function') {
-    throw new InvalidOptionError(`${at}.tls does not apply to a Cluster: set the Cluster's redisOptions.tls`)
+  // A Cluster's node connections take their TLS from its redisOptions (ioredis), for the
+  // startup nodes and every node it discovers: one more place to merge would be a second truth.
+  if (isClusterNodes(redis) || (isPlainObject(redis) === false && typeof (redis as { nodes?: unknown }).nodes === 'function')) {
+    throw new InvalidOptionError(`${at}.tls does not apply to a Cluster: set the Cluster's redisOptions.tls (in ${at}.redis.options.redisOptions.tls with { cluster: [nodes] })`)
   }
   return v as ConnectionOptions
 }
@@ -775,6 +797,39 @@ function resolveTls(v: unknown, redis: unknown, at: string): ConnectionOptions |
  */
 export function isRedisClient(v: unknown): v is { duplicate(o?: object): unknown } {
   return v !== null && typeof v === 'object' && typeof (v as { duplicate?: unknown }).duplicate === 'function' && typeof (v as { publish?: unknown }).publish === 'function'
+}
+
+/** An ioredis `Cluster` (duck-typed, like {@link isRedisClient}). */
+export function isClusterClient(v: unknown): boolean {
+  return isRedisClient(v) && (v as { isCluster?: unknown }).isCluster === true && typeof (v as { nodes?: unknown }).nodes === 'function'
+}
+
+/** `{ cluster: [...startup nodes], options? }`: a Redis Cluster given by its nodes, as a config file can. */
+export function isClusterNodes(v: unknown): v is { cluster: unknown[]; options?: Record<string, unknown> } {
+  return isPlainObject(v) && Object.hasOwn(v, 'cluster')
+}
+
+/**
+ * Validates `{ cluster: nodes, options? }` (`where`: the option's path): at
+ * least one node, each a non-empty `'host:port'` / URL string or an object
+ * with a `port` from 1 to 65535; `options` a plain object of ioredis Cluster options.
+ */
+function checkClusterNodes(v: Record<string, unknown>, where: string): void {
+  rejectUnknownKeys(v, ['cluster', 'options'], `${where}.`)
+  const nodes = v.cluster
+  if (!Array.isArray(nodes) || nodes.length === 0) {
+    throw new InvalidOptionError(`${where}.cluster must be a non-empty array of startup nodes like ['127.0.0.1:7000'] or [{ host: '127.0.0.1', port: 7000 }] (got ${describe(nodes)})`)
+  }
+  nodes.forEach((n: unknown, i) => {
+    const port = isPlainObject(n) ? n.port : undefined
+    const okObject = isPlainObject(n) && (n.host === undefined || (typeof n.host === 'string' && n.host !== '')) && typeof port === 'number' && Number.isInteger(port) && port >= 1 && port <= 65535
+    if (!(typeof n === 'string' && n !== '') && !okObject) {
+      throw new InvalidOptionError(`${where}.cluster[${i}] must be a 'host:port' string or { host, port } with a port from 1 to 65535 (got ${describe(n)})`)
+    }
+  })
+  if (v.options !== undefined && !isPlainObject(v.options)) {
+    throw new InvalidOptionError(`${where}.options must be an object of ioredis Cluster options (got ${describe(v.options)})`)
+  }
 }
 
 /** A duration option (ms or a string like "1s") that must be finite, as a timer needs. */

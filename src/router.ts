@@ -309,6 +309,16 @@ export class Router {
   readonly #pending: Int32Array
   /** The same per region, summed: zero (the common case for reads) needs no hash. */
   readonly #pendingInRegion: Int32Array
+  /**
+   * Writes this thread issued, per key slot and per whole region (wrapping
+   * counters), and when a peer's invalidation was last applied to them
+   * (performance.now()): an L2 fill read before either must not be stored
+   * (see {@link fillMark}, {@link mayFill}).
+   */
+  readonly #writeGen: Uint32Array
+  readonly #regionWriteGen: Uint32Array
+  readonly #remoteAt: Float64Array
+  readonly #remoteRegionAt: Float64Array
   /** Per region, when the near cache is on. */
   readonly #near: NearRegion[] | undefined
   /** Near hits so far: one in {@link NEAR_LOG_EVERY} is logged for the shard's LRU order. */
@@ -340,6 +350,10 @@ export class Router {
     const regions = config.lru.length
     this.#pending = new Int32Array(config.lru.length * PENDING_SLOTS)
     this.#pendingInRegion = new Int32Array(config.lru.length)
+    this.#writeGen = new Uint32Array(config.lru.length * PENDING_SLOTS)
+    this.#regionWriteGen = new Uint32Array(config.lru.length)
+    this.#remoteAt = new Float64Array(config.lru.length * PENDING_SLOTS).fill(-Infinity)
+    this.#remoteRegionAt = new Float64Array(config.lru.length).fill(-Infinity)
     this.#near = config.nearCacheEntries > 0 ? config.lru.map(() => new NearRegion(config.nearCacheEntries)) : undefined
     this.#replySpinMs = config.replySpinMicros / 1000
     this.#shards = Array.from({ length: config.shards }, (_, i) => new ShardChannel(i, regions))
@@ -440,15 +454,48 @@ export class Router {
     if (key === undefined) {
       ops.writeSlots.push(-1)
       ch.barriers[region]!++
+      this.#regionWriteGen[region]!++
     } else {
       const slot = region * PENDING_SLOTS + (hash & (PENDING_SLOTS - 1))
       ops.writeSlots.push(slot)
+      this.#writeGen[slot]!++
       this.#pending[slot]!++
       this.#pendingInRegion[region]!++
       // Not needed for correctness (its slot's version will change), only to free it sooner.
       this.#near?.[region]!.delete(key)
     }
     this.#scheduleFlush()
+  }
+
+  /**
+   * Taken before an L2 read whose value may be stored in the shard (a fill):
+   * it changes with every write this thread issues to the key's slot or to
+   * its region, peers' invalidations applied here included.
+   */
+  fillMark(region: number, key: string): number {
+    return this.#regionWriteGen[region]! + this.#writeGen[region * PENDING_SLOTS + (keyHash16(key) & (PENDING_SLOTS - 1))]!
+  }
+
+  /** A peer's invalidation of `key` (undefined: of the whole region) is being applied now. */
+  remoteWrite(region: number, key: string | undefined): void {
+    const now = performance.now()
+    if (key === undefined) this.#remoteRegionAt[region] = now
+    else this.#remoteAt[region * PENDING_SLOTS + (keyHash16(key) & (PENDING_SLOTS - 1))] = now
+  }
+
+  /**
+   * Whether a fill of `key` read from L2 (started at `startedAt`, with
+   * `mark` from {@link fillMark}) may be stored: no write issued here since,
+   * and no peer's invalidation applied within `windowMs` before the read. A
+   * peer publishes its invalidation as it writes, before its L2 write lands
+   * (within its L2 timeout, or the write is lost and repaired, which
+   * publishes again): a read of L2 that soon after the invalidation may
+   * still see the old value.
+   */
+  mayFill(region: number, key: string, mark: number, startedAt: number, windowMs: number): boolean {
+    if (this.fillMark(region, key) !== mark) return false
+    const since = startedAt - windowMs
+    return this.#remoteRegionAt[region]! < since && this.#remoteAt[region * PENDING_SLOTS + (keyHash16(key) & (PENDING_SLOTS - 1))]! < since
   }
 
   /** Releases what op `i` of `ops` held back ({@link commitWrite}). */

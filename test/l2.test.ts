@@ -63,7 +63,7 @@ test('a miss in the shards reads L2 and promotes the value with L2\'s remaining 
   assert.ok(ttl > 19_000 && ttl <= 20_000, `promoted ttl ${ttl}`)
   assert.is(await b.ttl('str'), Infinity)
   const t = await tiers(b)
-  assert.equal(t.l2, { hits: 3, misses: 1, errors: 0, promotions: 3, corrupt: 0, skipped: 0, resynced: 0, resyncFlushes: 0, breaker: 'closed', unsynced: 0, unsyncedOverflow: false, pending: 0 })
+  assert.equal(t.l2, { hits: 3, misses: 1, errors: 0, promotions: 3, corrupt: 0, skipped: 0, resynced: 0, resyncFlushes: 0, breaker: 'closed', unsynced: 0, unsyncedOverflow: false, pending: 0, lostWrites: 0, repaired: 0, repairPending: 0 })
   assert.is(t.l1.misses, 4) // obj, buf, str, nope; the mget's str and obj were promoted
   const text = await b.metrics()
   assert.match(text, '\nshardcache_l2_hits_total 3\n')
@@ -155,7 +155,7 @@ test('getOrCompute reads L2 before running the loader; its result goes to both t
   }
   assert.equal(await a.getOrCompute('c', loader, { ttl: '1m' }), { computed: true })
   // One L2 read before the loader, not a second one in the flight's re-check.
-  assert.equal((await tiers(a)).l2, { hits: 0, misses: 1, errors: 0, promotions: 0, corrupt: 0, skipped: 0, resynced: 0, resyncFlushes: 0, breaker: 'closed', unsynced: 0, unsyncedOverflow: false, pending: 0 })
+  assert.equal((await tiers(a)).l2, { hits: 0, misses: 1, errors: 0, promotions: 0, corrupt: 0, skipped: 0, resynced: 0, resyncFlushes: 0, breaker: 'closed', unsynced: 0, unsyncedOverflow: false, pending: 0, lostWrites: 0, repaired: 0, repairPending: 0 })
   assert.equal(await b.getOrCompute('c', loader, { ttl: '1m' }), { computed: true })
   assert.is(calls, 1)
   assert.is((await tiers(b)).l2.hits, 1)
