@@ -107,31 +107,28 @@ async function killPartway(
 }
 
 test('killed while writing a snapshot over a valid one: the path holds one complete generation, never a partial or corrupt file', async () => {
+  type Run = Awaited<ReturnType<typeof killPartway>> & { generation: number }
+  // What the path holds is read right after each run: the next run's child writes generation 1 over it first.
+  const run = async (signal: NodeJS.Signals, when: (ms: number, bytes: number) => boolean): Promise<Run> => {
+    const r = await killPartway(signal, when)
+    assert.ok(r.sig !== null || r.code === 0, `child exited with ${r.code}`)
+    return { ...r, generation: await restoredGeneration() }
+  }
   // The first run's earlier snapshot gives the size to aim at.
-  const first = await killPartway('SIGTERM', (_ms, bytes) => bytes > 0)
+  const runs = [await run('SIGTERM', (_ms, bytes) => bytes > 0)]
   const full = statSync(path).size
-  const runs = [first]
-  runs.push(await killPartway('SIGKILL', (_ms, bytes) => bytes >= full * 0.5))
-  runs.push(await killPartway('SIGTERM', (_ms, bytes) => bytes >= full * 0.9))
+  runs.push(await run('SIGKILL', (_ms, bytes) => bytes >= full * 0.5))
+  runs.push(await run('SIGTERM', (_ms, bytes) => bytes >= full * 0.9))
   // A random moment: before the temp file exists, while it grows, or after the rename.
   const delay = Math.random() * 400
-  runs.push(await killPartway('SIGTERM', (ms) => ms >= delay))
-  const generations: number[] = []
-  for (const r of runs) {
-    assert.ok(r.sig !== null || r.code === 0, `child exited with ${r.code}`)
-    generations.push(await restoredGeneration())
-  }
-  console.log(`  snapshot of ${full} bytes; killed at temp sizes ${runs.map((r) => r.at).join(', ')}; restored generations ${generations.join(', ')}`)
+  runs.push(await run('SIGTERM', (ms) => ms >= delay))
+  // The race really happened at least once (a slow machine gets more tries, killed as soon as the temp file has bytes).
+  for (let extra = 0; extra < 5 && !runs.some((r) => r.midWrite); extra++) runs.push(await run('SIGKILL', (_ms, bytes) => bytes > 0))
+  console.log(`  snapshot of ${full} bytes; killed at temp sizes ${runs.map((r) => r.at).join(', ')}; mid-write ${runs.map((r) => r.midWrite).join(', ')}; restored generations ${runs.map((r) => r.generation).join(', ')}`)
   // The runs killed mid-write (their temp file left behind) kept generation 1; the others hold 1 or 2, whole.
   for (let i = 0; i < runs.length; i++) {
-    if (runs[i]!.midWrite) assert.is(generations[i], 1, `run ${i}: killed at ${runs[i]!.at} of ${full} bytes`)
-    else assert.ok(generations[i] === 1 || generations[i] === 2)
-  }
-  // The race really happened at least once (a slow machine gets more tries, killed as soon as the temp file has bytes).
-  for (let extra = 0; extra < 5 && !runs.some((r) => r.midWrite); extra++) {
-    const r = await killPartway('SIGKILL', (_ms, bytes) => bytes > 0)
-    runs.push(r)
-    if (r.midWrite) assert.is(await restoredGeneration(), 1, `extra run ${extra}: killed at ${r.at} bytes`)
+    if (runs[i]!.midWrite) assert.is(runs[i]!.generation, 1, `run ${i}: killed at ${runs[i]!.at} of ${full} bytes`)
+    else assert.ok(runs[i]!.generation === 1 || runs[i]!.generation === 2)
   }
   assert.ok(runs.some((r) => r.midWrite), 'no run was killed mid-write')
 
