@@ -666,7 +666,12 @@ class Model {
     if (how === 'direct' && (batch.wroteR.has(R.index) || batch.wroteS.has(s))) path = 'unknown'
     toTail(e)
     if (path === 'unknown') {
-      if (batch.size > 1) batch.degrade.add(rs)
+      if (batch.size > 1) {
+        // At once, not only when the batch ends: a later write of the same batch may evict by this order.
+        R.exact[s] = false
+        R.evictionsExact = false
+        batch.degrade.add(rs)
+      }
     } else if (path === 'direct') {
       // Reads from shared memory reach the shard's LRU before the frame: they go before this batch's shard-served reads.
       for (const x of batch.frameTouched.get(rs) ?? []) toTail(x)
@@ -1224,7 +1229,8 @@ class StepCmd implements Cmd {
     figures.ops += n
     if (n > 1) figures.bursts++
     m.log.push(`${where}: ${ops.map((o, i) => `${show(o)} → ${show(outs[i])}`).join(' ; ')}`)
-    const batch = new BatchState(ops.length)
+    // Sized by ops issued together, a cache.batch() counting each of its items (a read among them may reach LRU order before a write before it).
+    const batch = new BatchState(n)
     ops.forEach((op, i) => m.apply(op, outs[i]!, t0, t1, batch))
     m.finish(batch)
   }
