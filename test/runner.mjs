@@ -65,7 +65,8 @@ for (const r of rows) {
   const name = path.relative(root, r.file) || r.file
   const note = r.note ? `  (${r.note})` : ''
   const skip = r.skipped ? `, ${r.skipped} skipped` : ''
-  process.stdout.write(`${r.failed ? 'FAIL' : 'ok  '}  ${name}: ${r.passed} passed, ${r.failed} failed${skip}${note}\n`)
+  const took = r.seconds === undefined ? '' : ` in ${r.seconds.toFixed(1)} s`
+  process.stdout.write(`${r.failed ? 'FAIL' : 'ok  '}  ${name}: ${r.passed} passed, ${r.failed} failed${skip}${took}${note}\n`)
 }
 if (files.length === 0) process.stdout.write(`no test files found in ${path.relative(root, distTest)} (run npm run build)\n`)
 if (skipped) process.stdout.write(`${skipped} skipped\n`)
@@ -135,6 +136,7 @@ function runFile(file) {
   // uvu colours only a TTY; keep colours when the runner's own stdout is one.
   if (process.stdout.isTTY && env.NO_COLOR === undefined && env.FORCE_COLOR === undefined) env.FORCE_COLOR = '1'
 
+  const started = performance.now()
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [file], {
       cwd: root,
@@ -183,7 +185,7 @@ function runFile(file) {
       } else if (summary.total === 0) {
         note = 'ran no tests'
       }
-      resolve({ passed, failed, skipped, note })
+      resolve({ passed, failed, skipped, note, seconds: (performance.now() - started) / 1000 })
     }
     child.on('error', (err) => finish(null, null, err))
     child.on('close', (code, signal) => finish(code, signal))
