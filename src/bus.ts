@@ -382,6 +382,10 @@ export class Bus implements BusPublisher {
       return
     }
     connecting.catch(() => {}) // retried by ioredis; the bus runs degraded meanwhile
+    // Either connection's promise may reject before the other's 'error' event has been
+    // heard: a refusal seen by then is still reported as what it is, whatever `required` says.
+    const refused = this.#lastError === undefined ? undefined : refusal(this.#lastError, REFUSAL)
+    if (refused !== undefined) throw refused
     if (!opts.required) return
     const cause = this.#lastError ?? new Error(`no subscription within ${opts.connectTimeoutMs} ms`)
     throw new BusConnectError(`cannot connect the bus (options.bus.redis): ${cause.message}`, { cause })
@@ -617,6 +621,8 @@ export class Bus implements BusPublisher {
     const current = (): boolean => this.#sub === sub
     sub.on('error', (err: Error) => {
       this.#lastError = err
+      // The subscriber meets a refusal as the publisher does, and may meet it first.
+      if (this.#starting) this.#refused(err)
     })
     sub.on('ready', () => {
       if (current()) void this.#subscribe()
