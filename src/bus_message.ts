@@ -52,6 +52,7 @@ const OFFSET_SEQ = 20
 const OFFSET_SENT_AT = 28
 const OFFSET_COUNT = 36
 
+/** The kinds of {@link BusOp}: what an invalidation event asks a cache to drop or replace. */
 export const BusOpType = {
   DELETE: 1,
   UPDATE: 2,

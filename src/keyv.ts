@@ -14,6 +14,9 @@
  * with Keyv's TTL as the entry's TTL. `clear()` removes the namespace's keys
  * only (a glob delete), or the whole region without a namespace. The adapter
  * does not own the cache: `disconnect()` leaves it open.
+ *
+ * @packageDocumentation
+ * @module shardcache/keyv
  */
 import { EventEmitter } from 'node:events'
 import type { Cache, CacheRegion } from './cache.js'
@@ -25,7 +28,8 @@ export interface KeyvShardcacheOptions {
 }
 
 /** A value as Keyv's stores return it: whatever Keyv stored (its serialized string, by default). */
-type Stored<Value> = Value | undefined
+/** What a read resolves to: the value, or undefined on a miss. */
+export type Stored<Value> = Value | undefined
 
 /** Escapes glob specials, so that a namespace is matched literally. */
 function escapeGlob(s: string): string {

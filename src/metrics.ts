@@ -13,7 +13,8 @@
  */
 import type { CacheStats } from './stats.js'
 
-type Labels = Record<string, string>
+/** A metric's labels, by name. */
+export type Labels = Record<string, string>
 
 /** One metric family, in prom-client's `get()` shape. */
 export interface MetricFamily {
@@ -25,7 +26,7 @@ export interface MetricFamily {
 }
 
 /** A source of stats: a cache (owner or attached). */
-interface StatsSource {
+export interface StatsSource {
   stats(): Promise<CacheStats>
 }
 

@@ -392,7 +392,10 @@ export interface SetOptions {
   tags?: string[]
 }
 
-/** A region after validation: totals, not shares. */
+/**
+ * A region after validation, as a {@link CacheHandle} carries it to attaching
+ * threads: totals over all shards, not per-shard shares.
+ */
 export interface ResolvedRegion {
   name: string
   index: number
