@@ -80,7 +80,16 @@ export interface BusEntry {
 /** What one publisher did, as a receiver applies it. Plain data (it also crosses threads). */
 export type BusOp =
   | { type: typeof BusOpType.DELETE; region: string; keys: string[] }
-  | { type: typeof BusOpType.UPDATE; region: string; entries: BusEntry[] }
+  | {
+      type: typeof BusOpType.UPDATE
+      region: string
+      entries: BusEntry[]
+      /**
+       * @internal A getOrCompute loader's result relayed by an attached thread: its
+       * owner writes it to L2 but does not send it on an invalidate-mode bus. Not on the wire.
+       */
+      fill?: true
+    }
   | { type: typeof BusOpType.PATTERN; region: string; glob: string }
   | { type: typeof BusOpType.CLEAR; region: string }
   | { type: typeof BusOpType.TAG; region: string; tag: string }

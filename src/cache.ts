@@ -494,7 +494,7 @@ export class CacheRegion {
       const set: ResolvedSet = { ttl: opts.ttl, nx: false, xx: false, metadata: undefined, tags: opts.tags, grace: opts.graceMs }
       this.#open()
       this.#checkSize(key, enc, set)
-      await this.#store(key, enc, set)
+      await this.#store(key, enc, set, true)
       outcome = { ok: true, tag: enc.tag, bytes: Uint8Array.prototype.slice.call(enc.bytes) }
       return value
     } catch (err) {
@@ -551,10 +551,10 @@ export class CacheRegion {
   }
 
   /** A validated set: to the key's shard, and to peers through the bus. */
-  #store(key: string, enc: EncodedValue, opts: ResolvedSet): Promise<boolean> {
+  #store(key: string, enc: EncodedValue, opts: ResolvedSet, fill = false): Promise<boolean> {
     const d = new Deferred<boolean>()
     this.#writeSet(key, enc, opts, d, 0)
-    if (this.core.bus !== undefined) this.#publishSets([[key, enc]], opts)
+    if (this.core.bus !== undefined) this.#publishSets([[key, enc]], opts, fill)
     if (this.core.l2 === undefined) return d.promise
     // L2 gets what the shard stored (an nx/xx set it refused is not written there either).
     return d.promise.then((stored) => (stored ? this.#toL2(key, enc, opts).then(() => stored) : stored))
@@ -1110,10 +1110,16 @@ export class CacheRegion {
   /**
    * Tells peers about sets: their values in update mode, else (and for
    * nx/xx sets, whose outcome is not known yet) an invalidation of the keys.
+   *
+   * A `fill` (a getOrCompute loader's result) is not an invalidation: the
+   * source did not change, so a peer's copy is as good as this one, and
+   * invalidating it would make instances that read the same key drop each
+   * other's copy on every load. An update-mode bus still carries its value.
    */
-  #publishSets(list: readonly (readonly [string, EncodedValue])[], opts: ResolvedSet): void {
+  #publishSets(list: readonly (readonly [string, EncodedValue])[], opts: ResolvedSet, fill = false): void {
     const bus = this.core.bus!
     const region = this.#region.name
+    if (fill && bus.mode === 'invalidate') return
     if (bus.mode === 'update' && !opts.nx && !opts.xx) {
       // The bytes are sent on a later tick: copy what the caller could still change.
       const entries: BusEntry[] = list.map(([key, enc]) => ({
@@ -1124,7 +1130,7 @@ export class CacheRegion {
         metadata: opts.metadata,
         tags: opts.tags,
       }))
-      bus.publish({ type: BusOpType.UPDATE, region, entries })
+      bus.publish(fill ? { type: BusOpType.UPDATE, region, entries, fill } : { type: BusOpType.UPDATE, region, entries })
     } else {
       bus.publish({ type: BusOpType.DELETE, region, keys: list.map(([key]) => key) })
     }
@@ -1633,8 +1639,9 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     publish: (ops) => {
       for (const op of ops) {
         if (bus !== undefined) {
-          // Relayed with values for L2; an invalidate-mode bus sends only the keys.
-          bus.publish(bus.mode === 'invalidate' && op.type === BusOpType.UPDATE ? { type: BusOpType.DELETE, region: op.region, keys: op.entries.map((e) => e.key) } : op)
+          // Relayed with values for L2; an invalidate-mode bus sends only the keys, and nothing for a fill.
+          if (bus.mode !== 'invalidate' || op.type !== BusOpType.UPDATE) bus.publish(op)
+          else if (op.fill !== true) bus.publish({ type: BusOpType.DELETE, region: op.region, keys: op.entries.map((e) => e.key) })
         }
         if (l2 !== undefined) void relayToL2(l2, regions, op)
       }

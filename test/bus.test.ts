@@ -134,6 +134,32 @@ test('incr, cas and take on one instance remove the other\'s copy', async () => 
   await eventually(() => b.keys(), (ks) => ks.length === 0)
 })
 
+test('invalidate mode: a getOrCompute load is a fill, not an invalidation: two instances reading one key load it once each', async () => {
+  const r = await server()
+  const a = await cache(r)
+  const b = await cache(r)
+  let loads = 0
+  const loader = (): Promise<{ id: number }> => {
+    loads++
+    return Promise.resolve({ id: 7 })
+  }
+  // Turn by turn; after each, a set of a key of its own that the other must see: messages
+  // of one origin arrive in order, so any message the load sent has arrived before it.
+  for (let i = 0; i < 6; i++) {
+    const [reader, other] = i % 2 === 0 ? [a, b] : [b, a]
+    assert.equal(await reader.getOrCompute('user:7', loader, { ttl: '1m' }), { id: 7 })
+    await reader.set(`turn:${i}`, i)
+    await eventually(() => busStats(other), (st) => st.received === Math.floor(i / 2) + 1)
+  }
+  // Before: 6 (each load dropped the other instance's copy, so every turn was a miss).
+  assert.is(loads, 2)
+  assert.is((await busStats(a)).published, 3)
+  assert.is((await busStats(b)).published, 3)
+  // A set is still an invalidation.
+  await a.set('user:7', { id: 8 })
+  await eventually(() => b.has('user:7'), (has) => !has)
+})
+
 test('invalidateTag reaches every instance; in update mode the tags travel with the values', async () => {
   const r = await server()
   const a = await cache(r, { mode: 'update' })
