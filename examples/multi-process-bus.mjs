@@ -58,11 +58,9 @@ async function worker() {
   const cache = await createCache({
     regions: { default: { policy: 'lru', maxEntries: 100_000, ttl: '10m' } },
     // mode 'update': a set carries its value to the other processes, which
-    // replace their copy. getOrCompute's loads are sets too, so a value one
-    // process loaded warms the others. (In the default 'invalidate' mode they
-    // drop their copy instead, and a load is published as well: processes
-    // reading the same key through getOrCompute then keep dropping each
-    // other's copy.)
+    // replace their copy, and a value one process loaded through getOrCompute
+    // warms the others. (In the default 'invalidate' mode a set makes them
+    // drop their copy instead, and a load is not sent at all.)
     bus: { redis: REDIS_URL, channel: 'shardcache:example-users', mode: 'update' },
   })
   // What the other processes changed, as the bus applied it here.
