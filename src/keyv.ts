@@ -14,6 +14,8 @@
  * with Keyv's TTL as the entry's TTL. `clear()` removes the namespace's keys
  * only (a glob delete), or the whole region without a namespace. The adapter
  * does not own the cache: `disconnect()` leaves it open.
+ *
+ * `require('shardcache/keyv')` works too (see src/index.ts: no top-level await).
  */
 import { EventEmitter } from 'node:events'
 import type { Cache, CacheRegion } from './cache.js'
