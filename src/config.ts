@@ -6,10 +6,24 @@
  * name the offending path (`regions.sessions.maxBytes must be ...`).
  */
 import { readFileSync } from 'node:fs'
-import { parse as parseYaml, YAMLParseError } from 'yaml'
+import { createRequire } from 'node:module'
 import { InvalidOptionError } from './errors.js'
 import { resolveOptions } from './options.js'
 import type { CacheOptions } from './options.js'
+
+/**
+ * `yaml` is loaded by the first loadConfig of a YAML file, not by
+ * `import 'shardcache'`: most applications configure the cache in code and
+ * should not pay for a parser they never call. loadConfig is synchronous, so
+ * the lazy load is a require() (yaml ships CommonJS for Node, the same file its
+ * `import` resolves to, so there is one copy and `instanceof` holds).
+ */
+const require = createRequire(import.meta.url)
+type Yaml = typeof import('yaml')
+let loadedYaml: Yaml | undefined
+function loadYaml(): Yaml {
+  return (loadedYaml ??= require('yaml') as Yaml)
+}
 
 /**
  * Reads and validates a config file; returns the options for `createCache`.
@@ -30,11 +44,13 @@ export function loadConfig(path: string): CacheOptions {
     throw new InvalidOptionError(`config file ${JSON.stringify(path)} cannot be read: ${(cause as Error).message}`, { cause })
   }
   let parsed: unknown
+  const json = path.toLowerCase().endsWith('.json')
+  const yaml = json ? undefined : loadYaml() // outside the try: a yaml that fails to load is not a syntax error of the file
   try {
-    parsed = path.toLowerCase().endsWith('.json') ? JSON.parse(text) : parseYaml(text)
+    parsed = yaml === undefined ? JSON.parse(text) : yaml.parse(text)
   } catch (cause) {
-    const where = cause instanceof YAMLParseError && cause.linePos !== undefined ? ` at line ${cause.linePos[0].line}, column ${cause.linePos[0].col}` : ''
-    throw new InvalidOptionError(`config file ${JSON.stringify(path)} is not valid ${path.toLowerCase().endsWith('.json') ? 'JSON' : 'YAML'}${where}: ${(cause as Error).message.split('\n')[0]}`, { cause })
+    const where = yaml !== undefined && cause instanceof yaml.YAMLParseError && cause.linePos !== undefined ? ` at line ${cause.linePos[0].line}, column ${cause.linePos[0].col}` : ''
+    throw new InvalidOptionError(`config file ${JSON.stringify(path)} is not valid ${json ? 'JSON' : 'YAML'}${where}: ${(cause as Error).message.split('\n')[0]}`, { cause })
   }
   if (parsed === null || parsed === undefined) parsed = {}
   try {

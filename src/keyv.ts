@@ -15,6 +15,8 @@
  * only (a glob delete), or the whole region without a namespace. The adapter
  * does not own the cache: `disconnect()` leaves it open.
  *
+ * `require('shardcache/keyv')` works too (see src/index.ts: no top-level await).
+ *
  * @packageDocumentation
  * @module shardcache/keyv
  */
