@@ -2,15 +2,14 @@
  * shardcache: an in-process cache for Node.js whose keyspace is sharded across
  * worker threads. See README.md for the guide; every export here has TSDoc.
  *
- * No top-level `await` in this file or anything it imports statically (nor in
- * src/keyv.ts's graph): CommonJS users load this ES module with `require()`
- * (Node 20.19+), which refuses a graph with one (ERR_REQUIRE_ASYNC_MODULE).
- * Optional parts load later with `import()`, which may. test/install.test.ts
- * require()s the packed package.
- *
  * @packageDocumentation
  * @module shardcache
  */
+// No top-level `await` in this file or anything it imports statically (nor in
+// src/keyv.ts's graph): CommonJS users load this ES module with `require()`
+// (Node 20.19+), which refuses a graph with one (ERR_REQUIRE_ASYNC_MODULE).
+// Optional parts load later with `import()`, which may. test/install.test.ts
+// require()s the packed package.
 export { createCache, attachCache, Cache, CacheRegion } from './cache.js'
 export { loadConfig } from './config.js'
 export { Batch } from './batch.js'

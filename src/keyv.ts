@@ -15,11 +15,12 @@
  * only (a glob delete), or the whole region without a namespace. The adapter
  * does not own the cache: `disconnect()` leaves it open.
  *
- * `require('shardcache/keyv')` works too (see src/index.ts: no top-level await).
+ * `require('shardcache/keyv')` works too, on Node 20.19+.
  *
  * @packageDocumentation
  * @module shardcache/keyv
  */
+// No top-level await in this module's graph: see src/index.ts.
 import { EventEmitter } from 'node:events'
 import type { Cache, CacheRegion } from './cache.js'
 
