@@ -27,6 +27,7 @@ import type { CacheStats } from './stats.js'
 import type { FrameWriter } from './protocol.js'
 import { CacheError, ClosedError, ErrorCodes, InvalidOptionError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
+import { describe } from './messages.js'
 import { AccessLogWriter, SharedRegionReader, allocateAccessLog } from './shared_region.js'
 import type { AccessLogMemory, RegionMemory } from './shared_region.js'
 import { DRAIN_ACCESS_LOG } from './protocol.js'
@@ -441,10 +442,10 @@ export class AttachedLink implements ShardLink {
 export function checkHandle(h: unknown): asserts h is CacheHandle {
   const c = h as Partial<CacheHandle> | null
   if (c === null || typeof c !== 'object' || c.kind !== HANDLE_KIND) {
-    throw new InvalidOptionError('handle must be the object cache.handle() returned, posted with handle.transfer as the transfer list')
+    throw new InvalidOptionError(`handle must be the object cache.handle() returned, posted with handle.transfer as the transfer list (got ${describe(h)})`)
   }
   if (c.version !== HANDLE_VERSION) {
-    throw new InvalidOptionError(`handle has version ${String(c.version)}; this shardcache attaches to version ${HANDLE_VERSION}`)
+    throw new InvalidOptionError(`handle has version ${describe(c.version)}; this shardcache attaches to version ${HANDLE_VERSION}`)
   }
   if (!(c.state instanceof SharedArrayBuffer) || c.port === undefined) {
     throw new InvalidOptionError('handle lost its port or shared state: post it with handle.transfer as the transfer list')

@@ -48,7 +48,7 @@ import { BusConnectError } from './errors.js'
 import type { CacheError } from './errors.js'
 import { isClusterClient, isClusterNodes, isRedisClient } from './options.js'
 import { slotOf } from './cluster_slot.js'
-import { LEAST_PRIVILEGE, checkPermissionsApart, hangUp, refusal, withTls } from './redis_access.js'
+import { LEAST_PRIVILEGE, cannotConnect, checkPermissionsApart, hangUp, moreTelling, refusal, whereOf, withTls } from './redis_access.js'
 import type { Probe, RefusalContext } from './redis_access.js'
 
 /**
@@ -301,14 +301,14 @@ export class Bus implements BusPublisher {
     this.#pub = opts.cluster ? clusterConnection(opts, `pub-${this.originId}`) : connection(opts, `pub-${this.originId}`)
     // Without a listener ioredis prints every connection error; the bus reports them through stats and E_BUS_CONNECT.
     this.#pub.on('error', (err: Error) => {
-      this.#lastError = err
+      this.#lastError = moreTelling(this.#lastError, err)
       if (this.#starting) this.#refused(err)
     })
     if (opts.cluster) {
       // A Cluster reports its nodes' connection errors (WRONGPASS, a certificate) as 'node
       // error'; its own 'error' only says that the slots could not be refreshed.
       this.#pub.on('node error', (err: Error) => {
-        this.#lastError = err
+        this.#lastError = moreTelling(this.#lastError, err)
         if (this.#starting) this.#refused(err)
       })
     }
@@ -354,11 +354,15 @@ export class Bus implements BusPublisher {
     const connecting = opts.cluster ? this.#pub.connect() : Promise.all([this.#pub.connect(), this.#sub!.connect()])
     let timer: NodeJS.Timeout | undefined
     let outcome: 'up' | 'down' | 'timeout'
+    let failed: unknown
     try {
       outcome = await Promise.race([
         connecting.then(
           () => new Promise<'up'>((resolve) => (this.#subscribed ? resolve('up') : (this.#onSubscribed = () => resolve('up')))),
-          () => 'down' as const,
+          (err: unknown) => {
+            failed = err
+            return 'down' as const
+          },
         ),
         // A refusal is reported (by an 'error' event) before the connection closes.
         new Promise<never>((_, reject) => (this.#onRefused = reject)),
@@ -387,8 +391,9 @@ export class Bus implements BusPublisher {
     const refused = this.#lastError === undefined ? undefined : refusal(this.#lastError, REFUSAL)
     if (refused !== undefined) throw refused
     if (!opts.required) return
-    const cause = this.#lastError ?? new Error(`no subscription within ${opts.connectTimeoutMs} ms`)
-    throw new BusConnectError(`cannot connect the bus (options.bus.redis): ${cause.message}`, { cause })
+    // The connection's own error says why (refused, reset, a host not found); the failed connect() only that it closed.
+    const cause = this.#lastError ?? failed ?? new Error(`not subscribed within options.bus.connectTimeout (${opts.connectTimeoutMs} ms)`)
+    throw new BusConnectError(cannotConnect(REFUSAL, whereOf(this.#pub), cause), { cause })
   }
 
   /** Fails the start when `err` is a refusal no reconnect fixes. */
@@ -620,7 +625,7 @@ export class Bus implements BusPublisher {
     this.#sub = sub
     const current = (): boolean => this.#sub === sub
     sub.on('error', (err: Error) => {
-      this.#lastError = err
+      this.#lastError = moreTelling(this.#lastError, err)
       // The subscriber meets a refusal as the publisher does, and may meet it first.
       if (this.#starting) this.#refused(err)
     })

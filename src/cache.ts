@@ -12,6 +12,7 @@ import { checkTag, parseTtl, regionShare, rejectUnknownKeys, resolveComputeOptio
 import type { CacheOptions, ComputeOptions, ResolvedCompute, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions, Ttl } from './options.js'
 import { checkKey, checkKeys, decodeValue, encodeValue, loneSurrogateAt, wellFormed } from './values.js'
 import type { EncodedValue } from './values.js'
+import { describe, plural } from './messages.js'
 import { ASK_SHARD, Router, StaleValue } from './router.js'
 import type { RawEntry, Sink } from './router.js'
 import { aggregateStats, emptyRegionStats } from './stats.js'
@@ -418,13 +419,13 @@ export class CacheRegion {
     if (typeof loader === 'function') return
     if (loader !== null && typeof loader === 'object' && typeof (loader as PoolTask).task === 'string') {
       const args = (loader as PoolTask).args
-      if (args !== undefined && !Array.isArray(args)) throw new InvalidOptionError('loader.args must be an array')
+      if (args !== undefined && !Array.isArray(args)) throw new InvalidOptionError(`loader.args must be an array (got ${describe(args)})`)
       if (this.core.runTask === undefined) {
         throw new InvalidOptionError('loader { task } needs a loader pool: createCache({ loaders: { pool: { filename } } }) (pool tasks run from the cache createCache returned)')
       }
       return
     }
-    throw new InvalidOptionError('loader must be a function or { task, args } for the loader pool')
+    throw new InvalidOptionError(`loader must be a function or { task, args } for the loader pool (got ${describe(loader)})`)
   }
 
   /** One flight of `key`: this thread's callers share it; across threads, the coordinator picks who runs the loader. */
@@ -572,7 +573,7 @@ export class CacheRegion {
     try {
       this.#open()
       checkKey(key, this.core.options.maxKeyBytes)
-      if (typeof by !== 'number' || !Number.isFinite(by)) throw new InvalidOptionError(`by must be a finite number (got ${String(by)})`)
+      if (typeof by !== 'number' || !Number.isFinite(by)) throw new InvalidOptionError(`by must be a finite number (got ${describe(by)})`)
     } catch (err) {
       return rejected(err)
     }
@@ -802,7 +803,7 @@ export class CacheRegion {
       for (let i = 0; i < pairs.length; i++) {
         const pair = pairs[i]
         if (!Array.isArray(pair) || pair.length !== 2) {
-          throw new InvalidOptionError(`entries[${i}] must be a [key, value] pair`)
+          throw new InvalidOptionError(`entries[${i}] must be a [key, value] pair (got ${describe(pair)})`)
         }
         const [key, value] = pair as [string, unknown]
         try {
@@ -933,11 +934,11 @@ export class CacheRegion {
   }
 
   #scanOptions(o: unknown): { match: string | undefined; count: number } {
-    if (o === null || typeof o !== 'object') throw new InvalidOptionError('options must be an object like { match, count }')
+    if (o === null || typeof o !== 'object') throw new InvalidOptionError(`options must be an object like { match, count } (got ${describe(o)})`)
     const { match, count = 100 } = o as ScanOptions
-    if (match !== undefined) this.#checkGlob(match)
+    if (match !== undefined) this.#checkGlob(match, 'options.match')
     if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 100_000) {
-      throw new InvalidOptionError(`options.count must be an integer from 1 to 100000 (got ${String(count)})`)
+      throw new InvalidOptionError(`options.count must be an integer from 1 to 100000 (got ${describe(count)})`)
     }
     return { match, count }
   }
@@ -1140,22 +1141,24 @@ export class CacheRegion {
     if (this.core.closed || this.core.router.closed) throw new ClosedError()
   }
 
-  #checkGlob(glob: unknown): void {
+  /** `name`: the argument's name in messages (`glob`, or scan's `options.match`). */
+  #checkGlob(glob: unknown, name = 'glob'): void {
     if (typeof glob !== 'string' || glob.length === 0) {
-      throw new InvalidKeyError(`glob must be a non-empty string (got ${typeof glob === 'string' ? 'an empty string' : typeof glob})`)
+      throw new InvalidKeyError(`${name} must be a non-empty string (got ${describe(glob)})`)
     }
     if (!wellFormed(glob)) {
-      throw new InvalidKeyError(`glob must be well-formed UTF-16: it has a lone surrogate at index ${loneSurrogateAt(glob)}, which UTF-8 cannot hold`)
+      throw new InvalidKeyError(`${name} must be well-formed UTF-16: it has a lone surrogate at index ${loneSurrogateAt(glob)}, which UTF-8 cannot hold`)
     }
-    if (Buffer.byteLength(glob) > this.core.options.maxKeyBytes) {
-      throw new InvalidKeyError(`glob must be at most maxKeyBytes (${this.core.options.maxKeyBytes}) UTF-8 bytes`)
+    const n = Buffer.byteLength(glob)
+    if (n > this.core.options.maxKeyBytes) {
+      throw new InvalidKeyError(`${name} is ${plural(n, 'UTF-8 byte')}, over options.maxKeyBytes (${this.core.options.maxKeyBytes})`)
     }
   }
 
   #checkSize(key: string, enc: EncodedValue, opts: ResolvedSet): void {
     const max = this.core.options.maxValueBytes
     const n = enc.bytes.length
-    if (n > max) throw new ValueTooLargeError(`value is ${n} bytes, over options.maxValueBytes (${max})`)
+    if (n > max) throw new ValueTooLargeError(`value is ${plural(n, 'byte')}, over options.maxValueBytes (${max})`)
     const meta = opts.metadata?.length ?? 0
     // Tags are charged too (see TAG_LINK_OVERHEAD_BYTES): the shard keeps them on its heap.
     const tags = opts.tags === undefined || opts.tags.length === 0 ? 0 : tagChargeBytes(opts.tags)
@@ -1164,10 +1167,10 @@ export class CacheRegion {
     const charge = Buffer.byteLength(key) + n + meta + tags + ENTRY_OVERHEAD_BYTES
     if (charge > this.#shareBytes) {
       const r = this.#region
-      const parts = tags === 0 ? '' : ` + ${tags} for ${opts.tags!.length} tag(s) (UTF-8 bytes + ${TAG_LINK_OVERHEAD_BYTES} each)`
+      const parts = tags === 0 ? '' : ` + ${tags} for ${plural(opts.tags!.length, 'tag')} (UTF-8 bytes + ${TAG_LINK_OVERHEAD_BYTES} each)`
       throw new ValueTooLargeError(
-        `entry is ${charge} bytes (key + value + metadata${parts} + ${ENTRY_OVERHEAD_BYTES}), over region "${r.name}"'s per-shard budget ` +
-          `of ${this.#shareBytes} bytes (regions.${r.name}.maxBytes ${r.maxBytes} over ${this.core.router.shardCount} shards)`,
+        `entry is ${plural(charge, 'byte')} (key + value + metadata${parts} + ${ENTRY_OVERHEAD_BYTES}), over region "${r.name}"'s per-shard budget ` +
+          `of ${plural(this.#shareBytes, 'byte')} (regions.${r.name}.maxBytes ${r.maxBytes} over ${plural(this.core.router.shardCount, 'shard')})`,
       )
     }
   }
@@ -1259,7 +1262,7 @@ function toPairs(entries: unknown): unknown[] {
     if (proto === Object.prototype || proto === null) return Object.entries(entries)
     if (Symbol.iterator in entries) return [...(entries as Iterable<unknown>)]
   }
-  throw new InvalidOptionError('entries must be an array of [key, value] pairs, a Map, or a plain object')
+  throw new InvalidOptionError(`entries must be an array of [key, value] pairs, a Map, or a plain object (got ${describe(entries)})`)
 }
 
 /** A sharded cache. Its data operations act on the `default` region; {@link Cache.region} gives the others. */
@@ -1325,7 +1328,9 @@ export class Cache extends CacheRegion {
   region(name: string): CacheRegion {
     const r = this.#regions.get(name)
     if (r === undefined) {
-      throw new UnknownRegionError(`region ${JSON.stringify(name)} is not configured (regions: ${[...this.#regions.keys()].join(', ')})`)
+      const names = [...this.#regions.keys()].join(', ')
+      if (typeof name !== 'string') throw new UnknownRegionError(`region must be the name of a configured region (got ${describe(name)}; regions: ${names})`)
+      throw new UnknownRegionError(`region ${JSON.stringify(name)} is not configured (regions: ${names})`)
     }
     return r
   }
@@ -1360,9 +1365,9 @@ export class Cache extends CacheRegion {
 
   #checkEvent(event: unknown, listener: unknown): void {
     if (!(EVENT_NAMES as readonly unknown[]).includes(event)) {
-      throw new InvalidOptionError(`event must be one of ${EVENT_NAMES.map((n) => `"${n}"`).join(', ')} (got ${JSON.stringify(event)})`)
+      throw new InvalidOptionError(`event must be one of ${EVENT_NAMES.map((n) => `"${n}"`).join(', ')} (got ${describe(event)})`)
     }
-    if (typeof listener !== 'function') throw new InvalidOptionError('listener must be a function')
+    if (typeof listener !== 'function') throw new InvalidOptionError(`listener must be a function (got ${describe(listener)})`)
   }
 
   /** Tells the shards which entry events someone listens to: they send only those (none when nobody listens). */
@@ -1413,7 +1418,7 @@ export class Cache extends CacheRegion {
   async snapshot(target: string | Writable, options: { onProgress?: (p: SnapshotProgress) => void } = {}): Promise<number> {
     if (this.closed) throw new ClosedError()
     if (typeof target !== 'string' && (target === null || typeof (target as Writable).write !== 'function')) {
-      throw new InvalidOptionError('target must be a file path or a Writable stream')
+      throw new InvalidOptionError(`target must be a file path or a Writable stream (got ${describe(target)})`)
     }
     const sink = typeof target === 'string' ? fileSink(target) : undefined
     const writer = new SnapshotWriter(sink?.out ?? (target as Writable))
@@ -1711,7 +1716,13 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       await l2.start(regions.map((r) => r.name))
       core.l2 = l2
     }
-    if (resolved.restore !== undefined) await cache.restore(resolved.restore)
+    if (resolved.restore !== undefined) {
+      await cache.restore(resolved.restore).catch((err: unknown) => {
+        // createCache's caller fixes the option: say which.
+        if (err instanceof CacheError) err.message = `options.restore: ${err.message}`
+        throw err
+      })
+    }
     if (resolved.bus !== undefined) {
       // Loaded only when used: ioredis is not needed by a cache without a bus.
       const { Bus } = await import('./bus.js')
@@ -1868,7 +1879,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
   }
   const o = handle.options
   if (options !== undefined && (options === null || typeof options !== 'object')) {
-    throw new InvalidOptionError('options must be an object like { codec, nearCache }')
+    throw new InvalidOptionError(`options must be an object like { codec, nearCache } (got ${describe(options)})`)
   }
   if (options !== undefined) rejectUnknownKeys(options, ['codec', 'nearCache'], 'options.')
   if (o.customCodec && options?.codec === undefined) {

@@ -2,46 +2,120 @@
 /**
  * The `shardcache` command.
  *
- * `replay TRACE --policy lru|fifo --size N [--json]` replays a key trace (one
+ * `replay TRACE --size N [--policy lru|fifo] [--json]` replays a key trace (one
  * key per line, gzip or plain) against a region store of N entries with the
  * given policy, the way cache papers do (a get per request, a set on a miss),
  * and prints the hit ratio. The store is the shards' own
  * (workers/region_store.ts), run in this thread.
  *
- * `bench [--workload zipf|uniform|trace FILE] [--shards N] [--json] [--chart out.svg]`
+ * `bench [--workload zipf|uniform|trace FILE] [--shards N] [--ms N] [--json] [--chart out.svg]`
  * measures pipelined gets and sets (90/10) of shardcache, and of lru-cache
  * when it is installed, on the same key sequence, with a progress bar, and
  * prints a table (or JSON) and can draw an SVG chart. The full harness, with
  * Redis and the event-loop, memory and bus scenarios, is `npm run bench` in a
  * clone of the repository.
+ *
+ * `--version` prints the package's version, `--help` the usage. Results go
+ * to stdout; usage errors (exit code 2) and failures (exit code 1) to
+ * stderr, each problem named with the value given.
  */
-import { createReadStream, realpathSync, writeFileSync } from 'node:fs'
+import { createReadStream, readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { createHistogram } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 import { createGunzip } from 'node:zlib'
 import { parseArgs } from 'node:util'
+import { pipeline } from 'node:stream'
 import type { Readable } from 'node:stream'
 import { RegionStore } from '../workers/region_store.js'
 import { ValueTag } from './protocol.js'
 import { createCache } from './cache.js'
+import { DEFAULTS } from './options.js'
+import { noun } from './messages.js'
 import { ZipfSampler, drawRing, mulberry32 } from './workload.js'
 
-const USAGE = `usage: shardcache replay TRACE --policy lru|fifo --size N [--json]
-       shardcache bench [--workload zipf|uniform|trace FILE] [--shards N] [--json] [--chart out.svg]
+const REPLAY_USAGE = 'usage: shardcache replay TRACE --size N [--policy lru|fifo] [--json]'
+const BENCH_USAGE = 'usage: shardcache bench [--workload zipf|uniform|trace FILE] [--shards N] [--ms N] [--json] [--chart out.svg]'
+
+const USAGE = `usage: shardcache replay TRACE --size N [--policy lru|fifo] [--json]
+       shardcache bench [--workload zipf|uniform|trace FILE] [--shards N] [--ms N] [--json] [--chart out.svg]
+       shardcache --version | --help
 
 replay
   TRACE       a key trace: one key per line, gzip (.gz) or plain
+  --size      the cache's size in entries (required)
   --policy    lru (default) or fifo
-  --size      the cache's size in entries
   --json      print the result as JSON
 
 bench
   --workload  zipf (default, s = 0.99 over 100,000 keys), uniform, or trace FILE (its keys, in order)
-  --shards    shard threads of the cache measured (default 2)
-  --ms        measured time per engine (default 2000)
+  --shards    shard threads of the cache measured, 1 to ${DEFAULTS.maxShards} (default 2)
+  --ms        measured time per engine, at least 100 (default 2000)
   --json      print the results as JSON
   --chart     write an SVG chart of throughput and p99 latency per engine`
+
+const COMMANDS = ['replay', 'bench'] as const
+
+/** Where the command writes: results to `out` (stdout), usage and errors to `err` (stderr). */
+type Write = (s: string) => void
+
+/**
+ * The package's version, from its package.json: two levels up from this
+ * module (dist/src/cli.js), wherever the package is installed, not from
+ * the working directory.
+ */
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }
+  if (typeof pkg.version !== 'string') throw new Error('package.json has no version')
+  return pkg.version
+}
+
+/** `n` grouped in thousands, and the noun (singular for 1): `1,000 entries`, `1 hit`. */
+const count = (n: number, singular: string, pluralForm?: string): string => `${n.toLocaleString('en-US')} ${noun(n, singular, pluralForm)}`
+
+/** An argument as the user typed it, quoted (every argument is a string: the quotes say where it starts and ends). */
+const quoted = (s: string): string => JSON.stringify(s)
+
+/**
+ * node:util parseArgs's errors, said the way the other messages are: the
+ * option named, with the command's options for an unknown one.
+ */
+function argsError(err: unknown, options: readonly string[]): string {
+  const code = (err as { code?: unknown }).code
+  const msg = (err as Error).message
+  const named = /'(-[^' ]+)/.exec(msg)?.[1]
+  if (named !== undefined) {
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option ${quoted(named)} (options: ${options.join(', ')})`
+    if (/argument missing/.test(msg)) return `${named} needs a value`
+    if (/does not take an argument/.test(msg)) return `${named} takes no value`
+    if (/is ambiguous/.test(msg)) return `${named} needs a value (one starting with "-" is written ${named}=VALUE)`
+  }
+  return msg
+}
+
+/** A file that could not be read, in words: `no such file or directory (ENOENT)`. */
+function fileProblem(err: unknown): string {
+  const msg = (err as Error).message
+  const code = (err as { code?: unknown }).code
+  if (typeof code !== 'string') return msg
+  // Node's fs messages are "ENOENT: no such file or directory, open '/x'": the path is said already.
+  const m = /^[A-Z0-9_]+: (.*?)(?:, [a-z]+(?: '.*')?)?$/.exec(msg)
+  return `${m === null ? msg : m[1]} (${code})`
+}
+
+/** A positive integer as typed (digits only), or undefined. */
+function positiveInteger(s: string | undefined): number | undefined {
+  if (s === undefined || !/^[0-9]+$/.test(s)) return undefined
+  const n = Number(s)
+  return Number.isSafeInteger(n) && n >= 1 ? n : undefined
+}
+
+/** A usage error: each problem on its own line, then the command's usage; exit code 2. */
+function usageError(err: Write, command: string, problems: readonly string[], usage: string): number {
+  for (const p of problems) err(`shardcache ${command}: ${p}\n`)
+  err(`${usage}\n`)
+  return 2
+}
 
 export interface ReplayResult {
   trace: string
@@ -56,8 +130,8 @@ export interface ReplayResult {
 
 /** The keys of a trace file, one per line (gzip when it ends in .gz), blank lines skipped. */
 async function* traceKeys(path: string): AsyncGenerator<string> {
-  let input: Readable = createReadStream(path)
-  if (path.endsWith('.gz')) input = input.pipe(createGunzip())
+  // pipeline, not pipe: a file that cannot be opened must fail the read, not be an unhandled 'error'.
+  const input: Readable = path.endsWith('.gz') ? pipeline(createReadStream(path), createGunzip(), () => {}) : createReadStream(path)
   for await (const line of createInterface({ input, crlfDelay: Infinity })) {
     const key = line.trim()
     if (key !== '') yield key
@@ -81,40 +155,71 @@ export async function replay(path: string, policy: 'lru' | 'fifo', size: number)
   return { trace: path, policy, size, requests, hits, hitRatio: requests === 0 ? 0 : hits / requests, uniqueKeys: seen.size, elapsedMs: performance.now() - t0 }
 }
 
-/** Runs the command line; returns the exit code. */
-export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+/**
+ * Runs the command line; returns the exit code: 0, 1 when the command
+ * failed (a trace that cannot be read), 2 for a usage error. Results go to
+ * `out`, usage and errors to `err`.
+ */
+export async function main(argv: string[], out: Write = (s) => process.stdout.write(s), err: Write = (s) => process.stderr.write(s)): Promise<number> {
   const [command, ...rest] = argv
-  if (command === 'bench') return benchCommand(rest, out)
-  if (command !== 'replay') {
-    out(`${USAGE}\n`)
-    return command === undefined || command === '--help' ? 0 : 2
+  if (command === '--version' || command === '-v') {
+    out(`${packageVersion()}\n`)
+    return 0
   }
+  if (command === '--help' || command === '-h') {
+    out(`${USAGE}\n`)
+    return 0
+  }
+  if (command === undefined) {
+    err(`${USAGE}\n`)
+    return 2
+  }
+  if (command === 'replay') return replayCommand(rest, out, err)
+  if (command === 'bench') return benchCommand(rest, out, err)
+  err(`shardcache: unknown ${command.startsWith('-') ? 'option' : 'command'} ${quoted(command)} (commands: ${COMMANDS.join(', ')}; see shardcache --help)\n`)
+  return 2
+}
+
+async function replayCommand(args: string[], out: Write, err: Write): Promise<number> {
   let parsed
   try {
-    parsed = parseArgs({ args: rest, allowPositionals: true, options: { policy: { type: 'string', default: 'lru' }, size: { type: 'string' }, json: { type: 'boolean', default: false } } })
-  } catch (err) {
-    out(`shardcache replay: ${(err as Error).message}\n${USAGE}\n`)
-    return 2
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { policy: { type: 'string' }, size: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
+    })
+  } catch (e) {
+    return usageError(err, 'replay', [argsError(e, ['--size', '--policy', '--json', '--help'])], REPLAY_USAGE)
   }
   const { values, positionals } = parsed
-  const size = Number(values.size)
-  if (positionals.length !== 1 || (values.policy !== 'lru' && values.policy !== 'fifo') || !Number.isInteger(size) || size < 1) {
-    out(`shardcache replay: needs one TRACE, --policy lru|fifo and --size N (a positive integer)\n${USAGE}\n`)
-    return 2
+  if (values.help) {
+    out(`${USAGE}\n`)
+    return 0
   }
+  // Every problem is said, each on its own: a user fixes them all in one go.
+  const problems: string[] = []
+  if (positionals.length === 0) problems.push('needs a TRACE file (one key per line, gzip or plain)')
+  else if (positionals.length > 1) problems.push(`takes one TRACE file (got ${positionals.length}: ${positionals.map(quoted).join(', ')})`)
+  const policy = values.policy ?? 'lru'
+  if (policy !== 'lru' && policy !== 'fifo') problems.push(`--policy must be lru or fifo (got ${quoted(policy)})`)
+  const size = positiveInteger(values.size)
+  if (values.size === undefined) problems.push("--size is required: the cache's size in entries, a positive integer")
+  else if (size === undefined) problems.push(`--size must be a positive integer (got ${quoted(values.size)})`)
+  if (problems.length > 0) return usageError(err, 'replay', problems, REPLAY_USAGE)
+  const trace = positionals[0]!
   let r: ReplayResult
   try {
-    r = await replay(positionals[0]!, values.policy, size)
-  } catch (err) {
-    out(`shardcache replay: ${(err as Error).message}\n`)
+    r = await replay(trace, policy as 'lru' | 'fifo', size!)
+  } catch (e) {
+    err(`shardcache replay: cannot read the trace ${trace}: ${fileProblem(e)}\n`)
     return 1
   }
   if (values.json) out(`${JSON.stringify(r)}\n`)
   else {
     out(
-      `${r.trace}: ${r.requests.toLocaleString('en-US')} requests, ${r.uniqueKeys.toLocaleString('en-US')} keys; ` +
-        `${r.policy} with ${r.size.toLocaleString('en-US')} entries: hit ratio ${(r.hitRatio * 100).toFixed(2)}% ` +
-        `(${r.hits.toLocaleString('en-US')} hits, ${r.elapsedMs.toFixed(0)} ms)\n`,
+      `${r.trace}: ${count(r.requests, 'request')}, ${count(r.uniqueKeys, 'key')}; ` +
+        `${r.policy} with ${count(r.size, 'entry', 'entries')}: hit ratio ${(r.hitRatio * 100).toFixed(2)}% ` +
+        `(${count(r.hits, 'hit')}, ${r.elapsedMs.toFixed(0)} ms)\n`,
     )
   }
   return 0
@@ -202,7 +307,7 @@ async function measure(e: Engine, keys: string[], ring: Uint32Array, ms: number,
   return { engine: e.name, opsPerSec: (done / (performance.now() - start)) * 1000, p50Us: hist.percentile(50) / 1e3, p99Us: hist.percentile(99) / 1e3 }
 }
 
-async function benchCommand(args: string[], out: (s: string) => void): Promise<number> {
+async function benchCommand(args: string[], out: Write, err: Write): Promise<number> {
   let parsed
   try {
     parsed = parseArgs({
@@ -214,34 +319,39 @@ async function benchCommand(args: string[], out: (s: string) => void): Promise<n
         ms: { type: 'string', default: '2000' },
         json: { type: 'boolean', default: false },
         chart: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
       },
     })
-  } catch (err) {
-    out(`shardcache bench: ${(err as Error).message}\n${USAGE}\n`)
-    return 2
+  } catch (e) {
+    return usageError(err, 'bench', [argsError(e, ['--workload', '--shards', '--ms', '--json', '--chart', '--help'])], BENCH_USAGE)
   }
   const { values, positionals } = parsed
-  const shards = Number(values.shards)
-  const ms = Number(values.ms)
-  const kind = values.workload
-  const traceFile = kind === 'trace' ? positionals[0] : undefined
-  if (
-    !['zipf', 'uniform', 'trace'].includes(kind) ||
-    (kind === 'trace') !== (positionals.length === 1) ||
-    (kind !== 'trace' && positionals.length > 0) ||
-    !Number.isInteger(shards) ||
-    shards < 1 ||
-    !Number.isInteger(ms) ||
-    ms < 100
-  ) {
-    out(`shardcache bench: --workload zipf|uniform|trace FILE, --shards N (positive), --ms (at least 100)\n${USAGE}\n`)
-    return 2
+  if (values.help) {
+    out(`${USAGE}\n`)
+    return 0
   }
+  const problems: string[] = []
+  const kind = values.workload
+  if (kind !== 'zipf' && kind !== 'uniform' && kind !== 'trace') problems.push(`--workload must be zipf, uniform or trace (got ${quoted(kind)})`)
+  if (kind === 'trace') {
+    if (positionals.length === 0) problems.push('--workload trace needs a FILE: shardcache bench --workload trace FILE')
+    else if (positionals.length > 1) problems.push(`--workload trace takes one FILE (got ${positionals.length}: ${positionals.map(quoted).join(', ')})`)
+  } else if (positionals.length > 0) {
+    problems.push(`unexpected argument ${quoted(positionals[0]!)} (only --workload trace takes a FILE)`)
+  }
+  const shards = positiveInteger(values.shards)
+  if (shards === undefined || shards > DEFAULTS.maxShards) problems.push(`--shards must be an integer from 1 to ${DEFAULTS.maxShards} (got ${quoted(values.shards)})`)
+  const ms = positiveInteger(values.ms)
+  if (ms === undefined || ms < 100) problems.push(`--ms must be an integer of at least 100 (got ${quoted(values.ms)})`)
+  if (problems.length > 0) return usageError(err, 'bench', problems, BENCH_USAGE)
+  const traceFile = kind === 'trace' ? positionals[0] : undefined
   let w
   try {
     w = await workload(kind, traceFile)
-  } catch (err) {
-    out(`shardcache bench: ${(err as Error).message}\n`)
+  } catch (e) {
+    // An empty trace is said as such; anything else is the file (or its gzip) failing to read.
+    const why = typeof (e as { code?: unknown }).code === 'string' ? `cannot read the trace ${traceFile}: ${fileProblem(e)}` : (e as Error).message
+    err(`shardcache bench: ${why}\n`)
     return 1
   }
   const bar = (name: string) => (f: number): void => {
@@ -249,11 +359,11 @@ async function benchCommand(args: string[], out: (s: string) => void): Promise<n
     const n = Math.round(f * 30)
     process.stderr.write(`\r${name.padEnd(24)} [${'#'.repeat(n)}${'.'.repeat(30 - n)}] ${Math.round(f * 100)}%${f >= 1 ? '\n' : ''}`)
   }
-  const result: BenchResult = { workload: w.name, keys: w.keys.length, requests: w.ring.length, shards, ms, rows: [], skipped: [] }
+  const result: BenchResult = { workload: w.name, keys: w.keys.length, requests: w.ring.length, shards: shards!, ms: ms!, rows: [], skipped: [] }
   const engines: (() => Promise<Engine>)[] = [
     async () => {
       const cache = await createCache({ shards, regions: { default: { maxBytes: Math.max(64 * 2 ** 20, w.keys.length * 600) } } })
-      return { name: `shardcache ${shards} shard${shards === 1 ? '' : 's'}`, get: (k) => cache.get(k), set: (k, v) => cache.set(k, v), close: () => cache.close() }
+      return { name: `shardcache ${count(shards!, 'shard')}`, get: (k) => cache.get(k), set: (k, v) => cache.set(k, v), close: () => cache.close() }
     },
     async () => {
       const { LRUCache } = (await import('lru-cache')) as { LRUCache: new (o: { max: number }) => { get(k: string): unknown; set(k: string, v: string): unknown } }
@@ -272,19 +382,31 @@ async function benchCommand(args: string[], out: (s: string) => void): Promise<n
     try {
       // Pre-filled 1,000 keys at a time in flight: sequential awaits would make this the slow part.
       for (let i = 0; i < w.keys.length; i += 1000) await Promise.all(w.keys.slice(i, i + 1000).map((k) => e.set(k, VALUE)))
-      result.rows.push(await measure(e, w.keys, w.ring, ms, bar(e.name)))
+      result.rows.push(await measure(e, w.keys, w.ring, ms!, bar(e.name)))
     } finally {
       await e.close()
     }
   }
-  if (values.chart !== undefined) writeFileSync(values.chart, chart(result))
+  // The results are printed even when the chart cannot be written: they took seconds to measure.
+  let chartProblem: string | undefined
+  if (values.chart !== undefined) {
+    try {
+      writeFileSync(values.chart, chart(result))
+    } catch (e) {
+      chartProblem = `cannot write the chart ${values.chart}: ${fileProblem(e)}`
+    }
+  }
   if (values.json) out(`${JSON.stringify(result)}\n`)
   else {
-    out(`workload: ${result.workload}, ${result.keys.toLocaleString('en-US')} keys; pipelined 90/10 gets/sets, 512 in flight, ${ms} ms per engine\n`)
+    out(`workload: ${result.workload}, ${count(result.keys, 'key')}; pipelined 90/10 gets/sets, 512 in flight, ${ms} ms per engine\n`)
     out(`${'engine'.padEnd(26)} ${'ops/s'.padStart(12)} ${'p50 µs'.padStart(10)} ${'p99 µs'.padStart(10)}\n`)
     for (const r of result.rows) out(`${r.engine.padEnd(26)} ${Math.round(r.opsPerSec).toLocaleString('en-US').padStart(12)} ${r.p50Us.toFixed(1).padStart(10)} ${r.p99Us.toFixed(1).padStart(10)}\n`)
     for (const s of result.skipped) out(`${s.engine}: skipped (${s.reason})\n`)
-    if (values.chart !== undefined) out(`chart: ${values.chart}\n`)
+    if (values.chart !== undefined && chartProblem === undefined) out(`chart: ${values.chart}\n`)
+  }
+  if (chartProblem !== undefined) {
+    err(`shardcache bench: ${chartProblem}\n`)
+    return 1
   }
   return 0
 }
@@ -329,7 +451,14 @@ function isMain(): boolean {
 }
 
 if (isMain()) {
-  main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code
-  })
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code
+    },
+    (e: unknown) => {
+      // A bug, not a usage error: the stack says where.
+      process.stderr.write(`shardcache: ${(e as Error)?.stack ?? String(e)}\n`)
+      process.exitCode = 1
+    },
+  )
 }

@@ -149,8 +149,10 @@ export class ShardStartError extends CacheError {
 
 /**
  * The invalidation bus could not connect and subscribe to Redis while
- * `bus.required` is true (the default); `cause` holds the connection error.
- * Code `E_BUS_CONNECT`.
+ * `bus.required` is true (the default). The message names the address, the
+ * option and why (`cannot connect the bus to Redis at 127.0.0.1:6379
+ * (options.bus.redis): connection refused (ECONNREFUSED)`); `cause` holds
+ * the connection error. Code `E_BUS_CONNECT`.
  */
 export class BusConnectError extends CacheError {
   static readonly code = ErrorCodes.BUS_CONNECT
@@ -192,7 +194,10 @@ export class LoadAbortedError extends CacheError {
 
 /**
  * The Redis L2 tier failed, timed out, or is behind its open circuit breaker,
- * and `l2.required` is true (otherwise such operations skip L2). Code `E_L2_UNAVAILABLE`.
+ * and `l2.required` is true (otherwise such operations skip L2). The message
+ * names the address and the option, and why when the connection is down
+ * (`not connected: connection refused (ECONNREFUSED)`); `cause` holds the
+ * original error, when there is one. Code `E_L2_UNAVAILABLE`.
  */
 export class L2Error extends CacheError {
   static readonly code = ErrorCodes.L2_UNAVAILABLE

@@ -50,8 +50,9 @@ import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis'
 import { crc32 } from 'node:zlib'
 import { compressIfSmaller, decompress } from '../workers/compression.js'
 import { CacheError, L2Error } from './errors.js'
+import { plural } from './messages.js'
 import { isClusterNodes, isRedisClient } from './options.js'
-import { LEAST_PRIVILEGE, checkPermissionsApart, hangUp, refusal, withTls } from './redis_access.js'
+import { LEAST_PRIVILEGE, cannotConnect, checkPermissionsApart, connectionProblem, hangUp, isNotConnected, moreTelling, refusal, whereOf, withTls } from './redis_access.js'
 import type { Probe, RefusalContext } from './redis_access.js'
 import type { ConnectionOptions } from 'node:tls'
 import type { EncodedValue } from './values.js'
@@ -171,6 +172,10 @@ export class L2Tier {
   #failures = 0
   #openUntil = 0
   #probing = false
+  /** The connection's last error since it was last ready (why it is down), for messages. */
+  #connError: Error | undefined
+  /** The last operation's failure, for the breaker's message. */
+  #lastFailure: unknown
   #c = L2Tier.#zero()
   /** Told what each resync removed from L2 (the cache publishes it on the bus). */
   onRepaired: ((r: L2Repaired) => void) | undefined
@@ -227,8 +232,16 @@ export class L2Tier {
       this.#client = new Cluster(r.cluster as ClusterNode[], { ...o, lazyConnect: true, enableOfflineQueue: false, redisOptions: { ...o.redisOptions, ...own } })
     } else if (isRedisClient(r)) this.#client = (r as Redis).duplicate(withTls(own, (r as Redis).options?.tls, opts.tls))
     else this.#client = new Redis({ ...(r as RedisOptions), ...withTls(own, (r as RedisOptions).tls, opts.tls) })
-    this.#client.on('error', () => {
-      // Reported through the operations' outcomes and stats, not as process-level noise.
+    // Reported through the operations' outcomes and stats, not as process-level noise; kept
+    // to say why in the message of an operation failing while the connection is down.
+    const down = (err: Error): void => {
+      this.#connError = moreTelling(this.#connError, err)
+    }
+    this.#client.on('error', down)
+    // A Cluster reports its nodes' connection errors (refused, reset) as 'node error'.
+    this.#client.on('node error', down)
+    this.#client.on('ready', () => {
+      this.#connError = undefined
     })
   }
 
@@ -244,7 +257,7 @@ export class L2Tier {
     let lastError: Error | undefined
     // A refusal is reported (by an 'error' event) before the connection closes.
     const watch = (err: Error): void => {
-      lastError = err
+      lastError = moreTelling(lastError, err)
       const typed = refusal(err, REFUSAL)
       if (typed !== undefined) onRefused?.(typed)
     }
@@ -273,7 +286,7 @@ export class L2Tier {
       if (!this.#opts.required) return
       hangUp(this.#client)
       const cause = lastError ?? err
-      throw new L2Error(`cannot connect the L2 tier (options.l2.redis): ${(cause as Error).message}`, { cause })
+      throw new L2Error(cannotConnect(REFUSAL, whereOf(this.#client), cause), { cause })
     } finally {
       clearTimeout(timer)
       this.#client.off('error', watch)
@@ -642,7 +655,7 @@ export class L2Tier {
     const now = Date.now()
     if (this.#openUntil > now || (this.#failures >= BREAKER_THRESHOLD && this.#probing)) {
       this.#c.skipped++
-      if (this.#opts.required) throw new L2Error('the L2 tier is unavailable (circuit breaker open after repeated failures)')
+      if (this.#opts.required) throw new L2Error(this.#breakerOpenMessage())
       return undefined
     }
     const probe = this.#failures >= BREAKER_THRESHOLD
@@ -653,12 +666,33 @@ export class L2Tier {
       return out
     } catch (err) {
       this.#c.errors++
+      this.#lastFailure = err
       if (++this.#failures >= BREAKER_THRESHOLD) this.#openUntil = Date.now() + this.#opts.breakDurationMs
-      if (this.#opts.required) throw new L2Error(`the L2 tier failed: ${(err as Error).message}`, { cause: err })
+      if (this.#opts.required) throw new L2Error(`the L2 tier failed on ${whereOf(this.#client)} (options.l2.redis): ${this.#failure(err)}`, { cause: err })
       return undefined
     } finally {
       if (probe) this.#probing = false
     }
+  }
+
+  /**
+   * An operation's failure in words: a reply timeout names the option; a
+   * connection that is down says why, as its last error did (`not
+   * connected: connection refused (ECONNREFUSED)`).
+   */
+  #failure(err: unknown): string {
+    if (err instanceof Error && err.message === 'Command timed out') return `no reply within options.l2.timeout (${this.#opts.timeoutMs} ms)`
+    const problem = connectionProblem(err)
+    const why = this.#connError
+    return isNotConnected(err) && why !== undefined ? `${problem}: ${connectionProblem(why)}` : problem
+  }
+
+  #breakerOpenMessage(): string {
+    const last = this.#lastFailure === undefined ? '' : `; the last: ${this.#failure(this.#lastFailure)}`
+    return (
+      `the L2 tier is unavailable: its circuit breaker is open after ${plural(BREAKER_THRESHOLD, 'failure')} in a row on ${whereOf(this.#client)} ` +
+      `(options.l2.redis)${last}; it tries again after options.l2.breakDuration (${this.#opts.breakDurationMs} ms)`
+    )
   }
 
   #encode(enc: EncodedValue, compressMinBytes: number): Buffer {

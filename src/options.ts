@@ -9,6 +9,7 @@ import bytes from 'bytes'
 import { InvalidOptionError, InvalidTtlError } from './errors.js'
 import { MAX_KEY_BYTES_LIMIT } from './protocol.js'
 import { loneSurrogateAt, wellFormed } from './values.js'
+import { describe, plural } from './messages.js'
 import type { RegionShardConfig } from '../workers/region_store.js'
 import type { BusRedis, ResolvedBus } from './bus.js'
 import { keyInSlotOf } from './cluster_slot.js'
@@ -472,11 +473,12 @@ const SET_KEYS = ['ttl', 'nx', 'xx', 'metadata', 'tags']
 /** Tags an entry may carry. */
 export const MAX_TAGS = 32
 
-function describe(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v)
-  if (typeof v === 'bigint') return `${v}n`
-  if (v === null || typeof v !== 'object') return String(v)
-  return Array.isArray(v) ? 'an array' : 'an object'
+/** What a bad codec is: not an object, or the function it lacks. */
+function describeCodec(c: unknown): string {
+  if (c === null || typeof c !== 'object') return describe(c)
+  const { encode, decode } = c as Partial<Codec>
+  if (typeof encode !== 'function') return `an object whose encode is ${describe(encode)}`
+  return `an object whose decode is ${describe(decode)}`
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -509,10 +511,15 @@ function micros(v: unknown, name: string): number {
   return v
 }
 
+/** What bytes.parse reads whole: a number and a unit (`'1.5mb'`, `'64 KB'`), or whole bytes (`'4096'`, `'4096b'`). */
+const SIZE_STRING = /^\s*(?:\d+(?:\.\d+)?\s*[kmgtp]b|\d+\s*b?)\s*$/i
+
 /** Parses a size: a positive integer of bytes, or a string like `'100mb'`. */
 export function parseSize(v: unknown, name: string): number {
   if (typeof v === 'string') {
-    const n = bytes.parse(v)
+    // Checked first: bytes.parse falls back to parseInt, which reads "10 parsecs" as 10 bytes,
+    // "1e3" and "1,000" as 1 and " 5 MB" as 5: a typo would become a tiny budget silently.
+    const n = SIZE_STRING.test(v) ? bytes.parse(v.trim()) : null
     if (n !== null && Number.isInteger(n) && n >= 1) return n
   } else if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= Number.MAX_SAFE_INTEGER) {
     return v
@@ -593,7 +600,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (o.codec !== undefined) {
     const c = o.codec as Partial<Codec> | null
     if (c === null || typeof c !== 'object' || typeof c.encode !== 'function' || typeof c.decode !== 'function') {
-      throw new InvalidOptionError('options.codec must be an object with encode(value) and decode(bytes) functions')
+      throw new InvalidOptionError(`options.codec must be an object with encode(value) and decode(bytes) functions (got ${describeCodec(c)})`)
     }
     codec = c as Codec
   }
@@ -784,7 +791,7 @@ function resolveTls(v: unknown, redis: unknown, at: string): ConnectionOptions |
   if (v === undefined) return undefined
   if (!isPlainObject(v)) throw new InvalidOptionError(`${at}.tls must be an object of TLS options like { ca } (got ${describe(v)})`)
   if (typeof redis === 'string' && !/^rediss:\/\//.test(redis)) {
-    throw new InvalidOptionError(`${at}.tls needs a rediss:// URL in ${at}.redis (got ${JSON.stringify(redis.replace(/\/\/[^@/]*@/, '//…@'))})`)
+    throw new InvalidOptionError(`${at}.tls needs a rediss:// URL in ${at}.redis (got ${describe(redis.replace(/\/\/[^@/]*@/, '//…@'))})`)
   }
   // A Cluster's node connections take their TLS from its redisOptions (ioredis), for the
   // startup nodes and every node it discovers: one more place to merge would be a second truth.
@@ -885,7 +892,11 @@ const NO_SET_OPTIONS: ResolvedSet = { ttl: undefined, nx: false, xx: false, meta
 /** Validates the options of `set`/`mset`. */
 export function resolveSetOptions(o: unknown, maxKeyBytes: number = DEFAULTS.maxKeyBytes): ResolvedSet {
   if (o === undefined) return NO_SET_OPTIONS
-  if (!isPlainObject(o)) throw new InvalidOptionError(`options must be an object like { ttl, nx, xx, metadata } (got ${describe(o)})`)
+  if (!isPlainObject(o)) {
+    // set(key, value, 500): a TTL where the options go, as some caches take it.
+    const hint = typeof o === 'number' || typeof o === 'string' ? `; for a TTL, pass { ttl: ${typeof o === 'string' ? JSON.stringify(o) : String(o)} }` : ''
+    throw new InvalidOptionError(`options must be an object like { ttl, nx, xx, metadata } (got ${describe(o)}${hint})`)
+  }
   rejectUnknownKeys(o, SET_KEYS, 'options.')
   const ttl = o.ttl === undefined ? undefined : parseTtl(o.ttl, 'options.ttl')
   const nx = o.nx ?? false
@@ -920,8 +931,8 @@ export function resolveTags(v: unknown, name: string, maxKeyBytes: number): stri
 export function checkTag(t: unknown, name: string, maxKeyBytes: number): asserts t is string {
   if (typeof t !== 'string' || t === '') throw new InvalidOptionError(`${name} must be a non-empty string (got ${describe(t)})`)
   // Sent as UTF-8, which turns a lone surrogate into U+FFFD: two different tags would be one.
-  if (!wellFormed(t)) throw new InvalidOptionError(`${name} must be well-formed UTF-16: it has a lone surrogate at index ${loneSurrogateAt(t)} (got ${JSON.stringify(t)})`)
+  if (!wellFormed(t)) throw new InvalidOptionError(`${name} must be well-formed UTF-16: it has a lone surrogate at index ${loneSurrogateAt(t)} (got ${describe(t)})`)
   if (t.length * 3 > maxKeyBytes && Buffer.byteLength(t) > maxKeyBytes) {
-    throw new InvalidOptionError(`${name} must be at most maxKeyBytes (${maxKeyBytes}) UTF-8 bytes`)
+    throw new InvalidOptionError(`${name} is ${plural(Buffer.byteLength(t), 'UTF-8 byte')}, over options.maxKeyBytes (${maxKeyBytes})`)
   }
 }

@@ -15,7 +15,7 @@
  * rule and nothing runs. Only `NOPERM` counts: a server or proxy that refuses
  * `MULTI` otherwise just skips the check. The rules are in docs/redis-security.md.
  */
-import type { Redis, RedisOptions } from 'ioredis'
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import type { ConnectionOptions } from 'node:tls'
 import { RedisAuthError, RedisPermissionError, RedisTlsError } from './errors.js'
 import type { CacheError } from './errors.js'
@@ -81,6 +81,99 @@ export function refusal(err: unknown, ctx: RefusalContext): CacheError | undefin
     )
   }
   return undefined
+}
+
+/**
+ * Where a connection goes, for messages: `Redis at 127.0.0.1:6379` (the
+ * host and port ioredis resolved from the URL or options, never the
+ * credentials), `Redis at /run/redis.sock`, or `the Redis Cluster at
+ * 127.0.0.1:7000, 127.0.0.1:7001` (its startup nodes).
+ */
+export function whereOf(c: Redis | Cluster): string {
+  if ((c as { isCluster?: unknown }).isCluster === true) {
+    // ioredis keeps the startup nodes as given (private in its types): 'host:port' or a URL, a port, or { host, port }.
+    const nodes = (c as unknown as { startupNodes?: unknown[] }).startupNodes ?? []
+    const shown = nodes.map((n) => {
+      if (typeof n === 'string') return n.replace(/\/\/[^@/]*@/, '//')
+      if (typeof n === 'number') return `localhost:${n}`
+      const o = n as { host?: string; port?: number }
+      return hostPort(o.host ?? 'localhost', o.port ?? 6379)
+    })
+    return `the Redis Cluster at ${shown.join(', ')}`
+  }
+  const o = (c as Redis).options
+  return o.path ? `Redis at ${o.path}` : `Redis at ${hostPort(o.host ?? 'localhost', o.port ?? 6379)}`
+}
+
+const hostPort = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)
+
+/** Socket errors in words, by their code. */
+const SOCKET_ERRORS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ETIMEDOUT: 'connection timed out',
+  EPIPE: 'connection broken',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'host name lookup failed',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  EADDRNOTAVAIL: 'address not available',
+  ENOENT: 'no such socket',
+  EACCES: 'permission denied',
+}
+
+/** ioredis's own messages for a connection that is down, which say nothing of why. */
+const NOT_CONNECTED = "Stream isn't writeable and enableOfflineQueue options is false"
+const CLOSED = 'Connection is closed.'
+
+/**
+ * Whether `err` only says that the connection is down (a command while it
+ * is, or one in flight when it closed): the reason is the last connection
+ * error, said after it.
+ */
+export function isNotConnected(err: unknown): boolean {
+  return err instanceof Error && (err.message === NOT_CONNECTED || err.message === CLOSED)
+}
+
+/** Says nothing of why: a connection that is down, or a cluster none of whose nodes answered. */
+const isVague = (err: Error): boolean => isNotConnected(err) || err.name === 'ClusterAllFailedError'
+
+/**
+ * What went wrong with a connection, in words a user can act on:
+ * `connection refused (ECONNREFUSED)`, `not connected`. Anything else is
+ * the error's own message (a reply of the server, a timeout said by the caller).
+ */
+export function connectionProblem(err: unknown): string {
+  if (!(err instanceof Error)) return String(err)
+  const code = (err as { code?: unknown }).code
+  if (typeof code === 'string' && Object.hasOwn(SOCKET_ERRORS, code)) return `${SOCKET_ERRORS[code]} (${code})`
+  if (err.message === NOT_CONNECTED) return 'not connected'
+  if (err.message === CLOSED) return 'the connection closed'
+  if (err.name === 'ClusterAllFailedError') {
+    // ioredis asks the startup nodes for the slots on connections whose errors it drops: its last node's says little more.
+    const last = (err as { lastNodeError?: unknown }).lastNodeError
+    return `no node of the cluster answered${last instanceof Error ? ` (${connectionProblem(last)})` : ''}`
+  }
+  return err.message
+}
+
+/**
+ * The error to keep as "the last one" of a connection: one that says why
+ * (refused, reset, a host not found) is not replaced by one that only says
+ * it is down (the "Connection is closed." that follows, a Cluster's "no
+ * node answered").
+ */
+export function moreTelling(previous: Error | undefined, next: Error): Error {
+  return previous !== undefined && isVague(next) && !isVague(previous) ? previous : next
+}
+
+/**
+ * The message of a connection that could not be made: what, to where, the
+ * option to fix, and why (`cannot connect the bus to Redis at
+ * 127.0.0.1:6390 (options.bus.redis): connection refused (ECONNREFUSED)`).
+ */
+export function cannotConnect(ctx: RefusalContext, where: string, err: unknown): string {
+  return `cannot connect ${ctx.what} to ${where} (${ctx.option}.redis): ${connectionProblem(err)}`
 }
 
 /** A probe of the permission check: one command as it will be sent, and the key or channel it is sent on. */

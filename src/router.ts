@@ -34,6 +34,7 @@ import { readEntry } from './snapshot.js'
 import type { ExportedEntry } from '../workers/region_store.js'
 import { CacheError, ClosedError, ErrorCodes, InternalError, NotANumberError, ShardCrashedError } from './errors.js'
 import type { ErrorCode } from './errors.js'
+import { plural } from './messages.js'
 import { Header, SLOT_WORDS, SlotFlag, hashBytes, monotonicNow, newFound } from './shared_region.js'
 import type { AccessLogWriter, Found, SharedRegionReader } from './shared_region.js'
 import { NEAR_EXPIRES_F64, NEAR_WORDS, NearFlag, NearRegion, NearWord } from './near_cache.js'
@@ -996,7 +997,7 @@ export class Router {
     if (this.#owner) {
       ch.crashesInARow++
       if (ch.crashesInARow > MAX_RESTARTS_IN_A_ROW) {
-        const why = new Error(`shard ${ch.index} crashed ${ch.crashesInARow} times in a row without answering a frame`, { cause })
+        const why = new Error(`shard ${ch.index} crashed ${plural(ch.crashesInARow, 'time')} in a row without answering a frame`, { cause })
         ch.dead = new ShardCrashedError(ch.index, { cause: why, restarting: false })
         this.#afterReply(ch) // rejects what waits for it
         return

@@ -8,6 +8,7 @@
  */
 import { InvalidKeyError, InvalidValueError } from './errors.js'
 import { ValueTag } from './protocol.js'
+import { describe, plural } from './messages.js'
 import type { Codec } from './options.js'
 
 /** A value after encoding: its tag and bytes. */
@@ -61,31 +62,25 @@ export function loneSurrogateAt(s: string): number {
   return -1
 }
 
-function describeKey(key: unknown): string {
-  if (typeof key === 'string') return `a string of ${Buffer.byteLength(key)} bytes`
-  if (key === null) return 'null'
-  return typeof key
-}
-
 /**
  * Throws {@link InvalidKeyError} unless `key` is a valid key. Keys like
  * `__proto__` are ordinary: shards index keys with a `Map`, never an object.
  */
 export function checkKey(key: unknown, maxKeyBytes: number): asserts key is string {
   if (typeof key !== 'string' || key.length === 0) {
-    throw new InvalidKeyError(`key must be a non-empty string (got ${describeKey(key)})`)
+    throw new InvalidKeyError(`key must be a non-empty string (got ${describe(key)})`)
   }
   if (!isWellFormed.call(key)) {
-    throw new InvalidKeyError(`key must be well-formed UTF-16: it has a lone surrogate at index ${loneSurrogateAt(key)}, which UTF-8 cannot hold (got ${JSON.stringify(key)})`)
+    throw new InvalidKeyError(`key must be well-formed UTF-16: it has a lone surrogate at index ${loneSurrogateAt(key)}, which UTF-8 cannot hold (got ${describe(key)})`)
   }
   // Each UTF-16 unit is at most 3 UTF-8 bytes: short keys need no count.
   if (key.length * 3 <= maxKeyBytes) return
   const n = Buffer.byteLength(key)
-  if (n > maxKeyBytes) throw new InvalidKeyError(`key must be at most maxKeyBytes (${maxKeyBytes}) UTF-8 bytes (got ${n})`)
+  if (n > maxKeyBytes) throw new InvalidKeyError(`key is ${plural(n, 'UTF-8 byte')}, over options.maxKeyBytes (${maxKeyBytes})`)
 }
 
 export function checkKeys(keys: unknown, maxKeyBytes: number, name = 'keys'): asserts keys is string[] {
-  if (!Array.isArray(keys)) throw new InvalidKeyError(`${name} must be an array of keys (got ${describeKey(keys)})`)
+  if (!Array.isArray(keys)) throw new InvalidKeyError(`${name} must be an array of keys (got ${describe(keys)})`)
   for (let i = 0; i < keys.length; i++) {
     try {
       checkKey(keys[i], maxKeyBytes)
@@ -123,7 +118,7 @@ export function encodeValue(value: unknown, codec: Codec | undefined): EncodedVa
   }
   if (typeof out === 'string') return { tag: ValueTag.CODEC, bytes: Buffer.from(out, 'utf8') }
   if (out instanceof Uint8Array) return { tag: ValueTag.CODEC, bytes: out }
-  throw new InvalidValueError(`value cannot be encoded: the ${codec === undefined ? 'JSON' : 'configured'} codec returned ${out === undefined ? 'undefined' : typeof out}`)
+  throw new InvalidValueError(`value cannot be encoded: the ${codec === undefined ? 'JSON' : 'configured'} codec returned ${describe(out)}, not a string or a Uint8Array`)
 }
 
 /** Rebuilds a STRING value, or a CODEC value of the JSON codec, from its text. */

@@ -56,7 +56,7 @@ test('JSON works too, and an empty YAML file is the defaults', () => {
 test('bad values name the file and the option path; syntax errors name the line; a missing file names itself', () => {
   const bad = errorOf(() => loadConfig(file('bad.yaml', 'regions:\n  sessions:\n    maxBytes: lots\n')))
   assert.is(bad.code, 'E_INVALID_OPTION')
-  assert.match(bad.message, 'bad.yaml: regions.sessions.maxBytes must be a positive integer or a size string like "100mb" (got "lots")')
+  assert.match(bad.message, 'bad.yaml: regions.sessions.maxBytes must be a positive integer or a size string like "100mb" (got the string "lots")')
   const typo = errorOf(() => loadConfig(file('typo.yaml', 'shard: 2\n')))
   assert.match(typo.message, 'options.shard is not an option')
   const ttl = errorOf(() => loadConfig(file('ttl.yaml', 'regions:\n  default: { ttl: soon }\n')))

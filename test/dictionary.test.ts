@@ -347,7 +347,7 @@ test('options: dictionary defaults minBytes to 32, combines with minBytes, and i
   assert.equal([off!.compressMinBytes, off!.compressDictionary], [1024, false])
   assert.is(regionShare(d!, 0, 2).compressDictionary, true)
   const cases: [unknown, string][] = [
-    [{ dictionary: 'yes' }, 'regions.users.compression.dictionary must be a boolean (got "yes")'],
+    [{ dictionary: 'yes' }, 'regions.users.compression.dictionary must be a boolean (got the string "yes")'],
     [{ dictionary: 1 }, 'regions.users.compression.dictionary must be a boolean (got 1)'],
     [{ dictionaries: true }, 'regions.users.compression.dictionaries is not an option (options are: minBytes, dictionary)'],
   ]

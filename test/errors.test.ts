@@ -2,9 +2,11 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import {
+  BusConnectError,
   CacheError,
   ClosedError,
   createCache,
+  L2Error,
   InvalidKeyError,
   InvalidOptionError,
   InvalidTtlError,
@@ -13,6 +15,12 @@ import {
   ValueTooLargeError,
 } from '../src/index.js'
 import type { Cache, CacheOptions } from '../src/index.js'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { freePort } from '../bench/redis_server.js'
+import { describe, plural } from '../src/messages.js'
+import { errorOf } from './fixtures/helpers.js'
 
 type ErrorClass = new (...args: never[]) => CacheError
 
@@ -73,21 +81,22 @@ async function unchanged(cache: Cache, bad: () => Promise<void>): Promise<void> 
 test('E_INVALID_KEY: non-strings, empty and over-long keys, bad key lists and globs', async () => {
   const cache = await seeded({ maxKeyBytes: 16 })
   await unchanged(cache, async () => {
-    await rejects(cache.get(5 as unknown as string), InvalidKeyError, 'E_INVALID_KEY', /key must be a non-empty string \(got number\)/)
-    await rejects(cache.set('', 1), InvalidKeyError, 'E_INVALID_KEY', /got an empty|non-empty/)
-    await rejects(cache.set('k'.repeat(17), 1), InvalidKeyError, 'E_INVALID_KEY', /maxKeyBytes \(16\).*got 17/)
-    await rejects(cache.set('ééééééééé', 1), InvalidKeyError, 'E_INVALID_KEY', /got 18/) // 9 chars, 18 UTF-8 bytes
-    await rejects(cache.delete(null as unknown as string), InvalidKeyError, 'E_INVALID_KEY', /got null/)
+    await rejects(cache.get(5 as unknown as string), InvalidKeyError, 'E_INVALID_KEY', /^key must be a non-empty string \(got 5\)$/)
+    await rejects(cache.set('', 1), InvalidKeyError, 'E_INVALID_KEY', /^key must be a non-empty string \(got an empty string\)$/)
+    await rejects(cache.set('k'.repeat(17), 1), InvalidKeyError, 'E_INVALID_KEY', /^key is 17 UTF-8 bytes, over options.maxKeyBytes \(16\)$/)
+    await rejects(cache.set('ééééééééé', 1), InvalidKeyError, 'E_INVALID_KEY', /^key is 18 UTF-8 bytes, over options.maxKeyBytes \(16\)$/) // 9 chars, 18 UTF-8 bytes
+    await rejects(cache.delete(null as unknown as string), InvalidKeyError, 'E_INVALID_KEY', /^key must be a non-empty string \(got null\)$/)
     await rejects(cache.has(undefined as unknown as string), InvalidKeyError, 'E_INVALID_KEY')
-    await rejects(cache.ttl({} as unknown as string), InvalidKeyError, 'E_INVALID_KEY')
+    await rejects(cache.ttl({} as unknown as string), InvalidKeyError, 'E_INVALID_KEY', /^key must be a non-empty string \(got an object\)$/)
     await rejects(cache.getEntry(''), InvalidKeyError, 'E_INVALID_KEY')
     await rejects(cache.mget(['a', 7 as unknown as string]), InvalidKeyError, 'E_INVALID_KEY', /keys\[1\]/)
-    await rejects(cache.mget('a' as unknown as string[]), InvalidKeyError, 'E_INVALID_KEY', /array/)
+    await rejects(cache.mget('a' as unknown as string[]), InvalidKeyError, 'E_INVALID_KEY', /^keys must be an array of keys \(got the string "a"\)$/)
     await rejects(cache.mdelete(['a', '']), InvalidKeyError, 'E_INVALID_KEY', /keys\[1\]/)
     await rejects(cache.mhas([1 as unknown as string]), InvalidKeyError, 'E_INVALID_KEY')
     await rejects(cache.mset([['a', 'changed'], ['', 'x']]), InvalidKeyError, 'E_INVALID_KEY', /entries\[1\]/)
-    await rejects(cache.keys(''), InvalidKeyError, 'E_INVALID_KEY', /glob/)
-    await rejects(cache.deleteByPattern(3 as unknown as string), InvalidKeyError, 'E_INVALID_KEY', /glob/)
+    await rejects(cache.keys(''), InvalidKeyError, 'E_INVALID_KEY', /^glob must be a non-empty string \(got an empty string\)$/)
+    await rejects(cache.deleteByPattern(3 as unknown as string), InvalidKeyError, 'E_INVALID_KEY', /^glob must be a non-empty string \(got 3\)$/)
+    await rejects(cache.keys('g'.repeat(17)), InvalidKeyError, 'E_INVALID_KEY', /^glob is 17 UTF-8 bytes, over options.maxKeyBytes \(16\)$/)
   })
   await cache.close()
 })
@@ -139,7 +148,7 @@ test('E_INVALID_TTL: zero, negative, NaN and unparseable durations, in set and i
     await rejects(cache.mset([['a', 'changed']], { ttl: -3 }), InvalidTtlError, 'E_INVALID_TTL', /got -3/)
   })
   await cache.close()
-  await rejects(createCache({ shards: 1, regions: { s: { ttl: 'soon' } } }), InvalidTtlError, 'E_INVALID_TTL', /regions.s.ttl .*got "soon"/)
+  await rejects(createCache({ shards: 1, regions: { s: { ttl: 'soon' } } }), InvalidTtlError, 'E_INVALID_TTL', /regions.s.ttl .*\(got the string "soon"\)$/)
 })
 
 test('E_UNKNOWN_REGION: region() names the regions that exist', async () => {
@@ -149,6 +158,11 @@ test('E_UNKNOWN_REGION: region() names the regions that exist', async () => {
       assert.instance(err, UnknownRegionError)
       assert.is((err as CacheError).code, 'E_UNKNOWN_REGION')
       assert.is((err as Error).message, 'region "nope" is not configured (regions: default, sessions)')
+      return true
+    })
+    assert.throws(() => cache.region(1 as never), (err: unknown) => {
+      assert.instance(err, UnknownRegionError)
+      assert.is((err as Error).message, 'region must be the name of a configured region (got 1; regions: default, sessions)')
       return true
     })
   })
@@ -162,7 +176,15 @@ test('E_INVALID_OPTION: cache, region and operation options, each message naming
     [{ shard: 2 }, /^options.shard is not an option/],
     [{ regions: { x: { maxBytes: -1 } } }, /^regions.x.maxBytes must be a positive integer or a size string like "100mb" \(got -1\)$/],
     [{ regions: { x: { maxBytes: 'lots' } } }, /regions.x.maxBytes/],
-    [{ regions: { x: { policy: 'lfu' } } }, /^regions.x.policy must be "lru" or "fifo" \(got "lfu"\)$/],
+    // bytes.parse alone reads these as 10, 1, 1 and 5 bytes.
+    [{ regions: { x: { maxBytes: '10 parsecs' } } }, /^regions.x.maxBytes must be a positive integer or a size string like "100mb" \(got the string "10 parsecs"\)$/],
+    [{ regions: { x: { maxBytes: '1e3' } } }, /^regions.x.maxBytes must be .* \(got the string "1e3"\)$/],
+    [{ maxValueBytes: '1,000' }, /^options.maxValueBytes must be .* \(got the string "1,000"\)$/],
+    [{ maxValueBytes: '1.5' }, /^options.maxValueBytes must be .* \(got the string "1.5"\)$/],
+    [{ regions: { x: { policy: 'lfu' } } }, /^regions.x.policy must be "lru" or "fifo" \(got the string "lfu"\)$/],
+    [{ shards: '2' }, /^options.shards must be a positive integer of at most 256 \(got the string "2"\)$/],
+    [{ maxValueBytes: [1] }, /^options.maxValueBytes must be a positive integer or a size string like "100mb" \(got an array of 1 item\)$/],
+    [{ codec: { encode: () => '' } }, /^options.codec must be an object with encode\(value\) and decode\(bytes\) functions \(got an object whose decode is undefined\)$/],
     [{ regions: { x: { maxEntries: 1 } }, shards: 2 }, /regions.x.maxEntries \(1\) must be at least the number of shards \(2\)/],
     [{ regions: { x: { compression: 'yes' } } }, /regions.x.compression/],
     [{ regions: { x: { compress: false } } }, /regions.x.compress is not an option/],
@@ -180,8 +202,16 @@ test('E_INVALID_OPTION: cache, region and operation options, each message naming
     await rejects(cache.set('a', 'changed', { ttl: 5, ttlMs: 5 } as never), InvalidOptionError, 'E_INVALID_OPTION', /options.ttlMs is not an option/)
     await rejects(cache.set('a', 'changed', { nx: 'yes' } as never), InvalidOptionError, 'E_INVALID_OPTION', /options.nx must be a boolean/)
     await rejects(cache.set('a', 'changed', { metadata: [1] } as never), InvalidOptionError, 'E_INVALID_OPTION', /options.metadata must be a plain object/)
-    await rejects(cache.mset('a' as never), InvalidOptionError, 'E_INVALID_OPTION', /entries must be/)
-    await rejects(cache.mset([['a', 'changed'], ['b'] as never]), InvalidOptionError, 'E_INVALID_OPTION', /entries\[1\] must be a \[key, value\] pair/)
+    await rejects(cache.set('a', 'changed', 500 as never), InvalidOptionError, 'E_INVALID_OPTION', /^options must be an object like \{ ttl, nx, xx, metadata \} \(got 500; for a TTL, pass \{ ttl: 500 \}\)$/)
+    await rejects(cache.set('a', 'changed', '5m' as never), InvalidOptionError, 'E_INVALID_OPTION', /^options must be an object like \{ ttl, nx, xx, metadata \} \(got the string "5m"; for a TTL, pass \{ ttl: "5m" \}\)$/)
+    await rejects(cache.mset('a' as never), InvalidOptionError, 'E_INVALID_OPTION', /^entries must be an array of \[key, value\] pairs, a Map, or a plain object \(got the string "a"\)$/)
+    await rejects(cache.mset([['a', 'changed'], ['b'] as never]), InvalidOptionError, 'E_INVALID_OPTION', /^entries\[1\] must be a \[key, value\] pair \(got an array of 1 item\)$/)
+    // A number given as a string says so: "(got 2)" would read as the number it should have been.
+    await rejects(cache.incr('a', '2' as never), InvalidOptionError, 'E_INVALID_OPTION', /^by must be a finite number \(got the string "2"\)$/)
+    await rejects(cache.incr('a', NaN), InvalidOptionError, 'E_INVALID_OPTION', /^by must be a finite number \(got NaN\)$/)
+    await rejects(cache.set('a', 'changed', { nx: 'true' } as never), InvalidOptionError, 'E_INVALID_OPTION', /^options.nx must be a boolean \(got the string "true"\)$/)
+    await rejects(cache.set('a', 'changed', { tags: 'x' } as never), InvalidOptionError, 'E_INVALID_OPTION', /^options.tags must be an array of strings \(got the string "x"\)$/)
+    await rejects(cache.getOrCompute('a', 'load' as never), InvalidOptionError, 'E_INVALID_OPTION', /^loader must be a function or \{ task, args \} for the loader pool \(got the string "load"\)$/)
   })
   await cache.close()
 })
@@ -196,6 +226,87 @@ test('E_CLOSED: every operation after close rejects, and close is idempotent', a
     cache.keys(), cache.deleteByPattern('*'), cache.clear(), cache.cleanupExpired(), cache.stats(), cache.resetStats(),
   ]
   for (const p of calls) await rejects(p, ClosedError, 'E_CLOSED', /^the cache is closed$/)
+})
+
+test('createCache({ restore }) that cannot read the file names the option', async () => {
+  const missing = join(mkdtempSync(join(tmpdir(), 'shardcache-errors-')), 'missing.snap')
+  const err = await errorOf(createCache({ shards: 1, restore: missing }))
+  assert.is(err.code, 'E_SNAPSHOT_CORRUPT')
+  assert.is(err.message, `options.restore: snapshot ${JSON.stringify(missing)} cannot be read: ENOENT: no such file or directory, open '${missing}'`)
+})
+
+test('counts in messages are singular for 1: one shard, one tag', async () => {
+  // 1000 bytes in 1 shard; 'k' + 900 + 64 + the tag's (1 UTF-8 byte + 128) = 1094.
+  const cache = await createCache({ shards: 1, regions: { tiny: { maxBytes: 1000 } } })
+  const tiny = cache.region('tiny')
+  await rejects(
+    tiny.set('k', 'y'.repeat(900), { tags: ['t'] }),
+    ValueTooLargeError,
+    'E_VALUE_TOO_LARGE',
+    /^entry is 1094 bytes \(key \+ value \+ metadata \+ 129 for 1 tag \(UTF-8 bytes \+ 128 each\) \+ 64\), over region "tiny"'s per-shard budget of 1000 bytes \(regions.tiny.maxBytes 1000 over 1 shard\)$/,
+  )
+  assert.is(await tiny.has('k'), false)
+  await cache.close()
+  assert.is(plural(1, 'shard'), '1 shard')
+  assert.is(plural(0, 'shard'), '0 shards')
+  assert.is(plural(2, 'entry', 'entries'), '2 entries')
+})
+
+test('a value echoed in a message reads as what it is: a string quoted and called a string, a number bare, anything else by its kind', () => {
+  const cases: [unknown, string][] = [
+    ['2', 'the string "2"'],
+    ['', 'an empty string'],
+    ['x'.repeat(61), `the string "${'x'.repeat(60)}"… (61 characters)`],
+    [2, '2'],
+    [-0, '-0'],
+    [NaN, 'NaN'],
+    [-Infinity, '-Infinity'],
+    [2n, 'the bigint 2n'],
+    [true, 'true'],
+    [null, 'null'],
+    [undefined, 'undefined'],
+    [Symbol('s'), 'a symbol'],
+    [() => 1, 'a function'],
+    [[], 'an array of 0 items'],
+    [['a'], 'an array of 1 item'],
+    [{ a: 1 }, 'an object'],
+    [Object.create(null), 'an object'],
+    [new Map(), 'a Map'],
+    [Buffer.alloc(1), 'a Buffer'],
+    [new Uint8Array(1), 'a Uint8Array'],
+    [new Error('e'), 'an Error'],
+  ]
+  for (const [v, shown] of cases) assert.is(describe(v), shown, shown)
+})
+
+/**
+ * A closed port: free a moment ago, nothing listening (the OS would have to
+ * hand it to another process in between). Redis refuses nothing here: the
+ * connection is refused, and the message says to where and which option.
+ */
+test('E_BUS_CONNECT and E_L2_UNAVAILABLE: a refused connection names the address, the option and why; cause is the original error', async () => {
+  const port = await freePort()
+  const at = `127.0.0.1:${port}`
+  for (const redis of [`redis://${at}`, { host: '127.0.0.1', port }]) {
+    const bus = await errorOf(createCache({ shards: 1, bus: { redis } }))
+    assert.instance(bus, BusConnectError)
+    assert.is(bus.code, 'E_BUS_CONNECT')
+    assert.is(bus.message, `cannot connect the bus to Redis at ${at} (options.bus.redis): connection refused (ECONNREFUSED)`)
+    assert.is((bus.cause as { code?: string }).code, 'ECONNREFUSED')
+    assert.is((bus.cause as Error).message, `connect ECONNREFUSED ${at}`)
+    const l2 = await errorOf(createCache({ shards: 1, l2: { redis, required: true } }))
+    assert.instance(l2, L2Error)
+    assert.is(l2.code, 'E_L2_UNAVAILABLE')
+    assert.is(l2.message, `cannot connect the L2 tier to Redis at ${at} (options.l2.redis): connection refused (ECONNREFUSED)`)
+    assert.is((l2.cause as { code?: string }).code, 'ECONNREFUSED')
+  }
+  // A Cluster by its startup nodes: ioredis asks them for the slots on connections whose errors it drops.
+  const cluster = { cluster: [at] }
+  const bus = await errorOf(createCache({ shards: 1, bus: { redis: cluster } }))
+  assert.is(bus.message, `cannot connect the bus to the Redis Cluster at ${at} (options.bus.redis): no node of the cluster answered (the connection closed)`)
+  assert.is((bus.cause as Error).name, 'ClusterAllFailedError')
+  const l2 = await errorOf(createCache({ shards: 1, l2: { redis: cluster, required: true } }))
+  assert.is(l2.message, `cannot connect the L2 tier to the Redis Cluster at ${at} (options.l2.redis): no node of the cluster answered (the connection closed)`)
 })
 
 test.run()

@@ -28,7 +28,7 @@ test('resourceLimits: merged over the default young-generation cap; bad values n
   const bad: [unknown, string][] = [
     [128, 'options.resourceLimits must be an object like { maxOldGenerationSizeMb: 256 } (got 128)'],
     [{ maxOldGenerationSizeMb: 4 }, 'options.resourceLimits.maxOldGenerationSizeMb must be a number of MB from 8 to 1048576 (got 4)'],
-    [{ maxOldGenerationSizeMb: '1gb' }, 'options.resourceLimits.maxOldGenerationSizeMb must be a number of MB from 8 to 1048576 (got "1gb")'],
+    [{ maxOldGenerationSizeMb: '1gb' }, 'options.resourceLimits.maxOldGenerationSizeMb must be a number of MB from 8 to 1048576 (got the string "1gb")'],
     [{ maxYoungGenerationSizeMb: Number.NaN }, 'options.resourceLimits.maxYoungGenerationSizeMb must be a number of MB from 1 to 1048576 (got NaN)'],
     [{ maxOld: 64 }, 'options.resourceLimits.maxOld is not an option (options are: maxOldGenerationSizeMb, maxYoungGenerationSizeMb, codeRangeSizeMb, stackSizeMb)'],
   ]

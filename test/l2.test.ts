@@ -261,26 +261,39 @@ test('when L2 dies the shards keep serving; the breaker opens after 5 failures a
   assert.is(t.l2.breaker, 'closed')
 })
 
-test('required: createCache rejects with E_L2_UNAVAILABLE when L2 is unreachable, and operations reject when it fails', async () => {
+test('required: createCache rejects with E_L2_UNAVAILABLE when L2 is unreachable, and operations reject when it fails, naming where and why', async () => {
   const r = await server()
+  const at = `Redis at 127.0.0.1:${r.port} (options.l2.redis)`
   await r.kill()
   try {
     await createCache({ shards: 1, l2: { redis: r.url, required: true, timeout: 200 } })
     assert.unreachable('should reject')
   } catch (err) {
     assert.is((err as { code?: string }).code, 'E_L2_UNAVAILABLE')
-    assert.match((err as Error).message, 'options.l2.redis')
+    assert.is((err as Error).message, `cannot connect the L2 tier to ${at}: connection refused (ECONNREFUSED)`)
   }
   await r.restart()
-  const a = await cache(r, { required: true, timeout: 200 })
+  const a = await cache(r, { required: true, timeout: 200, breakDuration: '10m' })
   await a.set('k', 'v')
   await r.kill()
-  try {
-    await a.delete('k')
-    assert.unreachable('should reject')
-  } catch (err) {
-    assert.is((err as { code?: string }).code, 'E_L2_UNAVAILABLE')
-  }
+  // Not ioredis's "Stream isn't writeable and enableOfflineQueue options is false": the
+  // address, the option, and (once a reconnect was refused) why.
+  const first = await errorOf(a.delete('k'))
+  assert.is(first.code, 'E_L2_UNAVAILABLE')
+  assert.match(first.message, new RegExp(`^the L2 tier failed on ${at.replace(/[.()]/g, '\\$&')}: not connected(: connection refused \\(ECONNREFUSED\\))?$`))
+  assert.ok((first.cause as Error).message.length > 0)
+  // Then the breaker opens (5 failures in a row) and says so, with the last failure's reason.
+  const breaker =
+    `the L2 tier is unavailable: its circuit breaker is open after 5 failures in a row on ${at}; ` +
+    'the last: not connected: connection refused (ECONNREFUSED); it tries again after options.l2.breakDuration (600000 ms)'
+  const last = await eventually(
+    async () => (await errorOf(a.delete('k'))).message,
+    (m) => m === breaker,
+    10_000,
+    100,
+  )
+  assert.is(last, breaker)
+  assert.is((await tiers(a)).l2.breaker, 'open')
 })
 
 test('Redis Cluster (three local masters, slots split between them), through ioredis\' Cluster client: reads, writes, patterns, tags', async () => {

@@ -392,9 +392,9 @@ test('bus.tls and l2.tls: an object, with a rediss:// URL when the connection is
   for (const part of ['bus', 'l2'] as const) {
     const bad = await errorOf(createCache({ shards: 1, [part]: { redis: 'redis://u:pw@127.0.0.1:1', tls: {} } }))
     assert.is(bad.code, 'E_INVALID_OPTION')
-    assert.is(bad.message, `options.${part}.tls needs a rediss:// URL in options.${part}.redis (got "redis://…@127.0.0.1:1")`)
+    assert.is(bad.message, `options.${part}.tls needs a rediss:// URL in options.${part}.redis (got the string "redis://…@127.0.0.1:1")`)
     const notObject = await errorOf(createCache({ shards: 1, [part]: { redis: 'rediss://127.0.0.1:1', tls: 'yes' as never } }))
-    assert.is(notObject.message, `options.${part}.tls must be an object of TLS options like { ca } (got "yes")`)
+    assert.is(notObject.message, `options.${part}.tls must be an object of TLS options like { ca } (got the string "yes")`)
   }
 })
 
@@ -447,7 +447,7 @@ test('bus.maxMessageAge must be a positive finite duration, and needs a secret',
     [0, 'options.bus.maxMessageAge must be a positive number of milliseconds, Infinity, or a duration string like "30s" (got 0)'],
     [-5, 'options.bus.maxMessageAge must be a positive number of milliseconds, Infinity, or a duration string like "30s" (got -5)'],
     [Number.NaN, 'options.bus.maxMessageAge must be a positive number of milliseconds, Infinity, or a duration string like "30s" (got NaN)'],
-    ['soon', 'options.bus.maxMessageAge must be a positive number of milliseconds, Infinity, or a duration string like "30s" (got "soon")'],
+    ['soon', 'options.bus.maxMessageAge must be a positive number of milliseconds, Infinity, or a duration string like "30s" (got the string "soon")'],
     [Infinity, 'options.bus.maxMessageAge must be a finite duration below 24 days (got Infinity)'],
   ]
   for (const [v, message] of cases) {

@@ -231,7 +231,7 @@ test('scan and scanEntries of an unknown region, or with bad options, throw when
       ['scan unknown region', () => cache.scan({ region: 'nope' }), UnknownRegionError, /region "nope" is not configured \(regions: default, q\)/],
       ['scanEntries unknown region', () => cache.scanEntries({ region: 'nope' }), UnknownRegionError, /region "nope" is not configured/],
       ['scan bad count', () => cache.scan({ count: 0 }), InvalidOptionError, /options\.count must be an integer/],
-      ['scan empty glob', () => cache.scan({ match: '' }), InvalidKeyError, /glob must be a non-empty string/],
+      ['scan empty glob', () => cache.scan({ match: '' }), InvalidKeyError, /^options\.match must be a non-empty string \(got an empty string\)$/],
       ['scan not an object', () => cache.scan(null as never), InvalidOptionError, /options must be an object/],
       ['scanEntries bad count', () => cache.scanEntries({ count: 1.5 }), InvalidOptionError, /options\.count/],
       ['region scan bad count', () => cache.region('q').scan({ count: -1 }), InvalidOptionError, /options\.count/],

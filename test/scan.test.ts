@@ -61,7 +61,7 @@ test('bad scan options are E_INVALID_OPTION or E_INVALID_KEY, raised when iterat
     for (const [opts, code, name] of [
       [{ count: 0 }, 'E_INVALID_OPTION', 'options.count'],
       [{ count: 1.5 }, 'E_INVALID_OPTION', 'options.count'],
-      [{ match: '' }, 'E_INVALID_KEY', 'glob'],
+      [{ match: '' }, 'E_INVALID_KEY', 'options.match must be a non-empty string (got an empty string)'],
     ] as const) {
       try {
         await collect(cache.scan(opts as never))

@@ -109,7 +109,7 @@ test('an entry whose key + value + tags exceed the per-shard budget is E_VALUE_T
     const value = 'x'.repeat(500) // 1 + 500 + 64 = 565 bytes: fits without tags
     await small.set('k', 'old', { tags: ['keep'] })
     const tags = ['a'.repeat(100), 'b'.repeat(100)] // + 2 x (100 + 128) = 1021
-    const msg = /entry is 1021 bytes \(key \+ value \+ metadata \+ 456 for 2 tag\(s\) \(UTF-8 bytes \+ 128 each\) \+ 64\), over region "small"'s per-shard budget of 1000 bytes/
+    const msg = /^(entries\[0\]: )?entry is 1021 bytes \(key \+ value \+ metadata \+ 456 for 2 tags \(UTF-8 bytes \+ 128 each\) \+ 64\), over region "small"'s per-shard budget of 1000 bytes \(regions.small.maxBytes 1000 over 1 shard\)$/
     const calls = [() => small.set('k', value, { tags }), () => small.mset([['k', value]], { tags }), () => small.getOrCompute('q', () => value, { tags }), () => small.cas('k', 'old', value, { tags })]
     for (const call of calls) {
       const err = await errorOf(call())
