@@ -19,7 +19,7 @@
  *   longer runs of earlier versions (throughput 1 s / 0.5 s a row, event-loop
  *   4 s measured after 0.8 s instead of 3 s after 0.5 s), plus
  *   event-loop-5m: the event-loop scenario at 5M entries for shardcache and
- *   lru-cache (its pre-fills alone take ~40 s here, and lru-cache a 3 GiB
+ *   lru-cache (its pre-fills alone take ~70 s here, and lru-cache a 3 GiB
  *   heap), and micro: the region store (a shard's storage, in this thread)
  *   against lru-cache, which is about the store's internals rather than what
  *   a caller sees (~8 s).
@@ -267,7 +267,7 @@ async function main(): Promise<void> {
 
   await section('event-loop-5m', async () => {
     // The same scenario with five times the entries: does the delay stay flat as the cache grows?
-    // Only in --full (or when named): the two pre-fills alone take ~40 s here.
+    // Only in --full (or when named): the two pre-fills alone take ~70 s here.
     const base = { ...elBase, entries: smoke ? 1_000_000 : LARGE_ENTRIES }
     const engines = eventLoopEngines()
     // "no cache" is borrowed from section 2 when it ran (same loop, no entries to hold), else run once:

@@ -46,13 +46,13 @@ export const DEFAULT_THROUGHPUT: ThroughputConfig = {
   valueBytes: 220,
   zipfS: 0.99,
   concurrency: 512,
-  // Each table row is one run of each length, so that `npm run bench` stays under 3 minutes
-  // with the build (16 rows: 1 s here is ~13 s of the run; these were 2 s / 1 s, then
-  // 1 s / 0.5 s, which `--full` keeps). Half a second of a pipelined engine is 80k (ioredis)
-  // to 1M ops; the figure the headline ratio comes from is the interleaved rounds below,
-  // not these single runs, and the machine's drift between rows is larger than what a
+  // Each table row is one run of each length, kept short so that `npm run bench` stays under
+  // 3 minutes with the build: 16 rows, ~14 s less than the 1 s / 0.5 s that `--full` keeps
+  // (2 s / 1 s before that). Half a second of a pipelined engine is ~45k (ioredis) to 1M
+  // (lru-cache) ops; the summary's ratio to ioredis comes from the interleaved rounds below,
+  // not from these single runs, and the machine's drift between rows is larger than what a
   // longer run would average away.
-  // The warm-up lets the JIT settle and Redis's socket buffers grow: 150 ms is ~15k ioredis gets.
+  // The warm-up lets the JIT settle and Redis's socket buffers grow: 150 ms is ~13k ioredis gets.
   warmupMs: 150,
   pipelinedMs: 500,
   singleMs: 250,
