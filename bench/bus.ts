@@ -9,7 +9,7 @@
  *   plus an end-to-end figure the peer measures (see bus_child.ts), and,
  *   interleaved with them, plain ioredis messages between the same two
  *   processes: the transport's floor on this machine at that moment, without
- *   which a missed target on a shared machine cannot be blamed on anything;
+ *   which a slow figure on a shared machine cannot be told from a slow bus;
  * - write path: pipelined sets, as in the throughput section, against caches
  *   with no bus, with the bus in invalidate mode and in update mode, all in
  *   this process in one run, while the peer is subscribed so every message is
@@ -24,7 +24,7 @@ import type { AsyncKv, Workload } from './throughput.js'
 import { connectRedis, resolveRedis } from './redis_server.js'
 import { ChildError, sleep } from './child.js'
 import { PeerProcess } from './peer_process.js'
-import { describeError, errorDetail, fmtMs, fmtNs, fmtRate, fmtRatio, heading, skippedOrFailed, ratio, table, verdict } from './report.js'
+import { describeError, errorDetail, fmtMs, fmtNs, fmtRate, fmtRatio, heading, skippedOrFailed, ratio, table } from './report.js'
 import type { LatencySummary } from './report.js'
 
 export interface BusBenchConfig {
@@ -204,7 +204,7 @@ export interface BusSection {
     updateOverOff: number | undefined
   }
   wallMs: number
-  /** Where the wall time went, for keeping the section inside the run's time budget. */
+  /** Where the wall time went, for keeping `npm run bench` under 3 minutes. */
   phasesMs: Partial<Record<'setup' | 'propagation' | 'prefillAndWarmup' | 'rounds' | 'teardown', number>>
 }
 
@@ -504,9 +504,6 @@ export function busErrors(s: BusSection): { engine: string; error?: string }[] {
 
 // ── printing ───────────────────────────────────────────────────────────────
 
-export const TARGET_PROPAGATION_P99_MS = 2
-export const TARGET_BUS_WRITE_RATIO = 0.5
-
 const fmtOptMs = (ms: number | null | undefined): string => fmtMs(ms ?? undefined)
 
 export function printBus(s: BusSection): string {
@@ -539,7 +536,9 @@ export function printBus(s: BusSection): string {
             `dropped ${p.peer.bus.dropped.total}, gaps ${p.peer.bus.gaps}, flushes ${p.peer.bus.flushes}; heartbeat RTT ${fmtOptMs(p.peer.bus.lastHeartbeatMs)})`,
           'bus latency: the publisher\'s send stamp (taken as the message is handed to ioredis) to receipt and decode in the peer, before its shards apply it.',
           'end to end adds the publisher\'s tick batching (setImmediate) before the stamp, and the peer\'s apply plus one shard round trip (a get issued from the invalidation listener).',
-          `raw: ${RAW_MESSAGE_BYTES}-byte messages on a channel of their own, stamped and timed the same way, no shardcache at either end: when its p99 is near the target too, the machine is the limit.`,
+          `raw: ${RAW_MESSAGE_BYTES}-byte messages on a channel of their own, stamped and timed the same way, no shardcache at either end: the transport's floor on this machine; ` +
+            'when the bus p99 is close to it, the loopback and scheduler set the tail, not the bus.',
+          'How to read: time from a write in one process to the peer knowing of it; lower is better.',
         ],
       ),
     )
@@ -597,6 +596,7 @@ export function printBus(s: BusSection): string {
         ...notes,
         'p50: of the median run; p99: of the worst run. messages: published by this process in the measured windows; backlog: not yet acknowledged by Redis when a window closed (worst round); ' +
           'drain: until the peer had received all of it (worst round); peer p99: the receiver\'s bus latency under this load (queueing included).',
+          'How to read: sets/s is what one process writes with the bus on, against the same cache with it off ("vs off": 1x would be free; higher is better).',
         `Redis and the peer share this machine's cores with the publisher, so the ratios include their CPU too: on separate hosts the cost would be lower.`,
       ],
     ),
@@ -606,11 +606,9 @@ export function printBus(s: BusSection): string {
     `section wall time: ${(s.wallMs / 1000).toFixed(1)} s (` +
       Object.entries(s.phasesMs).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)} s`).join(', ') + ')',
     '',
-    `headline: bus propagation p99 between two processes = ${fmtMs(h.propagationP99Ms)} (p50 ${fmtMs(h.propagationP50Ms)}; end to end p99 ${fmtMs(h.e2eP99Ms)}; raw pub/sub floor p99 ${fmtMs(h.rawP99Ms)}) ` +
-      `(target < ${TARGET_PROPAGATION_P99_MS} ms on loopback: ${verdict(h.propagationP99Ms === undefined ? undefined : h.propagationP99Ms < TARGET_PROPAGATION_P99_MS)})`,
-    `headline: pipelined sets, bus on (invalidate) / bus off = ${fmtRatio(h.invalidateOverOff)} ` +
-      `(target >= ${TARGET_BUS_WRITE_RATIO}x: ${verdict(h.invalidateOverOff === undefined ? undefined : h.invalidateOverOff >= TARGET_BUS_WRITE_RATIO)}); ` +
-      `update mode / bus off = ${fmtRatio(h.updateOverOff)} (${verdict(h.updateOverOff === undefined ? undefined : h.updateOverOff >= TARGET_BUS_WRITE_RATIO)})`,
+    `summary: bus propagation p99 between two processes = ${fmtMs(h.propagationP99Ms)} against ${fmtMs(h.rawP99Ms)} for raw ioredis pub/sub between the same processes ` +
+      `(p50 ${fmtMs(h.propagationP50Ms)}; end to end p99 ${fmtMs(h.e2eP99Ms)}); lower is better`,
+    `summary: pipelined sets, bus on / bus off = ${fmtRatio(h.invalidateOverOff)} in invalidate mode (the default), ${fmtRatio(h.updateOverOff)} in update mode; higher is better, 1x = no cost`,
   )
   return out.join('\n')
 }

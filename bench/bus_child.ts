@@ -57,7 +57,7 @@ function watchLatencyKeys(cache: Cache, channel: string, prefix: string): void {
 /**
  * A plain ioredis subscriber, no shardcache: the transport's own latency on
  * this machine, measured like the bus's (sender's stamp, in the first 8 bytes,
- * to receipt), so a missed target can be told apart from a loaded machine.
+ * to receipt), so a slow bus can be told apart from a loaded machine.
  */
 async function subscribeRaw(url: string, channel: string): Promise<void> {
   rawSub = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })

@@ -1,22 +1,41 @@
 /**
- * The benchmark harness entry point (`npm run bench`): runs every section in
- * one process run, prints a table per section, and writes all raw numbers to
+ * The benchmark harness entry point (`npm run bench`, which builds first, see
+ * scripts/bench.mjs): runs the sections in one process run, prints a table per
+ * section with ratios against the peers measured in the same run, a headline
+ * table and the wall time at the end, and writes all raw numbers to
  * bench/results/<timestamp>.json.
  *
- * Sections can be picked by name (`npm run bench -- throughput memory`), and
- * BENCH_QUICK=1 shortens every duration, for working on the harness itself;
- * figures from either are not comparable with a full run. The event-loop
- * scenarios take BENCH_EL_RATE (req/s), BENCH_EL_CHURN (new keys/s),
- * BENCH_EL_SHARDS, BENCH_EL_MS (measured window) and BENCH_EL_ENGINES
- * (comma-separated subset) overrides, and BENCH_EL_ENTRIES for the 1M run; the
- * values used are printed and kept in the JSON.
+ * Three runs, chosen so each fits the time a user gives it (build included,
+ * 2 cores; bench/README.md has the measured wall times):
+ * - `npm run bench`: throughput, bus, read-through, event-loop (1M entries)
+ *   and memory: under 3 minutes.
+ * - `npm run bench -- --quick`: the headline rows only, under a minute:
+ *   throughput for shardcache 2 shards, lru-cache and ioredis (every mix, and
+ *   the interleaved rounds the shardcache/ioredis ratio comes from), and
+ *   read-through (shardcache against bentocache). Same methods and run lengths
+ *   as the default run, so its figures compare with it; it leaves out the
+ *   other engines and sections, not measurement time.
+ * - `npm run bench -- --full` (or BENCH_FULL=1): the default run with the
+ *   longer runs of earlier versions (throughput 1 s / 0.5 s a row, event-loop
+ *   4 s measured after 0.8 s instead of 3 s after 0.5 s), plus
+ *   event-loop-5m: the event-loop scenario at 5M entries for shardcache and
+ *   lru-cache (its pre-fills alone take ~70 s here, and lru-cache a 3 GiB
+ *   heap), and micro: the region store (a shard's storage, in this thread)
+ *   against lru-cache, which is about the store's internals rather than what
+ *   a caller sees (~8 s).
  *
- * The bus and read-through sections need Redis: REDIS_URL, or `redis-server`
- * on PATH for a private one; without either they print why and are skipped.
+ * Sections can be picked by name (`npm run bench -- throughput memory`);
+ * names override the run's own list. BENCH_SMOKE=1 shortens every duration and
+ * size, for working on the harness itself; its figures are not comparable
+ * with any other run. The event-loop scenarios take BENCH_EL_RATE (req/s),
+ * BENCH_EL_CHURN (new keys/s), BENCH_EL_SHARDS, BENCH_EL_MS (measured window)
+ * and BENCH_EL_ENGINES (comma-separated subset) overrides, and
+ * BENCH_EL_ENTRIES for the 1M run; the values used are printed and kept in the
+ * JSON.
  *
- * `--full` (or BENCH_FULL=1) adds lru-cache to the 5M-entry event-loop run:
- * 30-55 s more on the reference machine (a 3 GiB heap to pre-fill), which
- * would take the default run past its 3-minute budget.
+ * The bus and read-through sections need Redis (throughput needs it for its
+ * ioredis rows): REDIS_URL, or `redis-server` on PATH for a private one;
+ * without either they print why and are skipped.
  */
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
@@ -24,13 +43,13 @@ import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { killAllSync } from './redis_server.js'
 import { killPeerProcessesSync } from './peer_process.js'
-import { DEFAULT_THROUGHPUT, printThroughput, runThroughput } from './throughput.js'
+import { DEFAULT_THROUGHPUT, FULL_THROUGHPUT, QUICK_ENGINES, printThroughput, runThroughput } from './throughput.js'
 import type { ThroughputResult } from './throughput.js'
 import { DEFAULT_BUS, busErrors, printBus, runBus } from './bus.js'
 import type { BusSection } from './bus.js'
 import { DEFAULT_READ_THROUGH, printReadThrough, readThroughErrors, runReadThrough } from './read_through.js'
 import type { ReadThroughSection } from './read_through.js'
-import { DEFAULT_EVENT_LOOP, ENGINES, printEventLoop, runEventLoop } from './event_loop.js'
+import { DEFAULT_EVENT_LOOP, ENGINES, FULL_EVENT_LOOP, printEventLoop, runEventLoop } from './event_loop.js'
 import type { EventLoopBase, EventLoopSection } from './event_loop.js'
 import type { EventLoopEngine } from './event_loop_types.js'
 import { killChildrenSync } from './child.js'
@@ -38,22 +57,37 @@ import { DEFAULT_MEMORY, printMemory, runMemory } from './memory.js'
 import type { MemorySection } from './memory.js'
 import { DEFAULT_MICRO, printMicro, runMicro } from './region_store_micro.js'
 import type { MicroSection } from './region_store_micro.js'
-import { errorDetail, fmtCount, fmtMachine, heading, machineInfo } from './report.js'
+import { headlineRows, printHeadline } from './headline.js'
+import type { HeadlineRow } from './headline.js'
+import { errorDetail, fmtCount, fmtDuration, fmtMachine, machineInfo } from './report.js'
 import type { MachineInfo } from './report.js'
 
 const SECTIONS = ['throughput', 'bus', 'read-through', 'event-loop', 'event-loop-5m', 'memory', 'micro'] as const
 type Section = (typeof SECTIONS)[number]
+
+type Mode = 'default' | 'quick' | 'full'
+
+/** What each run does when no section is named (see the top of the file for why). */
+const MODE_SECTIONS: Record<Mode, readonly Section[]> = {
+  default: SECTIONS.filter((s) => s !== 'event-loop-5m' && s !== 'micro'),
+  quick: ['throughput', 'read-through'],
+  full: SECTIONS,
+}
 
 /** Entries of the large event-loop run. */
 const LARGE_ENTRIES = 5_000_000
 
 interface BenchReport {
   machine: MachineInfo
-  quick: boolean
-  /** --full / BENCH_FULL=1: lru-cache ran at 5M entries too. */
-  full: boolean
+  mode: Mode
+  /** BENCH_SMOKE=1: every duration shortened, figures not comparable. */
+  smoke: boolean
   sections: Section[]
+  /** The benchmarks alone, ms. */
   wallTimeMs: number
+  /** `npm run bench` only: the build before them (scripts/bench.mjs), and build + benchmarks, ms. */
+  buildMs?: number
+  totalWallMs?: number
   /** Wall time of each section that ran, in ms. */
   sectionWallMs: Partial<Record<Section, number>>
   /** Load averages when the run ended. */
@@ -65,21 +99,35 @@ interface BenchReport {
   eventLoop5M?: EventLoopSection
   memory?: MemorySection
   micro?: MicroSection
+  /** The table printed at the end: shardcache against its peers. */
+  headline: HeadlineRow[]
   errors: { section: Section; error: string }[]
 }
 
 /** Results live in the source tree (bench/results), not in dist/, so a rebuild never deletes them. */
 const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url))
 
-function parseSections(args: string[]): Section[] {
-  const argv = args.filter((a) => a !== '--full')
-  if (argv.length === 0) return [...SECTIONS]
-  for (const a of argv) {
+const FLAGS = ['--quick', '--full']
+
+/** A mistake on the command line: printed as its message alone, without a stack. */
+class UsageError extends Error {}
+
+function parseArgs(args: string[]): { mode: Mode; sections: Section[] } {
+  for (const a of args) {
+    if (a.startsWith('-') && !FLAGS.includes(a)) throw new UsageError(`unknown option ${JSON.stringify(a)} (options: ${FLAGS.join(', ')}; sections: ${SECTIONS.join(', ')})`)
+  }
+  const quick = args.includes('--quick')
+  const full = args.includes('--full') || process.env.BENCH_FULL === '1'
+  if (quick && full) throw new UsageError('--quick and --full (or BENCH_FULL=1) exclude each other: pick one')
+  const mode: Mode = quick ? 'quick' : full ? 'full' : 'default'
+  const named = args.filter((a) => !FLAGS.includes(a))
+  for (const a of named) {
     if (!(SECTIONS as readonly string[]).includes(a)) {
-      throw new Error(`unknown section ${JSON.stringify(a)} (sections: ${SECTIONS.join(', ')})`)
+      throw new UsageError(`unknown section ${JSON.stringify(a)} (sections: ${SECTIONS.join(', ')})`)
     }
   }
-  return SECTIONS.filter((s) => argv.includes(s))
+  const picked = named.length === 0 ? MODE_SECTIONS[mode] : named
+  return { mode, sections: SECTIONS.filter((s) => picked.includes(s)) }
 }
 
 /** Integer from the environment, for exploring the event-loop scenario without editing code. */
@@ -87,7 +135,7 @@ function envInt(name: string): number | undefined {
   const raw = process.env[name]
   if (raw === undefined || raw === '') return undefined
   const n = Number(raw)
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer (got ${JSON.stringify(raw)})`)
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name} must be a positive integer (got ${JSON.stringify(raw)})`)
   return n
 }
 
@@ -108,9 +156,17 @@ function eventLoopEngines(): EventLoopEngine[] {
   if (raw === undefined || raw === '') return ENGINES
   const picked = raw.split(',').map((s) => s.trim())
   for (const p of picked) {
-    if (!(ENGINES as string[]).includes(p)) throw new Error(`BENCH_EL_ENGINES: unknown engine ${JSON.stringify(p)} (engines: ${ENGINES.join(', ')})`)
+    if (!(ENGINES as string[]).includes(p)) throw new UsageError(`BENCH_EL_ENGINES: unknown engine ${JSON.stringify(p)} (engines: ${ENGINES.join(', ')})`)
   }
   return ENGINES.filter((e) => picked.includes(e))
+}
+
+/** The build's wall time and the moment `npm run bench` started, from scripts/bench.mjs; absent when main.js is run directly. */
+function buildTiming(): { buildMs: number; startedAtEpochMs: number } | undefined {
+  const buildMs = Number(process.env.BENCH_BUILD_MS)
+  const startedAtEpochMs = Number(process.env.BENCH_STARTED_AT)
+  if (!Number.isFinite(buildMs) || !Number.isFinite(startedAtEpochMs) || process.env.BENCH_BUILD_MS === undefined) return undefined
+  return { buildMs, startedAtEpochMs }
 }
 
 function onSignal(signal: NodeJS.Signals): void {
@@ -126,11 +182,15 @@ async function main(): Promise<void> {
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   const started = performance.now()
-  const sections = parseSections(process.argv.slice(2))
-  const quick = process.env.BENCH_QUICK === '1'
-  const full = process.argv.includes('--full') || process.env.BENCH_FULL === '1'
+  if (process.env.BENCH_QUICK !== undefined && process.env.BENCH_QUICK !== '') {
+    // It used to shorten every section; a silently different run would be worse than an error.
+    throw new UsageError('BENCH_QUICK is now BENCH_SMOKE=1 (every section shortened, for harness work); `npm run bench -- --quick` runs the headline rows')
+  }
+  const { mode, sections } = parseArgs(process.argv.slice(2))
+  const smoke = process.env.BENCH_SMOKE === '1'
+  const full = mode === 'full'
   const machine = machineInfo()
-  const report: BenchReport = { machine, quick, full, sections, wallTimeMs: 0, sectionWallMs: {}, loadAverageAtEnd: [], errors: [] }
+  const report: BenchReport = { machine, mode, smoke, sections, wallTimeMs: 0, sectionWallMs: {}, loadAverageAtEnd: [], headline: [], errors: [] }
   const print = (s: string): void => {
     process.stdout.write(`${s}\n`)
   }
@@ -138,7 +198,8 @@ async function main(): Promise<void> {
     process.stdout.write(`${line}\n`)
   }
 
-  print(`shardcache benchmarks${quick ? ' (BENCH_QUICK: shortened, not comparable)' : ''}${full ? ' (--full: lru-cache at 5M entries too)' : ''}`)
+  const modeNote = { default: '', quick: ' (--quick: the headline rows only)', full: ' (--full: longer throughput runs, 5M entries, micro)' }[mode]
+  print(`shardcache benchmarks${modeNote}${smoke ? ' (BENCH_SMOKE: shortened, figures not comparable)' : ''}: ${sections.join(', ')}`)
   print(fmtMachine(machine))
   // Nothing of ours runs yet, so load here is other processes: they skew every figure.
   const busy = machine.loadAverage[0] ?? 0
@@ -165,8 +226,13 @@ async function main(): Promise<void> {
   }
 
   await section('throughput', async () => {
-    print('\nrunning throughput ...')
-    const cfg = quick ? { ...DEFAULT_THROUGHPUT, warmupMs: 100, pipelinedMs: 400, singleMs: 200 } : DEFAULT_THROUGHPUT
+    print(`\nrunning throughput${mode === 'quick' ? ` (${QUICK_ENGINES.join(', ')})` : ''} ...`)
+    const base = full ? FULL_THROUGHPUT : DEFAULT_THROUGHPUT
+    const cfg = {
+      ...base,
+      ...(smoke ? { warmupMs: 100, pipelinedMs: 400, singleMs: 200, headlineRoundMs: 100 } : {}),
+      ...(mode === 'quick' ? { engines: QUICK_ENGINES } : {}),
+    }
     report.throughput = await runThroughput(cfg, log)
     print(printThroughput(report.throughput))
     engineErrors('throughput', report.throughput.engines)
@@ -174,7 +240,7 @@ async function main(): Promise<void> {
 
   await section('bus', async () => {
     print('\nrunning bus (Redis pub/sub to a peer process) ...')
-    const cfg = quick
+    const cfg = smoke
       ? { ...DEFAULT_BUS, latencyWarmupMs: 200, latencyMs: 600, writeWarmupMs: 100, rounds: 2, writeMs: 200, drainTimeoutMs: 1500 }
       : DEFAULT_BUS
     report.bus = await runBus(cfg, log)
@@ -184,75 +250,83 @@ async function main(): Promise<void> {
 
   await section('read-through', async () => {
     print('\nrunning read-through (two processes per engine, shared Redis L2 and bus) ...')
-    const cfg = quick ? { ...DEFAULT_READ_THROUGH, warmupMs: 500, measureMs: 1000 } : DEFAULT_READ_THROUGH
+    const cfg = smoke ? { ...DEFAULT_READ_THROUGH, warmupMs: 500, measureMs: 1000 } : DEFAULT_READ_THROUGH
     report.readThrough = await runReadThrough(cfg, log)
     print(printReadThrough(report.readThrough))
     engineErrors('read-through', readThroughErrors(report.readThrough))
   })
 
-  const elBase = withEnvOverrides(quick ? { ...DEFAULT_EVENT_LOOP, entries: 200_000, warmupMs: 300, durationMs: 1000 } : DEFAULT_EVENT_LOOP)
+  const elDefault = full ? FULL_EVENT_LOOP : DEFAULT_EVENT_LOOP
+  const elBase = withEnvOverrides(smoke ? { ...elDefault, entries: 200_000, warmupMs: 300, durationMs: 1000 } : elDefault)
   await section('event-loop', async () => {
     print('\nrunning event-loop scenarios (one child process each) ...')
     report.eventLoop = await runEventLoop(elBase, log, { engines: eventLoopEngines() })
-    print(printEventLoop(report.eventLoop, `2. Main-thread event-loop delay, ${fmtCount(elBase.entries)} entries under churn (headline)`))
+    print(printEventLoop(report.eventLoop, `2. Main-thread event-loop delay, ${fmtCount(elBase.entries)} entries under churn`))
     engineErrors('event-loop', report.eventLoop.runs)
   })
 
   await section('event-loop-5m', async () => {
     // The same scenario with five times the entries: does the delay stay flat as the cache grows?
-    const base = { ...elBase, entries: quick ? 1_000_000 : LARGE_ENTRIES }
-    // lru-cache at 5M pre-fills for 25-40 s into a 3 GiB heap: only with --full.
-    const engines = full ? eventLoopEngines() : eventLoopEngines().filter((e) => e !== 'lru-cache')
-    const note = full || !eventLoopEngines().includes('lru-cache')
-      ? undefined
-      : 'lru-cache: not run at this size by default (30-55 s more here, past the 3-minute budget); `npm run bench -- --full` or BENCH_FULL=1 adds it'
+    // Only in --full (or when named): the two pre-fills alone take ~70 s here.
+    const base = { ...elBase, entries: smoke ? 1_000_000 : LARGE_ENTRIES }
+    const engines = eventLoopEngines()
     // "no cache" is borrowed from section 2 when it ran (same loop, no entries to hold), else run once:
-    // each run costs ~6 s of the budget.
+    // each run costs ~6 s.
     const borrowedBaseline = report.eventLoop?.runs.filter((r) => r.engine === 'no cache' && r.result !== undefined)
     const borrowing = borrowedBaseline !== undefined && borrowedBaseline.length > 0 && engines.includes('no cache')
     const running = borrowing ? engines.filter((e) => e !== 'no cache') : engines
     print(`\nrunning event-loop scenarios with ${fmtCount(base.entries)} entries (${running.join(', ')}${borrowing ? '; "no cache" from section 2' : ''}) ...`)
-    report.eventLoop5M = await runEventLoop(base, log, { engines, closingBaseline: false, note, borrowedBaseline })
+    report.eventLoop5M = await runEventLoop(base, log, { engines, closingBaseline: false, borrowedBaseline })
     print(printEventLoop(report.eventLoop5M, `3. Main-thread event-loop delay, ${fmtCount(base.entries)} entries under churn`))
     engineErrors('event-loop-5m', report.eventLoop5M.runs)
   })
 
   await section('memory', async () => {
     print('\nrunning memory (one child process per engine) ...')
-    report.memory = await runMemory(quick ? { ...DEFAULT_MEMORY, records: 200_000 } : DEFAULT_MEMORY, log)
+    report.memory = await runMemory(smoke ? { ...DEFAULT_MEMORY, records: 200_000 } : DEFAULT_MEMORY, log)
     print(printMemory(report.memory))
     engineErrors('memory', report.memory.runs)
   })
 
   await section('micro', async () => {
     print('\nrunning region store micro-benchmarks ...')
-    report.micro = runMicro(quick ? { ...DEFAULT_MICRO, maxTimeSec: 0.1 } : DEFAULT_MICRO, log)
+    report.micro = runMicro(smoke ? { ...DEFAULT_MICRO, maxTimeSec: 0.1 } : DEFAULT_MICRO, log)
     print(printMicro(report.micro))
   })
 
+  report.headline = headlineRows(report)
   report.wallTimeMs = performance.now() - started
+  const timing = buildTiming()
+  if (timing !== undefined) {
+    report.buildMs = timing.buildMs
+    report.totalWallMs = Date.now() - timing.startedAtEpochMs
+  }
   report.loadAverageAtEnd = loadavg()
   mkdirSync(RESULTS_DIR, { recursive: true })
   const file = join(RESULTS_DIR, `${machine.date.replace(/[:.]/g, '-')}.json`)
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
 
-  print(heading('Summary'))
-  print(
-    `wall time (bench only, without build): ${(report.wallTimeMs / 1000).toFixed(1)} s (` +
-      Object.entries(report.sectionWallMs).map(([k, ms]) => `${k} ${(ms / 1000).toFixed(1)} s`).join(', ') + ')',
-  )
+  const headline = printHeadline(report.headline)
+  if (headline !== '') print(headline)
+  print('')
+  print(`section wall times: ${Object.entries(report.sectionWallMs).map(([k, ms]) => `${k} ${fmtDuration(ms)}`).join(', ')}`)
   print(`load average at the end: ${report.loadAverageAtEnd.map((x) => x.toFixed(2)).join(' ')} (${machine.cores} cores; above that, other processes competed for the CPU)`)
   print(`results: ${file}`)
   if (report.errors.length > 0) {
     print(`${report.errors.length} error(s): ${report.errors.map((e) => `${e.section}: ${e.error.split('\n')[0]}`).join('; ')}`)
     process.exitCode = 1
   }
+  print(
+    report.totalWallMs === undefined || report.buildMs === undefined
+      ? `bench: ${fmtDuration(report.wallTimeMs)} wall time (build not included)`
+      : `bench: ${fmtDuration(report.totalWallMs)} wall time (build ${fmtDuration(report.buildMs)} + benchmarks ${fmtDuration(report.wallTimeMs)})`,
+  )
 }
 
 main().catch((err: unknown) => {
   killChildrenSync()
   killPeerProcessesSync()
   killAllSync()
-  process.stderr.write(`bench: ${errorDetail(err)}\n`)
+  process.stderr.write(`bench: ${err instanceof UsageError ? err.message : errorDetail(err)}\n`)
   process.exit(1)
 })

@@ -14,7 +14,7 @@ import { forceGc, serveChild, sleep } from './child.js'
 import type { MemoryConfig, MemoryResult } from './memory.js'
 import { mulberry32 } from '../src/workload.js'
 
-/** Name syllables: 2-3 of them per name part make names nearly all distinct, as the data set asks. */
+/** Name syllables: 2-3 of them per name part make names nearly all distinct, so that names are not a repeated string a compressor could exploit. */
 const SYLLABLES = ['ka', 'lo', 'mi', 'ra', 'ne', 'so', 'ta', 'vi', 'den', 'mar', 'ell', 'ion', 'ber', 'cha', 'dra', 'fen',
   'gar', 'hol', 'ist', 'jun', 'kel', 'lin', 'mor', 'nad', 'ort', 'pel', 'qui', 'ros', 'sel', 'tor', 'ul', 'wen']
 const DOMAINS = ['example.com', 'example.org', 'example.net', 'mail.example.com']

@@ -712,6 +712,8 @@ export function printReadThrough(s: ReadThroughSection): string {
         `ideal (per 1k reads): what a perfectly shared cache would load for the same requests and pre-filled expiries; loader calls above it are the same key loaded twice at once ` +
           `(by both instances: neither engine coordinates loads across processes). stale reads: reads of deleted keys issued more than ${c.staleAllowanceMs} ms ` +
           'after a delete completed, in either instance, that returned a value loaded before that delete started.',
+        'How to read: loader calls per 1k reads is how often the slow source was hit (lower is better; the ideal is the least possible); ' +
+          'p50/p99 the time a caller waits for a value (lower is better); stale reads should be 0.',
       ],
     ),
   )
@@ -817,9 +819,9 @@ export function printReadThrough(s: ReadThroughSection): string {
   const b = s.engines.find((r) => r.engine === 'bentocache')
   out.push(
     '',
-    `headline: loader calls per 1,000 reads: shardcache ${a?.loaderCallsPer1k?.toFixed(1) ?? '-'}, bentocache ${b?.loaderCallsPer1k?.toFixed(1) ?? '-'} ` +
+    `summary: loader calls per 1,000 reads: shardcache ${a?.loaderCallsPer1k?.toFixed(1) ?? '-'}, bentocache ${b?.loaderCallsPer1k?.toFixed(1) ?? '-'} ` +
       `(ideal ${a?.ideal?.loadsPer1k.toFixed(1) ?? '-'} / ${b?.ideal?.loadsPer1k.toFixed(1) ?? '-'}); read p99: shardcache ${fmtNs(a?.latency?.p99Ns)}, bentocache ${fmtNs(b?.latency?.p99Ns)} ` +
-      `(p50 ${fmtNs(a?.latency?.p50Ns)} vs ${fmtNs(b?.latency?.p50Ns)}); no target: side by side`,
+      `(p50 ${fmtNs(a?.latency?.p50Ns)} vs ${fmtNs(b?.latency?.p50Ns)}); lower is better for both`,
     `section wall time: ${(s.wallMs / 1000).toFixed(1)} s (${s.engines.map((r) => `${r.engine} ${(r.wallMs / 1000).toFixed(1)} s`).join(', ')})`,
   )
   return out.join('\n')

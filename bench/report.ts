@@ -113,10 +113,11 @@ export function fmtPct(x: number | undefined): string {
   return `${(x * 100).toFixed(2)}%`
 }
 
-/** `target met` / `target MISSED` with the figure, for the headline lines. */
-export function verdict(ok: boolean | undefined): string {
-  if (ok === undefined) return 'n/a'
-  return ok ? 'target met' : 'target MISSED'
+/** A wall time for people: `2 min 41 s`, `48 s`, `3.2 s`. */
+export function fmtDuration(ms: number): string {
+  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`
+  const s = Math.round(ms / 1000)
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`
 }
 
 /** What the JSON keeps of a histogram of integer nanoseconds. */

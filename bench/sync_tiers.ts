@@ -26,7 +26,7 @@
  * count torn, foreign or stale values and to see what the writer costs each reader.
  *
  * Run: `npx tsc -p tsconfig.json && node dist/bench/sync_tiers.js`
- * (BENCH_QUICK=1 shortens every phase, for working on this file; its figures
+ * (BENCH_SMOKE=1 shortens every phase, for working on this file; its figures
  * are not comparable. BENCH_SYNC_WRITE_RATE sets the concurrent writer's
  * writes/s.) Raw numbers go to bench/results/sync_tiers-<timestamp>.json.
  *
@@ -790,14 +790,14 @@ function seqlockProbe(store: RegionStore): string {
 // ── the run ─────────────────────────────────────────────────────────────────
 
 async function main(): Promise<void> {
-  const quick = process.env.BENCH_QUICK === '1'
+  const quick = process.env.BENCH_SMOKE === '1'
   const writeRate = Number(process.env.BENCH_SYNC_WRITE_RATE ?? 100_000)
   if (!Number.isFinite(writeRate) || writeRate <= 0) throw new Error('BENCH_SYNC_WRITE_RATE must be a positive number')
   const timing: Timing = quick ? { warmupMs: 50, roundMs: 60, rounds: 3 } : { warmupMs: 300, roundMs: 300, rounds: 5 }
   const print = (s: string): void => void process.stdout.write(`${s}\n`)
   const log = (s: string): void => void process.stderr.write(`${s}\n`)
   const machine = machineInfo()
-  print(`getSync tiers${quick ? ' (BENCH_QUICK: shortened, not comparable)' : ''}`)
+  print(`getSync tiers${quick ? ' (BENCH_SMOKE: shortened, not comparable)' : ''}`)
   print(fmtMachine(machine))
   print(
     `${N} keys "k:<i>", ${VALUE_BYTES}-byte values, Zipf(${ZIPF_S}) key order (top 1% of keys = ${fmtPct(new ZipfSampler(N, ZIPF_S, SEED).headMass(N / 100))} of gets), ` +
@@ -970,7 +970,7 @@ async function main(): Promise<void> {
     }
   })
   const concurrent = [...underSmap.measured, ...underRegion.measured]
-  print(printMeasured(`Synchronous gets on the main thread while a worker overwrites Zipf-chosen keys (target ${fmtRate(writeRate)})`, concurrent, 'near cache'))
+  print(printMeasured(`Synchronous gets on the main thread while a worker overwrites Zipf-chosen keys (the writer paced at ${fmtRate(writeRate)})`, concurrent, 'near cache'))
   print(`writer achieved: sharedmap ${fmtRate((underSmap.writer.writes * 1000) / underSmap.writer.ms)}, RegionStore ${fmtRate((underRegion.writer.writes * 1000) / underRegion.writer.ms)}`)
   const races = { ...underSmap.race, ...underRegion.race }
   print(
