@@ -158,11 +158,14 @@ const IGNORE: Sink = { resolve: () => {}, reject: () => {} }
 /**
  * An upper bound of the bytes a write op of `opBytes` frame bytes may add to
  * its region's charge: the op carries the key, value, metadata and tags
- * (twice over, for the per-tag and per-number costs the frame does not show)
- * and the entry costs its fixed overhead. Only decides whether direct reads
- * may run ahead of the write (src/router.ts commitWrite).
+ * (twice over, for the per-number costs the frame does not show), the entry
+ * costs its fixed overhead, and each of its `tags` a link the frame does not
+ * show either (TAG_LINK_OVERHEAD_BYTES, far more than the tag's frame bytes).
+ * Only decides whether direct reads may run ahead of the write (src/router.ts
+ * commitWrite): too low a bound lets a read issued after a set that evicts
+ * return an entry the set evicted.
  */
-const growthBound = (opBytes: number): number => 2 * opBytes + ENTRY_OVERHEAD_BYTES + 32
+const growthBound = (opBytes: number, tags = 0): number => 2 * opBytes + ENTRY_OVERHEAD_BYTES + 32 + tags * TAG_LINK_OVERHEAD_BYTES
 
 const countTrue = (rs: unknown[]): number => rs.reduce<number>((n, r) => (r === true ? n + 1 : n), 0)
 const addNumbers = (rs: unknown[]): number => rs.reduce<number>((n, r) => n + (r as number), 0)
@@ -1227,7 +1230,7 @@ export class CacheRegion {
     if (opts.metadata !== undefined) w.bytes(opts.metadata)
     if (opts.tags !== undefined) w.strings(opts.tags)
     if (opts.grace !== undefined) w.f64(opts.grace)
-    router.commitWrite(shard, sink, index, this.#region.index, key, hash, growthBound(w.pos - start))
+    router.commitWrite(shard, sink, index, this.#region.index, key, hash, growthBound(w.pos - start, opts.tags === undefined ? 0 : opts.tags.length))
   }
 
   /** Sends one op to every shard; `glob` null means "no pattern" for KEYS. */
