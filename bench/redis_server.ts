@@ -13,6 +13,7 @@ import { connect as tlsConnect } from 'node:tls'
 import type { ConnectionOptions } from 'node:tls'
 import { delimiter, join } from 'node:path'
 import { Redis } from 'ioredis'
+import { watchdogScript } from './watchdog.js'
 
 export interface RedisTarget {
   url: string
@@ -52,28 +53,8 @@ export function killAllSync(): void {
   running.clear()
 }
 
-/**
- * Runs the server ("$@") under a shell that is its parent for life and
- * reports its pid on fd 3. The shell keeps our end of a pipe as its stdin
- * (fd 4, since an `&` list gets /dev/null as stdin): when this process
- * dies, whatever way (SIGKILL included, which runs no exit hook), the
- * kernel closes the pipe, the `read` returns, and the server is SIGKILLed.
- * The shell waits for the server (a SIGSTOP does not end the wait) and exits
- * with its status, so the watchdog's exit is the server's.
- */
-const WATCHDOG_SCRIPT = [
-  'exec 4<&0',
-  '"$@" </dev/null 3>&- 4<&- & pid=$!',
-  'echo $pid >&3',
-  'exec 3>&-',
-  '(read _ <&4; kill -9 $pid 2>/dev/null) &',
-  'reader=$!',
-  'exec 4<&-',
-  'wait $pid',
-  'code=$?',
-  'kill $reader 2>/dev/null',
-  'exit $code',
-].join('\n')
+/** The server's watchdog: it dies with this process (bench/watchdog.ts). */
+const WATCHDOG_SCRIPT = watchdogScript('program')
 
 /** Path of an executable found on PATH, or undefined. */
 export function findOnPath(name: string): string | undefined {

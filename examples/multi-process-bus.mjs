@@ -21,6 +21,7 @@ import cluster from 'node:cluster'
 import { createServer } from 'node:http'
 import { createCache } from 'shardcache'
 import { UsersDb } from './users-db.mjs'
+import { handleUsers, readBody, replyHeaders } from './users-api.mjs'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -71,14 +72,12 @@ async function worker() {
   const server = createServer(async (req, res) => {
     let reply
     try {
-      reply = await handle(cache, db, req)
+      reply = await handleUsers(cache, db, req.method, req.url, await readBody(req))
     } catch (err) {
       console.error(err)
       reply = { status: 500, json: { error: 'internal error' } }
     }
-    const headers = { 'content-type': 'application/json', 'x-served-by': name }
-    if (reply.cacheStatus !== undefined) headers['x-cache'] = reply.cacheStatus
-    res.writeHead(reply.status, headers).end(JSON.stringify(reply.json))
+    res.writeHead(reply.status, replyHeaders(reply, { 'x-served-by': name })).end(JSON.stringify(reply.json))
   })
   // exclusive: this worker's own port, not one shared through the primary.
   server.listen({ port: Number(process.env.WORKER_PORT), host: '127.0.0.1', exclusive: true }, () => {
@@ -96,45 +95,4 @@ async function worker() {
   }
   process.once('SIGINT', shutdown) // Ctrl-C in a terminal reaches every process of the group
   process.once('SIGTERM', shutdown)
-}
-
-async function handle(cache, db, req) {
-  const match = /^\/users\/(\d+)$/.exec(req.url ?? '')
-  if (match === null) return { status: 404, json: { error: 'not found' } }
-  const id = Number(match[1])
-  const key = `user:${id}`
-
-  if (req.method === 'GET') {
-    let loaded = false
-    const user = await cache.getOrCompute(
-      key,
-      () => {
-        loaded = true
-        return db.find(id)
-      },
-      { timeout: '2s' },
-    )
-    const cacheStatus = loaded ? 'miss' : 'hit'
-    if (user === null) return { status: 404, cacheStatus, json: { error: `no user ${id}` } }
-    return { status: 200, cacheStatus, json: user }
-  }
-
-  if (req.method === 'PUT') {
-    let fields = ''
-    for await (const chunk of req.setEncoding('utf8')) fields += chunk
-    try {
-      fields = JSON.parse(fields)
-    } catch {
-      return { status: 400, json: { error: 'expected a JSON object' } }
-    }
-    if (fields === null || typeof fields !== 'object' || Array.isArray(fields)) return { status: 400, json: { error: 'expected a JSON object' } }
-    const { name, email } = fields
-    const user = await db.update(id, { ...(typeof name === 'string' && { name }), ...(typeof email === 'string' && { email }) })
-    if (user === null) return { status: 404, json: { error: `no user ${id}` } }
-    // Here and, through the bus, in every other process.
-    await cache.set(key, user)
-    return { status: 200, json: user }
-  }
-
-  return { status: 405, json: { error: 'use GET or PUT' } }
 }

@@ -20,6 +20,7 @@ import { createServer } from 'node:http'
 import { Piscina } from 'piscina'
 import { createCache } from 'shardcache'
 import { UsersDb } from './users-db.mjs'
+import { readBody } from './users-api.mjs'
 
 const db = await UsersDb.create()
 const cache = await createCache({
@@ -35,8 +36,7 @@ const pool = new Piscina({
 
 const server = createServer(async (req, res) => {
   try {
-    let body = ''
-    for await (const chunk of req.setEncoding('utf8')) body += chunk
+    const body = await readBody(req)
     // A handle lets exactly one other thread attach to the cache, and piscina
     // cannot say which thread a task will run on, so every task carries a
     // fresh one: the first a pool thread gets attaches it, and attachCache
