@@ -13,7 +13,7 @@
 import { createServer } from 'node:http'
 import { createCache } from 'shardcache'
 import { UsersDb } from './users-db.mjs'
-import { handleUsers, readBody, replyHeaders } from './users-api.mjs'
+import { usersListener } from './users-api.mjs'
 
 const db = await UsersDb.create()
 
@@ -23,16 +23,7 @@ const cache = await createCache({
   regions: { default: { policy: 'lru', maxEntries: 100_000, ttl: '10m' } },
 })
 
-const server = createServer(async (req, res) => {
-  let reply
-  try {
-    reply = await handleUsers(cache, db, req.method, req.url, await readBody(req))
-  } catch (err) {
-    console.error(err)
-    reply = { status: 500, json: { error: 'internal error' } }
-  }
-  res.writeHead(reply.status, replyHeaders(reply)).end(JSON.stringify(reply.json))
-})
+const server = createServer(usersListener(cache, db))
 
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   console.log(`listening on http://127.0.0.1:${server.address().port}`)

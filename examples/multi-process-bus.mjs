@@ -21,7 +21,7 @@ import cluster from 'node:cluster'
 import { createServer } from 'node:http'
 import { createCache } from 'shardcache'
 import { UsersDb } from './users-db.mjs'
-import { handleUsers, readBody, replyHeaders } from './users-api.mjs'
+import { usersListener } from './users-api.mjs'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -69,16 +69,7 @@ async function worker() {
   // The bus empties the cache when it may have missed messages (Redis went away).
   cache.on('flush', (e) => console.log(`${name}: bus flushed the cache (${e.reason})`))
 
-  const server = createServer(async (req, res) => {
-    let reply
-    try {
-      reply = await handleUsers(cache, db, req.method, req.url, await readBody(req))
-    } catch (err) {
-      console.error(err)
-      reply = { status: 500, json: { error: 'internal error' } }
-    }
-    res.writeHead(reply.status, replyHeaders(reply, { 'x-served-by': name })).end(JSON.stringify(reply.json))
-  })
+  const server = createServer(usersListener(cache, db, { 'x-served-by': name }))
   // exclusive: this worker's own port, not one shared through the primary.
   server.listen({ port: Number(process.env.WORKER_PORT), host: '127.0.0.1', exclusive: true }, () => {
     console.log(`${name} (pid ${process.pid}) listening on http://127.0.0.1:${server.address().port}`)

@@ -59,6 +59,23 @@ export async function handleUsers(cache, db, method, url, body) {
   return { status: 405, json: { error: 'use GET or PUT' } }
 }
 
+/**
+ * A `node:http` request listener that answers the API with `cache` and `db`,
+ * with `extra` headers on every reply; a failure is a 500, logged.
+ */
+export function usersListener(cache, db, extra = {}) {
+  return async (req, res) => {
+    let reply
+    try {
+      reply = await handleUsers(cache, db, req.method, req.url, await readBody(req))
+    } catch (err) {
+      console.error(err)
+      reply = { status: 500, json: { error: 'internal error' } }
+    }
+    res.writeHead(reply.status, replyHeaders(reply, extra)).end(JSON.stringify(reply.json))
+  }
+}
+
 /** The request body as a string (small bodies only: this is an example). */
 export async function readBody(req) {
   let body = ''
