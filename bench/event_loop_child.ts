@@ -14,7 +14,7 @@ import type { PerformanceEntry } from 'node:perf_hooks'
 import { LRUCache } from 'lru-cache'
 import { createCache } from '../src/index.js'
 import type { Cache } from '../src/index.js'
-import { drawRing, ZipfSampler } from '../src/workload.js'
+import { drawRing, ZipfSampler } from '../src/cli/workload.js'
 import type { EventLoopConfig, EventLoopResult, GcSummary } from './event_loop_types.js'
 import { forceGc, serveChild, sleep } from './child.js'
 

@@ -12,7 +12,7 @@ import { createCache } from '../src/index.js'
 import type { Cache } from '../src/index.js'
 import { forceGc, serveChild, sleep } from './child.js'
 import type { MemoryConfig, MemoryResult } from './memory.js'
-import { mulberry32 } from '../src/workload.js'
+import { mulberry32 } from '../src/cli/workload.js'
 
 /** Name syllables: 2-3 of them per name part make names nearly all distinct, so that names are not a repeated string a compressor could exploit. */
 const SYLLABLES = ['ka', 'lo', 'mi', 'ra', 'ne', 'so', 'ta', 'vi', 'den', 'mar', 'ell', 'ion', 'ber', 'cha', 'dra', 'fen',

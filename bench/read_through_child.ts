@@ -35,7 +35,7 @@ import type {
   ShardcacheStatsDiff,
   TierCounts,
 } from './read_through.js'
-import { ZipfSampler } from '../src/workload.js'
+import { ZipfSampler } from '../src/cli/workload.js'
 
 /** What the driver needs of an engine. */
 interface Engine {

@@ -7,9 +7,9 @@
 import Benchmark from 'benchmark'
 import { LRUCache } from 'lru-cache'
 import { RegionStore } from '../workers/region_store.js'
-import type { EvictionPolicy, RegionShardConfig } from '../workers/region_store.js'
-import { ValueTag } from '../src/protocol.js'
-import { drawRing, ZipfSampler } from '../src/workload.js'
+import type { EvictionPolicy, RegionShardConfig } from '../src/wire/region_types.js'
+import { ValueTag } from '../src/wire/protocol.js'
+import { drawRing, ZipfSampler } from '../src/cli/workload.js'
 import { fmtNs, fmtRate, fmtRatio, heading, ratio, table } from './report.js'
 
 export interface MicroConfig {

@@ -5,14 +5,14 @@
  *
  * Redis: a private redis-server on a free loopback port, started here and
  * stopped at the end, on Ctrl-C, and (through its watchdog, see
- * bench/redis_server.ts) even when this process is killed; or REDIS_URL.
+ * tools/redis_server.ts) even when this process is killed; or REDIS_URL.
  *
  * Other flags: `--seconds N` instead of minutes; `--json` prints the result
- * as one line `SOAK_RESULT {...}` at the end (test/soak.test.ts reads it);
+ * as one line `SOAK_RESULT {...}` at the end (test/threads/soak.test.ts reads it);
  * `--attached-threads N`, `--lanes N`. Run under `node --expose-gc` (the npm
  * script does) so that heaps are measured after a full GC.
  */
-import { resolveRedis } from './redis_server.js'
+import { resolveRedis } from '../tools/redis_server.js'
 import { DEFAULT_SOAK, formatSample, formatTable, runSoak } from './soak_driver.js'
 
 function usage(msg: string): never {

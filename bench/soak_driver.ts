@@ -1,7 +1,7 @@
 /**
  * The soak: a long run of mixed traffic with churn that samples memory as it
  * goes, so that a leak shows as a heap that keeps growing. Used by
- * `npm run soak` (bench/soak.ts, minutes) and by test/soak.test.ts (seconds).
+ * `npm run soak` (bench/soak.ts, minutes) and by test/threads/soak.test.ts (seconds).
  *
  * What runs, all at once:
  * - the owner's cache (2 shards, a 1 MiB budget, far below what the key space

@@ -6,29 +6,30 @@
  * @module shardcache
  */
 // No top-level `await` in this file or anything it imports statically (nor in
-// src/keyv.ts's graph): CommonJS users load this ES module with `require()`
+// src/adapters/keyv.ts's graph): CommonJS users load this ES module with `require()`
 // (Node 20.19+), which refuses a graph with one (ERR_REQUIRE_ASYNC_MODULE).
-// Optional parts load later with `import()`, which may. test/install.test.ts
+// Optional parts load later with `import()`, which may. test/project/install.test.ts
 // require()s the packed package.
-export { createCache, attachCache, Cache, CacheRegion } from './cache.js'
-export { loadConfig } from './config.js'
-export { Batch } from './batch.js'
-export { registerMetrics } from './metrics.js'
-export { SnapshotCorruptError } from './snapshot.js'
-export type { SnapshotProgress } from './snapshot.js'
-export type { MetricFamily, MetricRegistry, StatsSource, Labels } from './metrics.js'
-export type { BatchResult } from './batch.js'
-export type { CacheHandle, AttachOptions, HandleOptions } from './attach.js'
-export type { CacheEntry, MsetEntries } from './cache.js'
-export type { ResolvedRegion } from './options.js'
-export type { CacheOptions, RegionOptions, SetOptions, ComputeOptions, LoaderOptions, Codec, Ttl, Size, ShardResourceLimits } from './options.js'
-export type { Loader, PoolTask, ScanOptions, EntryEvent, EntryEventName } from './cache.js'
-export type { CacheStats, CounterStats, DictionaryStats } from './stats.js'
-export type { BusStats, BusRedis, ClusterNodesConfig, FlushReason, InvalidationEvent, FlushEvent } from './bus.js'
-export { BusOpType } from './bus_message.js'
-export type { BusOp, BusEntry, DropReason } from './bus_message.js'
-export type { BusOptions, L2Options } from './options.js'
-export type { L2Stats } from './l2.js'
+export { createCache, attachCache, Cache, CacheRegion } from './api/cache.js'
+export { loadConfig } from './options/config.js'
+export { Batch } from './api/batch.js'
+export { registerMetrics } from './ops/metrics.js'
+export { SnapshotCorruptError } from './ops/snapshot.js'
+export type { SnapshotProgress } from './ops/snapshot.js'
+export type { MetricFamily, MetricRegistry, StatsSource, Labels } from './ops/metrics.js'
+export type { BatchResult } from './api/batch.js'
+export type { CacheHandle, AttachOptions, HandleOptions } from './client/attach.js'
+export type { CacheEntry, MsetEntries } from './api/cache.js'
+export type { ResolvedRegion } from './options/options.js'
+export type { CacheOptions, RegionOptions, SetOptions, ComputeOptions, LoaderOptions, Ttl, Size, ShardResourceLimits } from './options/options.js'
+export type { Codec } from './wire/values.js'
+export type { Loader, PoolTask, ScanOptions, EntryEvent, EntryEventName } from './api/cache.js'
+export type { CacheStats, CounterStats, DictionaryStats } from './ops/stats.js'
+export type { BusStats, BusRedis, ClusterNodesConfig, FlushReason, InvalidationEvent, FlushEvent } from './redis/bus.js'
+export { BusOpType } from './redis/bus_message.js'
+export type { BusOp, BusEntry, DropReason } from './redis/bus_message.js'
+export type { BusOptions, L2Options } from './options/options.js'
+export type { L2Stats } from './redis/l2.js'
 export {
   CacheError,
   ErrorCodes,

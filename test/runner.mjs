@@ -7,8 +7,9 @@
  * files spend their time waiting on threads, servers and timers: two lanes
  * take the suite from ~6 minutes (the files' times added up) to ~2.5 here.
  *
- *   node test/runner.mjs                      every dist/test/*.test.js
- *   node test/runner.mjs dist/test/glob.test.js test/region_store.test.ts
+ *   node test/runner.mjs                      every test, folder by folder
+ *   node test/runner.mjs test/unit redis      every test in those folders
+ *   node test/runner.mjs dist/test/unit/glob.test.js test/unit/region_store.test.ts
  *
  * Why a process per file: files that start worker threads or a private
  * redis-server must not share state or leaks with the next file, and a file that
@@ -35,6 +36,14 @@ import { fileURLToPath } from 'node:url'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const distTest = path.join(root, 'dist', 'test')
+/**
+ * The test folders, by what a test stands on (docs/architecture.md): unit (one
+ * thread, no server), threads (real shard threads), redis (a real redis-server),
+ * project (the package as users get it: install, docs, examples, bench CLI).
+ * Only these folders are searched, so a stale dist/test/*.test.js left by an
+ * older layout is never run.
+ */
+const FOLDERS = ['unit', 'threads', 'redis', 'project']
 const timeoutMs = parseTimeout(process.env.TEST_TIMEOUT_MS)
 
 // eslint-disable-next-line no-control-regex
@@ -54,7 +63,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
   })
 }
 
-const files = process.argv.length > 2 ? process.argv.slice(2).map(resolveArg) : discover()
+const files = process.argv.length > 2 ? process.argv.slice(2).flatMap(resolveArg) : discover()
 
 let passed = 0
 let failed = 0
@@ -112,16 +121,25 @@ function parseJobs(v) {
   return n
 }
 
-function discover() {
-  if (!existsSync(distTest)) return []
-  return readdirSync(distTest)
-    .filter((f) => f.endsWith('.test.js'))
-    .sort()
-    .map((f) => path.join(distTest, f))
+
+function discover(folders = FOLDERS) {
+  return folders.flatMap((name) => {
+    const dir = path.join(distTest, name)
+    if (!existsSync(dir)) return []
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.test.js'))
+      .sort()
+      .map((f) => path.join(dir, f))
+  })
 }
 
-/** Accepts a compiled file, or a source path `test/x.test.ts` that maps to `dist/test/x.test.js`. */
+/**
+ * Accepts a compiled file, a source path `test/unit/x.test.ts` that maps to
+ * `dist/test/unit/x.test.js`, or a test folder (`test/unit`, `unit`): every file in it.
+ */
 function resolveArg(arg) {
+  const folder = path.basename(arg.replace(/\/+$/, ''))
+  if (FOLDERS.includes(folder) && !arg.endsWith('.js') && !arg.endsWith('.ts')) return discover([folder])
   const abs = path.resolve(arg)
   if (abs.endsWith('.ts')) {
     const rel = path.relative(root, abs).replace(/\.ts$/, '.js')

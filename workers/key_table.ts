@@ -1,6 +1,6 @@
 /**
  * Key → slot index of a region store, over key *bytes*: an open-addressing
- * hash table in shared memory (src/shared_region.ts), with each slot's key
+ * hash table in shared memory (src/wire/shared_region.ts), with each slot's key
  * hash, length and ref in its slot record. The key bytes are stored by the
  * region store in the value arena, just before the entry's value: a reader
  * that compares the key then finds the value's first bytes in the same cache
@@ -18,13 +18,13 @@
  *   243 ms. This table never rebuilds under churn: deletion shifts the
  *   following entries back (no tombstones), so only growth rehashes, and the
  *   table is sized up front from the entry budget (up to 2^20 buckets).
- * - Other threads can probe it (src/shared_region.ts), which a Map cannot offer.
+ * - Other threads can probe it (src/wire/shared_region.ts), which a Map cannot offer.
  *
  * Layout: `buckets[i]` holds slot + 1 (0 is empty), linear probing from
  * `hash & mask`, load factor at most 1/2. The slot's record must be marked
  * changing (odd sequence number) by the caller around insert and remove.
  */
-import { FLAG_BITS, Header, KEY_LEN_SHIFT, RegionViews, Slot, SLOT_WORDS, hashBytes, storeSlotWord } from '../src/shared_region.js'
+import { FLAG_BITS, Header, KEY_LEN_SHIFT, RegionViews, Slot, SLOT_WORDS, hashBytes, storeSlotWord } from '../src/wire/shared_region.js'
 
 export { hashBytes }
 
@@ -79,7 +79,7 @@ export class KeyTable {
     if ((this.#count + 1) * 2 > this.#mask + 1) this.#resize((this.#mask + 1) * 2)
     const base = slot * SLOT_WORDS
     const slots = this.#v.slots
-    // Atomic stores: other threads read these words (src/shared_region.ts).
+    // Atomic stores: other threads read these words (src/wire/shared_region.ts).
     storeSlotWord(slots, base, Slot.KEY_HASH, hash | 0)
     storeSlotWord(slots, base, Slot.FLAGS, (slots[base + Slot.FLAGS]! & FLAG_BITS) | (len << KEY_LEN_SHIFT))
     storeSlotWord(slots, base, Slot.KEY_REF, ref | 0)

@@ -1,7 +1,7 @@
 /**
  * When a freed chunk of a region's value arena may be handed out again:
  * only once no thread can still be reading it (the consistency notes of
- * src/shared_region.ts, point 2). A grace period in the manner of RCU and
+ * src/wire/shared_region.ts, point 2). A grace period in the manner of RCU and
  * epoch-based reclamation, with one word per reader thread instead of a
  * global epoch: each reader makes its access log's READING word odd for the
  * length of a direct read and even after ({@link AccessLogWriter.enterRead}).
@@ -19,7 +19,7 @@
  * few. A reader whose thread has gone is {@link AccessLogReader.detached}
  * and waited for no longer.
  */
-import type { AccessLogReader } from '../src/shared_region.js'
+import type { AccessLogReader } from '../src/wire/shared_region.js'
 
 /** The readers seen inside a read at one moment, and the words they showed. */
 export interface GraceSnapshot {

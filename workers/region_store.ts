@@ -12,7 +12,7 @@
  * start small and double as the region grows, up to its entry budget.
  *
  * What other threads read lives in shared memory ({@link RegionMemory}, layout
- * in src/shared_region.ts): the hash index, each slot's record (sequence
+ * in src/wire/shared_region.ts): the hash index, each slot's record (sequence
  * number, flags, key and value refs and sizes, expiry) and both arenas. Every
  * change to a slot's record happens between two increments of its sequence
  * number (odd while changing), and clear() does the same with the header's, so
@@ -51,9 +51,9 @@
  * never returned; it is removed when touched, by {@link RegionStore.sweep}
  * (called on a timer by the shard), or by {@link RegionStore.cleanupExpired}.
  */
-import { ENTRY_OVERHEAD_BYTES, ShardEvent, ValueTag, tagChargeBytes } from '../src/protocol.js'
-import type { EntryInfo } from '../src/protocol.js'
-import type { Glob } from '../src/glob.js'
+import { ENTRY_OVERHEAD_BYTES, ShardEvent, ValueTag, tagChargeBytes } from '../src/wire/protocol.js'
+import type { EntryInfo } from '../src/wire/protocol.js'
+import type { Glob } from '../src/wire/glob.js'
 import {
   EXPIRES_F64,
   FLAG_BITS,
@@ -69,74 +69,17 @@ import {
   storeExpiry,
   storeSlotWord,
   valueRefOf,
-} from '../src/shared_region.js'
-import type { RegionMemory } from '../src/shared_region.js'
-import { DictionaryCompressor, compressIfSmaller, decompress } from './compression.js'
-import type { DictionaryShardStats, DictionaryTuning } from './compression.js'
+} from '../src/wire/shared_region.js'
+import type { RegionMemory } from '../src/wire/shared_region.js'
+import { DictionaryCompressor, compressIfSmaller, decompress } from '../src/wire/compression.js'
+import type { DictionaryShardStats, DictionaryTuning } from '../src/wire/compression.js'
 import { KeyTable, hashBytes } from './key_table.js'
 import { ArenaFullError, ValueSlab } from './value_slab.js'
 import type { ReaderGrace } from './reader_grace.js'
-import { emptyRegionStats } from '../src/stats.js'
-
-export type EvictionPolicy = 'lru' | 'fifo'
-
-/** A region's configuration as one shard sees it (budgets are this shard's share). */
-export interface RegionShardConfig {
-  name: string
-  policy: EvictionPolicy
-  /** This shard's byte budget; `Infinity` when the region has none. */
-  maxBytes: number
-  /** This shard's entry budget; `Infinity` when the region has none. */
-  maxEntries: number
-  /** TTL in ms applied when a set gives none; `Infinity` for none. */
-  defaultTtl: number
-  /** Values of at least this many bytes are LZ4-compressed; `Infinity` disables compression. */
-  compressMinBytes: number
-  /**
-   * Compress with a dictionary built from sampled values of the region
-   * ({@link DictionaryCompressor}); needs a finite `compressMinBytes`.
-   * @default false
-   */
-  compressDictionary?: boolean
-}
-
-/** Counters and gauges of one region in one shard. Plain JSON. */
-export interface RegionShardStats {
-  hits: number
-  misses: number
-  sets: number
-  deletes: number
-  evictionsSize: number
-  evictionsExpired: number
-  corrupt: number
-  entries: number
-  compressedEntries: number
-  usedBytes: number
-  rawBytes: number
-  storedBytes: number
-  maxBytes: number | null
-  maxEntries: number | null
-  /** Stale values served within their grace period (getOrCompute `grace`). */
-  staleServed: number
-  /** Only for a region with `compressDictionary`. */
-  dictionary?: DictionaryShardStats
-}
-
-/** One entry as a snapshot holds it (see {@link RegionStore.exportPage}). */
-export interface ExportedEntry {
-  key: string
-  tag: number
-  /** `bytes` is an LZ4 frame of `rawSize` bytes. */
-  compressed: boolean
-  rawSize: number
-  bytes: Uint8Array
-  /** Absolute expiry on the shards' clock (epoch ms), Infinity without one. */
-  expiresAt: number
-  /** For a getOrCompute grace entry: when it stops being fresh. */
-  freshUntil: number | undefined
-  metadata: Uint8Array | undefined
-  tags: string[] | undefined
-}
+import { emptyRegionStats } from '../src/wire/region_types.js'
+import { slotsFor } from '../src/wire/region_types.js'
+import type { RegionShardConfig, RegionShardStats } from '../src/wire/region_types.js'
+import type { ExportedEntry } from '../src/wire/records.js'
 
 /** What {@link RegionStore.entry} reports about a live entry. */
 export interface StoredEntry extends EntryInfo {
@@ -198,11 +141,6 @@ export interface SlotVersions {
   regionSeq: number
   epoch: number
   expiresAt: number
-}
-
-/** Slots a region slice with this configuration can ever use (what its shared memory reserves). */
-export function slotsFor(config: RegionShardConfig): number {
-  return slotLimit(config.maxEntries, config.maxBytes, ENTRY_OVERHEAD_BYTES)
 }
 
 export class RegionStore {
@@ -274,7 +212,7 @@ export class RegionStore {
   lastSlot = NIL
 
   /**
-   * `memory` is what other threads read (see src/shared_region.ts); it must
+   * `memory` is what other threads read (see src/wire/shared_region.ts); it must
    * reserve {@link slotsFor}(config) slots. Without it the store allocates its own.
    * `readers` tells when a freed chunk is out of every reader's reach
    * (workers/reader_grace.ts); without it, chunks are reused at once.
@@ -328,7 +266,7 @@ export class RegionStore {
   }
 
   /**
-   * Publishes the room left under the budgets (src/shared_region.ts
+   * Publishes the room left under the budgets (src/wire/shared_region.ts
    * Header.ROOM_ENTRIES) for routers deciding whether a direct read may run
    * ahead of their pending sets. Called after every frame.
    */
@@ -372,7 +310,7 @@ export class RegionStore {
 
   /**
    * What a reader's near cache checks an entry against (see
-   * src/near_cache.ts), for the entry in `slot`: its sequence number, the
+   * src/client/near_cache.ts), for the entry in `slot`: its sequence number, the
    * region's and the region's epoch, as they are now, and its expiry. False
    * for an entry with a grace period, which only the shard may serve.
    */
@@ -643,7 +581,7 @@ export class RegionStore {
 
   /**
    * Applies a read another thread made straight from shared memory
-   * (src/shared_region.ts): refreshes LRU order, if the slot still holds the
+   * (src/wire/shared_region.ts): refreshes LRU order, if the slot still holds the
    * entry that was read (same sequence number).
    */
   touch(slot: number, seq: number): void {
@@ -718,7 +656,7 @@ export class RegionStore {
       storeSlotWord(this.#v.slots, slot * SLOT_WORDS, Slot.KEY_REF, ref | 0)
       if (this.#lru) this.#moveToTail(slot)
     }
-    // Atomic stores of the words other threads read, inside the seqlock (src/shared_region.ts).
+    // Atomic stores of the words other threads read, inside the seqlock (src/wire/shared_region.ts).
     const base = slot * SLOT_WORDS
     const slots = this.#v.slots
     storeSlotWord(slots, base, Slot.STORED_SIZE, stored.length)

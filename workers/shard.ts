@@ -2,7 +2,7 @@
  * A shard: one long-lived worker thread that owns its slice of every region.
  *
  * It is the only writer of its entries, so nothing here takes a lock. The data
- * plane is the frame protocol of `src/protocol.ts` on the parent port: every
+ * plane is the frame protocol of `src/wire/protocol.ts` on the parent port: every
  * request frame is answered by one response frame, ops in order. The control
  * plane (stats) is a comlink endpoint on a separate port, because it is called
  * rarely and its ergonomics matter more than its ~70 µs per call.
@@ -11,60 +11,17 @@ import { parentPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import { expose } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
-import { CasFlag, DRAIN_ACCESS_LOG, ShardEvent, FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/protocol.js'
-import type { FrameMessage, ShardEventsMessage, ShardMessage } from '../src/protocol.js'
-import { writeEntry } from '../src/snapshot.js'
-import { Glob } from '../src/glob.js'
-import { AccessLogReader, monotonicNow } from '../src/shared_region.js'
+import { CasFlag, DRAIN_ACCESS_LOG, ShardEvent, FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/wire/protocol.js'
+import type { FrameMessage, ShardEventsMessage, ShardMessage } from '../src/wire/protocol.js'
+import { writeEntry } from '../src/wire/records.js'
+import { Glob } from '../src/wire/glob.js'
+import { AccessLogReader, monotonicNow } from '../src/wire/shared_region.js'
 import { ReaderGrace } from './reader_grace.js'
-import type { AccessLogMemory, RegionMemory } from '../src/shared_region.js'
+import type { AccessLogMemory, RegionMemory } from '../src/wire/shared_region.js'
 import { RegionStore } from './region_store.js'
-import type { RegionShardConfig, RegionShardStats, SlotVersions } from './region_store.js'
-
-/** What the router passes to each shard thread. */
-export interface ShardInit {
-  shard: number
-  /** The event kinds to report from the start (a restarted shard keeps its owner's listeners). */
-  eventMask?: number
-  regions: RegionShardConfig[]
-  /** Each region's shared memory (src/shared_region.ts), reserved by the router. */
-  memory: RegionMemory[]
-  /** The owner's log of its direct reads (attached threads bring their own). */
-  log: AccessLogMemory
-  control: MessagePort
-  /** Int32 signals shared with the router, indexed by {@link Signal}. */
-  signals: SharedArrayBuffer
-  /** Frames from the router, when the message is a length (see src/protocol.ts). */
-  requests: SharedArrayBuffer
-  /** Replies to frames that came through {@link requests}. */
-  replies: SharedArrayBuffer
-  /** Int32 [0]: shards spinning now, shared by every shard of the cache. */
-  spinners: SharedArrayBuffer
-  /** At most this many shards may spin at once (cores minus the calling thread's). */
-  spinSlots: number
-  /** How long to stay awake for the next frame after answering one, in µs; 0 sleeps at once. */
-  idleSpinMicros: number
-}
-
-/** The control-plane API a shard exposes over comlink. */
-export interface ShardControl {
-  stats(): { shard: number; regions: RegionShardStats[]; attachedThreads: number }
-  resetStats(): void
-  /** This thread's heap (and the process's RSS), after a full GC first when `gc` and the process runs with --expose-gc. For soak tests. */
-  memory(gc: boolean): ShardMemory
-}
-
-/** What {@link ShardControl.memory} reports. Heap figures are this thread's isolate; `rss` is the whole process's. */
-export interface ShardMemory {
-  shard: number
-  heapUsed: number
-  heapTotal: number
-  external: number
-  arrayBuffers: number
-  rss: number
-  /** Whether a full GC ran first. */
-  collected: boolean
-}
+import type { SlotVersions } from './region_store.js'
+import type { RegionShardConfig, RegionShardStats } from '../src/wire/region_types.js'
+import type { ShardControl, ShardInit } from '../src/wire/region_types.js'
 
 /** How many slots each region's expiry sweep checks per tick, and how often it runs. */
 const SWEEP_SLOTS = 10_000
@@ -194,7 +151,7 @@ function takeSpinSlot(): boolean {
 }
 
 /**
- * Serves an attached thread on its own port (src/attach.ts): frames come and
+ * Serves an attached thread on its own port (src/client/attach.ts): frames come and
  * go as transferred buffers, answered in order like the owner's. When the
  * port closes (the thread exited or detached) its log is dropped, its hits
  * kept in the stats.
@@ -277,7 +234,7 @@ function handleFrame(frame: Uint8Array): void {
       for (; i < count; i++) writeError(out, err)
     }
   }
-  // Before the reply: a router that still counts this frame's sets checks them against it (src/router.ts #roomFor).
+  // Before the reply: a router that still counts this frame's sets checks them against it (src/client/router.ts #roomFor).
   for (const s of stores) s.publishRoom()
 }
 

@@ -1,6 +1,6 @@
 /**
  * Stored bytes (each entry's key, then its value) of a region store, in one arena: a growable
- * SharedArrayBuffer that readers on other threads can see (src/shared_region.ts).
+ * SharedArrayBuffer that readers on other threads can see (src/wire/shared_region.ts).
  *
  * Why one arena rather than one `Uint8Array` per value: every `Uint8Array` is
  * a JS object with its own backing store, which the garbage collector must

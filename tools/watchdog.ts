@@ -1,0 +1,35 @@
+/**
+ * A shell watchdog that ties a spawned program's life to this process's:
+ * `spawn('/bin/sh', ['-c', watchdogScript(target), name, program, ...args],
+ * { stdio: ['pipe', …, …, 'pipe'] })`. The shell runs the program ("$@") in
+ * the background, reports its pid on fd 3, and keeps our end of a pipe as its
+ * stdin (fd 4, since an `&` list gets /dev/null as stdin): when this process
+ * dies, whatever way (SIGKILL included, which runs no exit hook), the kernel
+ * closes the pipe, the `read` returns, and the program is SIGKILLed. The
+ * shell waits for the program (a SIGSTOP does not end the wait) and exits
+ * with its status, so the watchdog's exit is the program's.
+ *
+ * Used by the bench's and the tests' redis-servers (tools/redis_server.ts)
+ * and by the tests' example processes (test/fixtures/example_process.ts).
+ */
+
+/**
+ * The script. `'program'` kills the program alone; `'group'` kills the whole
+ * process group (`kill 0`), the program's own children with it: spawn the
+ * shell `detached` then, so that the group is the shell's own.
+ */
+export function watchdogScript(target: 'program' | 'group'): string {
+  return [
+    'exec 4<&0',
+    '"$@" </dev/null 3>&- 4<&- & pid=$!',
+    'echo $pid >&3',
+    'exec 3>&-',
+    target === 'group' ? '(read _ <&4; kill -9 0) &' : '(read _ <&4; kill -9 $pid 2>/dev/null) &',
+    'reader=$!',
+    'exec 4<&-',
+    'wait $pid',
+    'code=$?',
+    'kill $reader 2>/dev/null',
+    'exit $code',
+  ].join('\n')
+}
