@@ -22,19 +22,8 @@ import type { Cache, CacheStats } from '../src/index.js'
 import { sleep } from './child.js'
 import { servePeer } from './peer_process.js'
 import { describeError, summarize } from './report.js'
-import { buildSchedule, deletedKeys, prefillExpiryFractions, requestCounts } from './read_through.js'
-import type {
-  InstanceResult,
-  OpenResult,
-  PrefillResult,
-  ReadThroughConfig,
-  ReadThroughEngine,
-  RtRequest,
-  RunNames,
-  Schedule,
-  ShardcacheStatsDiff,
-  TierCounts,
-} from './read_through.js'
+import { buildSchedule, deletedKeys, prefillExpiryFractions, requestCounts } from './read_through_workload.js'
+import type { InstanceResult, OpenResult, PrefillResult, ReadThroughConfig, ReadThroughEngine, RtRequest, RunNames, Schedule, ShardcacheStatsDiff, TierCounts } from './read_through_workload.js'
 import { ZipfSampler } from '../src/cli/workload.js'
 
 /** What the driver needs of an engine. */
