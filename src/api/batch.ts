@@ -4,7 +4,8 @@
  * the router puts them in the same frames (one per shard) and a shard applies
  * those for it in the order they were added.
  */
-import type { SetOptions, Ttl } from '../options/options.js'
+import type { SetOptions } from '../options/operations.js'
+import type { Ttl } from '../options/parse.js'
 
 /**
  * @internal What a batch calls: the region's own operations (a

@@ -30,7 +30,7 @@ import type { Readable } from 'node:stream'
 import { RegionStore } from '../../workers/region_store.js'
 import { ValueTag } from '../wire/protocol.js'
 import { createCache } from '../api/cache.js'
-import { DEFAULTS } from '../options/options.js'
+import { DEFAULTS } from '../options/defaults.js'
 import { noun } from '../messages.js'
 import { ZipfSampler, drawRing, mulberry32 } from './workload.js'
 

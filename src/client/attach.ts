@@ -22,7 +22,8 @@
  */
 import { MessageChannel, threadId } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
-import type { ResolvedOptions, ResolvedRegion } from '../options/options.js'
+import type { ResolvedOptions } from '../options/cache.js'
+import type { ResolvedRegion } from '../options/regions.js'
 import type { Codec } from '../wire/values.js'
 import type { CacheStats } from '../ops/stats.js'
 import type { FrameWriter } from '../wire/protocol.js'

@@ -25,8 +25,8 @@ import { AccessLogWriter, SharedRegionReader, allocateAccessLog, allocateRegionM
 import type { AccessLogMemory, RegionMemory } from '../wire/shared_region.js'
 import type { LinkEvents, ShardLink } from './router.js'
 import { workerExecArgv } from './worker_argv.js'
-import { DEFAULTS } from '../options/options.js'
-import type { ShardResourceLimits } from '../options/options.js'
+import { DEFAULTS } from '../options/defaults.js'
+import type { ShardResourceLimits } from '../options/cache.js'
 
 const SHARD_FILE = new URL('../../workers/shard.js', import.meta.url)
 

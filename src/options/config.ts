@@ -8,8 +8,8 @@
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { InvalidOptionError } from '../errors.js'
-import { resolveOptions } from './options.js'
-import type { CacheOptions } from './options.js'
+import { resolveOptions } from './cache.js'
+import type { CacheOptions } from './cache.js'
 
 /**
  * `yaml` is loaded by the first loadConfig of a YAML file, not by

@@ -13,7 +13,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createCache, InvalidOptionError, ShardCrashedError } from '../../src/index.js'
 import type { Cache } from '../../src/index.js'
-import { resolveOptions } from '../../src/options/options.js'
+import { resolveOptions } from '../../src/options/cache.js'
 
 /** The owner's shard threads (internal: to check the limits a restarted thread got). */
 function workers(cache: Cache): { resourceLimits?: Record<string, number> }[] {

@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert'
 import { randomFillSync } from 'node:crypto'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createCache, ValueTooLargeError } from '../../src/index.js'
-import { DEFAULTS } from '../../src/options/options.js'
+import { DEFAULTS } from '../../src/options/defaults.js'
 
 const MAX = DEFAULTS.maxValueBytes
 
