@@ -27,10 +27,10 @@ export interface ClusterNodesConfig {
  */
 export type BusRedis = string | RedisOptions | Redis | Cluster | ClusterNodesConfig
 
-/** The bus options after validation (see `BusOptions` in ./options.ts for their meaning). */
+/** The bus options after validation (see `BusOptions` in src/options/bus.ts for their meaning). */
 export interface ResolvedBus {
   redis: BusRedis
-  /** Merged over the connection's own TLS options (never with a Cluster: options.ts refuses it). */
+  /** Merged over the connection's own TLS options (never with a Cluster: src/options/bus.ts refuses it). */
   tls: ConnectionOptions | undefined
   /** Whether `redis` is a Redis Cluster: sharded pub/sub, hash-tagged stream key. */
   cluster: boolean

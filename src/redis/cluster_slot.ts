@@ -1,5 +1,5 @@
 /**
- * Redis Cluster's key hashing, without ioredis (options.ts validates with it,
+ * Redis Cluster's key hashing, without ioredis (src/options/bus.ts validates with it,
  * and must not load ioredis): which slot a key or shard channel is in, and a
  * key that shares a channel's slot.
  */

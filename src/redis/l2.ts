@@ -82,7 +82,7 @@ export class L2Tier {
     if (typeof r === 'string') this.#client = new Redis(r, withTls(own, undefined, opts.tls))
     // A Cluster's duplicate() takes its startup nodes first, then the cluster options.
     else if (isCluster(r)) this.#client = (r as Cluster).duplicate(undefined, { redisOptions: own, lazyConnect: true, enableOfflineQueue: false })
-    // A Cluster's TLS is its redisOptions' (options.ts refuses options.l2.tls with one).
+    // A Cluster's TLS is its redisOptions' (src/options/l2.ts refuses options.l2.tls with one).
     else if (isClusterNodes(r)) {
       const o = (r.options ?? {}) as ClusterOptions
       this.#client = new Cluster(r.cluster as ClusterNode[], { ...o, lazyConnect: true, enableOfflineQueue: false, redisOptions: { ...o.redisOptions, ...own } })

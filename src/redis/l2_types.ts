@@ -11,10 +11,10 @@ import type { EncodedValue } from '../wire/values.js'
 /** What a repair removed from L2: keys of a region, a region's keys matching a glob (all of them: undefined), or a tag's keys. */
 export type L2Repaired = { region: string; keys: string[] } | { region: string; glob: string | undefined } | { tag: string }
 
-/** The tier's options after validation (see `L2Options` in ./options.ts). */
+/** The tier's options after validation (see `L2Options` in src/options/l2.ts). */
 export interface ResolvedL2 {
   redis: string | RedisOptions | Redis | Cluster | { cluster: ClusterNode[]; options?: ClusterOptions }
-  /** Merged over the connection's own TLS options (not for a Cluster: options.ts refuses it). */
+  /** Merged over the connection's own TLS options (not for a Cluster: src/options/l2.ts refuses it). */
   tls: ConnectionOptions | undefined
   prefix: string
   ttlScale: number

@@ -3,7 +3,7 @@
  * (src/redis/bus_link.ts), across a redis-server killed and restarted: the
  * exact sequence, from the first subscription to the closed connections, in
  * each catch-up mode. The cache runs in a child process
- * (./bus_status_child.ts) whose stderr is read line by line; every step waits
+ * (test/fixtures/bus_status_child.ts) whose stderr is read line by line; every step waits
  * for the line that says the bus got there, never for a time.
  */
 import { test } from 'uvu'
@@ -12,7 +12,7 @@ import { fork } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { RedisProc } from '../fixtures/redis_proc.js'
 
-const CHILD = new URL('./bus_status_child.js', import.meta.url)
+const CHILD = new URL('../fixtures/bus_status_child.js', import.meta.url)
 /** Only how long a step may take before the test fails rather than hangs; no step waits for it. */
 const STEP_TIMEOUT_MS = 20_000
 
