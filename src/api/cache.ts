@@ -5,16 +5,21 @@
  * input rejects the returned promise.
  */
 import { CacheError, ClosedError, InternalError, ShardCrashedError, ShardStartError, InvalidKeyError, InvalidOptionError, InvalidValueError, LoadAbortedError, LoadTimeoutError, LoaderError, UnknownRegionError, ValueTooLargeError } from '../errors.js'
-import { CasFlag, ENTRY_OVERHEAD_BYTES, Op, SetFlag, ShardEvent, TAG_LINK_OVERHEAD_BYTES, ValueTag, tagChargeBytes } from '../wire/protocol.js'
-import type { FrameWriter } from '../wire/protocol.js'
+import { ENTRY_OVERHEAD_BYTES, ShardEvent, TAG_LINK_OVERHEAD_BYTES, ValueTag, tagChargeBytes } from '../wire/protocol.js'
 import type { EntryInfo } from '../wire/protocol.js'
 import { checkTag, parseTtl, regionShare, rejectUnknownKeys, resolveComputeOptions, resolveOptions, resolveSetOptions } from '../options/options.js'
 import type { CacheOptions, ComputeOptions, ResolvedCompute, ResolvedOptions, ResolvedRegion, ResolvedSet, SetOptions, Ttl } from '../options/options.js'
 import { checkKey, checkKeys, decodeValue, encodeValue, loneSurrogateAt, wellFormed } from '../wire/values.js'
 import type { EncodedValue } from '../wire/values.js'
 import { describe, plural } from '../messages.js'
-import { ASK_SHARD, Router, StaleValue } from '../client/router.js'
-import type { RawEntry, Sink } from '../client/router.js'
+import { ASK_SHARD, Router } from '../client/router.js'
+import type { Sink } from '../client/ops/sender.js'
+import { StaleValue, sendCas, sendDelete, sendGet, sendGetEntry, sendGetStale, sendHas, sendIncr, sendPeek, sendSet, sendTake, sendTouch, sendTtl } from '../client/ops/values.js'
+import type { RawEntry } from '../client/ops/entry.js'
+import { sendCleanup, sendClear, sendDeletePattern, sendInvalidateTag, sendKeys, sendScan } from '../client/ops/scan.js'
+import type { ScanPage } from '../client/ops/scan.js'
+import { sendExport } from '../client/ops/export.js'
+import type { ExportPage } from '../client/ops/export.js'
 import { aggregateStats } from '../ops/stats.js'
 import { emptyRegionStats } from '../wire/region_types.js'
 import type { CacheStats } from '../ops/stats.js'
@@ -34,7 +39,6 @@ import { Batch } from './batch.js'
 import { formatPrometheus, metricFamilies } from '../ops/metrics.js'
 import { SnapshotCorruptError, SnapshotWriter, fileSink, readSnapshot } from '../ops/snapshot.js'
 import type { SnapshotProgress } from '../ops/snapshot.js'
-import type { ExportedEntry } from '../wire/records.js'
 import type { ShardMemory } from '../wire/region_types.js'
 import { decompress } from '../wire/compression.js'
 import type { Writable } from 'node:stream'
@@ -155,18 +159,6 @@ class Collector<T> implements Sink {
 
 /** A sink for writes whose outcome nobody waits for (L2 promotions). */
 const IGNORE: Sink = { resolve: () => {}, reject: () => {} }
-
-/**
- * An upper bound of the bytes a write op of `opBytes` frame bytes may add to
- * its region's charge: the op carries the key, value, metadata and tags
- * (twice over, for the per-number costs the frame does not show), the entry
- * costs its fixed overhead, and each of its `tags` a link the frame does not
- * show either (TAG_LINK_OVERHEAD_BYTES, far more than the tag's frame bytes).
- * Only decides whether direct reads may run ahead of the write (src/client/router.ts
- * commitWrite): too low a bound lets a read issued after a set that evicts
- * return an entry the set evicted.
- */
-const growthBound = (opBytes: number, tags = 0): number => 2 * opBytes + ENTRY_OVERHEAD_BYTES + 32 + tags * TAG_LINK_OVERHEAD_BYTES
 
 const countTrue = (rs: unknown[]): number => rs.reduce<number>((n, r) => (r === true ? n + 1 : n), 0)
 const addNumbers = (rs: unknown[]): number => rs.reduce<number>((n, r) => n + (r as number), 0)
@@ -324,7 +316,7 @@ export class CacheRegion {
       // Not stored when a write here, or a peer's invalidation, may be newer than what L2 said.
       if (fits && this.core.router.mayFill(this.#region.index, key, mark, startedAt, l2.fillWindowMs)) {
         l2.promoted()
-        this.#writeSet(key, hit.enc, opts, IGNORE, 0)
+        sendSet(this.core.router, this.#region.index, key, hit.enc, opts, IGNORE, 0)
       }
     }
     return value
@@ -335,7 +327,9 @@ export class CacheRegion {
     const router = this.core.router
     const value = router.readValue(this.#region.index, key)
     if (value !== ASK_SHARD) return Promise.resolve(value as T)
-    return this.#keyOp<T | undefined>(router.getOp, key, router.shardOf(key))
+    const d = new Deferred<T | undefined>()
+    sendGet(router, this.#region.index, key, router.shardOf(key), d, 0)
+    return d.promise
   }
 
   /** The L2 side of a set (after the shard stored it): with the entry's TTL x ttlScale, and its tags. */
@@ -407,7 +401,9 @@ export class CacheRegion {
     const running = this.core.loading.get(fk)
     if (running !== undefined) return running as Promise<T>
     const mark = router.fillMark(this.#region.index, key)
-    return this.#keyOp<unknown>(Op.GET_STALE, key, router.shardOf(key)).then((hit) => {
+    const d = new Deferred<unknown>()
+    sendGetStale(router, this.#region.index, key, router.shardOf(key), d, 0)
+    return d.promise.then((hit) => {
       if (hit instanceof StaleValue) {
         // Served at once; one refresh runs behind it. Its failure keeps the stale value until grace ends.
         if (!this.core.loading.has(fk)) this.#load<T>(fk, key, loader, opts).catch(() => {})
@@ -453,7 +449,7 @@ export class CacheRegion {
     try {
       // A flight may have ended between our miss and our turn: its value is in the shards.
       // Peeked, not read: the caller's read was counted (a hit, miss or stale serve) already.
-      const hit = await this.#keyOp<T | undefined>(Op.PEEK, key, this.core.router.shardOf(key))
+      const hit = await this.#peek<T>(key)
       if (hit !== undefined) {
         const enc = encodeValue(hit, this.core.options.codec)
         outcome = { ok: true, tag: enc.tag, bytes: enc.bytes }
@@ -518,7 +514,7 @@ export class CacheRegion {
     const deadline = Date.now() + ms
     for (;;) {
       // Peeks: each poll is not a read of the caller's (its miss was counted once).
-      const v = await this.#keyOp<T | undefined>(Op.PEEK, key, this.core.router.shardOf(key))
+      const v = await this.#peek<T>(key)
       if (v !== undefined || Date.now() >= deadline) return v
       await new Promise((r) => setTimeout(r, 20))
     }
@@ -558,7 +554,7 @@ export class CacheRegion {
   /** A validated set: to the key's shard, and to peers through the bus. */
   #store(key: string, enc: EncodedValue, opts: ResolvedSet, fill = false): Promise<boolean> {
     const d = new Deferred<boolean>()
-    this.#writeSet(key, enc, opts, d, 0)
+    sendSet(this.core.router, this.#region.index, key, enc, opts, d, 0)
     if (this.core.bus !== undefined) this.#publishSets([[key, enc]], opts, fill)
     if (this.core.l2 === undefined) return d.promise
     // L2 gets what the shard stored (an nx/xx set it refused is not written there either).
@@ -581,12 +577,9 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    return this.#atomic<number>(key, (w) => {
-      w.u8(Op.INCR)
-      w.u8(this.#region.index)
-      w.key(key)
-      w.f64(by)
-    })
+    const d = new Deferred<number>()
+    sendIncr(this.core.router, this.#region.index, key, by, d, 0)
+    return this.#invalidated(key, d)
   }
 
   /**
@@ -610,25 +603,9 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    return this.#atomic<boolean>(key, (w) => {
-      let flags = want === undefined ? CasFlag.EXPECT_ABSENT : 0
-      if (opts.ttl !== undefined) flags |= CasFlag.TTL
-      if (opts.metadata !== undefined) flags |= CasFlag.META
-      if (opts.tags !== undefined) flags |= CasFlag.TAGS
-      w.u8(Op.CAS)
-      w.u8(this.#region.index)
-      w.u8(flags)
-      w.key(key)
-      if (want !== undefined) {
-        w.u8(want.tag)
-        w.bytes(want.bytes)
-      }
-      w.u8(enc.tag)
-      w.bytes(enc.bytes)
-      if (opts.ttl !== undefined) w.f64(opts.ttl)
-      if (opts.metadata !== undefined) w.bytes(opts.metadata)
-      if (opts.tags !== undefined) w.strings(opts.tags)
-    })
+    const d = new Deferred<boolean>()
+    sendCas(this.core.router, this.#region.index, key, want, enc, opts, d, 0)
+    return this.#invalidated(key, d)
   }
 
   /** The value of `key` and its removal, in one step in its shard: of two concurrent takes, one gets the value. */
@@ -639,11 +616,9 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    return this.#atomic<T | undefined>(key, (w) => {
-      w.u8(Op.TAKE)
-      w.u8(this.#region.index)
-      w.key(key)
-    })
+    const d = new Deferred<T | undefined>()
+    sendTake(this.core.router, this.#region.index, key, d, 0)
+    return this.#invalidated(key, d)
   }
 
   /**
@@ -661,33 +636,17 @@ export class CacheRegion {
       return rejected(err)
     }
     const d = new Deferred<boolean>()
-    const router = this.core.router
-    const hash = router.keyHash(key)
-    const shard = router.shardOfHash(hash)
-    const w = router.writer(shard)
-    w.u8(Op.TOUCH)
-    w.u8(this.#region.index)
-    w.key(key)
-    w.f64(ms)
-    router.commitWrite(shard, d, 0, this.#region.index, key, hash)
+    sendTouch(this.core.router, this.#region.index, key, ms, d, 0)
     const l2 = this.core.l2
     return l2 === undefined ? d.promise : Promise.all([d.promise, l2.touch(this.#region.name, key, ms)]).then(([done]) => done)
   }
 
   /**
-   * A read-modify-write op on `key` in its shard: ordered with this thread's
-   * other ops on the key, and an invalidation for peers and L2 (whose copies
-   * the shard cannot update).
+   * After a read-modify-write op on `key` was sent to its shard (ordered with
+   * this thread's other ops on the key): an invalidation for peers and L2,
+   * whose copies the shard cannot update.
    */
-  #atomic<T>(key: string, write: (w: FrameWriter) => void): Promise<T> {
-    const d = new Deferred<T>()
-    const router = this.core.router
-    const hash = router.keyHash(key)
-    const shard = router.shardOfHash(hash)
-    const w = router.writer(shard)
-    const start = w.pos
-    write(w)
-    router.commitWrite(shard, d, 0, this.#region.index, key, hash, growthBound(w.pos - start))
+  #invalidated<T>(key: string, d: Deferred<T>): Promise<T> {
     this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [key] })
     const l2 = this.core.l2
     return l2 === undefined ? d.promise : Promise.all([d.promise, l2.delete(this.#region.name, [key])]).then(([r]) => r)
@@ -710,7 +669,7 @@ export class CacheRegion {
       return rejected(err)
     }
     const d = new Deferred<boolean>()
-    this.#delete(key, d, 0)
+    sendDelete(this.core.router, this.#region.index, key, d, 0)
     this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [key] })
     const l2 = this.core.l2
     return l2 === undefined ? d.promise : Promise.all([d.promise, l2.delete(this.#region.name, [key])]).then(([removed]) => removed)
@@ -727,7 +686,9 @@ export class CacheRegion {
     const router = this.core.router
     const shard = router.shardOf(key)
     if (router.readHas(shard, this.#region.index, key) === true) return Promise.resolve(true)
-    return this.#keyOp<boolean>(Op.HAS, key, shard)
+    const d = new Deferred<boolean>()
+    sendHas(router, this.#region.index, key, shard, d, 0)
+    return d.promise
   }
 
   /** Remaining lifetime of `key` in ms (rounded up), `Infinity` when it never expires, `undefined` when absent. */
@@ -742,7 +703,9 @@ export class CacheRegion {
     const shard = router.shardOf(key)
     const ttl = router.readTtl(shard, this.#region.index, key)
     if (ttl !== ASK_SHARD) return Promise.resolve(ttl)
-    return this.#keyOp<number | undefined>(Op.TTL, key, shard)
+    const d = new Deferred<number | undefined>()
+    sendTtl(router, this.#region.index, key, shard, d, 0)
+    return d.promise
   }
 
   /** The value with its timestamps, sizes and metadata, or `undefined`. Counts as a read. */
@@ -753,7 +716,10 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    return this.#keyOp<RawEntry | undefined>(Op.GET_ENTRY, key, this.core.router.shardOf(key)).then((e) =>
+    const router = this.core.router
+    const d = new Deferred<RawEntry | undefined>()
+    sendGetEntry(router, this.#region.index, key, router.shardOf(key), d, 0)
+    return d.promise.then((e) =>
       e === undefined
         ? undefined
         : {
@@ -784,7 +750,7 @@ export class CacheRegion {
         c.reject(i, err as Error)
         return c.promise
       }
-      if (value === ASK_SHARD) this.#keyOp(router.getOp, key, router.shardOf(key), c, i)
+      if (value === ASK_SHARD) sendGet(router, region, key, router.shardOf(key), c, i)
       else c.resolve(i, value)
     }
     if (this.core.l2 === undefined) return c.promise
@@ -824,7 +790,7 @@ export class CacheRegion {
       return rejected(err)
     }
     const c = new Collector<number>(list.length, countTrue)
-    for (let i = 0; i < list.length; i++) this.#writeSet(list[i]![0], list[i]![1], opts, c, i)
+    for (let i = 0; i < list.length; i++) sendSet(this.core.router, this.#region.index, list[i]![0], list[i]![1], opts, c, i)
     if (this.core.bus !== undefined && list.length > 0) this.#publishSets(list, opts)
     if (this.core.l2 === undefined) return c.promise
     return c.promise.then(async (n) => {
@@ -842,7 +808,7 @@ export class CacheRegion {
       return rejected(err)
     }
     const c = new Collector<number>(keys.length, countTrue)
-    for (let i = 0; i < keys.length; i++) this.#delete(keys[i]!, c, i)
+    for (let i = 0; i < keys.length; i++) sendDelete(this.core.router, this.#region.index, keys[i]!, c, i)
     if (keys.length > 0) this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [...keys] })
     const l2 = this.core.l2
     return l2 === undefined ? c.promise : Promise.all([c.promise, l2.delete(this.#region.name, keys)]).then(([n]) => n)
@@ -862,7 +828,7 @@ export class CacheRegion {
       const key = keys[i]!
       const shard = router.shardOf(key)
       if (router.readHas(shard, this.#region.index, key) === true) c.resolve(i, true)
-      else this.#keyOp(Op.HAS, key, shard, c, i)
+      else sendHas(router, this.#region.index, key, shard, c, i)
     }
     return c.promise
   }
@@ -879,7 +845,9 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    return this.#allShards(Op.KEYS, glob ?? null, (rs) => (rs as string[][]).flat())
+    const c = new Collector<string[]>(this.core.router.shardCount, (rs) => (rs as string[][]).flat())
+    sendKeys(this.core.router, this.#region.index, glob, c)
+    return c.promise
   }
 
   /**
@@ -900,18 +868,8 @@ export class CacheRegion {
     for (let s = 0; s < router.shardCount; s++) {
       for (let cursor = 0; cursor !== -1; ) {
         this.#open()
-        const d = new Deferred<{ next: number; keys: string[] }>()
-        const w = router.writer(s)
-        w.u8(Op.SCAN)
-        w.u8(this.#region.index)
-        w.f64(cursor)
-        w.u32(count)
-        if (match === undefined) w.u8(0)
-        else {
-          w.u8(1)
-          w.string(match)
-        }
-        router.commit(s, d, 0)
+        const d = new Deferred<ScanPage>()
+        sendScan(router, s, this.#region.index, cursor, count, match, d, 0)
         const page = await d.promise
         cursor = page.next
         yield* page.keys
@@ -956,7 +914,7 @@ export class CacheRegion {
       return rejected(err)
     }
     this.core.bus?.publish({ type: BusOpType.PATTERN, region: this.#region.name, glob })
-    const local = this.#allShards(Op.DELETE_PATTERN, glob, addNumbers)
+    const local = this.#deletePattern(glob)
     const l2 = this.core.l2
     if (l2 === undefined) return local
     const g = new Glob(glob)
@@ -971,7 +929,7 @@ export class CacheRegion {
       return rejected(err)
     }
     this.core.bus?.publish({ type: BusOpType.CLEAR, region: this.#region.name })
-    const local = this.#allShards(Op.CLEAR, undefined, addNumbers)
+    const local = this.#clear()
     const l2 = this.core.l2
     return l2 === undefined ? local : Promise.all([local, l2.deleteMatching(this.#region.name, undefined, () => true)]).then(([n]) => n)
   }
@@ -1002,17 +960,8 @@ export class CacheRegion {
   }
 
   #invalidateTag(tag: string): Promise<number> {
-    const router = this.core.router
-    const region = this.#region.index
-    const c = new Collector<number>(router.shardCount, addNumbers)
-    for (let s = 0; s < router.shardCount; s++) {
-      const w = router.writer(s)
-      w.u8(Op.INVALIDATE_TAG)
-      w.u8(region)
-      w.string(tag)
-      // Direct reads of the region wait for it, as for a clear.
-      router.commitWrite(s, c, s, region, undefined, 0)
-    }
+    const c = new Collector<number>(this.core.router.shardCount, addNumbers)
+    sendInvalidateTag(this.core.router, this.#region.index, tag, c)
     return c.promise
   }
 
@@ -1025,7 +974,7 @@ export class CacheRegion {
       return Promise.resolve(false)
     }
     const d = new Deferred<boolean>()
-    this.#writeSet(key, enc, opts, d, 0)
+    sendSet(this.core.router, this.#region.index, key, enc, opts, d, 0)
     return d.promise
   }
 
@@ -1049,7 +998,7 @@ export class CacheRegion {
       case BusOpType.DELETE: {
         const keys = op.keys.filter(validKey)
         const c = new Collector<number>(keys.length, countTrue)
-        for (let i = 0; i < keys.length; i++) this.#delete(keys[i]!, c, i)
+        for (let i = 0; i < keys.length; i++) sendDelete(this.core.router, this.#region.index, keys[i]!, c, i)
         done = c.promise
         event = { origin, region: name, type: 'delete', keys: op.keys }
         break
@@ -1069,19 +1018,19 @@ export class CacheRegion {
               storable = false
             }
           }
-          if (storable) this.#writeSet(e.key, enc, opts, c, i)
-          else this.#delete(e.key, c, i)
+          if (storable) sendSet(this.core.router, this.#region.index, e.key, enc, opts, c, i)
+          else sendDelete(this.core.router, this.#region.index, e.key, c, i)
         }
         done = c.promise
         event = { origin, region: name, type: 'update', keys: op.entries.map((e) => e.key) }
         break
       }
       case BusOpType.PATTERN:
-        done = validKey(op.glob) ? this.#allShards(Op.DELETE_PATTERN, op.glob, addNumbers) : Promise.resolve(0)
+        done = validKey(op.glob) ? this.#deletePattern(op.glob) : Promise.resolve(0)
         event = { origin, region: name, type: 'pattern', pattern: op.glob }
         break
       case BusOpType.CLEAR:
-        done = this.#allShards(Op.CLEAR, undefined, addNumbers)
+        done = this.#clear()
         event = { origin, region: name, type: 'clear' }
         break
       case BusOpType.TAG:
@@ -1097,7 +1046,7 @@ export class CacheRegion {
   /** @internal Empties the region without publishing (a bus flush). Issues its ops before it returns. */
   flushLocal(): Promise<number> {
     this.core.router.remoteWrite(this.#region.index, undefined)
-    return this.#allShards(Op.CLEAR, undefined, addNumbers)
+    return this.#clear()
   }
 
   /** Removes expired entries now (shards also sweep them in the background); resolves how many. */
@@ -1107,7 +1056,9 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    return this.#allShards(Op.CLEANUP, undefined, addNumbers)
+    const c = new Collector<number>(this.core.router.shardCount, addNumbers)
+    sendCleanup(this.core.router, this.#region.index, c)
+    return c.promise
   }
 
   // ── internals ────────────────────────────────────────────────────────────
@@ -1179,81 +1130,25 @@ export class CacheRegion {
     }
   }
 
-  /** Sends a read of `key` to its shard. */
-  #keyOp<T>(op: number, key: string, shard: number): Promise<T>
-  #keyOp(op: number, key: string, shard: number, sink: Sink, index: number): void
-  #keyOp<T>(op: number, key: string, shard: number, sink?: Sink, index = 0): Promise<T> | void {
+  /** A read of `key` that is not counted as one (see sendPeek). */
+  #peek<T>(key: string): Promise<T | undefined> {
     const router = this.core.router
-    const w = router.writer(shard)
-    w.u8(op)
-    w.u8(this.#region.index)
-    w.key(key)
-    if (sink !== undefined) {
-      router.commit(shard, sink, index)
-      return
-    }
-    const d = new Deferred<T>()
-    router.commit(shard, d, 0)
+    const d = new Deferred<T | undefined>()
+    sendPeek(router, this.#region.index, key, router.shardOf(key), d, 0)
     return d.promise
   }
 
-  #delete(key: string, sink: Sink, index: number): void {
-    const router = this.core.router
-    const hash = router.keyHash(key)
-    const shard = router.shardOfHash(hash)
-    const w = router.writer(shard)
-    w.u8(Op.DELETE)
-    w.u8(this.#region.index)
-    w.key(key)
-    router.commitWrite(shard, sink, index, this.#region.index, key, hash)
+  /** Removes the region's keys matching `glob` in every shard; resolves how many. */
+  #deletePattern(glob: string): Promise<number> {
+    const c = new Collector<number>(this.core.router.shardCount, addNumbers)
+    sendDeletePattern(this.core.router, this.#region.index, glob, c)
+    return c.promise
   }
 
-  #writeSet(key: string, enc: EncodedValue, opts: ResolvedSet, sink: Sink, index: number): void {
-    const router = this.core.router
-    const hash = router.keyHash(key)
-    const shard = router.shardOfHash(hash)
-    const w = router.writer(shard)
-    const start = w.pos
-    let flags = 0
-    if (opts.nx) flags |= SetFlag.NX
-    if (opts.xx) flags |= SetFlag.XX
-    if (opts.ttl !== undefined) flags |= SetFlag.TTL
-    if (opts.metadata !== undefined) flags |= SetFlag.META
-    if (opts.tags !== undefined) flags |= SetFlag.TAGS
-    if (opts.grace !== undefined) flags |= SetFlag.GRACE
-    w.u8(Op.SET)
-    w.u8(this.#region.index)
-    w.u8(flags)
-    w.key(key)
-    if (opts.ttl !== undefined) w.f64(opts.ttl)
-    w.u8(enc.tag)
-    w.bytes(enc.bytes)
-    if (opts.metadata !== undefined) w.bytes(opts.metadata)
-    if (opts.tags !== undefined) w.strings(opts.tags)
-    if (opts.grace !== undefined) w.f64(opts.grace)
-    router.commitWrite(shard, sink, index, this.#region.index, key, hash, growthBound(w.pos - start, opts.tags === undefined ? 0 : opts.tags.length))
-  }
-
-  /** Sends one op to every shard; `glob` null means "no pattern" for KEYS. */
-  #allShards<T>(op: number, glob: string | null | undefined, finish: (rs: unknown[]) => T): Promise<T> {
-    const router = this.core.router
-    const region = this.#region.index
-    // Direct reads of the region wait for these (see Router.commitWrite).
-    const changes = op === Op.CLEAR || op === Op.DELETE_PATTERN
-    const c = new Collector<T>(router.shardCount, finish)
-    for (let s = 0; s < router.shardCount; s++) {
-      const w = router.writer(s)
-      w.u8(op)
-      w.u8(region)
-      if (glob === null) {
-        w.u8(0)
-      } else if (glob !== undefined) {
-        w.u8(1)
-        w.string(glob)
-      }
-      if (changes) router.commitWrite(s, c, s, region, undefined, 0)
-      else router.commit(s, c, s)
-    }
+  /** Empties the region in every shard; resolves how many live entries there were. */
+  #clear(): Promise<number> {
+    const c = new Collector<number>(this.core.router.shardCount, addNumbers)
+    sendClear(this.core.router, this.#region.index, c)
     return c.promise
   }
 }
@@ -1434,13 +1329,8 @@ export class Cache extends CacheRegion {
         for (let s = 0; s < router.shardCount; s++) {
           for (let cursor = 0; cursor !== -1; ) {
             if (this.closed) throw new ClosedError()
-            const d = new Deferred<{ next: number; entries: ExportedEntry[] }>()
-            const w = router.writer(s)
-            w.u8(Op.EXPORT)
-            w.u8(r.index)
-            w.f64(cursor)
-            w.u32(SNAPSHOT_PAGE)
-            router.commit(s, d, 0)
+            const d = new Deferred<ExportPage>()
+            sendExport(router, s, r.index, cursor, SNAPSHOT_PAGE, d, 0)
             const page = await d.promise
             cursor = page.next
             await writer.records(r.index, page.entries)

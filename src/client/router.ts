@@ -29,9 +29,6 @@ import {
   Status,
 } from '../wire/protocol.js'
 import { ValueTag } from '../wire/protocol.js'
-import type { EntryInfo } from '../wire/protocol.js'
-import { readEntry } from '../wire/records.js'
-import type { ExportedEntry } from '../wire/records.js'
 import { CacheError, ClosedError, ErrorCodes, InternalError, NotANumberError, ShardCrashedError } from '../errors.js'
 import type { ErrorCode } from '../errors.js'
 import { plural } from '../messages.js'
@@ -40,26 +37,14 @@ import type { AccessLogWriter, Found, SharedRegionReader } from '../wire/shared_
 import { NEAR_EXPIRES_F64, NEAR_WORDS, NearFlag, NearRegion, NearWord } from './near_cache.js'
 import { decodeValue, decodeText } from '../wire/values.js'
 import type { Codec } from '../wire/values.js'
-
-/** Receives the results of the ops registered with it. */
-export interface Sink {
-  resolve(index: number, result: unknown): void
-  reject(index: number, error: Error): void
-}
-
-/** A shard's answer to GET_ENTRY, value already decoded. */
-export interface RawEntry extends EntryInfo {
-  value: unknown
-  metadata: Buffer | undefined
-}
+import type { FrameSender, Sink } from './ops/sender.js'
+import { readStaleReply, readValueReply } from './ops/values.js'
+import { readEntryReply } from './ops/entry.js'
+import { readKeysReply, readScanPage } from './ops/scan.js'
+import { readExportPage } from './ops/export.js'
 
 /** What a direct read returns when only the shard can answer. */
 export const ASK_SHARD: unique symbol = Symbol('ask the shard')
-
-/** A GET_STALE answer for an entry past its fresh time, within its grace period. */
-export class StaleValue {
-  constructor(readonly value: unknown) {}
-}
 
 /**
  * How this thread reaches one shard thread: the owner's {@link ShardThread}
@@ -287,7 +272,7 @@ export class FrameLatency {
   }
 }
 
-export class Router {
+export class Router implements FrameSender {
   /** Round trips of this thread's frames to its shards. */
   readonly frameLatency = new FrameLatency()
   /**
@@ -899,6 +884,11 @@ export class Router {
     }
   }
 
+  /**
+   * One reply's result, by its status: the few without operands here, the
+   * others by the decoder next to the request that gets them (src/client/ops/).
+   * VALUE_AT is read here: what follows its value is for this thread's near cache.
+   */
   #readResult(ch: ShardChannel, status: number, r: FrameReader): unknown {
     switch (status) {
       case Status.MISS:
@@ -909,10 +899,8 @@ export class Router {
         return false
       case Status.NUMBER:
         return r.f64()
-      case Status.VALUE: {
-        const tag = r.u8()
-        return decodeValue(tag, r.bytesView(), this.#codec)
-      }
+      case Status.VALUE:
+        return readValueReply(r, this.#codec)
       case Status.VALUE_AT: {
         const tag = r.u8()
         const value = decodeValue(tag, r.bytesView(), this.#codec)
@@ -926,53 +914,16 @@ export class Router {
         this.#keepNear(ch, region, r.bytesView(), value, tag, f, epoch, expiresAt)
         return value
       }
-      case Status.STALE: {
-        const tag = r.u8()
-        return new StaleValue(decodeValue(tag, r.bytesView(), this.#codec))
-      }
-      case Status.ENTRY: {
-        const tag = r.u8()
-        const bytes = r.bytesView()
-        const createdAt = r.f64()
-        const expiresAt = r.f64()
-        const ttlRemaining = r.f64()
-        const sizeBytes = r.u32()
-        const storedBytes = r.u32()
-        const compressed = r.u8() === 1
-        const meta = r.bytesView()
-        const entry: RawEntry = {
-          value: decodeValue(tag, bytes, this.#codec),
-          createdAt,
-          expiresAt,
-          ttlRemaining,
-          sizeBytes,
-          storedBytes,
-          compressed,
-          // Copied: the reply buffer is reused once this frame is read.
-          metadata: meta.length === 0 ? undefined : Buffer.from(meta),
-        }
-        return entry
-      }
-      case Status.EXPORT: {
-        const next = r.f64()
-        const n = r.u32()
-        const entries = new Array<ExportedEntry>(n)
-        for (let i = 0; i < n; i++) entries[i] = readEntry(r)
-        return { next, entries }
-      }
-      case Status.SCAN: {
-        const next = r.f64()
-        const n = r.u32()
-        const keys = new Array<string>(n)
-        for (let i = 0; i < n; i++) keys[i] = r.string()
-        return { next, keys }
-      }
-      case Status.KEYS: {
-        const n = r.u32()
-        const keys = new Array<string>(n)
-        for (let i = 0; i < n; i++) keys[i] = r.string()
-        return keys
-      }
+      case Status.STALE:
+        return readStaleReply(r, this.#codec)
+      case Status.ENTRY:
+        return readEntryReply(r, this.#codec)
+      case Status.EXPORT:
+        return readExportPage(r)
+      case Status.SCAN:
+        return readScanPage(r)
+      case Status.KEYS:
+        return readKeysReply(r)
       default:
         throw new InternalError(`unknown reply status ${status}`)
     }
