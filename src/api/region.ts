@@ -20,7 +20,7 @@ import type { ComputeOptions, ResolvedRegion, ResolvedSet, SetOptions, Ttl } fro
 import { checkKey, checkKeys, encodeValue, wellFormed } from '../wire/values.js'
 import type { EncodedValue } from '../wire/values.js'
 import { describe } from '../messages.js'
-import { ASK_SHARD } from '../client/router.js'
+import { ASK_SHARD } from '../client/direct_reads.js'
 import { sendCas, sendDelete, sendGet, sendGetEntry, sendHas, sendIncr, sendSet, sendTake, sendTouch, sendTtl } from '../client/ops/values.js'
 import type { RawEntry } from '../client/ops/entry.js'
 import { sendCleanup, sendKeys, sendScan } from '../client/ops/scan.js'
