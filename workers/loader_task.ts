@@ -1,5 +1,5 @@
 /**
- * The entry of getOrCompute's loader pool (a piscina pool, src/api/cache.ts):
+ * The entry of getOrCompute's loader pool (a piscina pool, src/api/create.ts):
  * runs the named export of the user's loader module with the call's args.
  * The module is imported once per pool thread.
  */

@@ -234,7 +234,7 @@ function handleFrame(frame: Uint8Array): void {
       for (; i < count; i++) writeError(out, err)
     }
   }
-  // Before the reply: a router that still counts this frame's sets checks them against it (src/client/router.ts #roomFor).
+  // Before the reply: a router that still counts this frame's sets checks them against it (src/client/direct_reads.ts #roomFor).
   for (const s of stores) s.publishRoom()
 }
 

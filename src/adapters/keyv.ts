@@ -22,7 +22,8 @@
  */
 // No top-level await in this module's graph: see src/index.ts.
 import { EventEmitter } from 'node:events'
-import type { Cache, CacheRegion } from '../api/cache.js'
+import type { Cache } from '../api/cache.js'
+import type { CacheRegion } from '../api/region.js'
 
 /** Options of {@link KeyvShardcache}. */
 export interface KeyvShardcacheOptions {

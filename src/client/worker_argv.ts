@@ -1,6 +1,6 @@
 /**
  * The `execArgv` of every worker thread shardcache starts: shard threads
- * (src/client/shard_thread.ts) and the getOrCompute loader pool (src/api/cache.ts).
+ * (src/client/shard_thread.ts) and the getOrCompute loader pool (src/api/create.ts).
  *
  * Why not the default: a Worker given no `execArgv` inherits the parent's
  * per-thread Node options as they are, and some of them describe only the

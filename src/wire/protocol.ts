@@ -63,7 +63,7 @@
  * monotonic clock (`performance.timeOrigin + performance.now()`); a missing
  * expiry is `Infinity`.
  */
-/** Called as `charCodeAt.call(s, i)`, not `s.charCodeAt(i)`: see the same constant in router.ts for why (and why it is not imported). */
+/** Called as `charCodeAt.call(s, i)`, not `s.charCodeAt(i)`: see the same constant in src/client/direct_reads.ts for why (and why it is not imported). */
 const charCodeAt = String.prototype.charCodeAt
 
 export const Op = {

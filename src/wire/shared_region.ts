@@ -80,7 +80,7 @@ export const Header = {
    * Room the slice had after the shard's last frame: entries and bytes it can
    * still take before its budgets make it evict (clamped to 2^31 − 1). A
    * router lets direct reads run ahead of its own pending sets only while
-   * they all fit (src/client/router.ts #roomFor). Beside EPOCH: both move with writes.
+   * they all fit (src/client/direct_reads.ts #roomFor). Beside EPOCH: both move with writes.
    */
   ROOM_ENTRIES: 24,
   ROOM_BYTES: 25,

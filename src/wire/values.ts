@@ -33,13 +33,13 @@ export interface EncodedValue {
  * refused instead.
  *
  * Called as `isWellFormed.call(s)` on this module's constant, for the reason
- * given at `charCodeAt` in src/client/router.ts (ioredis's `class extends String`
+ * given at `charCodeAt` in src/client/direct_reads.ts (ioredis's `class extends String`
  * makes `s.isWellFormed()` a slow generic call process-wide). Measured (Node 20,
  * ioredis loaded, 13-character ASCII keys, a loaded 2-core machine): checkKey
  * 6 ns without the check, 27 ns with `isWellFormed.call`, 53 ns with
  * `key.isWellFormed()`, 106-142 ns with a charCodeAt loop looking for
  * surrogates here. Folding that loop into the key-encoding loops instead
- * (src/client/router.ts #encodeKey, FrameWriter#key) would cost ASCII keys nothing, but
+ * (src/client/direct_reads.ts #encodeKey, FrameWriter#key) would cost ASCII keys nothing, but
  * those run after validation, with the op half written: a refused key must be
  * refused before anything is sent (an `mset` checks every key first), so the
  * check belongs here, and the builtin is the cheapest way to make it.
