@@ -105,6 +105,7 @@ test('LRU and FIFO admit every entry', () => {
   for (const name of ['lru', 'fifo'] as const) {
     const p = createPolicy(name, 4, 4)
     insertAll(p, [0])
+    assert.is(p.screens, false)
     assert.is(p.admit(0, 1 << 30), true)
   }
 })

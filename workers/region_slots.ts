@@ -295,12 +295,14 @@ export abstract class RegionSlots {
   /**
    * Evicts the policy's victims until both budgets hold, sparing `keep` (the
    * entry just written, which fits alone). When `keep` is a new entry
-   * (`inserted`) that needs an eviction, the policy may refuse it instead.
+   * (`inserted`) that needs an eviction, a policy that screens may refuse it
+   * instead. Why the `screens` test first: for LRU and FIFO the question is
+   * then never asked, and its code never inlined into setAt; asking it (and
+   * computing the charge) on every evicting set cost ~20 ns of ~700 (measured).
    */
   protected evictFor(keep: number, inserted: boolean): void {
     const { maxBytes, maxEntries } = this.config
-    if (this.entries <= maxEntries && this.usedBytes <= maxBytes) return
-    if (inserted && !this.policy.admit(keep, this.#charge(keep))) {
+    if (inserted && this.policy.screens && (this.entries > maxEntries || this.usedBytes > maxBytes) && !this.policy.admit(keep, this.#charge(keep))) {
       this.remove(keep, ShardEvent.EVICT)
       this.evictionsSize++
       return

@@ -20,7 +20,8 @@
  * victim), S3-FIFO (two queues and a ghost of evicted key hashes, hence the
  * hash given to insert and the reason given to remove) and W-TinyLFU (a
  * frequency sketch fed by insert and access; its window/main duel happens in
- * victim, and a door-keeper may refuse in admit) without the store changing.
+ * victim, and a door-keeper may refuse in admit, with `screens` true) without
+ * the store changing.
  */
 
 /** A region's eviction policy, as configured (`RegionOptions.policy`). */
@@ -61,10 +62,17 @@ export interface Policy {
   victim(keep: number): number
 
   /**
+   * Whether {@link admit} may ever refuse. False (LRU, FIFO): the store never
+   * calls admit, which keeps the question off its evicting sets.
+   */
+  readonly screens: boolean
+
+  /**
    * Whether the new entry in `slot`, charged `charge` bytes against the byte
-   * budget, may stay although keeping it needs an eviction; called once per
-   * such insert, before any victim is chosen. On false the store evicts the
-   * new entry itself (the set succeeded and its entry was evicted at once).
+   * budget, may stay although keeping it needs an eviction; called (when
+   * {@link screens}) once per such insert, before any victim is chosen. On
+   * false the store evicts the new entry itself (the set succeeded and its
+   * entry was evicted at once).
    */
   admit(slot: number, charge: number): boolean
 

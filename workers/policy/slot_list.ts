@@ -38,6 +38,9 @@ export abstract class SlotList implements Policy {
     return victim === keep && keep !== NIL ? this.#next[victim]! : victim
   }
 
+  /** Every entry is admitted: the store never asks. */
+  readonly screens: boolean = false
+
   admit(_slot: number, _charge: number): boolean {
     return true
   }
