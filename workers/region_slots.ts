@@ -17,7 +17,7 @@
  * entry budget (workers/slot_arrays.ts says how they grow).
  *
  * What other threads read lives in shared memory ({@link RegionMemory}, layout
- * in src/shared_region.ts): the hash index, each slot's record (sequence
+ * in src/wire/shared_region.ts): the hash index, each slot's record (sequence
  * number, flags, key and value refs and sizes, expiry) and both arenas. Every
  * change to a slot's record happens between two increments of its sequence
  * number (odd while changing), and clear() does the same with the header's, so
@@ -129,7 +129,7 @@ export abstract class RegionSlots {
   protected corrupt = 0
 
   /**
-   * `memory` is what other threads read (see src/shared_region.ts); it must
+   * `memory` is what other threads read (see src/wire/shared_region.ts); it must
    * reserve {@link slotsFor}(config) slots. Without it the store allocates its own.
    * `readers` tells when a freed chunk is out of every reader's reach
    * (workers/reader_grace.ts); without it, chunks are reused at once.
@@ -181,7 +181,7 @@ export abstract class RegionSlots {
   }
 
   /**
-   * Publishes the room left under the budgets (src/shared_region.ts
+   * Publishes the room left under the budgets (src/wire/shared_region.ts
    * Header.ROOM_ENTRIES) for routers deciding whether a direct read may run
    * ahead of their pending sets. Called after every frame.
    */

@@ -76,7 +76,7 @@ export class RegionStore extends RegionWalks {
 
   /**
    * What a reader's near cache checks an entry against (see
-   * src/near_cache.ts), for the entry in `slot`: its sequence number, the
+   * src/client/near_cache.ts), for the entry in `slot`: its sequence number, the
    * region's and the region's epoch, as they are now, and its expiry. False
    * for an entry with a grace period, which only the shard may serve.
    */
@@ -264,9 +264,9 @@ export class RegionStore extends RegionWalks {
 
   /**
    * Applies a read another thread made straight from shared memory
-   * (src/shared_region.ts): tells the policy of the hit (LRU refreshes its
+   * (src/wire/shared_region.ts): tells the policy of the hit (LRU refreshes its
    * order), if the slot still holds the entry that was read (same sequence
-   * number). Routers log such reads for LRU regions only (src/router.ts).
+   * number). Routers log such reads for LRU regions only (src/client/direct_reads.ts).
    */
   touch(slot: number, seq: number): void {
     if (slot < 0 || slot >= this.used) return
@@ -341,7 +341,7 @@ export class RegionStore extends RegionWalks {
       storeSlotWord(this.v.slots, slot * SLOT_WORDS, Slot.KEY_REF, ref | 0)
       this.policy.access(slot)
     }
-    // Atomic stores of the words other threads read, inside the seqlock (src/shared_region.ts).
+    // Atomic stores of the words other threads read, inside the seqlock (src/wire/shared_region.ts).
     const base = slot * SLOT_WORDS
     const slots = this.v.slots
     storeSlotWord(slots, base, Slot.STORED_SIZE, stored.length)

@@ -2,7 +2,7 @@
  * The tags of a region slice's entries, both ways: per slot, the tags of its
  * entry, and per tag, the slots of the live entries carrying it (for
  * invalidateTag). Both live on the shard's heap, which is why each tag is
- * charged against the byte budget (src/protocol.ts tagChargeBytes; the
+ * charged against the byte budget (src/wire/protocol.ts tagChargeBytes; the
  * accounting notes in workers/region_slots.ts say how).
  */
 

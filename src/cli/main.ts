@@ -61,7 +61,7 @@ type Write = (s: string) => void
 
 /**
  * The package's version, from its package.json: two levels up from this
- * module (dist/src/cli.js), wherever the package is installed, not from
+ * module (dist/src/cli/main.js), wherever the package is installed, not from
  * the working directory.
  */
 export function packageVersion(): string {
