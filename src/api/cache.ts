@@ -9,6 +9,7 @@ import { ShardEvent } from '../wire/protocol.js'
 import { checkTag } from '../options/operations.js'
 import type { ResolvedSet } from '../options/operations.js'
 import { describe } from '../messages.js'
+import { sendCrash } from '../client/ops/crash.js'
 import { sendExport } from '../client/ops/export.js'
 import type { ExportPage } from '../client/ops/export.js'
 import type { CacheStats } from '../ops/stats.js'
@@ -330,7 +331,7 @@ export class Cache extends CacheRegion {
   /** @internal Makes shard `shard` die of an uncaught exception, as a bug would. For crash tests. */
   crashShardForTest(shard: number): Promise<unknown> {
     const d = new Deferred<unknown>()
-    this.core.router.crashShard(shard, d)
+    sendCrash(this.core.router, shard, d)
     return d.promise
   }
 

@@ -25,7 +25,7 @@
  * request, in src/client/ops/), fill marks for L2, and the handling of shards
  * that crash or go away.
  */
-import { FrameReader, FrameWriter, MAX_FRAME_ID, Op, Status } from '../wire/protocol.js'
+import { FrameReader, FrameWriter, MAX_FRAME_ID, Status } from '../wire/protocol.js'
 import { ClosedError, InternalError, ShardCrashedError } from '../errors.js'
 import { plural } from '../messages.js'
 import { newFound } from '../wire/shared_region.js'
@@ -271,19 +271,6 @@ export class Router extends DirectReads implements FrameSender {
     if (this.#flushScheduled) return
     this.#flushScheduled = true
     process.nextTick(this.#flush)
-  }
-
-  /** Writes a whole op with no operands but opcode and region (CLEAR, CLEANUP, CRASH). */
-  simple(shard: number, op: number, region: number, sink: Sink, index: number): void {
-    const w = this.writer(shard)
-    w.u8(op)
-    w.u8(region)
-    this.commit(shard, sink, index)
-  }
-
-  /** @internal Makes a shard thread die of an uncaught exception (tests of crash handling). */
-  crashShard(shard: number, sink: Sink): void {
-    this.simple(shard, Op.CRASH, 0, sink, 0)
   }
 
   /** Whether shard `index` is down for good. */
