@@ -6,7 +6,7 @@
 // matching (a renamed folder, a pattern typo) fails here too.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -33,6 +33,21 @@ async function violations(baseDir: string, roots: string[]): Promise<string[]> {
 
 test('the source tree keeps every layering rule and has no import circle', async () => {
   const found = await violations(ROOT, ['src', 'workers', 'test', 'bench', 'tools'])
+  assert.equal(found, [], `\n${found.join('\n')}`)
+})
+
+test('the facade (src/api/) never writes frame bytes: requests are encoded by src/client/ops/ only', () => {
+  // What a frame is made of: opcodes and flags, the writer, the router's open frame.
+  const FRAME = /\b(Op|SetFlag|CasFlag|FrameWriter)\b|\.writer\(/
+  const found: string[] = []
+  const dir = join(ROOT, 'src', 'api')
+  for (const name of readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
+    readFileSync(join(dir, name), 'utf8').split('\n').forEach((line, i) => {
+      // Code only: comments may name what they explain.
+      const code = line.replace(/\/\/.*$/, '').replace(/^\s*\*.*$/, '').replace(/\/\*\*.*\*\//, '')
+      if (FRAME.test(code)) found.push(`src/api/${name}:${i + 1}: ${line.trim()}`)
+    })
+  }
   assert.equal(found, [], `\n${found.join('\n')}`)
 })
 
