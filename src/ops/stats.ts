@@ -3,7 +3,7 @@
  * this module sums them per shard, per region and in total, and derives the
  * ratios. Everything is plain JSON (no Maps, no Infinity: a missing budget is `null`).
  */
-import type { RegionShardConfig, RegionShardStats } from '../wire/region_types.js'
+import type { RegionShardStats } from '../wire/region_types.js'
 import type { DictionaryShardStats } from '../wire/compression.js'
 import type { BusStats } from '../redis/bus.js'
 import type { L2Stats } from '../redis/l2.js'
