@@ -382,7 +382,7 @@ async function runSeed(seed: number, numRuns: number, path?: string): Promise<vo
     const m = /seed: (-?\d+), path: "([^"]*)"/.exec(e.message)
     const r = /replayPath="([^"]*)"/.exec(e.message)
     console.error(`\nmodel test failed: profile "${lastFailure?.profile}"`)
-    console.error(`replay: SEED=${m?.[1] ?? seed} MODEL_PATH=${m?.[2] ?? ''}${r ? ` MODEL_REPLAY='${r[1]}'` : ''} node dist/test/model.test.js`)
+    console.error(`replay: SEED=${m?.[1] ?? seed} MODEL_PATH=${m?.[2] ?? ''}${r ? ` MODEL_REPLAY='${r[1]}'` : ''} node dist/test/threads/model.test.js`)
     if (lastFailure !== undefined) {
       console.error(`last steps of the shrunk run:\n  ${lastFailure.log.join('\n  ')}`)
       console.error(`what the model says: ${lastFailure.error}`)

@@ -344,4 +344,21 @@ test('a get issued after a tagged set that evicts its key does not return the ev
   }
 })
 
+test('a get issued after a tagged cas that evicts its key does not return the evicted value (the cas\'s growth bound counts its tags too)', async () => {
+  // As above, with the insert made by cas(key, undefined, next): found by the model test
+  // (profile "1 shard, exact eviction", a batch of cas with two tags, then gets).
+  const cache = await createCache({ shards: 1, regions: { default: { policy: 'lru', maxBytes: 700, compression: false } } })
+  try {
+    await cache.set('b', '')
+    await cache.set('a', '', { tags: ['t1'] })
+    const [stored, got] = await Promise.all([cache.cas('c', undefined, '', { tags: ['t1', 't2', 't3'] }), cache.get('b')])
+    // Before: the get read shared memory ahead of the cas: ''.
+    assert.is(stored, true)
+    assert.is(got, undefined)
+    assert.equal((await cache.keys()).sort(), ['a', 'c'])
+  } finally {
+    await cache.close()
+  }
+})
+
 test.run()

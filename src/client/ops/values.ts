@@ -160,7 +160,8 @@ export function sendCas(router: FrameSender, region: number, key: string, want: 
   if (opts.ttl !== undefined) w.f64(opts.ttl)
   if (opts.metadata !== undefined) w.bytes(opts.metadata)
   if (opts.tags !== undefined) w.strings(opts.tags)
-  router.commitWrite(shard, sink, index, region, key, hash, growthBound(w.pos - start))
+  // The tags' links count as for a set: a bound without them let reads that follow run ahead of the eviction.
+  router.commitWrite(shard, sink, index, region, key, hash, growthBound(w.pos - start, opts.tags === undefined ? 0 : opts.tags.length))
 }
 
 /** The value of `key` and its removal in one step: VALUE, or MISS. */
