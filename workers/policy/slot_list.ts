@@ -73,6 +73,11 @@ export abstract class SlotList implements Policy {
     if (prev !== this.#tail) throw new Error('tail is not the last slot')
   }
 
+  /** The slot at the head (oldest; next to evict for LRU and FIFO), NIL when empty. */
+  protected get head(): number {
+    return this.#head
+  }
+
   /** Moves `slot` to the tail (most recently used). */
   protected moveToTail(slot: number): void {
     if (slot === this.#tail) return
