@@ -10,7 +10,8 @@ import { keyInSlotOf } from '../redis/cluster_slot.js'
 import { isClusterClient, isClusterNodes, isRedisClient } from '../redis/redis_access.js'
 import { checkClusterNodes, resolveTls } from './connection.js'
 import { DEFAULTS } from './defaults.js'
-import { finiteDuration, isPlainObject, parseSize, positiveInteger, rejectUnknownKeys } from './parse.js'
+import { finiteDuration, parseSize, positiveInteger, rejectUnknownKeys } from './parse.js'
+import { isPlainObject } from '../wire/values.js'
 import type { Size, Ttl } from './parse.js'
 
 /** Options of the Redis invalidation bus (`createCache({ bus })`). */

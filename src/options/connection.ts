@@ -9,7 +9,8 @@ import type { ConnectionOptions } from 'node:tls'
 import { InvalidOptionError } from '../errors.js'
 import { describe } from '../messages.js'
 import { isClusterNodes } from '../redis/redis_access.js'
-import { isPlainObject, rejectUnknownKeys } from './parse.js'
+import { rejectUnknownKeys } from './parse.js'
+import { isPlainObject } from '../wire/values.js'
 
 /** The `tls` option of the bus or the L2 tier: a plain object, with a `rediss://` URL when the connection is a URL. */
 export function resolveTls(v: unknown, redis: unknown, at: string): ConnectionOptions | undefined {

@@ -8,7 +8,8 @@ import { describe } from '../messages.js'
 import type { ResolvedL2 } from '../redis/l2.js'
 import { isClusterNodes, isRedisClient } from '../redis/redis_access.js'
 import { checkClusterNodes, resolveTls } from './connection.js'
-import { finiteDuration, isPlainObject, positiveInteger, rejectUnknownKeys } from './parse.js'
+import { finiteDuration, positiveInteger, rejectUnknownKeys } from './parse.js'
+import { isPlainObject } from '../wire/values.js'
 import type { Ttl } from './parse.js'
 
 /** `createCache({ l2 })`: a Redis (or Redis Cluster) tier shared by every instance. */

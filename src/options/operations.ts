@@ -12,7 +12,8 @@ import { InvalidOptionError } from '../errors.js'
 import { describe, plural } from '../messages.js'
 import { loneSurrogateAt, wellFormed } from '../wire/values.js'
 import { DEFAULTS } from './defaults.js'
-import { finiteDuration, isPlainObject, parseTtl, positiveInteger, rejectUnknownKeys } from './parse.js'
+import { finiteDuration, parseTtl, positiveInteger, rejectUnknownKeys } from './parse.js'
+import { isPlainObject } from '../wire/values.js'
 import type { Ttl } from './parse.js'
 
 /** `createCache({ loaders })`: where `getOrCompute(key, { task, args })` runs its loaders. */

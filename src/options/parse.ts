@@ -15,12 +15,6 @@ export type Ttl = number | string
 /** A byte count, or a size string such as `'512kb'`, `'100mb'`, `'1gb'` (powers of 1024). */
 export type Size = number | string
 
-export function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false
-  const proto = Object.getPrototypeOf(v)
-  return proto === Object.prototype || proto === null
-}
-
 /** Throws for keys that are not options, so that a typo does not pass silently. */
 export function rejectUnknownKeys(obj: object, known: string[], where: string): void {
   for (const k of Object.keys(obj)) {

@@ -6,7 +6,8 @@ import { InvalidOptionError } from '../errors.js'
 import { describe } from '../messages.js'
 import type { RegionShardConfig } from '../wire/region_types.js'
 import { DEFAULTS } from './defaults.js'
-import { isPlainObject, parseSize, parseTtl, positiveInteger, rejectUnknownKeys } from './parse.js'
+import { parseSize, parseTtl, positiveInteger, rejectUnknownKeys } from './parse.js'
+import { isPlainObject } from '../wire/values.js'
 import type { Size, Ttl } from './parse.js'
 
 /** Options of one region. A region is a named keyspace with its own policy and budgets. */

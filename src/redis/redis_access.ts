@@ -19,6 +19,7 @@ import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import type { ConnectionOptions } from 'node:tls'
 import { RedisAuthError, RedisPermissionError, RedisTlsError } from '../errors.js'
 import type { CacheError } from '../errors.js'
+import { isPlainObject } from '../wire/values.js'
 
 /** Node's codes for a certificate it does not trust (or that names another host). */
 const CERT_CODES = new Set([
@@ -290,5 +291,5 @@ export function isClusterClient(v: unknown): boolean {
 
 /** `{ cluster: [...startup nodes], options? }`: a Redis Cluster given by its nodes, as a config file can. */
 export function isClusterNodes(v: unknown): v is { cluster: unknown[]; options?: Record<string, unknown> } {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) && Object.hasOwn(v, 'cluster')
+  return isPlainObject(v) && Object.hasOwn(v, 'cluster')
 }

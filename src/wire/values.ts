@@ -157,3 +157,10 @@ export function decodeValue(tag: number, bytes: Buffer, codec: Codec | undefined
       throw new InvalidValueError(`stored value has unknown type tag ${tag}`)
   }
 }
+
+/** A plain object (an object literal or Object.create(null)), not an array, a class instance or null: what option and config objects must be. */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false
+  const proto = Object.getPrototypeOf(v)
+  return proto === Object.prototype || proto === null
+}
