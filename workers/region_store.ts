@@ -34,7 +34,6 @@ import { RegionWalks } from './region_walks.js'
 import type { SlotVersions, StoredEntry } from './store_types.js'
 import { reserve } from './slot_arrays.js'
 
-export type { SlotVersions, StoredEntry } from './store_types.js'
 
 /** A number as incr accepts it: JSON's number syntax. */
 const NUMBER_TEXT = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/

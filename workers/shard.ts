@@ -18,7 +18,7 @@ import { Glob } from '../src/wire/glob.js'
 import { AccessLogReader, monotonicNow } from '../src/wire/shared_region.js'
 import { ReaderGrace } from './reader_grace.js'
 import { RegionStore } from './region_store.js'
-import type { SlotVersions } from './region_store.js'
+import type { SlotVersions } from './store_types.js'
 import type { ShardControl, ShardInit } from '../src/wire/region_types.js'
 
 /** How many slots each region's expiry sweep checks per tick, and how often it runs. */
