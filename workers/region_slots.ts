@@ -159,7 +159,7 @@ export abstract class RegionSlots {
     this.#grew()
     this.publishRoom()
     const limit = this.slotLimit
-    this.policy = createPolicy(config.policy, c, limit)
+    this.policy = createPolicy(config.policy, { capacity: c, limit, maxEntries: config.maxEntries, maxBytes: config.maxBytes })
     this.created = reserve(Float64Array, c, limit)
     this.raw = reserve(Uint32Array, c, limit)
     this.dictIds = reserve(Uint8Array, c, limit)
@@ -253,9 +253,11 @@ export abstract class RegionSlots {
     )
   }
 
-  protected account(slot: number): void {
+  /** Counts `slot`'s entry in the gauges; returns its charge (see {@link #charge}). */
+  protected account(slot: number): number {
     const stored = this.v.slotsU[slot * SLOT_WORDS + Slot.STORED_SIZE]!
-    this.usedBytes += this.#charge(slot)
+    const charge = this.#charge(slot)
+    this.usedBytes += charge
     this.rawBytes += this.raw[slot]!
     this.storedBytes += stored
     if ((this.v.slots[slot * SLOT_WORDS + Slot.FLAGS]! & FLAG_COMPRESSED) !== 0) {
@@ -263,6 +265,7 @@ export abstract class RegionSlots {
       const id = this.dictIds[slot]!
       if (id !== 0) this.dict!.retain(id)
     }
+    return charge
   }
 
   protected unaccount(slot: number): void {

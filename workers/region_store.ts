@@ -295,6 +295,7 @@ export class RegionStore extends RegionWalks {
   ): boolean {
     let slot = this.live(buf, start, len)
     if (slot === NIL ? xx : nx) return false
+    const hash = this.lastHash
 
     let stored: Uint8Array | undefined
     let flags = tag
@@ -324,21 +325,19 @@ export class RegionStore extends RegionWalks {
       slot = this.allocate()
       this.begin(slot)
       try {
-        this.keyTable.insert(slot, ref, len, this.lastHash)
+        this.keyTable.insert(slot, ref, len, hash)
       } catch (err) {
         this.slab.free(ref, len + stored.length)
         this.free.push(slot)
         this.end(slot)
         throw err
       }
-      this.policy.insert(slot, this.lastHash)
       this.entries++
     } else {
       this.begin(slot)
       this.unaccount(slot)
       this.freeEntry(slot)
       storeSlotWord(this.v.slots, slot * SLOT_WORDS, Slot.KEY_REF, ref | 0)
-      this.policy.access(slot)
     }
     // Atomic stores of the words other threads read, inside the seqlock (src/wire/shared_region.ts).
     const base = slot * SLOT_WORDS
@@ -354,7 +353,10 @@ export class RegionStore extends RegionWalks {
     this.raw[slot] = raw.length
     this.dictIds[slot] = dictId // after unaccount released the old value's dictionary
     this.created[slot] = now
-    this.account(slot)
+    // The policy learns of the entry once its charge is known (metadata and tags included).
+    const charge = this.account(slot)
+    if (inserted) this.policy.insert(slot, hash, charge)
+    else this.policy.update(slot, charge)
     this.sets++
     this.event(ShardEvent.SET, slot)
     this.evictFor(slot, inserted)

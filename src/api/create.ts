@@ -12,7 +12,7 @@ import type { CacheOptions, ResolvedOptions } from '../options/cache.js'
 import { describe } from '../messages.js'
 import { Router } from '../client/router.js'
 import { aggregateStats } from '../ops/stats.js'
-import { emptyRegionStats } from '../wire/region_types.js'
+import { emptyRegionStats, policyLearnsFromHits } from '../wire/region_types.js'
 import type { CacheStats } from '../ops/stats.js'
 import { ShardThread } from '../client/shard_thread.js'
 import { workerExecArgv } from '../client/worker_argv.js'
@@ -52,7 +52,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   try {
     router = new Router({
       shards,
-      lru: regions.map((r) => r.policy === 'lru'),
+      logHits: regions.map((r) => policyLearnsFromHits(r.policy)),
       codec,
       nearCacheEntries: resolved.nearCacheEntries,
       replySpinMicros: resolved.replySpinMicros,
@@ -292,7 +292,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
   const links: AttachedLink[] = []
   const router = new Router({
     shards: o.shards,
-    lru: o.regions.map((r) => r.policy === 'lru'),
+    logHits: o.regions.map((r) => policyLearnsFromHits(r.policy)),
     codec: resolved.codec,
     nearCacheEntries,
     replySpinMicros: 0,

@@ -90,7 +90,8 @@ export class DirectReads {
   /** This thread's channel to each shard (the router sends through them). */
   protected readonly shards: ShardChannel[]
   protected readonly codec: Codec | undefined
-  readonly #lru: boolean[]
+  /** Per region: whether its policy learns from hits, so direct and near hits are logged for its shard. */
+  readonly #logHits: boolean[]
   /**
    * Writes of this thread queued or in flight, counted per region and key
    * slot (region * PENDING_SLOTS + the key's hash bits): a direct read of a
@@ -111,14 +112,14 @@ export class DirectReads {
   #keyAscii = true
   readonly #found: Found = newFound()
 
-  constructor(shards: ShardChannel[], lru: boolean[], codec: Codec | undefined, nearCacheEntries: number) {
+  constructor(shards: ShardChannel[], logHits: boolean[], codec: Codec | undefined, nearCacheEntries: number) {
     this.shardCount = shards.length
     this.shards = shards
     this.codec = codec
-    this.#lru = lru
-    this.pending = new Int32Array(lru.length * PENDING_SLOTS)
-    this.pendingInRegion = new Int32Array(lru.length)
-    this.near = nearCacheEntries > 0 ? lru.map(() => new NearRegion(nearCacheEntries)) : undefined
+    this.#logHits = logHits
+    this.pending = new Int32Array(logHits.length * PENDING_SLOTS)
+    this.pendingInRegion = new Int32Array(logHits.length)
+    this.near = nearCacheEntries > 0 ? logHits.map(() => new NearRegion(nearCacheEntries)) : undefined
   }
 
   /**
@@ -276,7 +277,7 @@ export class DirectReads {
     if (text !== undefined) value = decodeText(tag, text) // may throw: a stored value the codec cannot read
     else value = tag === ValueTag.BUFFER ? bytes : decodeValue(tag, bytes!, this.codec)
     log.hits[region]!++
-    if (this.#lru[region]) log.record(region, f.slot, f.seq)
+    if (this.#logHits[region]) log.record(region, f.slot, f.seq)
     if (near !== undefined && near.admits(this.#keyHash)) addNear(near, key, value, tag, shard, reader, f, epoch, expiresAt)
     return value
   }
@@ -308,8 +309,8 @@ export class DirectReads {
     m[b + NearWord.FLAGS] = flags | NearFlag.USED
     const log = ch.link.log
     log.hits[region]!++
-    // Hot keys are hit often enough that a sample keeps them recent in the shard's LRU.
-    if (this.#lru[region] && (++this.#nearHits & (NEAR_LOG_EVERY - 1)) === 0) log.record(region, m[b + NearWord.SLOT]!, m[b + NearWord.SEQ]!)
+    // Hot keys are hit often enough that a sample keeps them recent (or frequent) in the shard's policy.
+    if (this.#logHits[region] && (++this.#nearHits & (NEAR_LOG_EVERY - 1)) === 0) log.record(region, m[b + NearWord.SLOT]!, m[b + NearWord.SEQ]!)
     const v = near.refs[2 * i]
     // Binary values are copied per hit, as a direct read would: callers may write to them.
     return (flags & NearFlag.BINARY) !== 0 ? copyBytes(v as Uint8Array) : v

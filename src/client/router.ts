@@ -62,8 +62,8 @@ const MAX_RESTARTS_IN_A_ROW = 5
 /** How a router is set up; the same for the owner and attached threads, but for the links. */
 export interface RouterConfig {
   shards: number
-  /** Per region: whether reads reorder it (LRU), so direct reads are logged. */
-  lru: boolean[]
+  /** Per region: whether its policy learns from hits (all but FIFO), so direct reads are logged ({@link policyLearnsFromHits}). */
+  logHits: boolean[]
   codec: Codec | undefined
   /** Near-cache entries per region; 0: none. */
   nearCacheEntries: number
@@ -105,14 +105,14 @@ export class Router extends DirectReads implements FrameSender {
   readonly #awaited: ShardChannel[] = []
 
   constructor(config: RouterConfig) {
-    const regions = config.lru.length
-    super(Array.from({ length: config.shards }, (_, i) => new ShardChannel(i, regions)), config.lru, config.codec, config.nearCacheEntries)
+    const regions = config.logHits.length
+    super(Array.from({ length: config.shards }, (_, i) => new ShardChannel(i, regions)), config.logHits, config.codec, config.nearCacheEntries)
     this.#owner = config.owner
     this.#ownerState = config.ownerState ?? new Int32Array(1)
-    this.#writeGen = new Uint32Array(config.lru.length * PENDING_SLOTS)
-    this.#regionWriteGen = new Uint32Array(config.lru.length)
-    this.#remoteAt = new Float64Array(config.lru.length * PENDING_SLOTS).fill(-Infinity)
-    this.#remoteRegionAt = new Float64Array(config.lru.length).fill(-Infinity)
+    this.#writeGen = new Uint32Array(config.logHits.length * PENDING_SLOTS)
+    this.#regionWriteGen = new Uint32Array(config.logHits.length)
+    this.#remoteAt = new Float64Array(config.logHits.length * PENDING_SLOTS).fill(-Infinity)
+    this.#remoteRegionAt = new Float64Array(config.logHits.length).fill(-Infinity)
     this.#replySpinMs = config.replySpinMicros / 1000
     const events: LinkEvents = {
       reply: (shard, frame) => this.#onReply(this.shards[shard]!, frame),

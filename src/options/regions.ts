@@ -4,7 +4,8 @@
  */
 import { InvalidOptionError } from '../errors.js'
 import { describe } from '../messages.js'
-import type { RegionShardConfig } from '../wire/region_types.js'
+import { EVICTION_POLICIES } from '../wire/region_types.js'
+import type { EvictionPolicy, RegionShardConfig } from '../wire/region_types.js'
 import { DEFAULTS } from './defaults.js'
 import { parseSize, parseTtl, positiveInteger, rejectUnknownKeys } from './parse.js'
 import { isPlainObject } from '../wire/values.js'
@@ -13,12 +14,17 @@ import type { Size, Ttl } from './parse.js'
 /** Options of one region. A region is a named keyspace with its own policy and budgets. */
 export interface RegionOptions {
   /**
-   * Which entry is evicted when the region is over a budget: `'lru'` (least
-   * recently read or written) or `'fifo'` (oldest written; reads and updates do
-   * not reorder).
+   * Which entry is evicted when the region is over a budget:
+   * - `'lru'`: the one read or written longest ago;
+   * - `'fifo'`: the oldest written (reads and updates do not reorder);
+   * - `'sieve'`: SIEVE (NSDI'24): FIFO order, but an entry read since the
+   *   eviction hand last passed it is spared once. Hits write one byte and
+   *   never reorder.
+   *
+   * docs/policies.md compares them on real traces.
    * @default 'lru'
    */
-  policy?: 'lru' | 'fifo'
+  policy?: EvictionPolicy
   /**
    * Byte budget of the region across all shards (each shard gets an equal share).
    * An entry costs its key bytes + stored value bytes + metadata bytes + 64.
@@ -59,7 +65,7 @@ export interface RegionOptions {
 export interface ResolvedRegion {
   name: string
   index: number
-  policy: 'lru' | 'fifo'
+  policy: EvictionPolicy
   maxBytes: number
   maxEntries: number
   defaultTtl: number
@@ -73,9 +79,9 @@ export function resolveRegion(name: string, index: number, o: unknown, shards: n
   const at = `regions.${name}`
   if (!isPlainObject(o)) throw new InvalidOptionError(`${at} must be an object (got ${describe(o)})`)
   rejectUnknownKeys(o, REGION_KEYS, `${at}.`)
-  const policy = o.policy ?? 'lru'
-  if (policy !== 'lru' && policy !== 'fifo') {
-    throw new InvalidOptionError(`${at}.policy must be "lru" or "fifo" (got ${describe(policy)})`)
+  const policy = (o.policy ?? 'lru') as EvictionPolicy
+  if (!(EVICTION_POLICIES as readonly unknown[]).includes(policy)) {
+    throw new InvalidOptionError(`${at}.policy must be one of ${EVICTION_POLICIES.map((p) => `"${p}"`).join(', ')} (got ${describe(policy)})`)
   }
   const maxEntries = o.maxEntries === undefined ? Infinity : positiveInteger(o.maxEntries, `${at}.maxEntries`)
   if (maxEntries < shards) {

@@ -12,7 +12,22 @@ import { slotLimit } from './shared_region.js'
 import type { AccessLogMemory, RegionMemory } from './shared_region.js'
 import type { DictionaryShardStats } from './compression.js'
 
-export type EvictionPolicy = 'lru' | 'fifo'
+/**
+ * The eviction policies a region may use (`RegionOptions.policy`), each in its
+ * own file in workers/policy/. One list here, read by option validation, the
+ * CLI's `replay --policy all` and the bench, so a new policy is named once.
+ */
+export const EVICTION_POLICIES = ['lru', 'fifo', 'sieve'] as const
+export type EvictionPolicy = (typeof EVICTION_POLICIES)[number]
+
+/**
+ * Whether a policy's order depends on hits: every policy but FIFO does, so a
+ * hit served on another thread (a direct read from shared memory, a sampled
+ * near-cache hit) is logged for the shard to replay (`RegionStore.touch`).
+ */
+export function policyLearnsFromHits(policy: EvictionPolicy): boolean {
+  return policy !== 'fifo'
+}
 
 /** A region's configuration as one shard sees it (budgets are this shard's share). */
 export interface RegionShardConfig {

@@ -17,7 +17,7 @@ import { main, replay } from '../../src/cli/main.js'
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 // The source tree's copy (the compiled test runs from dist/test).
-const TRACE = fileURLToPath(new URL('../../../test/fixtures/traces/lirs-multi2.keys.gz', import.meta.url))
+const TRACE = fileURLToPath(new URL('../../../traces/lirs-multi2.keys.gz', import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'shardcache-cli-'))
 
 function run(args: string[], options: { cli?: string; cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -11,6 +11,7 @@ import { FifoPolicy, LruPolicy, NIL, createPolicy } from '../../workers/policy/i
 import type { EvictionPolicy, Policy } from '../../workers/policy/index.js'
 import { ShardEvent } from '../../src/wire/protocol.js'
 import { RegionStore } from '../../workers/region_store.js'
+import { sized } from '../fixtures/policy_replay.js'
 
 // ── helpers ──────────────────────────────────────────────────────────────────
 
@@ -33,13 +34,13 @@ function order(p: Policy): number[] {
 }
 
 function insertAll(p: Policy, slots: number[]): void {
-  for (const s of slots) p.insert(s, s * 0x9e3779b1)
+  for (const s of slots) p.insert(s, s * 0x9e3779b1, 0)
 }
 
 // ── the policies through the interface ───────────────────────────────────────
 
 test('LRU: insert 1..4, access 2: victims 1, 3, 4, 2', () => {
-  const p = new LruPolicy(8, 64)
+  const p = new LruPolicy(sized(8, 64))
   insertAll(p, [1, 2, 3, 4])
   p.access(2)
   assert.equal(order(p), [1, 3, 4, 2])
@@ -50,7 +51,7 @@ test('LRU: insert 1..4, access 2: victims 1, 3, 4, 2', () => {
 })
 
 test('FIFO: insert 1..4, access 2: victims 1, 2, 3, 4', () => {
-  const p = new FifoPolicy(8, 64)
+  const p = new FifoPolicy(sized(8, 64))
   insertAll(p, [1, 2, 3, 4])
   p.access(2)
   assert.equal(order(p), [1, 2, 3, 4])
@@ -59,7 +60,7 @@ test('FIFO: insert 1..4, access 2: victims 1, 2, 3, 4', () => {
 })
 
 test('victim spares `keep`; NIL when `keep` is all there is', () => {
-  for (const p of [new LruPolicy(4, 4), new FifoPolicy(4, 4)]) {
+  for (const p of [new LruPolicy(sized(4, 4)), new FifoPolicy(sized(4, 4))]) {
     insertAll(p, [0, 1, 2])
     assert.is(p.victim(0), 1) // the head is the entry being written: the next one goes
     assert.is(p.victim(2), 0)
@@ -88,11 +89,11 @@ test('a scripted sequence with removals, re-inserts, growth and clear', () => {
     return [head, spared, ...drain(p)]
   }
   // LRU, after the script: 3 0 2 1 9 (head first); sparing 3, the victim is 0.
-  assert.equal(script(new LruPolicy(4, 16)), [3, 0, 0, 2, 1, 9])
+  assert.equal(script(new LruPolicy(sized(4, 16))), [3, 0, 0, 2, 1, 9])
   // FIFO: 0 1 3 9 2, whatever was read; sparing 0, the victim is 1.
-  assert.equal(script(new FifoPolicy(4, 16)), [0, 1, 1, 3, 9, 2])
+  assert.equal(script(new FifoPolicy(sized(4, 16))), [0, 1, 1, 3, 9, 2])
 
-  const p = new LruPolicy(4, 16)
+  const p = new LruPolicy(sized(4, 16))
   insertAll(p, [0, 1, 2])
   p.clear()
   assert.equal(order(p), [])
@@ -103,7 +104,7 @@ test('a scripted sequence with removals, re-inserts, growth and clear', () => {
 
 test('LRU and FIFO admit every entry', () => {
   for (const name of ['lru', 'fifo'] as const) {
-    const p = createPolicy(name, 4, 4)
+    const p = createPolicy(name, sized(4, 4))
     insertAll(p, [0])
     assert.is(p.screens, false)
     assert.is(p.admit(0, 1 << 30), true)
@@ -111,9 +112,9 @@ test('LRU and FIFO admit every entry', () => {
 })
 
 test('createPolicy: one class per name', () => {
-  assert.ok(createPolicy('lru', 4, 4) instanceof LruPolicy)
-  assert.ok(createPolicy('fifo', 4, 4) instanceof FifoPolicy)
-  assert.throws(() => createPolicy('lfu' as EvictionPolicy, 4, 4), /unknown eviction policy "lfu"/)
+  assert.ok(createPolicy('lru', sized(4, 4)) instanceof LruPolicy)
+  assert.ok(createPolicy('fifo', sized(4, 4)) instanceof FifoPolicy)
+  assert.throws(() => createPolicy('lfu' as EvictionPolicy, sized(4, 4)), /unknown eviction policy "lfu"/)
 })
 
 // ── the store with each policy ───────────────────────────────────────────────

@@ -6,53 +6,10 @@
 // too, which checks the harness itself.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { readFileSync } from 'node:fs'
-import { gunzipSync } from 'node:zlib'
-import { fileURLToPath } from 'node:url'
 import { NIL, createPolicy } from '../../workers/policy/index.js'
-import type { Policy } from '../../workers/policy/index.js'
 import { SievePolicy } from '../../workers/policy/sieve.js'
 import { ShardEvent } from '../../src/wire/protocol.js'
-
-const TRACES = fileURLToPath(new URL('../../../test/fixtures/traces/', import.meta.url)) // the compiled test runs from dist/test/unit
-
-function keysOf(name: string): Uint32Array {
-  const lines = gunzipSync(readFileSync(`${TRACES}lirs-${name}.keys.gz`)).toString('latin1').split('\n')
-  const keys = new Uint32Array(lines.length)
-  let n = 0
-  for (const l of lines) if (l !== '') keys[n++] = Number(l)
-  return keys.subarray(0, n)
-}
-
-/** Hit ratio in percent of `policy` holding `size` entries over `keys`. */
-function replay(policy: Policy, keys: Uint32Array, size: number): number {
-  const slotOf = new Map<number, number>()
-  const keyOf = new Int32Array(size)
-  const free: number[] = []
-  let used = 0
-  let hits = 0
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys[i]!
-    const hit = slotOf.get(k)
-    if (hit !== undefined) {
-      hits++
-      policy.access(hit)
-      continue
-    }
-    if (slotOf.size === size) {
-      const v = policy.victim(NIL)
-      assert.ok(v !== NIL, 'a full cache has a victim')
-      policy.remove(v, ShardEvent.EVICT)
-      slotOf.delete(keyOf[v]!)
-      free.push(v)
-    }
-    const slot = free.length > 0 ? free.pop()! : used++
-    keyOf[slot] = k
-    slotOf.set(k, slot)
-    policy.insert(slot, 0)
-  }
-  return (hits / keys.length) * 100
-}
+import { lirsKeys, replay, sized } from '../fixtures/policy_replay.js'
 
 // trace, entries, then the published hit ratios (%): LRU, FIFO, SIEVE.
 const TABLE: [string, number, number, number, number][] = [
@@ -65,11 +22,11 @@ const TABLE: [string, number, number, number, number][] = [
 
 for (const [trace, size, lru, fifo, sieve] of TABLE) {
   test(`lirs-${trace} at ${size} entries: LRU ${lru}%, FIFO ${fifo}%, SIEVE ${sieve}% (within 0.05 points)`, () => {
-    const keys = keysOf(trace)
+    const keys = lirsKeys(trace)
     const got = {
-      lru: replay(createPolicy('lru', size, size), keys, size),
-      fifo: replay(createPolicy('fifo', size, size), keys, size),
-      sieve: replay(new SievePolicy(size, size), keys, size),
+      lru: replay(createPolicy('lru', sized(size, size)), keys, size),
+      fifo: replay(createPolicy('fifo', sized(size, size)), keys, size),
+      sieve: replay(new SievePolicy(sized(size, size)), keys, size),
     }
     for (const [name, want] of [['lru', lru], ['fifo', fifo], ['sieve', sieve]] as const) {
       assert.ok(Math.abs(got[name] - want) <= 0.05, `${name}: ${got[name].toFixed(3)}% against the published ${want}%`)
@@ -78,8 +35,8 @@ for (const [trace, size, lru, fifo, sieve] of TABLE) {
 }
 
 test('SIEVE: a hit only marks the entry; the hand clears marks, evicts the first unmarked entry, stays there and wraps', () => {
-  const p = new SievePolicy(8, 8)
-  for (const s of [0, 1, 2, 3]) p.insert(s, 0) // oldest 0 ... newest 3
+  const p = new SievePolicy(sized(8, 8))
+  for (const s of [0, 1, 2, 3]) p.insert(s, 0, 0) // oldest 0 ... newest 3
   p.access(0)
   p.access(2)
   // The hand starts at the oldest: 0 is marked (cleared, passed), 1 is not: evicted.
@@ -88,7 +45,7 @@ test('SIEVE: a hit only marks the entry; the hand clears marks, evicts the first
   // From 1's place (now 2): 2 marked (cleared), 3 evicted.
   assert.is(p.victim(NIL), 3)
   p.remove(3, ShardEvent.EVICT)
-  p.insert(4, 0)
+  p.insert(4, 0, 0)
   // The hand passed the newest before 4 came: it wraps to 0, unmarked since the first pass.
   assert.is(p.victim(NIL), 0)
   p.remove(0, ShardEvent.EVICT)

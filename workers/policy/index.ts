@@ -6,20 +6,24 @@
  */
 import { FifoPolicy } from './fifo.js'
 import { LruPolicy } from './lru.js'
-import type { EvictionPolicy, Policy } from './policy.js'
+import { SievePolicy } from './sieve.js'
+import type { EvictionPolicy, Policy, PolicySizing } from './policy.js'
 
 export { NIL } from './policy.js'
-export type { EvictionPolicy, Policy } from './policy.js'
+export type { EvictionPolicy, Policy, PolicySizing } from './policy.js'
 export { FifoPolicy } from './fifo.js'
 export { LruPolicy } from './lru.js'
+export { SievePolicy } from './sieve.js'
 
-/** The policy `name`, with room for `capacity` slots, growable up to `limit`. */
-export function createPolicy(name: EvictionPolicy, capacity: number, limit: number): Policy {
+/** The policy `name`, sized by `sizing` (slots and budgets). */
+export function createPolicy(name: EvictionPolicy, sizing: PolicySizing): Policy {
   switch (name) {
     case 'lru':
-      return new LruPolicy(capacity, limit)
+      return new LruPolicy(sizing)
     case 'fifo':
-      return new FifoPolicy(capacity, limit)
+      return new FifoPolicy(sizing)
+    case 'sieve':
+      return new SievePolicy(sizing)
     default:
       throw new Error(`unknown eviction policy ${JSON.stringify(name)}`)
   }

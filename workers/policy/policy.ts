@@ -34,13 +34,36 @@ export type { EvictionPolicy } from '../../src/wire/region_types.js'
 /** No slot: an empty order, or the end of an iteration. */
 export const NIL = -1
 
+/**
+ * What a policy is built with: room for `capacity` slots now, growable in
+ * place up to `limit` ({@link Policy.grow}), and the budgets it orders
+ * entries within (this shard's share of the region's; `Infinity` when unset).
+ * Policies that split the cache into parts (S3-FIFO's small queue, W-TinyLFU's
+ * window) size the parts as fractions of these, counting entries against
+ * `maxEntries` and charged bytes against `maxBytes`.
+ */
+export interface PolicySizing {
+  capacity: number
+  limit: number
+  maxEntries: number
+  maxBytes: number
+}
+
 export interface Policy {
   /**
    * A new entry landed in `slot` (which holds no other entry in this order).
    * `hash` is its key's hash (workers/key_table.ts), for policies that
-   * remember keys past their entry's life.
+   * remember keys past their entry's life; `charge` is what it counts against
+   * the byte budget (key, stored value, metadata, tags and the fixed
+   * overhead), for policies that weigh entries by bytes.
    */
-  insert(slot: number, hash: number): void
+  insert(slot: number, hash: number, charge: number): void
+
+  /**
+   * A set replaced `slot`'s live entry; `charge` is the new entry's (see
+   * {@link insert}). Counts as a hit ({@link access}) for every policy here.
+   */
+  update(slot: number, charge: number): void
 
   /**
    * A hit on `slot`'s live entry: a read the shard served, an update of the

@@ -11,14 +11,10 @@
  *
  * The queue is the store's slot list (./slot_list.ts: head = oldest, tail =
  * newest); the bits are one byte per slot in a typed array grown with it.
- *
- * Not a region option yet: test/unit/sieve.test.ts checks it against the
- * published hit ratios through the policy interface; naming it in
- * `EvictionPolicy` and `createPolicy` comes with the router logging direct
- * reads for it (today only LRU regions' are logged, see src/api/create.ts).
  */
 import { regrow, reserve } from '../slot_arrays.js'
 import { NIL } from './policy.js'
+import type { PolicySizing } from './policy.js'
 import { SlotList } from './slot_list.js'
 
 export class SievePolicy extends SlotList {
@@ -26,14 +22,14 @@ export class SievePolicy extends SlotList {
   /** Where the next eviction starts; NIL: at the head (the oldest entry). */
   #hand = NIL
 
-  constructor(capacity: number, limit: number) {
-    super(capacity, limit)
-    this.#visited = reserve(Uint8Array, capacity, limit)
+  constructor(sizing: PolicySizing) {
+    super(sizing)
+    this.#visited = reserve(Uint8Array, sizing.capacity, sizing.limit)
   }
 
-  override insert(slot: number, hash: number): void {
+  override insert(slot: number, hash: number, charge: number): void {
     this.#visited[slot] = 0
-    super.insert(slot, hash)
+    super.insert(slot, hash, charge)
   }
 
   override access(slot: number): void {

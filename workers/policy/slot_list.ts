@@ -9,7 +9,7 @@
  */
 import { regrow, reserve } from '../slot_arrays.js'
 import { NIL } from './policy.js'
-import type { Policy } from './policy.js'
+import type { Policy, PolicySizing } from './policy.js'
 
 export abstract class SlotList implements Policy {
   #next: Int32Array
@@ -17,16 +17,20 @@ export abstract class SlotList implements Policy {
   #head = NIL
   #tail = NIL
 
-  /** Room for `capacity` slots now, growable in place up to `limit`. */
-  constructor(capacity: number, limit: number) {
-    this.#next = reserve(Int32Array, capacity, limit)
-    this.#prev = reserve(Int32Array, capacity, limit)
+  /** Room for `sizing.capacity` slots now, growable in place up to `sizing.limit`. */
+  constructor(sizing: PolicySizing) {
+    this.#next = reserve(Int32Array, sizing.capacity, sizing.limit)
+    this.#prev = reserve(Int32Array, sizing.capacity, sizing.limit)
   }
 
   abstract access(slot: number): void
 
-  insert(slot: number, _hash: number): void {
+  insert(slot: number, _hash: number, _charge: number): void {
     this.#link(slot)
+  }
+
+  update(slot: number, _charge: number): void {
+    this.access(slot)
   }
 
   remove(slot: number, _reason: number): void {
