@@ -1,6 +1,7 @@
 // The region store against a reference model: random operation sequences
 // (fast-check) replayed on both, with the invariants (entry count, byte
-// accounting, eviction order) checked after every operation.
+// accounting, eviction order) checked after every operation, for every
+// eviction policy (each with its own reference model, test/fixtures/policy_models/).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
@@ -9,6 +10,10 @@ import type { RegionShardConfig, RegionShardStats } from '../../src/wire/region_
 import { compressIfSmaller } from '../../src/wire/compression.js'
 import { Glob } from '../../src/wire/glob.js'
 import { O, enc, Clock, charge, compressible, zeroCounters } from '../fixtures/region_store.js'
+import { policyModel, storeHash } from '../fixtures/policy_models/index.js'
+import type { PolicyModel } from '../fixtures/policy_models/index.js'
+import { EVICTION_POLICIES } from '../../src/wire/region_types.js'
+import { ShardEvent } from '../../src/wire/protocol.js'
 
 // ── model-based property test ────────────────────────────────────────────────
 
@@ -27,13 +32,15 @@ interface ModelEntry {
 }
 
 /**
- * The reference: a Map whose insertion order is the eviction order (head
- * first). It mirrors the documented behaviour: lazy expiry on touch, eviction
- * from the head sparing the entry just written, slot reuse (last freed, first
+ * The reference: a Map of the entries, and the policy's reference model for
+ * their order. It mirrors the documented behaviour: lazy expiry on touch,
+ * eviction of the policy's victims sparing the entry just written (or of that
+ * entry, when a screening policy refuses it), slot reuse (last freed, first
  * reused) for sweep's slot-by-slot cursor.
  */
 class Model {
   readonly map = new Map<string, ModelEntry>()
+  readonly policy: PolicyModel
   readonly slots: (string | undefined)[] = []
   free: number[] = []
   used = 0
@@ -43,10 +50,13 @@ class Model {
   constructor(
     readonly cfg: RegionShardConfig,
     readonly clock: Clock,
-  ) {}
+  ) {
+    this.policy = policyModel(cfg.policy)
+  }
 
-  #remove(key: string): void {
+  #remove(key: string, reason: number): void {
     const e = this.map.get(key)!
+    this.policy.remove(key, reason)
     this.map.delete(key)
     this.slots[e.slot] = undefined
     this.free.push(e.slot)
@@ -56,7 +66,7 @@ class Model {
     const e = this.map.get(key)
     if (e === undefined) return undefined
     if (e.expiresAt <= this.clock.t) {
-      this.#remove(key)
+      this.#remove(key, ShardEvent.EXPIRE)
       this.counters.evictionsExpired++
       return undefined
     }
@@ -75,15 +85,12 @@ class Model {
       return undefined
     }
     if (e.flipped.size > 0) {
-      this.#remove(key)
+      this.#remove(key, 0)
       this.counters.corrupt++
       this.counters.misses++
       return undefined
     }
-    if (this.cfg.policy === 'lru') {
-      this.map.delete(key)
-      this.map.set(key, e)
-    }
+    this.policy.access(key)
     this.counters.hits++
     return e
   }
@@ -122,27 +129,25 @@ class Model {
       expiresAt: now + (ttl ?? this.cfg.defaultTtl),
       charge: Buffer.byteLength(key) + stored + (meta?.length ?? 0) + O,
     }
+    this.map.set(key, e)
     if (found === undefined) {
       e.slot = this.free.pop() ?? this.used++
       this.slots[e.slot] = key
-      this.map.set(key, e)
-    } else if (this.cfg.policy === 'lru') {
-      this.map.delete(key)
-      this.map.set(key, e)
+      this.policy.insert(key, storeHash(key), e.charge)
     } else {
-      this.map.set(key, e) // keeps its place in insertion order
+      this.policy.update(key, e.charge)
     }
     this.counters.sets++
-    while (this.map.size > this.cfg.maxEntries || this.usedBytes() > this.cfg.maxBytes) {
-      let victim: string | undefined
-      for (const k of this.map.keys()) {
-        if (k !== key) {
-          victim = k
-          break
-        }
-      }
+    const over = (): boolean => this.map.size > this.cfg.maxEntries || this.usedBytes() > this.cfg.maxBytes
+    if (found === undefined && this.policy.screens && over() && !this.policy.admit(key, e.charge)) {
+      this.#remove(key, ShardEvent.EVICT)
+      this.counters.evictionsSize++
+      return true
+    }
+    while (over()) {
+      const victim = this.policy.victim(key)
       if (victim === undefined) break
-      this.#remove(victim)
+      this.#remove(victim, ShardEvent.EVICT)
       this.counters.evictionsSize++
     }
     return true
@@ -150,16 +155,16 @@ class Model {
 
   delete(key: string): boolean {
     if (this.#live(key) === undefined) return false
-    this.#remove(key)
+    this.#remove(key, ShardEvent.DELETE)
     this.counters.deletes++
     return true
   }
 
   keys(glob: Glob | undefined): string[] {
     const out: string[] = []
-    for (const [k, e] of [...this.map]) {
-      if (e.expiresAt <= this.clock.t) {
-        this.#remove(k)
+    for (const k of this.policy.order()) {
+      if (this.map.get(k)!.expiresAt <= this.clock.t) {
+        this.#remove(k, ShardEvent.EXPIRE)
         this.counters.evictionsExpired++
       } else if (glob === undefined || glob.matches(k)) out.push(k)
     }
@@ -168,12 +173,12 @@ class Model {
 
   deleteMatching(glob: Glob): number {
     let n = 0
-    for (const [k, e] of [...this.map]) {
-      if (e.expiresAt <= this.clock.t) {
-        this.#remove(k)
+    for (const k of this.policy.order()) {
+      if (this.map.get(k)!.expiresAt <= this.clock.t) {
+        this.#remove(k, ShardEvent.EXPIRE)
         this.counters.evictionsExpired++
       } else if (glob.matches(k)) {
-        this.#remove(k)
+        this.#remove(k, ShardEvent.DELETE)
         this.counters.deletes++
         n++
       }
@@ -189,7 +194,7 @@ class Model {
     for (; slot < end; slot++) {
       const k = this.slots[slot]
       if (k !== undefined && this.map.get(k)!.expiresAt <= this.clock.t) {
-        this.#remove(k)
+        this.#remove(k, ShardEvent.EXPIRE)
         this.counters.evictionsExpired++
         n++
       }
@@ -203,6 +208,7 @@ class Model {
     const live = this.map.size
     this.counters.deletes += live
     this.map.clear()
+    this.policy.clear()
     this.slots.length = 0
     this.free = []
     this.used = 0
@@ -297,7 +303,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 
 const configArb: fc.Arbitrary<RegionShardConfig> = fc.record({
   name: fc.constant('prop'),
-  policy: fc.constantFrom('lru' as const, 'fifo' as const),
+  policy: fc.constantFrom(...EVICTION_POLICIES),
   // every entry fits alone: 11 (longest key) + 250 + 8 + overhead <= 340
   maxBytes: fc.constantFrom(Infinity, 340, 500, 900),
   maxEntries: fc.constantFrom(Infinity, 1, 2, 3, 5),
@@ -400,7 +406,7 @@ function step(store: RegionStore, model: Model, clock: Clock, op: Op, i: number)
   assert.is(store.size, model.map.size, where)
 }
 
-test('property: random op sequences keep the invariants and agree with a Map-based LRU/FIFO model', () => {
+test("property: random op sequences keep the invariants and agree with the model of the region's policy", () => {
   fc.assert(
     fc.property(configArb, fc.array(opArb, { minLength: 1, maxLength: 80, size: 'max' }), (cfg, ops) => {
       const clock = new Clock()
@@ -435,7 +441,7 @@ test('property: a long run on one store (slot reuse, array growth, many eviction
 function configArbFields() {
   return {
     name: fc.constant('long'),
-    policy: fc.constantFrom('lru' as const, 'fifo' as const),
+    policy: fc.constantFrom(...EVICTION_POLICIES),
     defaultTtl: fc.constantFrom(Infinity, 400),
     compressMinBytes: fc.constantFrom(Infinity, 32),
   }
