@@ -15,6 +15,7 @@ import {
   ValueTooLargeError,
 } from '../../src/index.js'
 import type { Cache, CacheOptions } from '../../src/index.js'
+import { EVICTION_POLICIES } from '../../src/wire/region_types.js'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -181,7 +182,7 @@ test('E_INVALID_OPTION: cache, region and operation options, each message naming
     [{ regions: { x: { maxBytes: '1e3' } } }, /^regions.x.maxBytes must be .* \(got the string "1e3"\)$/],
     [{ maxValueBytes: '1,000' }, /^options.maxValueBytes must be .* \(got the string "1,000"\)$/],
     [{ maxValueBytes: '1.5' }, /^options.maxValueBytes must be .* \(got the string "1.5"\)$/],
-    [{ regions: { x: { policy: 'lfu' } } }, /^regions.x.policy must be "lru" or "fifo" \(got the string "lfu"\)$/],
+    [{ regions: { x: { policy: 'lfu' } } }, new RegExp(`^regions.x.policy must be one of ${EVICTION_POLICIES.map((p) => `"${p}"`).join(', ')} \\(got the string "lfu"\\)$`)],
     [{ shards: '2' }, /^options.shards must be a positive integer of at most 256 \(got the string "2"\)$/],
     [{ maxValueBytes: [1] }, /^options.maxValueBytes must be a positive integer or a size string like "100mb" \(got an array of 1 item\)$/],
     [{ codec: { encode: () => '' } }, /^options.codec must be an object with encode\(value\) and decode\(bytes\) functions \(got an object whose decode is undefined\)$/],

@@ -146,6 +146,20 @@ test('direct reads refresh LRU order: the entry read is not the one evicted', as
   })
 })
 
+test('SIEVE regions learn from direct reads: the entry read is spared by the hand', async () => {
+  await withCache({ shards: 1, regions: { default: { maxEntries: 3, policy: 'sieve' } } }, async (cache) => {
+    await cache.set('a', 1)
+    await cache.set('b', 2)
+    await cache.set('c', 3)
+    const frames = cache.framesSentForTest()
+    assert.is(await cache.get('a'), 1) // a direct read: logged for the shard, which marks a visited
+    assert.is(cache.framesSentForTest(), frames)
+    // The hand starts at the oldest entry: a is visited (cleared, passed), b is not: evicted.
+    await cache.set('d', 4)
+    assert.equal(await cache.mget(['a', 'b', 'c', 'd']), [1, undefined, 3, 4])
+  })
+})
+
 test('FIFO regions ignore direct reads when evicting, and expired entries are never returned', async () => {
   await withCache({ shards: 1, regions: { default: { maxEntries: 2, policy: 'fifo' }, short: { ttl: 300 } } }, async (cache) => {
     await cache.set('a', 1)
