@@ -58,12 +58,14 @@ import { DEFAULT_MEMORY, printMemory, runMemory } from './memory.js'
 import type { MemorySection } from './memory.js'
 import { DEFAULT_MICRO, printMicro, runMicro } from './region_store_micro.js'
 import type { MicroSection } from './region_store_micro.js'
+import { DEFAULT_POLICY_COST, printPolicyCost, runPolicyCost } from './policies.js'
+import type { PolicyCostSection } from './policies.js'
 import { headlineRows, printHeadline } from './headline.js'
 import type { HeadlineRow } from './headline.js'
 import { errorDetail, fmtCount, fmtDuration, fmtMachine, machineInfo } from './report.js'
 import type { MachineInfo } from './report.js'
 
-const SECTIONS = ['throughput', 'bus', 'read-through', 'event-loop', 'event-loop-5m', 'memory', 'micro'] as const
+const SECTIONS = ['throughput', 'bus', 'read-through', 'event-loop', 'event-loop-5m', 'memory', 'policies', 'micro'] as const
 type Section = (typeof SECTIONS)[number]
 
 type Mode = 'default' | 'quick' | 'full'
@@ -100,6 +102,7 @@ interface BenchReport {
   eventLoop5M?: EventLoopSection
   memory?: MemorySection
   micro?: MicroSection
+  policies?: PolicyCostSection
   /** The table printed at the end: shardcache against its peers. */
   headline: HeadlineRow[]
   errors: { section: Section; error: string }[]
@@ -287,6 +290,12 @@ async function main(): Promise<void> {
     report.memory = await runMemory(smoke ? { ...DEFAULT_MEMORY, records: 200_000 } : DEFAULT_MEMORY, log)
     print(printMemory(report.memory))
     engineErrors('memory', report.memory.runs)
+  })
+
+  await section('policies', async () => {
+    print('\nrunning eviction policy costs (one cache per policy, interleaved rounds) ...')
+    report.policies = await runPolicyCost(smoke ? { ...DEFAULT_POLICY_COST, rounds: 1, roundMs: 100 } : DEFAULT_POLICY_COST, log)
+    print(printPolicyCost(report.policies))
   })
 
   await section('micro', async () => {

@@ -191,6 +191,11 @@ export abstract class RegionSlots {
     Atomics.store(h, Header.ROOM_BYTES, roomOf(this.config.maxBytes - this.usedBytes))
   }
 
+  /** @internal For the bench: bytes of the eviction policy's own state, and the slots it is sized for. */
+  policyFootprint(): { bytes: number; slots: number } {
+    return { bytes: this.policy.stateBytes(), slots: this.capacity }
+  }
+
   /** @internal For tests: freed chunks that wait for a reader's read to end (workers/reader_grace.ts). */
   get retiredChunks(): number {
     return this.slab.retiredChunks

@@ -120,6 +120,13 @@ export interface Policy {
   next(slot: number): number
 
   /**
+   * Bytes the policy's own state takes (its per-slot typed arrays at their
+   * current capacity, plus any side structure such as a ghost or a sketch),
+   * for the bench's memory per entry.
+   */
+  stateBytes(): number
+
+  /**
    * @internal Throws on the first inconsistency of the policy's own state
    * (links, counts); `slots` is the number of slots the store has handed out,
    * which bounds any walk. For the store's checkInvariants.

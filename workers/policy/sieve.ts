@@ -61,6 +61,10 @@ export class SievePolicy extends SlotList {
     return slot
   }
 
+  override stateBytes(): number {
+    return super.stateBytes() + this.#visited.byteLength
+  }
+
   override clear(): void {
     super.clear()
     this.#hand = NIL

@@ -66,6 +66,10 @@ export abstract class SlotList implements Policy {
     return this.#next[slot]!
   }
 
+  stateBytes(): number {
+    return this.#next.byteLength + this.#prev.byteLength
+  }
+
   check(slots: number): void {
     let prev = NIL
     let n = 0
