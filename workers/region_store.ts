@@ -353,13 +353,13 @@ export class RegionStore extends RegionWalks {
     this.raw[slot] = raw.length
     this.dictIds[slot] = dictId // after unaccount released the old value's dictionary
     this.created[slot] = now
-    // The policy learns of the entry once its charge is known (metadata and tags included).
+    // The policy learns of the entry once its charge is known (metadata and tags
+    // included): an update now, a new entry after its victims left (evictFor).
     const charge = this.account(slot)
-    if (inserted) this.policy.insert(slot, hash, charge)
-    else this.policy.update(slot, charge)
+    if (!inserted) this.policy.update(slot, charge)
     this.sets++
     this.event(ShardEvent.SET, slot)
-    this.evictFor(slot, inserted)
+    this.evictFor(slot, inserted ? hash : undefined, charge)
     return true
   }
 

@@ -130,26 +130,35 @@ class Model {
       charge: Buffer.byteLength(key) + stored + (meta?.length ?? 0) + O,
     }
     this.map.set(key, e)
-    if (found === undefined) {
-      e.slot = this.free.pop() ?? this.used++
-      this.slots[e.slot] = key
-      this.policy.insert(key, storeHash(key), e.charge)
-    } else {
-      this.policy.update(key, e.charge)
-    }
     this.counters.sets++
     const over = (): boolean => this.map.size > this.cfg.maxEntries || this.usedBytes() > this.cfg.maxBytes
-    if (found === undefined && this.policy.screens && over() && !this.policy.admit(key, e.charge)) {
+    if (found !== undefined) {
+      this.policy.update(key, e.charge)
+      while (over()) {
+        const victim = this.policy.victim(key)
+        if (victim === undefined) break
+        this.#remove(victim, ShardEvent.EVICT)
+        this.counters.evictionsSize++
+      }
+      return true
+    }
+    // A new entry: the policy's victims leave first, then it joins (or is refused).
+    e.slot = this.free.pop() ?? this.used++
+    this.slots[e.slot] = key
+    const hash = storeHash(key)
+    if (this.policy.screens && over() && !this.policy.admit(key, e.charge)) {
+      this.policy.insert(key, hash, e.charge)
       this.#remove(key, ShardEvent.EVICT)
       this.counters.evictionsSize++
       return true
     }
     while (over()) {
-      const victim = this.policy.victim(key)
+      const victim = this.policy.victim(undefined)
       if (victim === undefined) break
       this.#remove(victim, ShardEvent.EVICT)
       this.counters.evictionsSize++
     }
+    this.policy.insert(key, hash, e.charge)
     return true
   }
 
