@@ -2,11 +2,16 @@
 /**
  * The `shardcache` command.
  *
- * `replay TRACE --size N [--policy lru|fifo] [--json]` replays a key trace (one
- * key per line, gzip or plain) against a region store of N entries with the
- * given policy, the way cache papers do (a get per request, a set on a miss),
- * and prints the hit ratio. The store is the shards' own
- * (workers/region_store.ts), run in this thread.
+ * `replay TRACE (--sizes S,S... | --size N) [--policy all|NAME[,NAME...]]
+ * [--format keys|oracle] [--bytes] [--shards N,N...] [--json] [--chart out.svg]`
+ * replays a trace (one key per line, or libCacheSim's oracleGeneral binary;
+ * gzip or plain: src/cli/traces.ts) through the shards' own region store
+ * with each policy at each size and shard count, the way cache papers do (a
+ * get per request, a set on a miss: src/cli/replay.ts), and prints the hit
+ * ratio: one line for one replay, else a table of one row per size (and
+ * shard count) and one column per policy; `--chart` draws it
+ * (src/cli/replay_chart.ts). Policies are EVICTION_POLICIES's, whatever it
+ * lists.
  *
  * `bench [--workload zipf|uniform|trace FILE] [--shards N] [--ms N] [--json] [--chart out.svg]`
  * measures pipelined gets and sets (90/10) of shardcache, and of lru-cache
@@ -19,33 +24,44 @@
  * to stdout; usage errors (exit code 2) and failures (exit code 1) to
  * stderr, each problem named with the value given.
  */
-import { createReadStream, readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import { readFileSync, realpathSync, writeFileSync } from 'node:fs'
 import { createHistogram } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import { createInterface } from 'node:readline'
-import { createGunzip } from 'node:zlib'
 import { parseArgs } from 'node:util'
-import { pipeline } from 'node:stream'
-import type { Readable } from 'node:stream'
-import { RegionStore } from '../../workers/region_store.js'
-import { ValueTag } from '../wire/protocol.js'
 import { createCache } from '../api/create.js'
 import { DEFAULTS } from '../options/defaults.js'
+import { EVICTION_POLICIES } from '../wire/region_types.js'
+import type { EvictionPolicy } from '../wire/region_types.js'
 import { noun } from '../messages.js'
 import { ZipfSampler, drawRing, mulberry32 } from './workload.js'
+import { TRACE_FORMATS, formatOf, readTrace } from './traces.js'
+import type { TraceFormat } from './traces.js'
+import { budgetOf, cacheSizeText, formatBytes, parseCacheSize, prepareTrace, replayPlan } from './replay.js'
+import type { CacheSize, ReplayReport, ReplayResult } from './replay.js'
+import { replayChart } from './replay_chart.js'
 
-const REPLAY_USAGE = 'usage: shardcache replay TRACE --size N [--policy lru|fifo] [--json]'
+const REPLAY_USAGE =
+  'usage: shardcache replay TRACE (--sizes S,S... | --size N) [--policy all|NAME[,NAME...]] [--format keys|oracle] [--bytes] [--shards N,N...] [--json] [--chart out.svg]'
 const BENCH_USAGE = 'usage: shardcache bench [--workload zipf|uniform|trace FILE] [--shards N] [--ms N] [--json] [--chart out.svg]'
 
-const USAGE = `usage: shardcache replay TRACE --size N [--policy lru|fifo] [--json]
+const USAGE = `${REPLAY_USAGE}
        shardcache bench [--workload zipf|uniform|trace FILE] [--shards N] [--ms N] [--json] [--chart out.svg]
        shardcache --version | --help
 
 replay
-  TRACE       a key trace: one key per line, gzip (.gz) or plain
-  --size      the cache's size in entries (required)
-  --policy    lru (default) or fifo
-  --json      print the result as JSON
+  TRACE       a trace, gzip (name ending in .gz) or plain, in --format's format
+  --format    keys: one key per line; oracle: libCacheSim's oracleGeneral binary (24-byte records:
+              u32 timestamp, u64 id, u32 size, i64 next access). Default from the name: .bin or .bin.gz
+              is oracle, anything else keys
+  --sizes     cache sizes, comma-separated: entries (1000,5000) or percentages of the trace's unique
+              keys (1%,5%,10%); with --bytes, bytes or percentages of its footprint (each object's size, summed)
+  --size      one size in entries (bytes with --bytes): --size N is --sizes N
+  --policy    ${EVICTION_POLICIES.join(', ')}, several comma-separated, or all (default lru)
+  --bytes     store each object at its size under a byte budget (oracle traces); adds the byte hit ratio
+  --shards    shard counts, comma-separated (default 1): the keys split as the router splits them,
+              each shard holding its share of the size
+  --json      print the results as JSON
+  --chart     write an SVG line chart of hit ratio against cache size, one line per policy
 
 bench
   --workload  zipf (default, s = 0.99 over 100,000 keys), uniform, or trace FILE (its keys, in order)
@@ -117,44 +133,6 @@ function usageError(err: Write, command: string, problems: readonly string[], us
   return 2
 }
 
-export interface ReplayResult {
-  trace: string
-  policy: 'lru' | 'fifo'
-  size: number
-  requests: number
-  hits: number
-  hitRatio: number
-  uniqueKeys: number
-  elapsedMs: number
-}
-
-/** The keys of a trace file, one per line (gzip when it ends in .gz), blank lines skipped. */
-async function* traceKeys(path: string): AsyncGenerator<string> {
-  // pipeline, not pipe: a file that cannot be opened must fail the read, not be an unhandled 'error'.
-  const input: Readable = path.endsWith('.gz') ? pipeline(createReadStream(path), createGunzip(), () => {}) : createReadStream(path)
-  for await (const line of createInterface({ input, crlfDelay: Infinity })) {
-    const key = line.trim()
-    if (key !== '') yield key
-  }
-}
-
-/** Replays the trace at `path`; keys are the lines, blank ones skipped. */
-export async function replay(path: string, policy: 'lru' | 'fifo', size: number): Promise<ReplayResult> {
-  const store = new RegionStore({ name: 'replay', policy, maxBytes: Infinity, maxEntries: size, defaultTtl: Infinity, compressMinBytes: Infinity })
-  const value = new Uint8Array(1)
-  const seen = new Set<string>()
-  let requests = 0
-  let hits = 0
-  const t0 = performance.now()
-  for await (const key of traceKeys(path)) {
-    requests++
-    seen.add(key)
-    if (store.get(key) !== undefined) hits++
-    else store.set(key, ValueTag.BUFFER, value, undefined, false, false, undefined)
-  }
-  return { trace: path, policy, size, requests, hits, hitRatio: requests === 0 ? 0 : hits / requests, uniqueKeys: seen.size, elapsedMs: performance.now() - t0 }
-}
-
 /**
  * Runs the command line; returns the exit code: 0, 1 when the command
  * failed (a trace that cannot be read), 2 for a usage error. Results go to
@@ -180,16 +158,92 @@ export async function main(argv: string[], out: Write = (s) => process.stdout.wr
   return 2
 }
 
+const REPLAY_OPTIONS = ['--sizes', '--size', '--policy', '--format', '--bytes', '--shards', '--json', '--chart', '--help']
+
+/** The items of a comma-separated list, or undefined when one is empty (`a,,b`, a trailing comma). */
+function listItems(s: string): string[] | undefined {
+  const items = s.split(',')
+  return items.every((x) => x !== '') ? items : undefined
+}
+
+/** The first item listed twice, if any: a repeated size or policy is a typo more often than a wish. */
+function repeated(items: readonly string[]): string | undefined {
+  return items.find((x, i) => items.indexOf(x) !== i)
+}
+
+/** A budget in words: `568 entries`, `19.36 MB`. */
+function budgetWords(r: ReplayResult): string {
+  return r.bytes ? formatBytes(r.size) : count(r.size, 'entry', 'entries')
+}
+
+/** A table's cell: the size as asked and, for a percentage, what it came to: `10% = 568`, `1% = 19.36 MB`. */
+function sizeCell(r: ReplayResult): string {
+  const budget = r.bytes ? formatBytes(r.size) : r.size.toLocaleString('en-US')
+  return r.sizeAsked.endsWith('%') ? `${r.sizeAsked} = ${budget}` : budget
+}
+
+const pct = (ratio: number): string => (ratio * 100).toFixed(2)
+
+/** Aligned columns, the first left-aligned and the rest right-aligned, two spaces apart. */
+function textTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
+}
+
+/** The report's first line: the trace and its counts. */
+function traceLine(report: ReplayReport): string {
+  const footprint = report.footprintBytes === undefined ? '' : `, footprint ${formatBytes(report.footprintBytes)} (${count(report.footprintBytes, 'byte')})`
+  return `${report.trace} (${report.format}): ${count(report.requests, 'request')}, ${count(report.uniqueKeys, 'unique key')}${footprint}`
+}
+
+/**
+ * The table of a report of several replays: a row per size (and shard count,
+ * when several), a column per policy (two with --bytes: the object and the
+ * byte hit ratio), and a line for the requests not stored, if any.
+ */
+export function replayTable(report: ReplayReport, policies: readonly EvictionPolicy[]): string {
+  const rs = report.results
+  const byBytes = rs[0]!.bytes
+  const shardCounts = [...new Set(rs.map((r) => r.shards))]
+  const showShards = shardCounts.length > 1 || shardCounts[0] !== 1
+  const header = ['size', ...(showShards ? ['shards'] : []), ...policies.flatMap((p) => (byBytes ? [`${p} obj%`, `${p} byte%`] : [p]))]
+  const rows: string[][] = []
+  const notes: string[] = []
+  // Results come size by size, then shard count, then policy (replayPlan's order).
+  for (let i = 0; i < rs.length; i += policies.length) {
+    const group = rs.slice(i, i + policies.length)
+    const first = group[0]!
+    rows.push([sizeCell(first), ...(showShards ? [String(first.shards)] : []), ...group.flatMap((r) => (byBytes ? [pct(r.hitRatio), pct(r.byteHitRatio!)] : [pct(r.hitRatio)]))])
+    const tooLarge = group.map((r) => r.tooLarge ?? 0)
+    if (tooLarge.some((n) => n > 0)) {
+      notes.push(`at ${sizeCell(first)}${showShards ? `, ${count(first.shards, 'shard')}` : ''}: ${count(Math.max(...tooLarge), 'request')} for objects over a shard's budget, not stored (misses)`)
+    }
+  }
+  const what = byBytes ? 'object and byte hit ratio (%) per policy' : 'hit ratio (%) per policy'
+  return [traceLine(report), what, textTable(header, rows), ...notes].join('\n')
+}
+
 async function replayCommand(args: string[], out: Write, err: Write): Promise<number> {
   let parsed
   try {
     parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: { policy: { type: 'string' }, size: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
+      options: {
+        sizes: { type: 'string' },
+        size: { type: 'string' },
+        policy: { type: 'string' },
+        format: { type: 'string' },
+        bytes: { type: 'boolean', default: false },
+        shards: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        chart: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
     })
   } catch (e) {
-    return usageError(err, 'replay', [argsError(e, ['--size', '--policy', '--json', '--help'])], REPLAY_USAGE)
+    return usageError(err, 'replay', [argsError(e, REPLAY_OPTIONS)], REPLAY_USAGE)
   }
   const { values, positionals } = parsed
   if (values.help) {
@@ -198,29 +252,118 @@ async function replayCommand(args: string[], out: Write, err: Write): Promise<nu
   }
   // Every problem is said, each on its own: a user fixes them all in one go.
   const problems: string[] = []
-  if (positionals.length === 0) problems.push('needs a TRACE file (one key per line, gzip or plain)')
+  if (positionals.length === 0) problems.push('needs a TRACE file (keys one per line, or oracleGeneral records; gzip or plain)')
   else if (positionals.length > 1) problems.push(`takes one TRACE file (got ${positionals.length}: ${positionals.map(quoted).join(', ')})`)
-  const policy = values.policy ?? 'lru'
-  if (policy !== 'lru' && policy !== 'fifo') problems.push(`--policy must be lru or fifo (got ${quoted(policy)})`)
-  const size = positiveInteger(values.size)
-  if (values.size === undefined) problems.push("--size is required: the cache's size in entries, a positive integer")
-  else if (size === undefined) problems.push(`--size must be a positive integer (got ${quoted(values.size)})`)
+  const trace = positionals[0]
+
+  const policyText = values.policy ?? 'lru'
+  let policies: EvictionPolicy[] = []
+  if (policyText === 'all') policies = [...EVICTION_POLICIES]
+  else {
+    const names = listItems(policyText)
+    if (names === undefined || !names.every((n) => (EVICTION_POLICIES as readonly string[]).includes(n))) {
+      problems.push(`--policy must be all or one or more of ${EVICTION_POLICIES.join(', ')}, comma-separated (got ${quoted(policyText)})`)
+    } else if (repeated(names) !== undefined) problems.push(`--policy names ${quoted(repeated(names)!)} twice`)
+    else policies = names as EvictionPolicy[]
+  }
+
+  let format: TraceFormat | undefined = trace === undefined ? undefined : formatOf(trace)
+  if (values.format !== undefined) {
+    if ((TRACE_FORMATS as readonly string[]).includes(values.format)) format = values.format as TraceFormat
+    else {
+      problems.push(`--format must be ${TRACE_FORMATS.join(' or ')} (got ${quoted(values.format)})`)
+      format = undefined
+    }
+  }
+
+  const unit = values.bytes ? 'bytes' : 'entries'
+  let sizes: CacheSize[] = []
+  if (values.size !== undefined && values.sizes !== undefined) problems.push('--size and --sizes exclude each other (--size N is --sizes N)')
+  else if (values.size !== undefined) {
+    const n = positiveInteger(values.size)
+    if (n === undefined) problems.push(`--size must be a positive integer (got ${quoted(values.size)})`)
+    else sizes = [{ count: n }]
+  } else if (values.sizes !== undefined) {
+    const items = listItems(values.sizes)
+    const parsedSizes = items?.map(parseCacheSize)
+    if (parsedSizes === undefined || parsedSizes.some((x) => x === undefined)) {
+      problems.push(`--sizes must be ${unit} (${values.bytes ? '1000000,5000000' : '1000,5000'}) or percentages (1%,5%,10%), comma-separated (got ${quoted(values.sizes)})`)
+    } else {
+      sizes = parsedSizes as CacheSize[]
+      const twice = repeated(sizes.map(cacheSizeText))
+      if (twice !== undefined) problems.push(`--sizes names ${quoted(twice)} twice`)
+    }
+  } else {
+    problems.push(`--sizes (or --size) is required: the cache's sizes, in ${unit} or percentages of the trace's ${values.bytes ? 'footprint' : 'unique keys'} (--sizes 1%,5%,10%)`)
+  }
+
+  const shardsText = values.shards ?? '1'
+  const shardItems = listItems(shardsText)
+  const shardCounts = shardItems?.map(positiveInteger)
+  if (shardCounts === undefined || shardCounts.some((n) => n === undefined || n > DEFAULTS.maxShards)) {
+    problems.push(`--shards must be shard counts from 1 to ${DEFAULTS.maxShards}, comma-separated (got ${quoted(shardsText)})`)
+  } else if (repeated(shardItems!) !== undefined) problems.push(`--shards names ${quoted(repeated(shardItems!)!)} twice`)
+
+  if (values.bytes && format === 'keys') {
+    const why = values.format === undefined ? 'its name does not end in .bin or .bin.gz' : '--format keys'
+    problems.push(`--bytes needs object sizes, which only oracle traces have (this trace is read as keys: ${why})`)
+  }
   if (problems.length > 0) return usageError(err, 'replay', problems, REPLAY_USAGE)
-  const trace = positionals[0]!
-  let r: ReplayResult
+
+  const path = trace!
+  let t
   try {
-    r = await replay(trace, policy as 'lru' | 'fifo', size!)
+    t = await readTrace(path, format)
   } catch (e) {
-    err(`shardcache replay: cannot read the trace ${trace}: ${fileProblem(e)}\n`)
+    err(`shardcache replay: cannot read the trace ${path}: ${fileProblem(e)}\n`)
     return 1
   }
-  if (values.json) out(`${JSON.stringify(r)}\n`)
-  else {
+  if (t.keys.length === 0) {
+    err(`shardcache replay: the trace ${path} holds no requests\n`)
+    return 1
+  }
+  const p = prepareTrace(t)
+  const shards = shardCounts as number[]
+  if (!values.bytes) {
+    // createCache refuses an entry budget smaller than the shard count (a shard would hold nothing); so does the replay.
+    const most = Math.max(...shards)
+    for (const size of sizes) {
+      const n = budgetOf(p, size, false)
+      if (n < most) problems.push(`--sizes ${cacheSizeText(size)} is ${count(n, 'entry', 'entries')}, fewer than ${most} shards: each shard holds a share`)
+    }
+    if (problems.length > 0) return usageError(err, 'replay', problems, REPLAY_USAGE)
+  }
+  const report = replayPlan(path, p, { policies, sizes, shards, bytes: values.bytes })
+
+  // The results are printed even when the chart cannot be written.
+  let chartProblem: string | undefined
+  if (values.chart !== undefined) {
+    try {
+      writeFileSync(values.chart, replayChart(report))
+    } catch (e) {
+      chartProblem = `cannot write the chart ${values.chart}: ${fileProblem(e)}`
+    }
+  }
+  const single = report.results.length === 1 ? report.results[0]! : undefined
+  if (values.json) {
+    // One replay prints as one flat object (the shape replay --size N always printed); several as the report.
+    // (JSON.stringify leaves out the `results: undefined`.)
+    out(`${JSON.stringify(single === undefined ? report : { ...report, results: undefined, ...single })}\n`)
+  } else if (single !== undefined) {
+    const r = single
+    const over = r.shards === 1 ? '' : ` over ${count(r.shards, 'shard')}`
+    const ratios = r.bytes ? `hit ratio ${pct(r.hitRatio)}%, byte hit ratio ${pct(r.byteHitRatio!)}%` : `hit ratio ${pct(r.hitRatio)}%`
     out(
-      `${r.trace}: ${count(r.requests, 'request')}, ${count(r.uniqueKeys, 'key')}; ` +
-        `${r.policy} with ${count(r.size, 'entry', 'entries')}: hit ratio ${(r.hitRatio * 100).toFixed(2)}% ` +
-        `(${count(r.hits, 'hit')}, ${r.elapsedMs.toFixed(0)} ms)\n`,
+      `${report.trace}: ${count(r.requests, 'request')}, ${count(report.uniqueKeys, 'key')}; ` +
+        `${r.policy} with ${budgetWords(r)}${over}: ${ratios} (${count(r.hits, 'hit')}, ${r.elapsedMs.toFixed(0)} ms)\n`,
     )
+  } else {
+    out(`${replayTable(report, policies)}\n`)
+  }
+  if (values.chart !== undefined && chartProblem === undefined && !values.json) out(`chart: ${values.chart}\n`)
+  if (chartProblem !== undefined) {
+    err(`shardcache replay: ${chartProblem}\n`)
+    return 1
   }
   return 0
 }
@@ -259,15 +402,9 @@ const VALUE = 'v'.repeat(220)
 /** The key sequence of a workload: indices into `keys`. */
 async function workload(kind: string, file: string | undefined): Promise<{ keys: string[]; ring: Uint32Array; name: string }> {
   if (kind === 'trace') {
-    const index = new Map<string, number>()
-    const seq: number[] = []
-    for await (const k of traceKeys(file!)) {
-      let i = index.get(k)
-      if (i === undefined) index.set(k, (i = index.size))
-      seq.push(i)
-    }
-    if (seq.length === 0) throw new Error(`the trace ${file} holds no keys`)
-    return { keys: [...index.keys()], ring: Uint32Array.from(seq), name: `trace ${file}` }
+    const t = await readTrace(file!)
+    if (t.keys.length === 0) throw new Error(`the trace ${file} holds no keys`)
+    return { keys: t.names, ring: t.keys, name: `trace ${file}` }
   }
   const n = 100_000
   const keys = Array.from({ length: n }, (_, i) => `bench:${i}`)

@@ -13,7 +13,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync, gzipSync } from 'node:zlib'
-import { main, replay } from '../../src/cli/main.js'
+import { EVICTION_POLICIES } from '../../src/wire/region_types.js'
+import { main } from '../../src/cli/main.js'
+import { prepareTrace, replayTrace } from '../../src/cli/replay.js'
+import { readTrace } from '../../src/cli/traces.js'
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 // The source tree's copy (the compiled test runs from dist/test).
@@ -36,8 +39,16 @@ async function runMain(args: string[]): Promise<{ code: number; stdout: string; 
   return { code, stdout, stderr }
 }
 
-const REPLAY_USAGE = 'usage: shardcache replay TRACE --size N [--policy lru|fifo] [--json]\n'
+const REPLAY_USAGE =
+  'usage: shardcache replay TRACE (--sizes S,S... | --size N) [--policy all|NAME[,NAME...]] [--format keys|oracle] [--bytes] [--shards N,N...] [--json] [--chart out.svg]\n'
+const POLICY_PROBLEM = `--policy must be all or one or more of ${EVICTION_POLICIES.join(', ')}, comma-separated`
 const BENCH_USAGE = 'usage: shardcache bench [--workload zipf|uniform|trace FILE] [--shards N] [--ms N] [--json] [--chart out.svg]\n'
+
+/** The store's replay of the trace at `path` (src/cli/replay.ts): requests, hits, unique keys. */
+async function replay(path: string, policy: 'lru' | 'fifo', size: number): Promise<{ requests: number; hits: number; uniqueKeys: number }> {
+  const p = prepareTrace(await readTrace(path))
+  return { requests: p.trace.keys.length, hits: replayTrace(p, { policy, budget: size, bytes: false, shards: 1 }).hits, uniqueKeys: p.uniqueKeys }
+}
 
 /** The reference: a cache of `size` keys, LRU (a hit moves the key to the back) or FIFO. */
 function model(keys: string[], policy: 'lru' | 'fifo', size: number): number {
@@ -90,7 +101,7 @@ test('the command prints the ratio (or JSON) and exits 0; bad arguments exit 2 w
   assert.match(text.stdout, /lru with 1,000 entries: hit ratio \d+\.\d\d%/)
   // A usage error: exit code 2, the problem and the usage on stderr, nothing on stdout.
   const bad = await run(['replay', TRACE, '--size', '10', '--policy', 'lfu'])
-  assert.equal(bad, { code: 2, stdout: '', stderr: `shardcache replay: --policy must be lru or fifo (got "lfu")\n${REPLAY_USAGE}` })
+  assert.equal(bad, { code: 2, stdout: '', stderr: `shardcache replay: ${POLICY_PROBLEM} (got "lfu")\n${REPLAY_USAGE}` })
   const missing = await run(['replay', join(dir, 'missing.keys'), '--size', '10'])
   assert.equal(missing, { code: 1, stdout: '', stderr: `shardcache replay: cannot read the trace ${join(dir, 'missing.keys')}: no such file or directory (ENOENT)\n` })
 })
@@ -109,7 +120,10 @@ test('--version prints the package version, from a bin link in another directory
     assert.is(help.code, 0, flag)
     assert.is(help.stderr, '', flag)
     assert.ok(help.stdout.startsWith(`${REPLAY_USAGE}       shardcache bench`), help.stdout)
-    assert.match(help.stdout, '  --size      the cache\'s size in entries (required)')
+    assert.match(help.stdout, '  --size      one size in entries (bytes with --bytes): --size N is --sizes N')
+    // The format rule, and every policy the list holds.
+    assert.match(help.stdout, 'Default from the name: .bin or .bin.gz\n              is oracle, anything else keys')
+    assert.match(help.stdout, `  --policy    ${EVICTION_POLICIES.join(', ')}, several comma-separated, or all (default lru)`)
   }
   const sub = await runMain(['replay', '--help'])
   assert.equal([sub.code, sub.stderr, sub.stdout.startsWith(REPLAY_USAGE)], [0, '', true])
@@ -124,25 +138,58 @@ test('an unknown command or option names it and the commands, on stderr, exit 2;
 })
 
 test('replay: each bad argument is its own message, with the value given', async () => {
+  const bin = join(dir, 'some.bin')
+  writeFileSync(bin, Buffer.alloc(48))
   const cases: [string[], string[]][] = [
-    [['replay', TRACE, '--size', '10', '--policy', 'lfu'], ['--policy must be lru or fifo (got "lfu")']],
+    [['replay', TRACE, '--size', '10', '--policy', 'lfu'], [`${POLICY_PROBLEM} (got "lfu")`]],
+    [['replay', TRACE, '--size', '10', '--policy', 'lru,lfu'], [`${POLICY_PROBLEM} (got "lru,lfu")`]],
+    [['replay', TRACE, '--size', '10', '--policy', 'lru,'], [`${POLICY_PROBLEM} (got "lru,")`]],
+    [['replay', TRACE, '--size', '10', '--policy', 'fifo,lru,fifo'], ['--policy names "fifo" twice']],
     [['replay', TRACE, '--size', '0'], ['--size must be a positive integer (got "0")']],
     [['replay', TRACE, '--size', '1e3'], ['--size must be a positive integer (got "1e3")']],
     [['replay', TRACE, '--size', 'ten'], ['--size must be a positive integer (got "ten")']],
-    [['replay', TRACE], ["--size is required: the cache's size in entries, a positive integer"]],
-    [['replay', '--size', '10'], ['needs a TRACE file (one key per line, gzip or plain)']],
+    [['replay', TRACE], ["--sizes (or --size) is required: the cache's sizes, in entries or percentages of the trace's unique keys (--sizes 1%,5%,10%)"]],
+    [['replay', bin, '--bytes'], ["--sizes (or --size) is required: the cache's sizes, in bytes or percentages of the trace's footprint (--sizes 1%,5%,10%)"]],
+    [['replay', TRACE, '--sizes', '1%,0'], ['--sizes must be entries (1000,5000) or percentages (1%,5%,10%), comma-separated (got "1%,0")']],
+    [['replay', TRACE, '--sizes', '10mb'], ['--sizes must be entries (1000,5000) or percentages (1%,5%,10%), comma-separated (got "10mb")']],
+    [['replay', bin, '--bytes', '--sizes', '1%,,2%'], ['--sizes must be bytes (1000000,5000000) or percentages (1%,5%,10%), comma-separated (got "1%,,2%")']],
+    [['replay', TRACE, '--sizes', '10%,5,10%'], ['--sizes names "10%" twice']],
+    [['replay', TRACE, '--sizes', '5', '--size', '5'], ['--size and --sizes exclude each other (--size N is --sizes N)']],
+    [['replay', TRACE, '--size', '10', '--shards', '0'], ['--shards must be shard counts from 1 to 256, comma-separated (got "0")']],
+    [['replay', TRACE, '--size', '10', '--shards', '1,257'], ['--shards must be shard counts from 1 to 256, comma-separated (got "1,257")']],
+    [['replay', TRACE, '--size', '10', '--shards', '2,2'], ['--shards names "2" twice']],
+    [['replay', TRACE, '--size', '10', '--format', 'csv'], ['--format must be keys or oracle (got "csv")']],
+    [['replay', TRACE, '--size', '10', '--bytes'], ['--bytes needs object sizes, which only oracle traces have (this trace is read as keys: its name does not end in .bin or .bin.gz)']],
+    [['replay', bin, '--size', '10', '--bytes', '--format', 'keys'], ['--bytes needs object sizes, which only oracle traces have (this trace is read as keys: --format keys)']],
+    // Known only once the trace is read: 1% of multi2's 5,684 keys is 56 entries, too few for 64 shards.
+    [['replay', TRACE, '--sizes', '1%,10%', '--shards', '1,64'], ['--sizes 1% is 56 entries, fewer than 64 shards: each shard holds a share']],
+    [['replay', '--size', '10'], ['needs a TRACE file (keys one per line, or oracleGeneral records; gzip or plain)']],
     [['replay', 'a.keys', 'b.keys', '--size', '10'], ['takes one TRACE file (got 2: "a.keys", "b.keys")']],
     // Every problem at once, each on its own line.
-    [['replay', '--policy', 'lfu', '--size=-1'], ['needs a TRACE file (one key per line, gzip or plain)', '--policy must be lru or fifo (got "lfu")', '--size must be a positive integer (got "-1")']],
+    [['replay', '--policy', 'lfu', '--size=-1'], ['needs a TRACE file (keys one per line, or oracleGeneral records; gzip or plain)', `${POLICY_PROBLEM} (got "lfu")`, '--size must be a positive integer (got "-1")']],
     [['replay', TRACE, '--size'], ['--size needs a value']],
     [['replay', TRACE, '--size', '-1'], ['--size needs a value (one starting with "-" is written --size=VALUE)']],
     [['replay', TRACE, '--size', '10', '--json=yes'], ['--json takes no value']],
-    [['replay', TRACE, '--size', '10', '--sise', '3'], ['unknown option "--sise" (options: --size, --policy, --json, --help)']],
+    [['replay', TRACE, '--size', '10', '--sise', '3'], ['unknown option "--sise" (options: --sizes, --size, --policy, --format, --bytes, --shards, --json, --chart, --help)']],
   ]
   for (const [args, problems] of cases) {
     const r = await runMain(args)
     assert.equal(r, { code: 2, stdout: '', stderr: problems.map((p) => `shardcache replay: ${p}\n`).join('') + REPLAY_USAGE }, args.join(' '))
   }
+  // A trace that ends inside a record, an empty one: exit 1, said as such.
+  const torn = join(dir, 'torn.bin')
+  writeFileSync(torn, Buffer.alloc(50))
+  assert.equal(await runMain(['replay', torn, '--size', '10']), {
+    code: 1,
+    stdout: '',
+    stderr: `shardcache replay: cannot read the trace ${torn}: ends in a partial record: 2 bytes after the last whole one (oracleGeneral records are 24 bytes)\n`,
+  })
+  const empty = join(dir, 'empty-replay.keys')
+  writeFileSync(empty, '\n')
+  assert.equal(await runMain(['replay', empty, '--size', '10']), { code: 1, stdout: '', stderr: `shardcache replay: the trace ${empty} holds no requests\n` })
+  const noChart = join(dir, 'no-such-dir', 'c.svg')
+  const chartless = await runMain(['replay', TRACE, '--sizes', '10%,20%', '--chart', noChart])
+  assert.equal([chartless.code, chartless.stdout.includes('10% = 568'), chartless.stderr], [1, true, `shardcache replay: cannot write the chart ${noChart}: no such file or directory (ENOENT)\n`])
   // A gzip trace that cannot be opened fails the command (it was an unhandled stream error).
   const gz = join(dir, 'missing.keys.gz')
   assert.equal(await runMain(['replay', gz, '--size', '10']), { code: 1, stdout: '', stderr: `shardcache replay: cannot read the trace ${gz}: no such file or directory (ENOENT)\n` })
