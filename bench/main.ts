@@ -60,12 +60,14 @@ import { DEFAULT_MICRO, printMicro, runMicro } from './region_store_micro.js'
 import type { MicroSection } from './region_store_micro.js'
 import { DEFAULT_POLICY_COST, printPolicyCost, runPolicyCost } from './policies.js'
 import type { PolicyCostSection } from './policies.js'
+import { printHitRatio, runHitRatio } from './hit_ratio.js'
+import type { HitRatioSection } from './hit_ratio.js'
 import { headlineRows, printHeadline } from './headline.js'
 import type { HeadlineRow } from './headline.js'
 import { errorDetail, fmtCount, fmtDuration, fmtMachine, machineInfo } from './report.js'
 import type { MachineInfo } from './report.js'
 
-const SECTIONS = ['throughput', 'bus', 'read-through', 'event-loop', 'event-loop-5m', 'memory', 'policies', 'micro'] as const
+const SECTIONS = ['throughput', 'bus', 'read-through', 'event-loop', 'event-loop-5m', 'memory', 'hit-ratio', 'policies', 'micro'] as const
 type Section = (typeof SECTIONS)[number]
 
 type Mode = 'default' | 'quick' | 'full'
@@ -101,6 +103,7 @@ interface BenchReport {
   eventLoop?: EventLoopSection
   eventLoop5M?: EventLoopSection
   memory?: MemorySection
+  hitRatio?: HitRatioSection
   micro?: MicroSection
   policies?: PolicyCostSection
   /** The table printed at the end: shardcache against its peers. */
@@ -290,6 +293,12 @@ async function main(): Promise<void> {
     report.memory = await runMemory(smoke ? { ...DEFAULT_MEMORY, records: 200_000 } : DEFAULT_MEMORY, log)
     print(printMemory(report.memory))
     engineErrors('memory', report.memory.runs)
+  })
+
+  await section('hit-ratio', async () => {
+    print('\nrunning hit-ratio (trace replays through the region store, this thread) ...')
+    report.hitRatio = runHitRatio(log)
+    print(printHitRatio(report.hitRatio))
   })
 
   await section('policies', async () => {
