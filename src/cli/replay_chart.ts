@@ -11,7 +11,7 @@ import type { ReplayReport, ReplayResult } from './replay.js'
 const W = 760
 const H = 440
 const LEFT = 64
-const RIGHT = 190
+const RIGHT = 220
 const TOP = 48
 const BOTTOM = 56
 const PLOT_W = W - LEFT - RIGHT
