@@ -284,7 +284,7 @@ export function typeErrors(cache: Cache): void {
 test('the installed shardcache command runs: --help prints the usage, replay replays a trace', async () => {
   const bin = join(project, 'node_modules', '.bin', 'shardcache')
   const help = await ok(bin, ['--help'], project)
-  assert.ok(help.stdout.startsWith('usage: shardcache replay TRACE --size N [--policy lru|fifo] [--json]\n'), help.stdout)
+  assert.ok(help.stdout.startsWith('usage: shardcache replay TRACE (--sizes S,S... | --size N) [--policy all|NAME[,NAME...]]'), help.stdout)
   assert.is(help.stderr, '')
   const version = await ok(bin, ['--version'], project)
   assert.is(version.stdout, `${VERSION}\n`)
