@@ -126,6 +126,16 @@ function positiveInteger(s: string | undefined): number | undefined {
   return Number.isSafeInteger(n) && n >= 1 ? n : undefined
 }
 
+/** Writes the SVG `svg()` to `path`; the problem, said for the user, when it cannot. */
+function writeChart(path: string, svg: () => string): string | undefined {
+  try {
+    writeFileSync(path, svg())
+    return undefined
+  } catch (e) {
+    return `cannot write the chart ${path}: ${fileProblem(e)}`
+  }
+}
+
 /** A usage error: each problem on its own line, then the command's usage; exit code 2. */
 function usageError(err: Write, command: string, problems: readonly string[], usage: string): number {
   for (const p of problems) err(`shardcache ${command}: ${p}\n`)
@@ -336,14 +346,7 @@ async function replayCommand(args: string[], out: Write, err: Write): Promise<nu
   const report = replayPlan(path, p, { policies, sizes, shards, bytes: values.bytes })
 
   // The results are printed even when the chart cannot be written.
-  let chartProblem: string | undefined
-  if (values.chart !== undefined) {
-    try {
-      writeFileSync(values.chart, replayChart(report))
-    } catch (e) {
-      chartProblem = `cannot write the chart ${values.chart}: ${fileProblem(e)}`
-    }
-  }
+  const chartProblem = values.chart === undefined ? undefined : writeChart(values.chart, () => replayChart(report))
   const single = report.results.length === 1 ? report.results[0]! : undefined
   if (values.json) {
     // One replay prints as one flat object (the shape replay --size N always printed); several as the report.
@@ -525,14 +528,7 @@ async function benchCommand(args: string[], out: Write, err: Write): Promise<num
     }
   }
   // The results are printed even when the chart cannot be written: they took seconds to measure.
-  let chartProblem: string | undefined
-  if (values.chart !== undefined) {
-    try {
-      writeFileSync(values.chart, chart(result))
-    } catch (e) {
-      chartProblem = `cannot write the chart ${values.chart}: ${fileProblem(e)}`
-    }
-  }
+  const chartProblem = values.chart === undefined ? undefined : writeChart(values.chart, () => chart(result))
   if (values.json) out(`${JSON.stringify(result)}\n`)
   else {
     out(`workload: ${result.workload}, ${count(result.keys, 'key')}; pipelined 90/10 gets/sets, 512 in flight, ${ms} ms per engine\n`)
