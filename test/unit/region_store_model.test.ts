@@ -51,7 +51,7 @@ class Model {
     readonly cfg: RegionShardConfig,
     readonly clock: Clock,
   ) {
-    this.policy = policyModel(cfg.policy)
+    this.policy = policyModel(cfg.policy, cfg)
   }
 
   #remove(key: string, reason: number): void {

@@ -7,6 +7,7 @@
 import { FifoPolicy } from './fifo.js'
 import { LruPolicy } from './lru.js'
 import { SievePolicy } from './sieve.js'
+import { S3FifoPolicy } from './s3fifo.js'
 import type { EvictionPolicy, Policy, PolicySizing } from './policy.js'
 
 export { NIL } from './policy.js'
@@ -14,6 +15,7 @@ export type { EvictionPolicy, Policy, PolicySizing } from './policy.js'
 export { FifoPolicy } from './fifo.js'
 export { LruPolicy } from './lru.js'
 export { SievePolicy } from './sieve.js'
+export { S3FifoPolicy } from './s3fifo.js'
 
 /** The policy `name`, sized by `sizing` (slots and budgets). */
 export function createPolicy(name: EvictionPolicy, sizing: PolicySizing): Policy {
@@ -24,6 +26,8 @@ export function createPolicy(name: EvictionPolicy, sizing: PolicySizing): Policy
       return new FifoPolicy(sizing)
     case 'sieve':
       return new SievePolicy(sizing)
+    case 's3fifo':
+      return new S3FifoPolicy(sizing)
     default:
       throw new Error(`unknown eviction policy ${JSON.stringify(name)}`)
   }

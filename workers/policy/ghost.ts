@@ -1,0 +1,200 @@
+/**
+ * A ghost: the key hashes of recently evicted entries, oldest first, without
+ * their values, bounded by a count and a weight (charged bytes, or 1 each).
+ * S3-FIFO (./s3fifo.ts) remembers there what its small queue evicted, so that
+ * a key that comes back soon goes straight to the main queue.
+ *
+ * The hashes are 32-bit (workers/key_table.ts), so two keys may share one; a
+ * ghost hit is then a guess, which costs only where the entry is placed. Why
+ * typed arrays: a ghost holds up to ~0.9x the region's entry budget, and a
+ * Map or a Set of that many numbers would be one more large structure for the
+ * shard's GC to trace; here it is a ring of records and an open-addressed
+ * index, 9 bytes per record plus 4 to 8 of index per remembered key.
+ *
+ * The ring keeps records in the order they came; one that left early (a
+ * ghost hit takes it out) stays in the ring as a hole until the oldest end
+ * passes it, so the ring may hold more records than the ghost has live ones;
+ * when it fills, its live records are packed to its start (and it doubles
+ * when they fill more than half of it). The index maps a hash to its ring position by
+ * linear probing, with backward-shift deletion (no tombstones, so lookups
+ * stay short however many keys went through).
+ */
+
+const EMPTY = -1
+
+export class Ghost {
+  /** Ring of records: hash, weight, and whether it is still live. */
+  #hashes = new Uint32Array(16)
+  #weights = new Uint32Array(16)
+  #live = new Uint8Array(16)
+  /** Ring positions of the oldest record and one past the newest, as ever-growing counts. */
+  #start = 0
+  #end = 0
+  /** Index: ring position (mod ring size) of each live hash, EMPTY where free. */
+  #slots = new Int32Array(32).fill(EMPTY)
+  #count = 0
+  #weight = 0
+
+  /**
+   * A ghost of at most `maxCount` hashes whose weights add up to at most
+   * `maxWeight` (either may be Infinity, not both in practice: a region has a
+   * budget).
+   */
+  constructor(
+    readonly maxCount: number,
+    readonly maxWeight: number,
+  ) {}
+
+  /** Live hashes remembered. */
+  get size(): number {
+    return this.#count
+  }
+
+  /** Their weights' sum. */
+  get weight(): number {
+    return this.#weight
+  }
+
+  /**
+   * Remembers `hash` with `weight` as the newest, forgetting the oldest ones
+   * until both bounds hold (a hash already there is refreshed). A record
+   * heavier than the whole ghost is not kept.
+   */
+  add(hash: number, weight: number): void {
+    this.take(hash)
+    if (weight > this.maxWeight || this.maxCount < 1) return
+    while (this.#count >= this.maxCount || this.#weight + weight > this.maxWeight) this.#dropOldest()
+    if (this.#end - this.#start === this.#hashes.length) this.#renumber()
+    const pos = this.#end++ % this.#hashes.length
+    this.#hashes[pos] = hash
+    this.#weights[pos] = weight
+    this.#live[pos] = 1
+    this.#count++
+    this.#weight += weight
+    if (this.#count * 2 > this.#slots.length) this.#rehash(this.#slots.length * 2)
+    this.#slots[this.#find(hash)] = pos
+  }
+
+  /** Whether `hash` is remembered; if so it is forgotten (a ghost hit is used once). */
+  take(hash: number): boolean {
+    const i = this.#find(hash)
+    const pos = this.#slots[i]!
+    if (pos === EMPTY) return false
+    this.#live[pos] = 0
+    this.#count--
+    this.#weight -= this.#weights[pos]!
+    this.#deleteAt(i)
+    return true
+  }
+
+  /** Whether `hash` is remembered (no change). */
+  has(hash: number): boolean {
+    return this.#slots[this.#find(hash)] !== EMPTY
+  }
+
+  /** Forgets everything. */
+  clear(): void {
+    this.#start = this.#end = 0
+    this.#count = 0
+    this.#weight = 0
+    this.#live.fill(0)
+    this.#slots.fill(EMPTY)
+  }
+
+  /** Bytes of the ghost's arrays. */
+  stateBytes(): number {
+    return this.#hashes.byteLength + this.#weights.byteLength + this.#live.byteLength + this.#slots.byteLength
+  }
+
+  /** Live hashes, oldest first (for tests and checks). */
+  hashes(): number[] {
+    const out: number[] = []
+    const n = this.#hashes.length
+    for (let p = this.#start; p < this.#end; p++) if (this.#live[p % n] === 1) out.push(this.#hashes[p % n]!)
+    return out
+  }
+
+  /** @internal Throws when the ring, the index and the counts disagree. */
+  check(): void {
+    const live = this.hashes()
+    if (live.length !== this.#count) throw new Error(`ghost counts ${this.#count} hashes, its ring holds ${live.length}`)
+    let weight = 0
+    const n = this.#hashes.length
+    for (let p = this.#start; p < this.#end; p++) if (this.#live[p % n] === 1) weight += this.#weights[p % n]!
+    if (Math.abs(weight - this.#weight) > 1e-6) throw new Error(`ghost weighs ${this.#weight}, its records ${weight}`)
+    for (const h of live) if (!this.has(h)) throw new Error(`ghost hash ${h} is not in its index`)
+    if (this.#count > this.maxCount || this.#weight > this.maxWeight) throw new Error('ghost over its bounds')
+  }
+
+  #dropOldest(): void {
+    const n = this.#hashes.length
+    while (this.#start < this.#end) {
+      const pos = this.#start++ % n
+      if (this.#live[pos] === 1) {
+        this.take(this.#hashes[pos]!)
+        return
+      }
+    }
+  }
+
+  /** Index position of `hash`, or the free position where it would go. */
+  #find(hash: number): number {
+    const slots = this.#slots
+    const mask = slots.length - 1
+    for (let i = Math.imul(hash, 0x9e3779b1) >>> 0 & mask; ; i = (i + 1) & mask) {
+      const pos = slots[i]!
+      if (pos === EMPTY || this.#hashes[pos] === hash) return i
+    }
+  }
+
+  /** Empties index position `i`, moving later entries of its probe run back (Knuth's algorithm R). */
+  #deleteAt(i: number): void {
+    const slots = this.#slots
+    const mask = slots.length - 1
+    slots[i] = EMPTY
+    for (let j = (i + 1) & mask; slots[j] !== EMPTY; j = (j + 1) & mask) {
+      const home = Math.imul(this.#hashes[slots[j]!]!, 0x9e3779b1) >>> 0 & mask
+      // Move j back to i unless its home lies cyclically in (i, j].
+      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+        slots[i] = slots[j]!
+        slots[j] = EMPTY
+        i = j
+      }
+    }
+  }
+
+  #rehash(size: number): void {
+    const n = this.#hashes.length
+    this.#slots = new Int32Array(size).fill(EMPTY)
+    for (let p = this.#start; p < this.#end; p++) {
+      const pos = p % n
+      if (this.#live[pos] === 1) this.#slots[this.#find(this.#hashes[pos]!)] = pos
+    }
+  }
+
+  /**
+   * The ring is full: its live records move to its start, in order, into a
+   * ring twice as large when they fill more than half of it (else the same
+   * size: only holes are dropped), so the ring stays within 4x the live count.
+   */
+  #renumber(): void {
+    const n = this.#hashes.length
+    const size = this.#count * 2 > n ? n * 2 : n
+    const hashes = new Uint32Array(size)
+    const weights = new Uint32Array(size)
+    const live = new Uint8Array(size)
+    let q = 0
+    for (let p = this.#start; p < this.#end; p++) {
+      if (this.#live[p % n] !== 1) continue
+      hashes[q] = this.#hashes[p % n]!
+      weights[q] = this.#weights[p % n]!
+      live[q++] = 1
+    }
+    this.#hashes = hashes
+    this.#weights = weights
+    this.#live = live
+    this.#start = 0
+    this.#end = q
+    this.#rehash(this.#slots.length)
+  }
+}
