@@ -9,13 +9,14 @@
  * typed arrays: a ghost holds up to ~0.9x the region's entry budget, and a
  * Map or a Set of that many numbers would be one more large structure for the
  * shard's GC to trace; here it is a ring of records and an open-addressed
- * index, 9 bytes per record plus 4 to 8 of index per remembered key.
+ * index: 5 bytes per record (9 with weights) plus 5 to 11 of index per
+ * remembered key.
  *
  * The ring keeps records in the order they came; one that left early (a
  * ghost hit takes it out) stays in the ring as a hole until the oldest end
  * passes it, so the ring may hold more records than the ghost has live ones;
  * when it fills, its live records are packed to its start (and it doubles
- * when they fill more than half of it). The index maps a hash to its ring position by
+ * when they fill more than 3/4 of it). The index maps a hash to its ring position by
  * linear probing, with backward-shift deletion (no tombstones, so lookups
  * stay short however many keys went through).
  */
@@ -23,9 +24,11 @@
 const EMPTY = -1
 
 export class Ghost {
-  /** Ring of records: hash, weight, and whether it is still live. */
+  /** Ring of records: hash, weight (below), and whether it is still live. */
   #hashes = new Uint32Array(16)
-  #weights = new Uint32Array(16)
+  /** Each record's weight; empty when the weight is unbounded (each record then counts 1). */
+  #weights: Uint32Array
+  readonly #weighs: boolean
   #live = new Uint8Array(16)
   /** Ring positions of the oldest record and one past the newest, as ever-growing counts. */
   #start = 0
@@ -43,7 +46,10 @@ export class Ghost {
   constructor(
     readonly maxCount: number,
     readonly maxWeight: number,
-  ) {}
+  ) {
+    this.#weighs = Number.isFinite(maxWeight)
+    this.#weights = new Uint32Array(this.#weighs ? 16 : 0)
+  }
 
   /** Live hashes remembered. */
   get size(): number {
@@ -56,22 +62,24 @@ export class Ghost {
   }
 
   /**
-   * Remembers `hash` with `weight` as the newest, forgetting the oldest ones
+   * Remembers `hash` with `weight` (1 when the weight is unbounded) as the newest, forgetting the oldest ones
    * until both bounds hold (a hash already there is refreshed). A record
    * heavier than the whole ghost is not kept.
    */
   add(hash: number, weight: number): void {
+    if (!this.#weighs) weight = 1
     this.take(hash)
     if (weight > this.maxWeight || this.maxCount < 1) return
     while (this.#count >= this.maxCount || this.#weight + weight > this.maxWeight) this.#dropOldest()
     if (this.#end - this.#start === this.#hashes.length) this.#renumber()
     const pos = this.#end++ % this.#hashes.length
     this.#hashes[pos] = hash
-    this.#weights[pos] = weight
+    if (this.#weighs) this.#weights[pos] = weight
     this.#live[pos] = 1
     this.#count++
     this.#weight += weight
-    if (this.#count * 2 > this.#slots.length) this.#rehash(this.#slots.length * 2)
+    // Linear probing stays short up to 3/4 full (~2.5 probes a miss).
+    if (this.#count * 4 > this.#slots.length * 3) this.#rehash(this.#slots.length * 2)
     this.#slots[this.#find(hash)] = pos
   }
 
@@ -82,7 +90,7 @@ export class Ghost {
     if (pos === EMPTY) return false
     this.#live[pos] = 0
     this.#count--
-    this.#weight -= this.#weights[pos]!
+    this.#weight -= this.#weighs ? this.#weights[pos]! : 1
     this.#deleteAt(i)
     return true
   }
@@ -120,7 +128,7 @@ export class Ghost {
     if (live.length !== this.#count) throw new Error(`ghost counts ${this.#count} hashes, its ring holds ${live.length}`)
     let weight = 0
     const n = this.#hashes.length
-    for (let p = this.#start; p < this.#end; p++) if (this.#live[p % n] === 1) weight += this.#weights[p % n]!
+    for (let p = this.#start; p < this.#end; p++) if (this.#live[p % n] === 1) weight += this.#weighs ? this.#weights[p % n]! : 1
     if (Math.abs(weight - this.#weight) > 1e-6) throw new Error(`ghost weighs ${this.#weight}, its records ${weight}`)
     for (const h of live) if (!this.has(h)) throw new Error(`ghost hash ${h} is not in its index`)
     if (this.#count > this.maxCount || this.#weight > this.maxWeight) throw new Error('ghost over its bounds')
@@ -174,20 +182,22 @@ export class Ghost {
 
   /**
    * The ring is full: its live records move to its start, in order, into a
-   * ring twice as large when they fill more than half of it (else the same
-   * size: only holes are dropped), so the ring stays within 4x the live count.
+   * ring twice as large when they fill more than 3/4 of it (else the same
+   * size: only holes are dropped), so the ring stays within 8/3 of the live
+   * count, and packing (a pass over the ring) happens at most once per n/4
+   * records added.
    */
   #renumber(): void {
     const n = this.#hashes.length
-    const size = this.#count * 2 > n ? n * 2 : n
+    const size = this.#count * 4 > n * 3 ? n * 2 : n
     const hashes = new Uint32Array(size)
-    const weights = new Uint32Array(size)
+    const weights = new Uint32Array(this.#weighs ? size : 0)
     const live = new Uint8Array(size)
     let q = 0
     for (let p = this.#start; p < this.#end; p++) {
       if (this.#live[p % n] !== 1) continue
       hashes[q] = this.#hashes[p % n]!
-      weights[q] = this.#weights[p % n]!
+      if (this.#weighs) weights[q] = this.#weights[p % n]!
       live[q++] = 1
     }
     this.#hashes = hashes
