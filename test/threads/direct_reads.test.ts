@@ -160,6 +160,26 @@ test('SIEVE regions learn from direct reads: the entry read is spared by the han
   })
 })
 
+test('S3-FIFO regions learn from direct reads: read twice while in the small queue, an entry moves to main instead of leaving', async () => {
+  // 3 entries: the small queue holds 1, main 2; all three start in small.
+  await withCache({ shards: 1, regions: { default: { maxEntries: 3, policy: 's3fifo' } } }, async (cache) => {
+    await cache.set('a', 1)
+    await cache.set('b', 2)
+    await cache.set('c', 3)
+    const frames = cache.framesSentForTest()
+    assert.is(await cache.get('a'), 1) // direct reads: logged for the shard, which counts them
+    assert.is(await cache.get('a'), 1)
+    assert.is(await cache.get('c'), 3)
+    assert.is(cache.framesSentForTest(), frames)
+    // Small's oldest, a, was read twice: to main. b was not read: evicted.
+    await cache.set('d', 4)
+    assert.equal(await cache.mget(['a', 'b', 'c', 'd']), [1, undefined, 3, 4])
+    // That mget read c a second time (and d a first): at e, c moves to main and d, read once, leaves.
+    await cache.set('e', 5)
+    assert.equal(await cache.mget(['a', 'c', 'd', 'e']), [1, 3, undefined, 5])
+  })
+})
+
 test('FIFO regions ignore direct reads when evicting, and expired entries are never returned', async () => {
   await withCache({ shards: 1, regions: { default: { maxEntries: 2, policy: 'fifo' }, short: { ttl: 300 } } }, async (cache) => {
     await cache.set('a', 1)
