@@ -18,7 +18,7 @@
  *                largest power of two not above capacity, min 16), else record
  *                it there and refuse
  *   none         admit every miss
- *   exact freq   an upper bound for any sketch: exact per-key counts of all
+ *   exact freq   meant as a bound on what a sketch could give (not a strict one: see below): exact per-key counts of all
  *                requests, every count halved each 10 x capacity requests
  *                (TinyLFU's reset); once full, the hand sweeps to its victim
  *                (clearing USED bits on the way) and the candidate replaces it
