@@ -17,7 +17,7 @@ import type { DictionaryShardStats } from './compression.js'
  * own file in workers/policy/. One list here, read by option validation, the
  * CLI's `replay --policy all` and the bench, so a new policy is named once.
  */
-export const EVICTION_POLICIES = ['lru', 'fifo', 'sieve', 's3fifo'] as const
+export const EVICTION_POLICIES = ['lru', 'fifo', 'sieve', 's3fifo', 'tinylfu'] as const
 export type EvictionPolicy = (typeof EVICTION_POLICIES)[number]
 
 /**

@@ -8,6 +8,7 @@ import { FifoPolicy } from './fifo.js'
 import { LruPolicy } from './lru.js'
 import { SievePolicy } from './sieve.js'
 import { S3FifoPolicy } from './s3fifo.js'
+import { TinyLfuPolicy } from './tinylfu.js'
 import type { EvictionPolicy, Policy, PolicySizing } from './policy.js'
 
 export { NIL } from './policy.js'
@@ -16,6 +17,7 @@ export { FifoPolicy } from './fifo.js'
 export { LruPolicy } from './lru.js'
 export { SievePolicy } from './sieve.js'
 export { S3FifoPolicy } from './s3fifo.js'
+export { TinyLfuPolicy } from './tinylfu.js'
 
 /** The policy `name`, sized by `sizing` (slots and budgets). */
 export function createPolicy(name: EvictionPolicy, sizing: PolicySizing): Policy {
@@ -28,6 +30,8 @@ export function createPolicy(name: EvictionPolicy, sizing: PolicySizing): Policy
       return new SievePolicy(sizing)
     case 's3fifo':
       return new S3FifoPolicy(sizing)
+    case 'tinylfu':
+      return new TinyLfuPolicy(sizing)
     default:
       throw new Error(`unknown eviction policy ${JSON.stringify(name)}`)
   }
