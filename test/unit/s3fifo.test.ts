@@ -10,7 +10,8 @@ import { S3FifoPolicy } from '../../workers/policy/s3fifo.js'
 import { Ghost } from '../../workers/policy/ghost.js'
 import { ShardEvent, ValueTag } from '../../src/wire/protocol.js'
 import { RegionStore } from '../../workers/region_store.js'
-import { cloudphysics, lirsKeys, replay, sized } from '../fixtures/policy_replay.js'
+import { cloudphysics, lirsKeys, lockstep, replay, sized } from '../fixtures/policy_replay.js'
+import { S3FifoModel } from '../fixtures/policy_models/s3fifo.js'
 
 // trace, entries, the published S3-FIFO hit ratio (%).
 const TABLE: [string, number, number][] = [
@@ -46,6 +47,15 @@ test('through the region store, S3-FIFO gives the published figure (lirs-multi2 
   const ratio = (hits / keys.length) * 100
   assert.ok(Math.abs(ratio - 49.3) <= 0.05, `${ratio.toFixed(3)}%`)
   store.checkInvariants()
+})
+
+test('the reference model agrees victim for victim: lirs-cpp at 122 entries, and cloudphysics by bytes (50 MB, its first 30,000 requests at their sizes)', () => {
+  assert.is(lockstep(new S3FifoPolicy(sized(122, 122)), new S3FifoModel(122, Infinity), lirsKeys('cpp'), 122), 7272)
+  const cp = cloudphysics()
+  const policy = new S3FifoPolicy({ capacity: 4096, limit: 1 << 20, maxEntries: Infinity, maxBytes: 50e6 })
+  const hits = lockstep(policy, new S3FifoModel(Infinity, 50e6), cp.keys.subarray(0, 30_000), Infinity, cp.sizes.subarray(0, 30_000), 50e6)
+  assert.is(hits, 5341)
+  policy.check(1 << 20)
 })
 
 test('S3-FIFO: small keeps what was hit twice (into main), evicts the rest into the ghost, and a ghost key returns into main', () => {

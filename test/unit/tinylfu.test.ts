@@ -1,0 +1,153 @@
+// W-TinyLFU (workers/policy/tinylfu.ts) and its sketch (workers/policy/sketch.ts).
+// Replayed on the shipped traces the way cache papers do (a get per request, an
+// insert on a miss, evicting first when full): on each it must reach the best
+// published figure among LRU, ARC, S3-FIFO and the static W-TinyLFU less one
+// point, and never fall half a point below LRU; the figures are pinned so that
+// a change that moves them shows. Its reference model must agree with it
+// victim for victim on a real trace, by entries and by bytes.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { NIL, createPolicy } from '../../workers/policy/index.js'
+import { TinyLfuPolicy } from '../../workers/policy/tinylfu.js'
+import { FrequencySketch } from '../../workers/policy/sketch.js'
+import { ShardEvent, ValueTag } from '../../src/wire/protocol.js'
+import { RegionStore } from '../../workers/region_store.js'
+import { TinyLfuModel } from '../fixtures/policy_models/tinylfu.js'
+import { cloudphysics, lirsKeys, lockstep, replay, sized } from '../fixtures/policy_replay.js'
+
+// trace, entries, the target (best of LRU, ARC, S3-FIFO, static W-TinyLFU, less 1; at least LRU - 0.5), what it reads.
+const TABLE: [string, number, number, number][] = [
+  ['multi2', 568, 48.3, 49.78],
+  ['ps', 308, 52.3, 53.22],
+  ['sprite', 707, 85.98, 86.4],
+  ['gli', 252, 15.26, 15.28],
+  ['cpp', 122, 79.37, 79.48],
+]
+
+const traceKeys = (trace: string): Uint32Array => (trace === 'cloudphysics' ? cloudphysics().keys : lirsKeys(trace))
+
+for (const [trace, size, target, reads] of [...TABLE, ['cloudphysics', 4897, 23.75, 23.95] as [string, number, number, number]]) {
+  test(`${trace} at ${size} entries: ${reads}%, at least ${target}%`, () => {
+    const got = replay(new TinyLfuPolicy(sized(size, size)), traceKeys(trace), size)
+    assert.ok(got >= target, `${got.toFixed(3)}% against the target ${target}%`)
+    assert.ok(Math.abs(got - reads) < 0.005, `${got.toFixed(3)}%: the pinned figure is ${reads}%`)
+  })
+}
+
+test('never half a point below LRU: every LIRS trace at 1%, 5%, 10% and 25% of its keys', () => {
+  for (const trace of ['multi2', 'ps', 'sprite', 'gli', 'cpp', 'cs']) {
+    const keys = lirsKeys(trace)
+    const unique = new Set(keys).size
+    for (const pct of [1, 5, 10, 25]) {
+      const n = Math.max(2, Math.floor((unique * pct) / 100))
+      const lru = replay(createPolicy('lru', sized(n, n)), keys, n)
+      const got = replay(new TinyLfuPolicy(sized(n, n)), keys, n)
+      assert.ok(got >= lru - 0.5, `${trace} at ${pct}% (${n} entries): ${got.toFixed(2)}% against LRU's ${lru.toFixed(2)}%`)
+    }
+  }
+})
+
+test('the reference model agrees victim for victim: lirs-cpp at 122 entries, and cloudphysics by bytes (50 MB, its first 30,000 requests at their sizes)', () => {
+  assert.is(lockstep(new TinyLfuPolicy(sized(122, 122)), new TinyLfuModel(122, Infinity), lirsKeys('cpp'), 122), 7191)
+  const cp = cloudphysics()
+  const keys = cp.keys.subarray(0, 30_000)
+  const sizes = cp.sizes.subarray(0, 30_000)
+  const policy = new TinyLfuPolicy({ capacity: 4096, limit: 1 << 20, maxEntries: Infinity, maxBytes: 50e6 })
+  assert.is(lockstep(policy, new TinyLfuModel(Infinity, 50e6), keys, Infinity, sizes, 50e6), 5349)
+  policy.check(1 << 20)
+})
+
+test('through the region store: lirs-cpp at 122 entries meets the target too', () => {
+  const store = new RegionStore({ name: 'tlfu', policy: 'tinylfu', maxBytes: Infinity, maxEntries: 122, defaultTtl: Infinity, compressMinBytes: Infinity })
+  const keys = lirsKeys('cpp')
+  const v = new Uint8Array(1)
+  let hits = 0
+  for (const k of keys) {
+    const key = String(k)
+    if (store.get(key) !== undefined) hits++
+    else store.set(key, ValueTag.UINT8ARRAY, v, undefined, false, false, undefined)
+  }
+  const ratio = (hits / keys.length) * 100
+  assert.ok(ratio >= 79.37, `${ratio.toFixed(3)}%`)
+  store.checkInvariants()
+})
+
+test('the duel: when the cache is full, the window\'s oldest enters main only if the sketch counts it more often than main\'s victim', () => {
+  // 100 entries: the window holds 1, protected up to 79.
+  const p = new TinyLfuPolicy({ capacity: 128, limit: 128, maxEntries: 100, maxBytes: Infinity })
+  for (let s = 0; s < 100; s++) p.insert(s, 1000 + s, 1)
+  // Slot 99 is the window; 0..98 went to probation as the window overflowed.
+  assert.equal(p.sizes(), { window: 1, windowEntries: 1, probation: 99, protected: 0, rejected: 0, displaced: 0 })
+  // Slot 0 (probation's oldest) is hit: promoted to protected, and counted twice now.
+  p.access(0)
+  // A new entry is coming: the candidate (99, seen once) duels main's victim (1, seen once): no more frequent, rejected.
+  assert.is(p.victim(NIL), 99)
+  p.remove(99, ShardEvent.EVICT)
+  assert.is(p.sizes().rejected, 1)
+  p.insert(99, 2000, 1) // a new key in the window
+  p.access(99)
+  p.access(99) // counted 3 times
+  // Its duel against 1 (once): admitted to probation, 1 is the victim and is remembered as displaced.
+  assert.is(p.victim(NIL), 1)
+  p.remove(1, ShardEvent.EVICT)
+  assert.equal(p.sizes(), { window: 1, windowEntries: 0, probation: 98, protected: 1, rejected: 1, displaced: 1 })
+  p.check(128)
+  // Never `keep`.
+  assert.is(p.victim(2), 3)
+})
+
+test('a rejected key that comes back is admitted whatever the sketch says, and grows the window', () => {
+  const p = new TinyLfuPolicy({ capacity: 128, limit: 128, maxEntries: 100, maxBytes: Infinity })
+  for (let s = 0; s < 100; s++) {
+    p.insert(s, 1000 + s, 1)
+    p.access(s) // every key counted twice
+  }
+  assert.is(p.victim(NIL), 99) // the candidate, no more frequent than main's victim: rejected
+  p.remove(99, ShardEvent.EVICT)
+  p.insert(99, 1099, 1) // 1099 back: a rejected key; the window grows by one entry
+  assert.is(p.sizes().window, 2)
+  p.insert(100 % 128, 5000, 1) // (slot 100) behind it in the window
+  // The candidate is 1099 again: remembered as rejected, so admitted; main's victim leaves.
+  const v = p.victim(NIL)
+  assert.ok(v !== 99 && v !== 100, `victim ${v}`)
+  assert.is(p.sizes().rejected, 0)
+})
+
+test('sketch: counts up to 15, estimates by the least of four counters, halves every 10x capacity additions', () => {
+  const s = new FrequencySketch(100)
+  for (let i = 0; i < 20; i++) s.increment(7)
+  assert.is(s.estimate(7), 15)
+  assert.is(s.estimate(8), 0)
+  s.increment(8)
+  s.increment(8)
+  assert.is(s.estimate(8), 2)
+  // An addition is an increment that raised some counter: 7's past 15 did not, so 17 so far.
+  // The 1,000th (10 x capacity) halves every counter.
+  for (let i = 0; i < 982; i++) s.increment(100_000 + i)
+  assert.is(s.estimate(7), 15)
+  s.increment(999_999)
+  assert.is(s.estimate(7), 7)
+  assert.is(s.estimate(8), 1)
+  // 4 rows of the power of two at or above 4x capacity (512) counters, 4 bits each: 1 KiB, ~10 bytes per entry.
+  assert.is(s.stateBytes(), 1024)
+  s.clear()
+  assert.is(s.estimate(7), 0)
+})
+
+test('tinylfu: grow() keeps every entry; clear() forgets entries, sketch and ghosts', () => {
+  const p = new TinyLfuPolicy({ capacity: 2, limit: 64, maxEntries: 64, maxBytes: Infinity })
+  p.insert(0, 10, 1)
+  p.insert(1, 11, 1)
+  p.grow(8)
+  for (let s = 2; s < 8; s++) p.insert(s, 10 + s, 1)
+  const order: number[] = []
+  for (let s = p.first(); s !== NIL; s = p.next(s)) order.push(s)
+  assert.equal(order.sort(), [0, 1, 2, 3, 4, 5, 6, 7])
+  p.check(8)
+  p.clear()
+  assert.equal(p.sizes(), { window: 1, windowEntries: 0, probation: 0, protected: 0, rejected: 0, displaced: 0 })
+  assert.is(p.first(), NIL)
+  assert.is(p.victim(NIL), NIL)
+})
+
+test.run()
