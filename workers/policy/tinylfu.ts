@@ -169,8 +169,10 @@ export class TinyLfuPolicy implements Policy {
     if (q.count(WINDOW) + q.count(PROBATION) + q.count(PROTECTED) <= (keep === NIL ? 0 : 1)) return NIL
     const main = this.#mainVictim(keep)
     const candidate = q.head(WINDOW)
-    // The window is at its share, so the entry arriving pushes its oldest out: the duel.
-    if (candidate !== NIL && candidate !== keep && q.weight(WINDOW) >= this.#windowLimit) {
+    // The entry arriving will push the window's oldest out: the duel. Its charge is not known here
+    // (victims are chosen before it joins); with a byte budget it is taken to be an average entry's.
+    const arriving = this.#weighs ? this.#averageCharge() : 1
+    if (candidate !== NIL && candidate !== keep && q.weight(WINDOW) + arriving > this.#windowLimit) {
       if (main === NIL) return candidate
       const c = this.#hash[candidate]!
       if (this.#rejected.take(c) || this.#admits(c, this.#hash[main]!)) {
