@@ -97,17 +97,17 @@ test('the duel: when the cache is full, the window\'s oldest enters main only if
 })
 
 test('with a byte budget, a new entry is screened even when the window holds less than its share', () => {
-  // 10,000 bytes: the window's share is 100. 99 entries of 100 bytes, each read once, then one of 60 bytes.
-  const p = new TinyLfuPolicy({ capacity: 128, limit: 128, maxEntries: Infinity, maxBytes: 10_000 })
-  for (let s = 0; s < 99; s++) {
+  // 6,000 bytes: the window's share is 60. 59 entries of 100 bytes, each read once, then one of 30 bytes.
+  const p = new TinyLfuPolicy({ capacity: 64, limit: 64, maxEntries: Infinity, maxBytes: 6_000 })
+  for (let s = 0; s < 59; s++) {
     p.insert(s, 1000 + s, 100)
     p.access(s)
   }
-  p.insert(99, 1099, 60)
-  assert.equal(p.sizes(), { window: 100, windowEntries: 1, probation: 99, protected: 0, rejected: 0, displaced: 0 })
-  // Room for a newcomer: the window (60 bytes) plus an average entry passes its share, so its
+  p.insert(59, 1059, 30)
+  assert.equal(p.sizes(), { window: 60, windowEntries: 1, probation: 59, protected: 0, rejected: 0, displaced: 0 })
+  // Room for a newcomer: the window (30 bytes) plus an average entry passes its share, so its
   // candidate, seen once, duels main's victim, seen twice, and leaves; main keeps its entry.
-  assert.is(p.victim(NIL), 99)
+  assert.is(p.victim(NIL), 59)
   assert.is(p.sizes().rejected, 1)
 })
 
