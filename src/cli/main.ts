@@ -266,7 +266,7 @@ async function replayCommand(args: string[], out: Write, err: Write): Promise<nu
   else if (positionals.length > 1) problems.push(`takes one TRACE file (got ${positionals.length}: ${positionals.map(quoted).join(', ')})`)
   const trace = positionals[0]
 
-  const policyText = values.policy ?? 'lru'
+  const policyText = values.policy ?? DEFAULTS.policy
   let policies: EvictionPolicy[] = []
   if (policyText === 'all') policies = [...EVICTION_POLICIES]
   else {

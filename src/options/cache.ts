@@ -33,7 +33,7 @@ export interface CacheOptions {
   shards?: number
   /**
    * The regions. A region named `default` serves operations that name no
-   * region; when it is not listed it is added with `{ policy: 'lru', maxBytes: '64mb' }`.
+   * region; when it is not listed it is added with `{ policy: 'tinylfu', maxBytes: '64mb' }`.
    */
   regions?: Record<string, RegionOptions>
   /**

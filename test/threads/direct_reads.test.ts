@@ -91,7 +91,7 @@ test('reads issued after a set in the same tick see the eviction it causes, on e
 })
 
 test('a pending set holds back direct reads of other keys only while it may evict: a region with room keeps them', async () => {
-  await withCache({ shards: 1, regions: { default: { maxEntries: 3 } } }, async (cache) => {
+  await withCache({ shards: 1, regions: { default: { maxEntries: 3, policy: 'lru' } } }, async (cache) => {
     await cache.set('a', 1)
     // Room for two more entries: a pending set cannot evict, so a is still read directly.
     const set = cache.set('b', 2)
@@ -134,7 +134,7 @@ test('a write in flight holds back direct reads of its key only, and every hold 
 })
 
 test('direct reads refresh LRU order: the entry read is not the one evicted', async () => {
-  await withCache({ shards: 1, regions: { default: { maxEntries: 3 } } }, async (cache) => {
+  await withCache({ shards: 1, regions: { default: { maxEntries: 3, policy: 'lru' } } }, async (cache) => {
     await cache.set('a', 1)
     await cache.set('b', 2)
     await cache.set('c', 3)

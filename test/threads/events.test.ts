@@ -36,7 +36,7 @@ test('set, delete, clear, hit and miss events carry type, region and key', async
 })
 
 test('evict and expire carry their cause; nothing is sent once nobody listens', async () => {
-  await withCache({ shards: 1, regions: { small: { maxEntries: 2 } } }, async (cache) => {
+  await withCache({ shards: 1, regions: { small: { maxEntries: 2, policy: 'lru' } } }, async (cache) => {
     const seen: EntryEvent[] = []
     const evicted = (e: EntryEvent): void => {
       seen.push(e)
