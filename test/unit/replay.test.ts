@@ -177,8 +177,10 @@ test('--bytes: objects stored at their sizes under a byte budget, charged key + 
       '3.13 KB     25.00      11.43      12.50        5.71\n' +
       "at 3.13 KB: 2 requests for objects over a shard's budget, not stored (misses)\n",
   )
+  // Without --policy, the library's default. W-TinyLFU keeps 1 too: at 3, the window's candidate 2 (seen once)
+  // loses its duel against 1 (seen twice), and at 2, 3 loses against 1 (seen three times).
   const one = await runMain(['replay', file, '--bytes', '--size', '3200'])
-  assert.match(one.stdout, /: 8 requests, 4 keys; lru with 3\.13 KB: hit ratio 25\.00%, byte hit ratio 11\.43% \(2 hits, \d+ ms\)\n$/)
+  assert.match(one.stdout, /: 8 requests, 4 keys; tinylfu with 3\.13 KB: hit ratio 25\.00%, byte hit ratio 11\.43% \(2 hits, \d+ ms\)\n$/)
 })
 
 test('--shards: 1 shard is the plain replay; N shards are each shard\'s keys (the router\'s shardOf) replayed at its share of the size', async () => {
