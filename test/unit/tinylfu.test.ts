@@ -111,6 +111,17 @@ test('with a byte budget, a new entry is screened even when the window holds les
   assert.is(p.sizes().rejected, 1)
 })
 
+test('an update that makes a protected entry larger keeps protected within its share', () => {
+  // 1,000 bytes: window 10, main 990, protected at most 792.
+  const p = new TinyLfuPolicy({ capacity: 16, limit: 16, maxEntries: Infinity, maxBytes: 1000 })
+  for (let s = 0; s < 8; s++) p.insert(s, 100 + s, 90)
+  for (let s = 0; s < 7; s++) p.access(s) // 0..6 promoted: 630 bytes protected
+  assert.equal(p.sizes().protected, 7)
+  p.update(0, 300) // 840 bytes: over 792, so its oldest goes back to probation
+  assert.equal(p.sizes().protected, 6)
+  p.check(16)
+})
+
 test('a rejected key that comes back is admitted whatever the sketch says, and grows the window', () => {
   const p = new TinyLfuPolicy({ capacity: 128, limit: 128, maxEntries: 100, maxBytes: Infinity })
   for (let s = 0; s < 100; s++) {

@@ -147,6 +147,8 @@ export class TinyLfuPolicy implements Policy {
       this.#charge[slot] = charge
     }
     this.access(slot)
+    // A protected entry that grew may put protected over its share.
+    this.#demoteProtected()
   }
 
   access(slot: number): void {
