@@ -98,7 +98,7 @@ test('the command prints the ratio (or JSON) and exits 0; bad arguments exit 2 w
   const r = JSON.parse(ok.stdout) as { hits: number; requests: number; hitRatio: number }
   assert.is(r.hitRatio, r.hits / r.requests)
   const text = await run(['replay', TRACE, '--size', '1000'])
-  assert.match(text.stdout, /lru with 1,000 entries: hit ratio \d+\.\d\d%/)
+  assert.match(text.stdout, /tinylfu with 1,000 entries: hit ratio \d+\.\d\d%/, 'without --policy, the default policy')
   // A usage error: exit code 2, the problem and the usage on stderr, nothing on stdout.
   const bad = await run(['replay', TRACE, '--size', '10', '--policy', 'lfu'])
   assert.equal(bad, { code: 2, stdout: '', stderr: `shardcache replay: ${POLICY_PROBLEM} (got "lfu")\n${REPLAY_USAGE}` })
@@ -201,7 +201,7 @@ test('replay: each bad argument is its own message, with the value given', async
   writeFileSync(one, 'a\na\n')
   const r = await runMain(['replay', one, '--size', '1'])
   assert.is(r.code, 0)
-  assert.match(r.stdout, new RegExp(`^${one.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: 2 requests, 1 key; lru with 1 entry: hit ratio 50\\.00% \\(1 hit, \\d+ ms\\)\n$`))
+  assert.match(r.stdout, new RegExp(`^${one.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: 2 requests, 1 key; tinylfu with 1 entry: hit ratio 50\\.00% \\(1 hit, \\d+ ms\\)\n$`))
 })
 
 test('bench: each bad argument is its own message, with the value given; an empty trace says so', async () => {
