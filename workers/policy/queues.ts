@@ -1,11 +1,13 @@
 /**
  * Several FIFO/LRU queues of slots over one pair of link arrays: an entry is
  * in one queue at a time, so the queues share the links, and each keeps its
- * head (oldest), tail (newest), entry count and weight (charged bytes; the
- * owner passes 1 per entry when it has no byte budget). S3-FIFO's small and
- * main queues (./s3fifo.ts) and W-TinyLFU's window, probation and protected
- * segments (./tinylfu.ts) are these; LRU and FIFO, one queue, use the
- * simpler ./slot_list.ts.
+ * head (oldest), tail (newest), entry count and weight. Per slot it also keeps
+ * what both policies built on it need of an entry: its key hash (for their
+ * ghosts and sketch) and, when the owner `weighs` by bytes, its charge (an
+ * entry then weighs its charge, else 1). S3-FIFO's small and main queues
+ * (./s3fifo.ts) and W-TinyLFU's window, probation and protected segments
+ * (./tinylfu.ts) are these; LRU and FIFO, one queue, use the simpler
+ * ./slot_list.ts.
  */
 import { regrow, reserve } from '../slot_arrays.js'
 import { NIL } from './policy.js'
@@ -13,15 +15,28 @@ import { NIL } from './policy.js'
 export class SlotQueues {
   #next: Int32Array
   #prev: Int32Array
+  #hash: Uint32Array
+  /** Each entry's charge, only when the owner weighs by bytes (else empty). */
+  #charge: Uint32Array
   /** Head then tail of each queue. */
   readonly #ends: Int32Array
   readonly #counts: Float64Array
   readonly #weights: Float64Array
 
-  /** `queues` empty queues over room for `capacity` slots, growable to `limit`. */
-  constructor(queues: number, capacity: number, limit: number) {
+  /**
+   * `queues` empty queues over room for `capacity` slots, growable to
+   * `limit`; entries weigh their charge if `weighs`, else 1.
+   */
+  constructor(
+    queues: number,
+    capacity: number,
+    limit: number,
+    readonly weighs: boolean,
+  ) {
     this.#next = reserve(Int32Array, capacity, limit)
     this.#prev = reserve(Int32Array, capacity, limit)
+    this.#hash = reserve(Uint32Array, capacity, limit)
+    this.#charge = reserve(Uint32Array, weighs ? capacity : 0, weighs ? limit : 0)
     this.#ends = new Int32Array(queues * 2).fill(NIL)
     this.#counts = new Float64Array(queues)
     this.#weights = new Float64Array(queues)
@@ -37,6 +52,16 @@ export class SlotQueues {
     return this.#next[slot]!
   }
 
+  /** The key hash `slot`'s entry was added with. */
+  hash(slot: number): number {
+    return this.#hash[slot]!
+  }
+
+  /** What `slot`'s entry weighs: its charge, or 1 when the owner does not weigh by bytes. */
+  slotWeight(slot: number): number {
+    return this.weighs ? this.#charge[slot]! : 1
+  }
+
   count(q: number): number {
     return this.#counts[q]!
   }
@@ -45,8 +70,22 @@ export class SlotQueues {
     return this.#weights[q]!
   }
 
-  /** Appends `slot` as queue `q`'s newest. */
-  push(q: number, slot: number, weight: number): void {
+  /** A new entry in `slot`, of key hash `hash` and charge `charge`, as queue `q`'s newest. */
+  add(q: number, slot: number, hash: number, charge: number): void {
+    this.#hash[slot] = hash
+    if (this.weighs) this.#charge[slot] = charge
+    this.#push(q, slot)
+  }
+
+  /** `slot`'s entry, in queue `q`, now has charge `charge` (an update). */
+  recharge(q: number, slot: number, charge: number): void {
+    if (!this.weighs) return
+    this.#weights[q] = this.#weights[q]! + charge - this.#charge[slot]!
+    this.#charge[slot] = charge
+  }
+
+  #push(q: number, slot: number): void {
+    const weight = this.slotWeight(slot)
     const ends = this.#ends
     const tail = ends[q * 2 + 1]!
     this.#prev[slot] = tail
@@ -59,7 +98,8 @@ export class SlotQueues {
   }
 
   /** Takes `slot` out of queue `q`. */
-  unlink(q: number, slot: number, weight: number): void {
+  unlink(q: number, slot: number): void {
+    const weight = this.slotWeight(slot)
     const ends = this.#ends
     const p = this.#prev[slot]!
     const n = this.#next[slot]!
@@ -72,14 +112,9 @@ export class SlotQueues {
   }
 
   /** Moves `slot` from queue `from` to the newest end of `to` (the same queue: to its newest end). */
-  move(from: number, to: number, slot: number, weight: number): void {
-    this.unlink(from, slot, weight)
-    this.push(to, slot, weight)
-  }
-
-  /** A slot's weight changed by `delta` while in queue `q`. */
-  reweigh(q: number, delta: number): void {
-    this.#weights[q] = this.#weights[q]! + delta
+  move(from: number, to: number, slot: number): void {
+    this.unlink(from, slot)
+    this.#push(to, slot)
   }
 
   /** Every queue empty. */
@@ -92,25 +127,27 @@ export class SlotQueues {
   grow(capacity: number): void {
     this.#next = regrow(Int32Array, this.#next, capacity)
     this.#prev = regrow(Int32Array, this.#prev, capacity)
+    this.#hash = regrow(Uint32Array, this.#hash, capacity)
+    if (this.weighs) this.#charge = regrow(Uint32Array, this.#charge, capacity)
   }
 
   stateBytes(): number {
-    return this.#next.byteLength + this.#prev.byteLength
+    return this.#next.byteLength + this.#prev.byteLength + this.#hash.byteLength + this.#charge.byteLength
   }
 
   /**
    * Throws unless queue `q` is a well-linked list of `count(q)` slots, each of
-   * which `inQueue` says belongs to it, whose weights (`weightOf`) add up to
-   * `weight(q)`; `slots` bounds the walk. `name` is for the message.
+   * which `inQueue` says belongs to it, whose weights add up to `weight(q)`;
+   * `slots` bounds the walk. `name` is for the message.
    */
-  check(q: number, name: string, slots: number, inQueue: (slot: number) => boolean, weightOf: (slot: number) => number): void {
+  check(q: number, name: string, slots: number, inQueue: (slot: number) => boolean): void {
     let prev = NIL
     let n = 0
     let weight = 0
     for (let slot = this.head(q); slot !== NIL; slot = this.#next[slot]!) {
       if (this.#prev[slot] !== prev) throw new Error(`${name}: prev link of slot ${slot} is broken`)
       if (!inQueue(slot)) throw new Error(`${name}: slot ${slot} is marked for another queue`)
-      weight += weightOf(slot)
+      weight += this.slotWeight(slot)
       prev = slot
       if (++n > slots) throw new Error(`${name} has a cycle`)
     }

@@ -51,10 +51,6 @@ const SMALL_SHARE = 0.1
 export class S3FifoPolicy implements Policy {
   readonly #q: SlotQueues
   #state: Uint8Array
-  #hash: Uint32Array
-  /** Each entry's charge, only with a byte budget (else empty: every entry weighs 1). */
-  #charge: Uint32Array
-  readonly #weighs: boolean
   /** Main's share: it is evicted from while over either. */
   readonly #mainMaxEntries: number
   readonly #mainMaxBytes: number
@@ -64,35 +60,28 @@ export class S3FifoPolicy implements Policy {
 
   constructor(sizing: PolicySizing) {
     const { capacity, limit, maxEntries, maxBytes } = sizing
-    this.#q = new SlotQueues(2, capacity, limit)
+    // With a byte budget entries weigh their charge (and with an entry budget too, the counts are kept).
+    this.#q = new SlotQueues(2, capacity, limit, Number.isFinite(maxBytes))
     this.#state = reserve(Uint8Array, capacity, limit)
-    this.#hash = reserve(Uint32Array, capacity, limit)
-    this.#weighs = Number.isFinite(maxBytes)
-    this.#charge = reserve(Uint32Array, this.#weighs ? capacity : 0, this.#weighs ? limit : 0)
     // Small gets at least one entry, so a tiny cache still screens new keys.
     this.#mainMaxEntries = Number.isFinite(maxEntries) ? maxEntries - Math.max(1, Math.floor(maxEntries * SMALL_SHARE)) : Infinity
-    this.#mainMaxBytes = this.#weighs ? maxBytes - Math.floor(maxBytes * SMALL_SHARE) : Infinity
+    this.#mainMaxBytes = this.#q.weighs ? maxBytes - Math.floor(maxBytes * SMALL_SHARE) : Infinity
     // The ghost is as large as main (the paper's 90%).
     this.#ghost = new Ghost(this.#mainMaxEntries, this.#mainMaxBytes)
   }
 
   insert(slot: number, hash: number, charge: number): void {
-    this.#hash[slot] = hash
-    const weight = this.#weighs ? (this.#charge[slot] = charge) : 1
     if (this.#ghost.take(hash)) {
       this.#state[slot] = MAIN
-      this.#q.push(M, slot, weight)
+      this.#q.add(M, slot, hash, charge)
     } else {
       this.#state[slot] = SMALL
-      this.#q.push(S, slot, weight)
+      this.#q.add(S, slot, hash, charge)
     }
   }
 
   update(slot: number, charge: number): void {
-    if (this.#weighs) {
-      this.#q.reweigh((this.#state[slot]! & QUEUE) === SMALL ? S : M, charge - this.#charge[slot]!)
-      this.#charge[slot] = charge
-    }
+    this.#q.recharge((this.#state[slot]! & QUEUE) === SMALL ? S : M, slot, charge)
     this.access(slot)
   }
 
@@ -102,13 +91,13 @@ export class S3FifoPolicy implements Policy {
   }
 
   remove(slot: number, reason: number): void {
-    const weight = this.#weight(slot)
+    const q = this.#q
     if ((this.#state[slot]! & QUEUE) === SMALL) {
-      this.#q.unlink(S, slot, weight)
       // Only what small evicted is remembered: a deleted or expired key did not leave for lack of room.
-      if (reason === ShardEvent.EVICT) this.#ghost.add(this.#hash[slot]!, weight)
+      if (reason === ShardEvent.EVICT) this.#ghost.add(q.hash(slot), q.slotWeight(slot))
+      q.unlink(S, slot)
     } else {
-      this.#q.unlink(M, slot, weight)
+      q.unlink(M, slot)
     }
     this.#state[slot] = 0
   }
@@ -139,10 +128,10 @@ export class S3FifoPolicy implements Policy {
     for (let slot = q.head(S); slot !== NIL; slot = q.head(S)) {
       if (slot === keep) {
         if (q.count(S) === 1) return NIL
-        q.move(S, S, slot, this.#weight(slot))
+        q.move(S, S, slot)
       } else if ((this.#state[slot]! & FREQ) >= 2) {
         this.#state[slot] = MAIN
-        q.move(S, M, slot, this.#weight(slot))
+        q.move(S, M, slot)
       } else {
         return slot
       }
@@ -162,7 +151,7 @@ export class S3FifoPolicy implements Policy {
       if (slot !== keep && (s & FREQ) === 0) return slot
       if (slot === keep && q.count(M) === 1) return NIL
       if (slot !== keep) this.#state[slot] = s - 1
-      q.move(M, M, slot, this.#weight(slot))
+      q.move(M, M, slot)
     }
     return NIL
   }
@@ -179,8 +168,6 @@ export class S3FifoPolicy implements Policy {
   grow(capacity: number): void {
     this.#q.grow(capacity)
     this.#state = regrow(Uint8Array, this.#state, capacity)
-    this.#hash = regrow(Uint32Array, this.#hash, capacity)
-    if (this.#weighs) this.#charge = regrow(Uint32Array, this.#charge, capacity)
   }
 
   /** Small's entries oldest first, then main's: the order they would leave in if none were hit. */
@@ -195,7 +182,7 @@ export class S3FifoPolicy implements Policy {
   }
 
   stateBytes(): number {
-    return this.#q.stateBytes() + this.#state.byteLength + this.#hash.byteLength + this.#charge.byteLength + this.#ghost.stateBytes()
+    return this.#q.stateBytes() + this.#state.byteLength + this.#ghost.stateBytes()
   }
 
   /** @internal Entries in the small queue and in main, and the ghost's size, for tests. */
@@ -204,13 +191,8 @@ export class S3FifoPolicy implements Policy {
   }
 
   check(slots: number): void {
-    const weightOf = (slot: number): number => this.#weight(slot)
-    this.#q.check(S, 'small queue', slots, (slot) => (this.#state[slot]! & QUEUE) === SMALL, weightOf)
-    this.#q.check(M, 'main queue', slots, (slot) => (this.#state[slot]! & QUEUE) === MAIN, weightOf)
+    this.#q.check(S, 'small queue', slots, (slot) => (this.#state[slot]! & QUEUE) === SMALL)
+    this.#q.check(M, 'main queue', slots, (slot) => (this.#state[slot]! & QUEUE) === MAIN)
     this.#ghost.check()
-  }
-
-  #weight(slot: number): number {
-    return this.#weighs ? this.#charge[slot]! : 1
   }
 }

@@ -85,8 +85,6 @@ const FLOOD_FREQUENCY = 6
 export class TinyLfuPolicy implements Policy {
   readonly #q: SlotQueues
   #seg: Uint8Array
-  #hash: Uint32Array
-  #charge: Uint32Array
   /** Whether shares count charged bytes (no entry budget) rather than entries. */
   readonly #weighs: boolean
   /** The budget the shares are of: entries, or bytes when {@link #weighs}. */
@@ -106,11 +104,9 @@ export class TinyLfuPolicy implements Policy {
 
   constructor(sizing: PolicySizing) {
     const { capacity, limit, maxEntries, maxBytes } = sizing
-    this.#q = new SlotQueues(3, capacity, limit)
-    this.#seg = reserve(Uint8Array, capacity, limit)
-    this.#hash = reserve(Uint32Array, capacity, limit)
     this.#weighs = !Number.isFinite(maxEntries) && Number.isFinite(maxBytes)
-    this.#charge = reserve(Uint32Array, this.#weighs ? capacity : 0, this.#weighs ? limit : 0)
+    this.#q = new SlotQueues(3, capacity, limit, this.#weighs)
+    this.#seg = reserve(Uint8Array, capacity, limit)
     this.#maxEntries = maxEntries
     this.#budget = this.#weighs ? maxBytes : maxEntries
     this.#window = Number.isFinite(this.#budget) ? Math.max(1, this.#budget * INITIAL_WINDOW) : Infinity
@@ -123,48 +119,43 @@ export class TinyLfuPolicy implements Policy {
   }
 
   insert(slot: number, hash: number, charge: number): void {
-    this.#hash[slot] = hash
-    const weight = this.#weighs ? (this.#charge[slot] = charge) : 1
     this.#sketch.increment(hash)
     this.#adapt(hash)
     this.#seg[slot] = WINDOW + 1
     const q = this.#q
-    q.push(WINDOW, slot, weight)
+    q.add(WINDOW, slot, hash, charge)
     const entries = q.count(WINDOW) + q.count(PROBATION) + q.count(PROTECTED)
     if (entries > this.#sketch.capacity) this.#sketch.resize(Math.min(this.#maxEntries, 2 * this.#sketch.capacity))
     // The window over its share (the cache not full, or the window shrank): its oldest go to probation.
     while (q.weight(WINDOW) > this.#windowLimit && q.count(WINDOW) > 1) {
       const c = q.head(WINDOW)
       this.#seg[c] = PROBATION + 1
-      q.move(WINDOW, PROBATION, c, this.#weight(c))
+      q.move(WINDOW, PROBATION, c)
     }
     this.#demoteProtected()
   }
 
   update(slot: number, charge: number): void {
-    if (this.#weighs) {
-      this.#q.reweigh(this.#seg[slot]! - 1, charge - this.#charge[slot]!)
-      this.#charge[slot] = charge
-    }
+    this.#q.recharge(this.#seg[slot]! - 1, slot, charge)
     this.access(slot)
     // A protected entry that grew may put protected over its share.
     this.#demoteProtected()
   }
 
   access(slot: number): void {
-    this.#sketch.increment(this.#hash[slot]!)
+    this.#sketch.increment(this.#q.hash(slot))
     const seg = this.#seg[slot]! - 1
     if (seg === PROBATION) {
       this.#seg[slot] = PROTECTED + 1
-      this.#q.move(PROBATION, PROTECTED, slot, this.#weight(slot))
+      this.#q.move(PROBATION, PROTECTED, slot)
       this.#demoteProtected()
     } else {
-      this.#q.move(seg, seg, slot, this.#weight(slot))
+      this.#q.move(seg, seg, slot)
     }
   }
 
   remove(slot: number, _reason: number): void {
-    this.#q.unlink(this.#seg[slot]! - 1, slot, this.#weight(slot))
+    this.#q.unlink(this.#seg[slot]! - 1, slot)
     this.#seg[slot] = 0
   }
 
@@ -178,14 +169,14 @@ export class TinyLfuPolicy implements Policy {
     const arriving = this.#weighs ? this.#averageCharge() : 1
     if (candidate !== NIL && candidate !== keep && q.weight(WINDOW) + arriving > this.#windowLimit) {
       if (main === NIL) return candidate
-      const c = this.#hash[candidate]!
-      if (this.#rejected.take(c) || this.#admits(c, this.#hash[main]!)) {
+      const c = q.hash(candidate)
+      if (this.#rejected.take(c) || this.#admits(c, q.hash(main))) {
         this.#seg[candidate] = PROBATION + 1
-        q.move(WINDOW, PROBATION, candidate, this.#weight(candidate))
-        this.#displaced.add(this.#hash[main]!, this.#weight(main))
+        q.move(WINDOW, PROBATION, candidate)
+        this.#displaced.add(q.hash(main), q.slotWeight(main))
         return main
       }
-      this.#rejected.add(c, this.#weight(candidate))
+      this.#rejected.add(c, q.slotWeight(candidate))
       return candidate
     }
     if (main !== NIL) return main
@@ -208,8 +199,6 @@ export class TinyLfuPolicy implements Policy {
   grow(capacity: number): void {
     this.#q.grow(capacity)
     this.#seg = regrow(Uint8Array, this.#seg, capacity)
-    this.#hash = regrow(Uint32Array, this.#hash, capacity)
-    if (this.#weighs) this.#charge = regrow(Uint32Array, this.#charge, capacity)
   }
 
   /** Probation oldest first, then protected, then the window: roughly the order entries would leave in. */
@@ -235,8 +224,6 @@ export class TinyLfuPolicy implements Policy {
     return (
       this.#q.stateBytes() +
       this.#seg.byteLength +
-      this.#hash.byteLength +
-      this.#charge.byteLength +
       this.#sketch.stateBytes() +
       this.#rejected.stateBytes() +
       this.#displaced.stateBytes()
@@ -250,10 +237,9 @@ export class TinyLfuPolicy implements Policy {
   }
 
   check(slots: number): void {
-    const weightOf = (slot: number): number => this.#weight(slot)
-    this.#q.check(WINDOW, 'window', slots, (s) => this.#seg[s] === WINDOW + 1, weightOf)
-    this.#q.check(PROBATION, 'probation', slots, (s) => this.#seg[s] === PROBATION + 1, weightOf)
-    this.#q.check(PROTECTED, 'protected', slots, (s) => this.#seg[s] === PROTECTED + 1, weightOf)
+    this.#q.check(WINDOW, 'window', slots, (s) => this.#seg[s] === WINDOW + 1)
+    this.#q.check(PROBATION, 'probation', slots, (s) => this.#seg[s] === PROBATION + 1)
+    this.#q.check(PROTECTED, 'protected', slots, (s) => this.#seg[s] === PROTECTED + 1)
     if (this.#q.weight(PROTECTED) > this.#protectedShare() && this.#q.count(PROTECTED) > 0) throw new Error('protected is over its share')
     this.#rejected.check()
     this.#displaced.check()
@@ -310,7 +296,7 @@ export class TinyLfuPolicy implements Policy {
     while (q.weight(PROTECTED) > share && q.count(PROTECTED) > 0) {
       const d = q.head(PROTECTED)
       this.#seg[d] = PROBATION + 1
-      q.move(PROTECTED, PROBATION, d, this.#weight(d))
+      q.move(PROTECTED, PROBATION, d)
     }
   }
 
@@ -318,9 +304,5 @@ export class TinyLfuPolicy implements Policy {
     const q = this.#q
     const n = q.count(WINDOW) + q.count(PROBATION) + q.count(PROTECTED)
     return n === 0 ? 1 : (q.weight(WINDOW) + q.weight(PROBATION) + q.weight(PROTECTED)) / n
-  }
-
-  #weight(slot: number): number {
-    return this.#weighs ? this.#charge[slot]! : 1
   }
 }
