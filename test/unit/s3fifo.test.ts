@@ -8,9 +8,8 @@ import * as assert from 'uvu/assert'
 import { NIL } from '../../workers/policy/index.js'
 import { S3FifoPolicy } from '../../workers/policy/s3fifo.js'
 import { Ghost } from '../../workers/policy/ghost.js'
-import { ShardEvent, ValueTag } from '../../src/wire/protocol.js'
-import { RegionStore } from '../../workers/region_store.js'
-import { cloudphysics, lirsKeys, lockstep, replay, sized } from '../fixtures/policy_replay.js'
+import { ShardEvent } from '../../src/wire/protocol.js'
+import { cloudphysics, lirsKeys, lockstep, replay, sized, storeReplay } from '../fixtures/policy_replay.js'
 import { S3FifoModel } from '../fixtures/policy_models/s3fifo.js'
 
 // trace, entries, the published S3-FIFO hit ratio (%).
@@ -35,18 +34,8 @@ test('cloudphysics at 4,897 entries (sizes ignored): 24.75% (within 0.05 points)
 })
 
 test('through the region store, S3-FIFO gives the published figure (lirs-multi2 at 568 entries: 49.30%)', () => {
-  const store = new RegionStore({ name: 's3', policy: 's3fifo', maxBytes: Infinity, maxEntries: 568, defaultTtl: Infinity, compressMinBytes: Infinity })
-  const keys = lirsKeys('multi2')
-  const v = new Uint8Array(1)
-  let hits = 0
-  for (const k of keys) {
-    const key = String(k)
-    if (store.get(key) !== undefined) hits++
-    else store.set(key, ValueTag.UINT8ARRAY, v, undefined, false, false, undefined)
-  }
-  const ratio = (hits / keys.length) * 100
+  const ratio = storeReplay('s3fifo', lirsKeys('multi2'), 568)
   assert.ok(Math.abs(ratio - 49.3) <= 0.05, `${ratio.toFixed(3)}%`)
-  store.checkInvariants()
 })
 
 test('the reference model agrees victim for victim: lirs-cpp at 122 entries, and cloudphysics by bytes (50 MB, its first 30,000 requests at their sizes)', () => {

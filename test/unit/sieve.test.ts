@@ -9,9 +9,7 @@ import * as assert from 'uvu/assert'
 import { NIL, createPolicy } from '../../workers/policy/index.js'
 import { SievePolicy } from '../../workers/policy/sieve.js'
 import { ShardEvent } from '../../src/wire/protocol.js'
-import { lirsKeys, replay, sized } from '../fixtures/policy_replay.js'
-import { RegionStore } from '../../workers/region_store.js'
-import { ValueTag } from '../../src/wire/protocol.js'
+import { lirsKeys, replay, sized, storeReplay } from '../fixtures/policy_replay.js'
 
 // trace, entries, then the published hit ratios (%): LRU, FIFO, SIEVE.
 const TABLE: [string, number, number, number, number][] = [
@@ -39,16 +37,7 @@ for (const [trace, size, lru, fifo, sieve] of TABLE) {
 test('through the region store, SIEVE gives the published figure too (lirs-sprite at 707 entries: 81.52%)', () => {
   // The store links a new entry before it evicts for it; had the policy been told then,
   // the hand would stop on the newcomer and take it next (76.73% here).
-  const store = new RegionStore({ name: 'sieve', policy: 'sieve', maxBytes: Infinity, maxEntries: 707, defaultTtl: Infinity, compressMinBytes: Infinity })
-  const keys = lirsKeys('sprite')
-  const v = new Uint8Array(1)
-  let hits = 0
-  for (const k of keys) {
-    const key = String(k)
-    if (store.get(key) !== undefined) hits++
-    else store.set(key, ValueTag.UINT8ARRAY, v, undefined, false, false, undefined)
-  }
-  const ratio = (hits / keys.length) * 100
+  const ratio = storeReplay('sieve', lirsKeys('sprite'), 707)
   assert.ok(Math.abs(ratio - 81.52) <= 0.05, `${ratio.toFixed(3)}%`)
 })
 

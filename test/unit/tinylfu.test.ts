@@ -10,10 +10,9 @@ import * as assert from 'uvu/assert'
 import { NIL, createPolicy } from '../../workers/policy/index.js'
 import { TinyLfuPolicy } from '../../workers/policy/tinylfu.js'
 import { FrequencySketch } from '../../workers/policy/sketch.js'
-import { ShardEvent, ValueTag } from '../../src/wire/protocol.js'
-import { RegionStore } from '../../workers/region_store.js'
+import { ShardEvent } from '../../src/wire/protocol.js'
 import { TinyLfuModel } from '../fixtures/policy_models/tinylfu.js'
-import { cloudphysics, lirsKeys, lockstep, replay, sized } from '../fixtures/policy_replay.js'
+import { cloudphysics, lirsKeys, lockstep, replay, sized, storeReplay } from '../fixtures/policy_replay.js'
 
 // trace, entries, the target (best of LRU, ARC, S3-FIFO, static W-TinyLFU, less 1; at least LRU - 0.5), what it reads.
 const TABLE: [string, number, number, number][] = [
@@ -58,18 +57,8 @@ test('the reference model agrees victim for victim: lirs-cpp at 122 entries, and
 })
 
 test('through the region store: lirs-cpp at 122 entries meets the target too', () => {
-  const store = new RegionStore({ name: 'tlfu', policy: 'tinylfu', maxBytes: Infinity, maxEntries: 122, defaultTtl: Infinity, compressMinBytes: Infinity })
-  const keys = lirsKeys('cpp')
-  const v = new Uint8Array(1)
-  let hits = 0
-  for (const k of keys) {
-    const key = String(k)
-    if (store.get(key) !== undefined) hits++
-    else store.set(key, ValueTag.UINT8ARRAY, v, undefined, false, false, undefined)
-  }
-  const ratio = (hits / keys.length) * 100
+  const ratio = storeReplay('tinylfu', lirsKeys('cpp'), 122)
   assert.ok(ratio >= 79.37, `${ratio.toFixed(3)}%`)
-  store.checkInvariants()
 })
 
 test('the duel: when the cache is full, the window\'s oldest enters main only if the sketch counts it more often than main\'s victim', () => {
