@@ -18,9 +18,9 @@ import type { EvictionPolicy } from '../src/wire/region_types.js'
 import { ValueTag } from '../src/wire/protocol.js'
 import { drawOpRing } from '../src/cli/workload.js'
 import { RegionStore } from '../workers/region_store.js'
-import { buildWorkload, pipelinedAsync, RING } from './throughput_loops.js'
+import { buildWorkload, median, pipelinedAsync, RING } from './throughput_loops.js'
 import type { Workload } from './throughput_loops.js'
-import type { AsyncKv } from './throughput_engines.js'
+import { cacheKv } from './throughput_engines.js'
 import { fmtRate, fmtRatio, heading, table } from './report.js'
 
 export interface PolicyCostConfig {
@@ -70,25 +70,6 @@ export interface PolicyCostSection {
   rows: PolicyCostRow[]
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
-
-function kvOf(cache: Cache): AsyncKv {
-  return {
-    kind: 'async',
-    name: 'shardcache',
-    get: (key) => cache.get(key),
-    set: (key, value) => cache.set(key, value),
-    prefill: async () => {},
-    summary: async () => {
-      throw new Error('unused')
-    },
-    close: () => cache.close(),
-  }
-}
 
 /**
  * The policy's state bytes per slot in a store of `entries` entries, written
@@ -112,14 +93,14 @@ export async function runPolicyCost(cfg: PolicyCostConfig, log: (line: string) =
     for (const policy of EVICTION_POLICIES) {
       const cache = await createCache({ shards: cfg.shards, regions: { default: { policy, maxEntries: cfg.maxEntries } } })
       caches.set(policy, cache)
-      for (let i = 0; i < w.keys.length; i += 5000) await cache.mset(w.keys.slice(i, i + 5000).map((k, j) => [k, w.values[(i + j) & 63]!] as [string, string]))
+      await cacheKv(cache, policy).prefill(w.keys, (i) => w.values[i % w.values.length]!)
     }
     const get = new Map<EvictionPolicy, number[]>(EVICTION_POLICIES.map((p) => [p, []]))
     const set = new Map<EvictionPolicy, number[]>(EVICTION_POLICIES.map((p) => [p, []]))
     for (let r = 0; r < cfg.rounds; r++) {
       const order = EVICTION_POLICIES.map((_, i) => EVICTION_POLICIES[(i + r) % EVICTION_POLICIES.length]!)
       for (const p of order) {
-        const kv = kvOf(caches.get(p)!)
+        const kv = cacheKv(caches.get(p)!, p)
         get.get(p)!.push((await pipelinedAsync(kv, w, gets, cfg.roundMs, cfg.concurrency)).opsPerSec)
         set.get(p)!.push((await pipelinedAsync(kv, w, sets, cfg.roundMs, cfg.concurrency)).opsPerSec)
       }

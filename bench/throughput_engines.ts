@@ -42,9 +42,14 @@ export async function shardcacheKv(shards: number, keys: number, valueBytes: num
     regions: { default: { maxBytes } },
     nearCache: nearCache === undefined ? false : { maxEntries: nearCache },
   })
+  return cacheKv(cache, nearCache === undefined ? `shardcache ${shards} shard${shards === 1 ? '' : 's'}` : `near cache ${nearCache / 1000}k, ${shards} shards`)
+}
+
+/** An open `cache` as an engine of the loops, named `name`: its default region, pre-filled by mset in chunks. */
+export function cacheKv(cache: Cache, name: string): AsyncKv & { cache: Cache } {
   return {
     kind: 'async',
-    name: nearCache === undefined ? `shardcache ${shards} shard${shards === 1 ? '' : 's'}` : `near cache ${nearCache / 1000}k, ${shards} shards`,
+    name,
     get: (key) => cache.get(key),
     set: (key, value) => cache.set(key, value),
     async prefill(list, valueOf) {
