@@ -16,16 +16,16 @@ import { cloudphysics, lirsKeys, lockstep, replay, sized, storeReplay } from '..
 
 // trace, entries, the target (best of LRU, ARC, S3-FIFO, static W-TinyLFU, less 1; at least LRU - 0.5), what it reads.
 const TABLE: [string, number, number, number][] = [
-  ['multi2', 568, 48.3, 49.78],
-  ['ps', 308, 52.3, 53.22],
-  ['sprite', 707, 85.98, 86.4],
-  ['gli', 252, 15.26, 15.28],
-  ['cpp', 122, 79.37, 79.48],
+  ['multi2', 568, 48.3, 49.808],
+  ['ps', 308, 52.3, 53.235],
+  ['sprite', 707, 85.98, 86.252],
+  ['gli', 252, 15.26, 15.262],
+  ['cpp', 122, 79.37, 80.878],
 ]
 
 const traceKeys = (trace: string): Uint32Array => (trace === 'cloudphysics' ? cloudphysics().keys : lirsKeys(trace))
 
-for (const [trace, size, target, reads] of [...TABLE, ['cloudphysics', 4897, 23.75, 23.95] as [string, number, number, number]]) {
+for (const [trace, size, target, reads] of [...TABLE, ['cloudphysics', 4897, 23.75, 24.023] as [string, number, number, number]]) {
   test(`${trace} at ${size} entries: ${reads}%, at least ${target}%`, () => {
     const got = replay(new TinyLfuPolicy(sized(size, size)), traceKeys(trace), size)
     assert.ok(got >= target, `${got.toFixed(3)}% against the target ${target}%`)
@@ -33,26 +33,43 @@ for (const [trace, size, target, reads] of [...TABLE, ['cloudphysics', 4897, 23.
   })
 }
 
-test('never half a point below LRU: every LIRS trace at 1%, 5%, 10% and 25% of its keys', () => {
+test('every LIRS trace at 1%, 5%, 10% and 25% of its keys: never half a point below LRU, and within a point of the best of LRU, S3-FIFO and the static W-TinyLFU (1% window, no second chance)', () => {
   for (const trace of ['multi2', 'ps', 'sprite', 'gli', 'cpp', 'cs']) {
     const keys = lirsKeys(trace)
     const unique = new Set(keys).size
     for (const pct of [1, 5, 10, 25]) {
       const n = Math.max(2, Math.floor((unique * pct) / 100))
       const lru = replay(createPolicy('lru', sized(n, n)), keys, n)
+      const s3 = replay(createPolicy('s3fifo', sized(n, n)), keys, n)
+      const fixed = replay(new TinyLfuPolicy(sized(n, n), { share: 0.01, secondChance: false }), keys, n)
       const got = replay(new TinyLfuPolicy(sized(n, n)), keys, n)
-      assert.ok(got >= lru - 0.5, `${trace} at ${pct}% (${n} entries): ${got.toFixed(2)}% against LRU's ${lru.toFixed(2)}%`)
+      const at = `${trace} at ${pct}% (${n} entries): ${got.toFixed(2)}%`
+      assert.ok(got >= lru - 0.5, `${at} against LRU's ${lru.toFixed(2)}%`)
+      assert.ok(got >= Math.max(lru, s3, fixed) - 1, `${at} against the best ${Math.max(lru, s3, fixed).toFixed(2)}%`)
     }
   }
 })
 
-test('the reference model agrees victim for victim: lirs-cpp at 122 entries, and cloudphysics by bytes (50 MB, its first 30,000 requests at their sizes)', () => {
-  assert.is(lockstep(new TinyLfuPolicy(sized(122, 122)), new TinyLfuModel(122, Infinity), lirsKeys('cpp'), 122), 7191)
+test('the window simulations choose: lirs-cpp at 61 entries (a loop) keeps a small window; lirs-sprite at 1,768 (recency) grows it past half the cache', () => {
+  const cpp = new TinyLfuPolicy(sized(61, 61))
+  const loop = replay(cpp, lirsKeys('cpp'), 61)
+  assert.ok(cpp.sizes().window <= Math.ceil(61 * 0.04), `window ${cpp.sizes().window}`)
+  assert.ok(loop >= 63.0, `${loop.toFixed(2)}%`)
+  const sprite = new TinyLfuPolicy(sized(1768, 1768))
+  replay(sprite, lirsKeys('sprite'), 1768)
+  assert.ok(sprite.sizes().window >= 1768 * 0.55, `window ${sprite.sizes().window}`)
+})
+
+test('the reference model agrees victim for victim: lirs-cpp at 122 entries (adapting, and at a fixed window of 30%), and cloudphysics by bytes (50 MB, its first 30,000 requests at their sizes)', () => {
+  assert.is(lockstep(new TinyLfuPolicy(sized(122, 122)), new TinyLfuModel(122, Infinity), lirsKeys('cpp'), 122), 7317)
+  // A fixed configuration, and the other second chance.
+  const fixed = { share: 0.3, secondChance: false }
+  assert.is(lockstep(new TinyLfuPolicy(sized(122, 122), fixed), new TinyLfuModel(122, Infinity, fixed), lirsKeys('cpp'), 122), 7213)
   const cp = cloudphysics()
   const keys = cp.keys.subarray(0, 30_000)
   const sizes = cp.sizes.subarray(0, 30_000)
   const policy = new TinyLfuPolicy({ capacity: 4096, limit: 1 << 20, maxEntries: Infinity, maxBytes: 50e6 })
-  assert.is(lockstep(policy, new TinyLfuModel(Infinity, 50e6), keys, Infinity, sizes, 50e6), 5321)
+  assert.is(lockstep(policy, new TinyLfuModel(Infinity, 50e6), keys, Infinity, sizes, 50e6), 5302)
   policy.check(1 << 20)
 })
 
@@ -66,7 +83,7 @@ test('the duel: when the cache is full, the window\'s oldest enters main only if
   const p = new TinyLfuPolicy({ capacity: 128, limit: 128, maxEntries: 100, maxBytes: Infinity })
   for (let s = 0; s < 100; s++) p.insert(s, 1000 + s, 1)
   // Slot 99 is the window; 0..98 went to probation as the window overflowed.
-  assert.equal(p.sizes(), { window: 1, windowEntries: 1, probation: 99, protected: 0, rejected: 0, displaced: 0 })
+  assert.equal(p.sizes(), { window: 1, windowEntries: 1, probation: 99, protected: 0, rejected: 0 })
   // Slot 0 (probation's oldest) is hit: promoted to protected, and counted twice now.
   p.access(0)
   // A new entry is coming: the candidate (99, seen once) duels main's victim (1, seen once): no more frequent, rejected.
@@ -76,10 +93,10 @@ test('the duel: when the cache is full, the window\'s oldest enters main only if
   p.insert(99, 2000, 1) // a new key in the window
   p.access(99)
   p.access(99) // counted 3 times
-  // Its duel against 1 (once): admitted to probation, 1 is the victim and is remembered as displaced.
+  // Its duel against 1 (once): admitted to probation, 1 is the victim.
   assert.is(p.victim(NIL), 1)
   p.remove(1, ShardEvent.EVICT)
-  assert.equal(p.sizes(), { window: 1, windowEntries: 0, probation: 98, protected: 1, rejected: 1, displaced: 1 })
+  assert.equal(p.sizes(), { window: 1, windowEntries: 0, probation: 98, protected: 1, rejected: 1 })
   p.check(128)
   // Never `keep`.
   assert.is(p.victim(2), 3)
@@ -93,7 +110,7 @@ test('with a byte budget, a new entry is screened even when the window holds les
     p.access(s)
   }
   p.insert(59, 1059, 30)
-  assert.equal(p.sizes(), { window: 60, windowEntries: 1, probation: 59, protected: 0, rejected: 0, displaced: 0 })
+  assert.equal(p.sizes(), { window: 60, windowEntries: 1, probation: 59, protected: 0, rejected: 0 })
   // Room for a newcomer: the window (30 bytes) plus an average entry passes its share, so its
   // candidate, seen once, duels main's victim, seen twice, and leaves; main keeps its entry.
   assert.is(p.victim(NIL), 59)
@@ -111,7 +128,7 @@ test('an update that makes a protected entry larger keeps protected within its s
   p.check(16)
 })
 
-test('a rejected key that comes back is admitted whatever the sketch says, and grows the window', () => {
+test('a rejected key that comes back is admitted whatever the sketch says', () => {
   const p = new TinyLfuPolicy({ capacity: 128, limit: 128, maxEntries: 100, maxBytes: Infinity })
   for (let s = 0; s < 100; s++) {
     p.insert(s, 1000 + s, 1)
@@ -119,13 +136,12 @@ test('a rejected key that comes back is admitted whatever the sketch says, and g
   }
   assert.is(p.victim(NIL), 99) // the candidate, no more frequent than main's victim: rejected
   p.remove(99, ShardEvent.EVICT)
-  p.insert(99, 1099, 1) // 1099 back: a rejected key; the window grows by one entry
-  assert.is(p.sizes().window, 2)
-  p.insert(100 % 128, 5000, 1) // (slot 100) behind it in the window
-  // The candidate is 1099 again: remembered as rejected, so admitted; main's victim leaves.
-  const v = p.victim(NIL)
-  assert.ok(v !== 99 && v !== 100, `victim ${v}`)
-  assert.is(p.sizes().rejected, 0)
+  p.insert(99, 1099, 1) // 1099 back: a rejected key, the window's only entry
+  // The next newcomer makes 1099 the candidate again: remembered as rejected, so admitted to probation
+  // (though no more frequent than main's victim, which leaves).
+  assert.is(p.victim(NIL), 0)
+  p.remove(0, ShardEvent.EVICT)
+  assert.equal(p.sizes(), { window: 1, windowEntries: 0, probation: 99, protected: 0, rejected: 0 })
 })
 
 test('sketch: counts up to 15, estimates by the least of four counters, halves every 10x capacity additions', () => {
@@ -149,7 +165,7 @@ test('sketch: counts up to 15, estimates by the least of four counters, halves e
   assert.is(s.estimate(7), 0)
 })
 
-test('tinylfu: grow() keeps every entry; clear() forgets entries, sketch and ghosts', () => {
+test('tinylfu: grow() keeps every entry; clear() forgets entries, sketch, ghost and simulations', () => {
   const p = new TinyLfuPolicy({ capacity: 2, limit: 64, maxEntries: 64, maxBytes: Infinity })
   p.insert(0, 10, 1)
   p.insert(1, 11, 1)
@@ -160,7 +176,7 @@ test('tinylfu: grow() keeps every entry; clear() forgets entries, sketch and gho
   assert.equal(order.sort(), [0, 1, 2, 3, 4, 5, 6, 7])
   p.check(8)
   p.clear()
-  assert.equal(p.sizes(), { window: 1, windowEntries: 0, probation: 0, protected: 0, rejected: 0, displaced: 0 })
+  assert.equal(p.sizes(), { window: 1, windowEntries: 0, probation: 0, protected: 0, rejected: 0 })
   assert.is(p.first(), NIL)
   assert.is(p.victim(NIL), NIL)
 })

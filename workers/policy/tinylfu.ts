@@ -15,31 +15,27 @@
  *   probation). So a key must have been requested more than the entry it
  *   would displace; one-hit wonders pass through the window and leave.
  *
- * Two additions, from S3-FIFO's and ARC's ghosts, each because the measured
- * traces needed it:
+ * Two additions, each because the measured traces needed it:
  *
- * - **A second chance for rejected keys.** A candidate that lost its duel is
- *   remembered (its hash, in a {@link Ghost} as large as the cache); if it is
- *   a candidate again while remembered, it is admitted whatever the sketch
- *   says. The sketch forgets slowly (over 10x capacity requests), so when the
- *   working set moves, main's victims keep stale counts that beat the new hot
- *   keys; a key that comes back within a cache's worth of rejections is hot
- *   now. Without it (the window still adapting): cloudphysics at 4,897
- *   entries 23.41%, at 25% of its keys 31.90%, 0.89 below LRU; with it
- *   23.95% and 32.90% (policy-level replay).
- * - **An adaptive window, ARC's way.** The window grows when a rejected key
- *   comes back (recency would have kept it) and shrinks when a key main
- *   evicted for a candidate comes back (frequency would have kept it), by
- *   ARC's step: one entry times the ratio of the two ghosts' sizes, at least
- *   one. Caffeine adapts by hill climbing on the hit rate, sampled every 10x
- *   capacity requests; on short traces that is too few samples to move (2 in
- *   all of cloudphysics at 4,897 entries), and on lirs-sprite, which wants
- *   an LRU-sized window, too slow (a simulation of Caffeine's climber with
- *   the rest of this design: 84.9% against LRU's 86.48%). A ghost hit
- *   is a signal on every miss. The window shrinks at half the rate it grows:
- *   with equal steps it overshot toward LRU on loop-like traces at large
- *   sizes (lirs-sprite and cloudphysics at 25% of their keys fell 0.7 points
- *   below LRU); the figures for every policy and size are in docs/policies.md.
+ * - **A second chance for rejected keys** (from S3-FIFO's ghost). A
+ *   candidate that lost its duel is remembered (its hash, in a {@link Ghost}
+ *   as large as the cache); if it is a candidate again while remembered, it
+ *   is admitted whatever the sketch says. The sketch forgets slowly (over
+ *   10x capacity requests), so when the working set moves, main's victims
+ *   keep stale counts that beat the new hot keys; a key that comes back
+ *   within a cache's worth of rejections is hot now (cloudphysics at 4,897
+ *   entries, 1% window: 20.9% without, 24.0% with). On loops it costs
+ *   (lirs-cpp at 61 entries: 63.8% without, 61.1% with), so it is one of the
+ *   things the simulations below choose.
+ * - **A window chosen by simulation** ({@link WindowSimulations},
+ *   ./window_sim.ts): the same policy at seven fixed window shares, 1% to
+ *   99%, runs on a sample of the keys, and the window moves a share at a
+ *   time toward whichever hits significantly more. Caffeine climbs on the
+ *   hit rate sampled every 10x capacity requests, and an earlier version of
+ *   this policy moved the window by ARC's rule on ghost hits; both moved the
+ *   wrong way or too late on these traces (ARC's rule: lirs-cpp at 61
+ *   entries 24.2% against the static window's 61.1%; the climber: lirs-sprite
+ *   at 707, 84.9% against LRU's 86.5%).
  *
  * Hash flooding: a candidate at least as frequent as 6 that loses its duel is
  * still admitted 1 time in 128 (a deterministic xorshift), as Caffeine does,
@@ -50,8 +46,10 @@
  * then an average entry's charge).
  *
  * State per slot: links (8 bytes), segment (1), key hash (4), the charge (4)
- * with a byte budget; the sketch 8 to 16 bytes per entry; the two ghosts ~13
- * bytes per remembered key, up to one per entry each.
+ * with a byte budget; the sketch 8 to 16 bytes per entry; the ghost ~13 bytes
+ * per remembered key, up to one per entry; the simulations a fixed ~300 KB
+ * (nine caches of 512 entries) once the budget is over 512 entries, nine
+ * times the policy's own state below that.
  */
 import { regrow, reserve } from '../slot_arrays.js'
 import { Ghost } from './ghost.js'
@@ -59,6 +57,7 @@ import { NIL } from './policy.js'
 import type { Policy, PolicySizing } from './policy.js'
 import { SlotQueues } from './queues.js'
 import { FrequencySketch } from './sketch.js'
+import { WindowSimulations } from './window_sim.js'
 
 /** Segments (queue numbers in {@link SlotQueues}); a slot's `#seg` holds its segment + 1, 0 when none. */
 const WINDOW = 0
@@ -67,9 +66,6 @@ const PROTECTED = 2
 
 const INITIAL_WINDOW = 0.01
 const PROTECTED_SHARE = 0.8
-/** Window steps (in entries, times ARC's ghost ratio): growing, shrinking. */
-const GROW = 1
-const SHRINK = 0.5
 /**
  * With an entry budget the sketch is sized for it from the start; with only a
  * byte budget it starts sized for this many entries and doubles (forgetting
@@ -90,42 +86,59 @@ export class TinyLfuPolicy implements Policy {
   /** The budget the shares are of: entries, or bytes when {@link #weighs}. */
   readonly #budget: number
   readonly #maxEntries: number
-  /** The window's share now, in the budget's unit, as adapted (fractional steps add up)... */
+  /** The window's share now, in the budget's unit... */
   #window: number
   /** ...and as applied: whole entries with an entry budget. */
   #windowLimit: number
   readonly #sketch: FrequencySketch
-  /** Candidates that lost their duel, and main entries evicted for a candidate. */
+  /** Whether this policy counts requests in the sketch (not when it is a simulation reading another's). */
+  readonly #counts: boolean
+  /** Candidates that lost their duel. */
   readonly #rejected: Ghost
-  readonly #displaced: Ghost
+  /** What chooses the window's share; undefined when it is fixed. */
+  readonly #sims: WindowSimulations | undefined
+  #share = INITIAL_WINDOW
+  /** Whether a rejected candidate that comes back is admitted (the simulations choose). */
+  #secondChance: boolean
   #random = 0x2545f491
 
   readonly screens: boolean = false
 
-  constructor(sizing: PolicySizing) {
+  /**
+   * `fixed`: a window share and second chance that stay (no simulations),
+   * for the simulations themselves and for tests; with `sketch`, the sketch
+   * of the policy simulated, read and never counted here.
+   */
+  constructor(sizing: PolicySizing, fixed?: { share: number; secondChance: boolean; sketch?: FrequencySketch }) {
     const { capacity, limit, maxEntries, maxBytes } = sizing
     this.#weighs = !Number.isFinite(maxEntries) && Number.isFinite(maxBytes)
     this.#q = new SlotQueues(3, capacity, limit, this.#weighs)
     this.#seg = reserve(Uint8Array, capacity, limit)
     this.#maxEntries = maxEntries
     this.#budget = this.#weighs ? maxBytes : maxEntries
-    this.#window = Number.isFinite(this.#budget) ? Math.max(1, this.#budget * INITIAL_WINDOW) : Infinity
+    this.#share = fixed?.share ?? INITIAL_WINDOW
+    this.#secondChance = fixed?.secondChance ?? true
+    this.#window = Number.isFinite(this.#budget) ? Math.max(1, this.#budget * this.#share) : Infinity
     this.#windowLimit = this.#weighs ? this.#window : Math.ceil(this.#window)
-    this.#sketch = new FrequencySketch(Number.isFinite(maxEntries) ? maxEntries : SKETCH_START)
+    this.#counts = fixed?.sketch === undefined
+    this.#sketch = fixed?.sketch ?? new FrequencySketch(Number.isFinite(maxEntries) ? maxEntries : SKETCH_START)
     const ghostEntries = Number.isFinite(maxEntries) ? maxEntries : Infinity
     const ghostBytes = this.#weighs ? maxBytes : Infinity
     this.#rejected = new Ghost(ghostEntries, ghostBytes)
-    this.#displaced = new Ghost(ghostEntries, ghostBytes)
+    const sketch = this.#sketch
+    this.#sims =
+      fixed === undefined && Number.isFinite(this.#budget)
+        ? new WindowSimulations(this.#weighs ? Infinity : maxEntries, this.#weighs ? maxBytes : Infinity, (s, share, secondChance) => new TinyLfuPolicy(s, { share, secondChance, sketch }))
+        : undefined
   }
 
   insert(slot: number, hash: number, charge: number): void {
-    this.#sketch.increment(hash)
-    this.#adapt(hash)
+    this.#request(hash, charge)
     this.#seg[slot] = WINDOW + 1
     const q = this.#q
     q.add(WINDOW, slot, hash, charge)
     const entries = q.count(WINDOW) + q.count(PROBATION) + q.count(PROTECTED)
-    if (entries > this.#sketch.capacity) this.#sketch.resize(Math.min(this.#maxEntries, 2 * this.#sketch.capacity))
+    if (this.#counts && entries > this.#sketch.capacity) this.#sketch.resize(Math.min(this.#maxEntries, 2 * this.#sketch.capacity))
     // The window over its share (the cache not full, or the window shrank): its oldest go to probation.
     while (q.weight(WINDOW) > this.#windowLimit && q.count(WINDOW) > 1) {
       const c = q.head(WINDOW)
@@ -143,7 +156,8 @@ export class TinyLfuPolicy implements Policy {
   }
 
   access(slot: number): void {
-    this.#sketch.increment(this.#q.hash(slot))
+    const q = this.#q
+    this.#request(q.hash(slot), q.slotWeight(slot))
     const seg = this.#seg[slot]! - 1
     if (seg === PROBATION) {
       this.#seg[slot] = PROTECTED + 1
@@ -170,10 +184,9 @@ export class TinyLfuPolicy implements Policy {
     if (candidate !== NIL && candidate !== keep && q.weight(WINDOW) + arriving > this.#windowLimit) {
       if (main === NIL) return candidate
       const c = q.hash(candidate)
-      if (this.#rejected.take(c) || this.#admits(c, q.hash(main))) {
+      if ((this.#secondChance && this.#rejected.take(c)) || this.#admits(c, q.hash(main))) {
         this.#seg[candidate] = PROBATION + 1
         q.move(WINDOW, PROBATION, candidate)
-        this.#displaced.add(q.hash(main), q.slotWeight(main))
         return main
       }
       this.#rejected.add(c, q.slotWeight(candidate))
@@ -191,9 +204,9 @@ export class TinyLfuPolicy implements Policy {
 
   clear(): void {
     this.#q.clear()
-    this.#sketch.clear()
+    if (this.#counts) this.#sketch.clear()
     this.#rejected.clear()
-    this.#displaced.clear()
+    this.#sims?.clear()
   }
 
   grow(capacity: number): void {
@@ -224,16 +237,16 @@ export class TinyLfuPolicy implements Policy {
     return (
       this.#q.stateBytes() +
       this.#seg.byteLength +
-      this.#sketch.stateBytes() +
+      (this.#counts ? this.#sketch.stateBytes() : 0) +
       this.#rejected.stateBytes() +
-      this.#displaced.stateBytes()
+      (this.#sims?.stateBytes() ?? 0)
     )
   }
 
   /** @internal The window's share (entries, or bytes with a byte budget only) and each segment's entries, for tests. */
-  sizes(): { window: number; windowEntries: number; probation: number; protected: number; rejected: number; displaced: number } {
+  sizes(): { window: number; windowEntries: number; probation: number; protected: number; rejected: number } {
     const q = this.#q
-    return { window: this.#windowLimit, windowEntries: q.count(WINDOW), probation: q.count(PROBATION), protected: q.count(PROTECTED), rejected: this.#rejected.size, displaced: this.#displaced.size }
+    return { window: this.#windowLimit, windowEntries: q.count(WINDOW), probation: q.count(PROBATION), protected: q.count(PROTECTED), rejected: this.#rejected.size }
   }
 
   check(slots: number): void {
@@ -242,7 +255,6 @@ export class TinyLfuPolicy implements Policy {
     this.#q.check(PROTECTED, 'protected', slots, (s) => this.#seg[s] === PROTECTED + 1)
     if (this.#q.weight(PROTECTED) > this.#protectedShare() && this.#q.count(PROTECTED) > 0) throw new Error('protected is over its share')
     this.#rejected.check()
-    this.#displaced.check()
   }
 
   /** Main's victim: probation's oldest, else protected's, never `keep`; NIL when main holds no other. */
@@ -269,19 +281,20 @@ export class TinyLfuPolicy implements Policy {
     return (x & 127) === 0
   }
 
-  /** A miss of `hash`: a rejected key back grows the window, a displaced one shrinks it (ARC's rule). */
-  #adapt(hash: number): void {
-    if (!Number.isFinite(this.#budget)) return
-    const rejected = this.#rejected.size
-    const displaced = this.#displaced.size
-    let step = 0
-    if (this.#rejected.has(hash)) step = GROW * Math.max(1, displaced / Math.max(1, rejected))
-    else if (this.#displaced.take(hash)) step = -SHRINK * Math.max(1, rejected / Math.max(1, displaced))
-    else return
-    const unit = this.#weighs ? this.#averageCharge() : 1
-    const max = this.#budget - unit
-    this.#window = Math.min(max, Math.max(unit, this.#window + step * unit))
-    this.#windowLimit = this.#weighs ? this.#window : Math.ceil(this.#window)
+  /** A request for `hash` (charged `charge`): counted, shown to the simulations, and the window set to their choice. */
+  #request(hash: number, charge: number): void {
+    if (!this.#counts) return
+    this.#sketch.increment(hash)
+    const sims = this.#sims
+    if (sims === undefined) return
+    sims.request(hash, charge)
+    this.#secondChance = sims.secondChance
+    if (sims.share !== this.#share) {
+      this.#share = sims.share
+      this.#window = Math.max(1, this.#budget * this.#share)
+      this.#windowLimit = this.#weighs ? this.#window : Math.ceil(this.#window)
+      this.#demoteProtected()
+    }
   }
 
   #protectedShare(): number {
