@@ -16,12 +16,11 @@
  * ghost hit takes it out) stays in the ring as a hole until the oldest end
  * passes it, so the ring may hold more records than the ghost has live ones;
  * when it fills, its live records are packed to its start (and it doubles
- * when they fill more than 3/4 of it). The index maps a hash to its ring position by
- * linear probing, with backward-shift deletion (no tombstones, so lookups
- * stay short however many keys went through).
+ * when they fill more than 3/4 of it). The index (./hash_index.ts) maps a
+ * hash to its ring position.
  */
 
-const EMPTY = -1
+import { EMPTY, HashIndex } from './hash_index.js'
 
 export class Ghost {
   /** Ring of records: hash, weight (below), and whether it is still live. */
@@ -33,8 +32,8 @@ export class Ghost {
   /** Ring positions of the oldest record and one past the newest, as ever-growing counts. */
   #start = 0
   #end = 0
-  /** Index: ring position (mod ring size) of each live hash, EMPTY where free. */
-  #slots = new Int32Array(32).fill(EMPTY)
+  /** Index: ring position (mod ring size) of each live hash. */
+  readonly #index = new HashIndex(32)
   #count = 0
   #weight = 0
 
@@ -79,25 +78,25 @@ export class Ghost {
     this.#count++
     this.#weight += weight
     // Linear probing stays short up to 3/4 full (~2.5 probes a miss).
-    if (this.#count * 4 > this.#slots.length * 3) this.#rehash(this.#slots.length * 2)
-    this.#slots[this.#find(hash)] = pos
+    if (this.#count * 4 > this.#index.size * 3) this.#rehash(this.#index.size * 2)
+    this.#index.put(this.#index.find(hash, this.#hashes), pos)
   }
 
   /** Whether `hash` is remembered; if so it is forgotten (a ghost hit is used once). */
   take(hash: number): boolean {
-    const i = this.#find(hash)
-    const pos = this.#slots[i]!
+    const i = this.#index.find(hash, this.#hashes)
+    const pos = this.#index.at(i)
     if (pos === EMPTY) return false
     this.#live[pos] = 0
     this.#count--
     this.#weight -= this.#weighs ? this.#weights[pos]! : 1
-    this.#deleteAt(i)
+    this.#index.deleteAt(i, this.#hashes)
     return true
   }
 
   /** Whether `hash` is remembered (no change). */
   has(hash: number): boolean {
-    return this.#slots[this.#find(hash)] !== EMPTY
+    return this.#index.at(this.#index.find(hash, this.#hashes)) !== EMPTY
   }
 
   /** Forgets everything. */
@@ -106,12 +105,12 @@ export class Ghost {
     this.#count = 0
     this.#weight = 0
     this.#live.fill(0)
-    this.#slots.fill(EMPTY)
+    this.#index.clear()
   }
 
   /** Bytes of the ghost's arrays. */
   stateBytes(): number {
-    return this.#hashes.byteLength + this.#weights.byteLength + this.#live.byteLength + this.#slots.byteLength
+    return this.#hashes.byteLength + this.#weights.byteLength + this.#live.byteLength + this.#index.stateBytes()
   }
 
   /** Live hashes, oldest first (for tests and checks). */
@@ -145,38 +144,13 @@ export class Ghost {
     }
   }
 
-  /** Index position of `hash`, or the free position where it would go. */
-  #find(hash: number): number {
-    const slots = this.#slots
-    const mask = slots.length - 1
-    for (let i = Math.imul(hash, 0x9e3779b1) >>> 0 & mask; ; i = (i + 1) & mask) {
-      const pos = slots[i]!
-      if (pos === EMPTY || this.#hashes[pos] === hash) return i
-    }
-  }
-
-  /** Empties index position `i`, moving later entries of its probe run back (Knuth's algorithm R). */
-  #deleteAt(i: number): void {
-    const slots = this.#slots
-    const mask = slots.length - 1
-    slots[i] = EMPTY
-    for (let j = (i + 1) & mask; slots[j] !== EMPTY; j = (j + 1) & mask) {
-      const home = Math.imul(this.#hashes[slots[j]!]!, 0x9e3779b1) >>> 0 & mask
-      // Move j back to i unless its home lies cyclically in (i, j].
-      if (i <= j ? home <= i || home > j : home <= i && home > j) {
-        slots[i] = slots[j]!
-        slots[j] = EMPTY
-        i = j
-      }
-    }
-  }
-
   #rehash(size: number): void {
     const n = this.#hashes.length
-    this.#slots = new Int32Array(size).fill(EMPTY)
+    const index = this.#index
+    index.clear(size)
     for (let p = this.#start; p < this.#end; p++) {
       const pos = p % n
-      if (this.#live[pos] === 1) this.#slots[this.#find(this.#hashes[pos]!)] = pos
+      if (this.#live[pos] === 1) index.put(index.find(this.#hashes[pos]!, this.#hashes), pos)
     }
   }
 
@@ -205,6 +179,6 @@ export class Ghost {
     this.#live = live
     this.#start = 0
     this.#end = q
-    this.#rehash(this.#slots.length)
+    this.#rehash(this.#index.size)
   }
 }

@@ -86,10 +86,8 @@ export class TinyLfuPolicy implements Policy {
   /** The budget the shares are of: entries, or bytes when {@link #weighs}. */
   readonly #budget: number
   readonly #maxEntries: number
-  /** The window's share now, in the budget's unit... */
-  #window: number
-  /** ...and as applied: whole entries with an entry budget. */
-  #windowLimit: number
+  /** The window's share of the budget in its unit (whole entries with an entry budget). */
+  #windowLimit = Infinity
   readonly #sketch: FrequencySketch
   /** Whether this policy counts requests in the sketch (not when it is a simulation reading another's). */
   readonly #counts: boolean
@@ -97,9 +95,8 @@ export class TinyLfuPolicy implements Policy {
   readonly #rejected: Ghost
   /** What chooses the window's share; undefined when it is fixed. */
   readonly #sims: WindowSimulations | undefined
-  #share = INITIAL_WINDOW
   /** Whether a rejected candidate that comes back is admitted (the simulations choose). */
-  #secondChance: boolean
+  #secondChance = true
   #random = 0x2545f491
 
   readonly screens: boolean = false
@@ -116,10 +113,7 @@ export class TinyLfuPolicy implements Policy {
     this.#seg = reserve(Uint8Array, capacity, limit)
     this.#maxEntries = maxEntries
     this.#budget = this.#weighs ? maxBytes : maxEntries
-    this.#share = fixed?.share ?? INITIAL_WINDOW
-    this.#secondChance = fixed?.secondChance ?? true
-    this.#window = Number.isFinite(this.#budget) ? Math.max(1, this.#budget * this.#share) : Infinity
-    this.#windowLimit = this.#weighs ? this.#window : Math.ceil(this.#window)
+    this.#configure(fixed?.share ?? INITIAL_WINDOW, fixed?.secondChance ?? true)
     this.#counts = fixed?.sketch === undefined
     this.#sketch = fixed?.sketch ?? new FrequencySketch(Number.isFinite(maxEntries) ? maxEntries : SKETCH_START)
     const ghostEntries = Number.isFinite(maxEntries) ? maxEntries : Infinity
@@ -206,7 +200,10 @@ export class TinyLfuPolicy implements Policy {
     this.#q.clear()
     if (this.#counts) this.#sketch.clear()
     this.#rejected.clear()
-    this.#sims?.clear()
+    if (this.#sims !== undefined) {
+      this.#sims.clear()
+      this.#configure(this.#sims.share, this.#sims.secondChance)
+    }
   }
 
   grow(capacity: number): void {
@@ -287,14 +284,17 @@ export class TinyLfuPolicy implements Policy {
     this.#sketch.increment(hash)
     const sims = this.#sims
     if (sims === undefined) return
-    sims.request(hash, charge)
-    this.#secondChance = sims.secondChance
-    if (sims.share !== this.#share) {
-      this.#share = sims.share
-      this.#window = Math.max(1, this.#budget * this.#share)
-      this.#windowLimit = this.#weighs ? this.#window : Math.ceil(this.#window)
+    if (sims.request(hash, charge)) {
+      this.#configure(sims.share, sims.secondChance)
       this.#demoteProtected()
     }
+  }
+
+  /** The window at `share` of the budget (whole entries with an entry budget), and the second chance on or off. */
+  #configure(share: number, secondChance: boolean): void {
+    const window = Number.isFinite(this.#budget) ? Math.max(1, this.#budget * share) : Infinity
+    this.#windowLimit = this.#weighs ? window : Math.ceil(window)
+    this.#secondChance = secondChance
   }
 
   #protectedShare(): number {

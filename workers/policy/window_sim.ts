@@ -22,15 +22,17 @@
  * own sketch would hold, and it halves on the same schedule relative to
  * their size).
  */
+import { EMPTY, HashIndex } from './hash_index.js'
 import { NIL } from './policy.js'
 import type { Policy, PolicySizing } from './policy.js'
+import { regrow, reserve } from '../slot_arrays.js'
 
 /**
  * The window shares simulated (of the budget). Spaced so that every trace
  * measured has a share near its best (lirs-cpp at 61 entries wants 1%,
  * lirs-sprite at 354 about 20%, at 707 35 to 50%, at 1,768 all of it).
  */
-export const WINDOW_SHARES = [0.01, 0.04, 0.12, 0.3, 0.55, 0.8, 0.99]
+const WINDOW_SHARES = [0.01, 0.04, 0.12, 0.3, 0.55, 0.8, 0.99]
 /**
  * Shares also simulated without the second chance for rejected keys: with a
  * small window, looping traces lose by it (lirs-cpp at 61 entries: 63.8%
@@ -40,7 +42,7 @@ export const WINDOW_SHARES = [0.01, 0.04, 0.12, 0.3, 0.55, 0.8, 0.99]
  */
 const SECOND_CHANCE_OPTIONAL = 0.04
 /** Each simulation holds about this many entries: the sample rate is this over the budget (1 for smaller caches). */
-export const SIMULATED_ENTRIES = 512
+const SIMULATED_ENTRIES = 512
 /** An epoch: this many sampled requests per simulated entry. */
 const EPOCH_PER_ENTRY = 2
 /** The evidence kept from one epoch to the next. */
@@ -49,41 +51,37 @@ const DECAY = 0.9
 const Z_MOVE = 3
 const Z_SECOND_CHANCE = 2
 
-/**
- * One simulated cache: a policy over its own slots, and an open-addressed
- * index from the sampled keys' hashes to them (linear probing, backward-shift
- * deletion). Why not a Map: a Map of hashes was two thirds of a
- * simulation's cost, and the simulations run on every sampled request.
- */
+/** A simulation's slots with a byte budget: its count is bounded by {@link WindowSimulations}' resampling (4x SIMULATED_ENTRIES), so twice that. */
+const BYTE_BUDGET_SLOTS = 8 * SIMULATED_ENTRIES
+
+/** One simulated cache: a policy over its own slots, and an index from the sampled keys' hashes to them. */
 class Simulation {
   readonly #policy: Policy
+  readonly #limit: number
+  #capacity: number
   #hashOf: Uint32Array
   #chargeOf: Float64Array
+  /** Slots freed by evictions, reused last freed first. */
   #free: Int32Array
   #freeCount = 0
   #used = 0
   #count = 0
-  /** Slot + 1 of each indexed hash, 0 where empty; a power of two at least twice the slots. */
-  #index: Int32Array
-  #mask: number
-  #capacity: number
   #bytes = 0
+  readonly #index: HashIndex
 
   constructor(
     make: (sizing: PolicySizing) => Policy,
     readonly maxEntries: number,
     readonly maxBytes: number,
   ) {
-    this.#capacity = Number.isFinite(maxEntries) ? maxEntries + 1 : 64
-    // With a byte budget the count is bounded by #resample (4x SIMULATED_ENTRIES), so slots by twice that.
-    this.#policy = make({ capacity: this.#capacity, limit: Number.isFinite(maxEntries) ? this.#capacity : 8 * SIMULATED_ENTRIES, maxEntries, maxBytes })
-    this.#hashOf = new Uint32Array(this.#capacity)
-    this.#chargeOf = new Float64Array(this.#capacity)
-    this.#free = new Int32Array(this.#capacity)
-    let size = 16
-    while (size < 2 * this.#capacity) size *= 2
-    this.#index = new Int32Array(size)
-    this.#mask = size - 1
+    const entries = Number.isFinite(maxEntries)
+    this.#capacity = entries ? maxEntries + 1 : 64
+    this.#limit = entries ? this.#capacity : BYTE_BUDGET_SLOTS
+    this.#policy = make({ capacity: this.#capacity, limit: this.#limit, maxEntries, maxBytes })
+    this.#hashOf = reserve(Uint32Array, this.#capacity, this.#limit)
+    this.#chargeOf = reserve(Float64Array, this.#capacity, this.#limit)
+    this.#free = reserve(Int32Array, this.#capacity, this.#limit)
+    this.#index = new HashIndex(indexSize(this.#capacity))
   }
 
   /** Entries it holds. */
@@ -94,9 +92,10 @@ class Simulation {
   /** Whether it hit. */
   request(hash: number, charge: number): boolean {
     const p = this.#policy
-    const at = this.#find(hash)
-    if (this.#index[at]! !== 0) {
-      p.access(this.#index[at]! - 1)
+    const index = this.#index
+    const hit = index.at(index.find(hash, this.#hashOf))
+    if (hit !== EMPTY) {
+      p.access(hit)
       return true
     }
     if (charge > this.maxBytes) return false
@@ -104,7 +103,8 @@ class Simulation {
       const v = p.victim(NIL)
       if (v === NIL) break
       p.remove(v, 0)
-      this.#delete(this.#find(this.#hashOf[v]!))
+      index.deleteAt(index.find(this.#hashOf[v]!, this.#hashOf), this.#hashOf)
+      this.#count--
       this.#bytes -= this.#chargeOf[v]!
       this.#free[this.#freeCount++] = v
     }
@@ -118,14 +118,14 @@ class Simulation {
     this.#chargeOf[slot] = charge
     this.#bytes += charge
     this.#count++
-    this.#index[this.#find(hash)] = slot + 1
+    this.#index.put(this.#index.find(hash, this.#hashOf), slot)
     p.insert(slot, hash, charge)
     return false
   }
 
   clear(): void {
     this.#policy.clear()
-    this.#index.fill(0)
+    this.#index.clear()
     this.#freeCount = 0
     this.#used = 0
     this.#count = 0
@@ -133,60 +133,27 @@ class Simulation {
   }
 
   stateBytes(): number {
-    return this.#policy.stateBytes() + this.#hashOf.byteLength + this.#chargeOf.byteLength + this.#free.byteLength + this.#index.byteLength
-  }
-
-  /** The index position of `hash`, or of the empty one where it would go. */
-  #find(hash: number): number {
-    const index = this.#index
-    const mask = this.#mask
-    let i = Math.imul(hash, 0x85ebca6b) >>> 0 & mask
-    for (;;) {
-      const e = index[i]!
-      if (e === 0 || this.#hashOf[e - 1] === hash) return i
-      i = (i + 1) & mask
-    }
-  }
-
-  /** Empties index position `i`, shifting back the entries after it that probed past it. */
-  #delete(i: number): void {
-    const index = this.#index
-    const mask = this.#mask
-    let hole = i
-    let j = i
-    for (;;) {
-      j = (j + 1) & mask
-      const e = index[j]!
-      if (e === 0) break
-      const home = Math.imul(this.#hashOf[e - 1]!, 0x85ebca6b) >>> 0 & mask
-      // e may fill the hole unless its home lies cyclically in (hole, j]: it would then be before its home.
-      const between = hole < j ? home > hole && home <= j : home > hole || home <= j
-      if (!between) {
-        index[hole] = e
-        hole = j
-      }
-    }
-    index[hole] = 0
-    this.#count--
+    return this.#policy.stateBytes() + this.#hashOf.byteLength + this.#chargeOf.byteLength + this.#free.byteLength + this.#index.stateBytes()
   }
 
   /** Doubles the slots (a byte budget only: the count is not known ahead) and re-indexes. */
   #grow(): void {
-    this.#capacity *= 2
+    this.#capacity = Math.min(this.#limit, this.#capacity * 2)
     this.#policy.grow(this.#capacity)
-    const grown = (a: Uint32Array | Float64Array | Int32Array) => {
-      const b = new (a.constructor as Uint32ArrayConstructor)(this.#capacity)
-      b.set(a as Uint32Array)
-      return b
-    }
-    this.#hashOf = grown(this.#hashOf)
-    this.#chargeOf = grown(this.#chargeOf) as unknown as Float64Array
-    this.#free = grown(this.#free) as unknown as Int32Array
-    const old = this.#index
-    this.#index = new Int32Array(old.length * 2)
-    this.#mask = this.#index.length - 1
-    for (const e of old) if (e !== 0) this.#index[this.#find(this.#hashOf[e - 1]!)] = e
+    this.#hashOf = regrow(Uint32Array, this.#hashOf, this.#capacity)
+    this.#chargeOf = regrow(Float64Array, this.#chargeOf, this.#capacity)
+    this.#free = regrow(Int32Array, this.#free, this.#capacity)
+    // It grows only when no slot is free, so every slot before the new one holds an entry.
+    this.#index.clear(indexSize(this.#capacity))
+    for (let slot = 0; slot < this.#used - 1; slot++) this.#index.put(this.#index.find(this.#hashOf[slot]!, this.#hashOf), slot)
   }
+}
+
+/** Index positions for `slots` slots: a power of two at least twice as many. */
+function indexSize(slots: number): number {
+  let size = 16
+  while (size < 2 * slots) size *= 2
+  return size
 }
 
 interface Config {
@@ -258,10 +225,14 @@ export class WindowSimulations {
     return this.#configs[this.#chosen]!.secondChance
   }
 
-  /** A request for the key of `hash`, charged `charge`: the simulations see it if it is sampled. */
-  request(hash: number, charge: number): void {
-    // Fibonacci hashing's multiplier: the sample must not line up with the sketch's or the store's use of the hash bits.
-    if (Math.imul(hash, 0x9e3779b1) >>> 0 >= this.#threshold) return
+  /**
+   * A request for the key of `hash`, charged `charge`: the simulations see it
+   * if it is sampled. Returns whether the choice ({@link share},
+   * {@link secondChance}) changed.
+   */
+  request(hash: number, charge: number): boolean {
+    // The sample is of the top bits of a Fibonacci-hashing product: the sketch and the store use other mixes of the hash.
+    if (Math.imul(hash, 0x9e3779b1) >>> 0 >= this.#threshold) return false
     const sims = this.#sims
     const chosen = sims[this.#chosen]!.request(hash, charge)
     for (let i = 0; i < sims.length; i++) {
@@ -272,8 +243,9 @@ export class WindowSimulations {
         this.#gain[i]! += hit ? 1 : -1
       }
     }
-    if (++this.#requests >= this.#epoch) this.#decide()
+    const changed = ++this.#requests >= this.#epoch && this.#decide()
     if (sims[0]!.count > 4 * SIMULATED_ENTRIES) this.#resample()
+    return changed
   }
 
   clear(): void {
@@ -288,12 +260,6 @@ export class WindowSimulations {
     let n = this.#gain.byteLength + this.#differ.byteLength
     for (const s of this.#sims) n += s.stateBytes()
     return n
-  }
-
-  /** @internal The configuration chosen, for tests. */
-  chosen(): { share: number; secondChance: boolean } {
-    const { share, secondChance } = this.#configs[this.#chosen]!
-    return { share, secondChance }
   }
 
   #build(simEntries: number): Simulation[] {
@@ -315,7 +281,8 @@ export class WindowSimulations {
     this.#requests = 0
   }
 
-  #decide(): void {
+  /** The end of an epoch; returns whether the choice changed. */
+  #decide(): boolean {
     this.#requests = 0
     const from = this.#configs[this.#chosen]!
     let best = -1
@@ -336,11 +303,12 @@ export class WindowSimulations {
       this.#chosen = this.#configs.findIndex((c) => c.step === step && (c.secondChance === to.secondChance || c.share > SECOND_CHANCE_OPTIONAL))
       this.#gain.fill(0)
       this.#differ.fill(0)
-    } else {
-      for (let i = 0; i < this.#sims.length; i++) {
-        this.#gain[i]! *= DECAY
-        this.#differ[i]! *= DECAY
-      }
+      return true
     }
+    for (let i = 0; i < this.#sims.length; i++) {
+      this.#gain[i]! *= DECAY
+      this.#differ[i]! *= DECAY
+    }
+    return false
   }
 }
