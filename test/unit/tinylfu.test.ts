@@ -85,6 +85,17 @@ test('the reference model agrees victim for victim: lirs-cpp at 122 entries (ada
   policy.check(1 << 20)
 })
 
+test('with a byte budget only, the window simulations sample fewer keys as the entries add up: their state stays a fraction of the cache\'s', () => {
+  // cloudphysics at its real sizes under 200 MB: ~75,000 entries. Simulations of every key would hold as many each (nine of them).
+  const cp = cloudphysics()
+  const p = new TinyLfuPolicy({ capacity: 4096, limit: 1 << 20, maxEntries: Infinity, maxBytes: 200e6 })
+  lockstep(p, undefined, cp.keys, Infinity, cp.sizes, 200e6)
+  const s = p.sizes()
+  const entries = s.windowEntries + s.probation + s.protected
+  assert.ok(entries > 70_000, `${entries} entries`)
+  assert.ok(p.stateBytes() / entries < 30, `${(p.stateBytes() / entries).toFixed(1)} bytes of policy state per entry`)
+})
+
 test('through the region store: lirs-cpp at 122 entries meets the target too', () => {
   const ratio = storeReplay('tinylfu', lirsKeys('cpp'), 122)
   assert.ok(ratio >= 79.37, `${ratio.toFixed(3)}%`)
