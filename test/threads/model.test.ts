@@ -72,7 +72,17 @@ function transform(op: Op, m: Model): Op {
     case 'mset': {
       let opts = fixOpts(op.opts)
       // nx/xx over several keys that may have been evicted or expired: the count would not say which were stored.
-      const unsure = p.shortTtl || op.entries.some(([k]) => !R.exact[m.shard(k)] || m.find(R, k)?.maybe)
+      // An entry with a TTL is one: on a busy machine the op's window can reach its expiry, whatever the TTL. So
+      // is a key given twice: its second set meets the entry of its first, which may have a TTL (the region's).
+      // (Both seen on a busy machine as "mset with nx/xx over a maybe-entry".)
+      const twice = new Set(op.entries.map(([k]) => k)).size < op.entries.length
+      const unsure =
+        p.shortTtl ||
+        twice ||
+        op.entries.some(([k]) => {
+          const e = m.find(R, k)
+          return !R.exact[m.shard(k)] || (e !== undefined && (e.maybe || e.lo !== Infinity))
+        })
       if (opts !== undefined && (opts.nx || opts.xx) && unsure && op.entries.length > 1) opts = { ...opts, nx: undefined, xx: undefined }
       return { ...op, opts }
     }
