@@ -42,8 +42,7 @@ export class ChildError extends Error {
  */
 export function runChild<C, R>(script: string, cfg: C, label: string, timeoutMs: number, extraExecArgv: string[] = []): Promise<R> {
   return new Promise((resolve, reject) => {
-    const child = fork(script, [], { execArgv: ['--expose-gc', ...extraExecArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    children.add(child)
+    const child = forkTracked(script, extraExecArgv)
     let settled = false
     let message: ChildMessage<R> | undefined
     const settle = (err: Error | undefined, result?: R): void => {
@@ -69,6 +68,18 @@ export function runChild<C, R>(script: string, cfg: C, label: string, timeoutMs:
     })
     child.send(cfg as object)
   })
+}
+
+/**
+ * Forks `script` with --expose-gc, `extraExecArgv` and an IPC channel,
+ * tracked until it exits so that {@link killChildrenSync} stops it: for
+ * children that talk more than once (the real-server section's servers).
+ */
+export function forkTracked(script: string, extraExecArgv: string[] = []): ChildProcess {
+  const child = fork(script, [], { execArgv: ['--expose-gc', ...extraExecArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  return child
 }
 
 function send<R>(msg: ChildMessage<R>): Promise<void> {

@@ -9,43 +9,16 @@
  * miss, and serialises the response. Alongside, brand-new keys are set at a steady rate so a full cache
  * keeps evicting, which is what keeps an in-heap cache's old generation busy.
  */
-import { monitorEventLoopDelay, createHistogram, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks'
-import type { PerformanceEntry } from 'node:perf_hooks'
+import { monitorEventLoopDelay, createHistogram } from 'node:perf_hooks'
 import { LRUCache } from 'lru-cache'
 import { createCache } from '../src/index.js'
 import type { Cache } from '../src/index.js'
 import { drawRing, ZipfSampler } from '../src/cli/workload.js'
-import type { EventLoopConfig, EventLoopResult, GcSummary } from './event_loop_types.js'
+import type { EventLoopConfig, EventLoopResult } from './event_loop_types.js'
+import { gcObserver } from './gc.js'
+import { makeUser } from './users.js'
+import type { User } from './users.js'
 import { forceGc, serveChild, sleep } from './child.js'
-
-interface User {
-  id: number
-  name: string
-  email: string
-  createdAt: string
-  role: string
-  country: string
-  tags: string[]
-}
-
-const SURNAMES = ['Smith', 'Johnson', 'Williams', 'Brown', 'Jones', 'Garcia', 'Miller', 'Davis', 'Rodriguez', 'Martinez']
-const ROLES = ['viewer', 'editor', 'admin', 'owner']
-const COUNTRIES = ['DE', 'FR', 'US', 'BR', 'JP', 'IN', 'NG', 'AU']
-const EPOCH = Date.UTC(2020, 0, 1)
-
-/** A ~200-byte (as JSON) object with fresh strings, like a row just read from a database. */
-function makeUser(id: number): User {
-  const surname = SURNAMES[id % SURNAMES.length]!
-  return {
-    id,
-    name: `User ${id} ${surname}`,
-    email: `user.${id}.${surname.toLowerCase()}@example-${id % 97}.com`,
-    createdAt: new Date(EPOCH + id * 1000).toISOString(),
-    role: ROLES[id % ROLES.length]!,
-    country: COUNTRIES[id % COUNTRIES.length]!,
-    tags: [`group-${id % 13}`, `plan-${id % 5}`],
-  }
-}
 
 /**
  * The head of a typical browser/API request. Every request parses one: real
@@ -197,37 +170,6 @@ async function shardcacheEngine(cfg: EventLoopConfig, out: { cache?: Cache }): P
       cache.set(key, makeUser(10_000_000 + seq)).catch((err: unknown) => fail(new Error(`shardcache set(${JSON.stringify(key)}) failed`, { cause: err })))
     },
     close: () => cache.close(),
-  }
-}
-
-const emptyGc = (): GcSummary => ({ count: 0, minor: 0, major: 0, other: 0, totalMs: 0, maxMs: 0, maxMajorMs: 0, maxMinorMs: 0 })
-
-function gcObserver(): { summary(): GcSummary; reset(): void; stop(): void } {
-  let s = emptyGc()
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[]) {
-      s.count++
-      s.totalMs += e.duration
-      if (e.duration > s.maxMs) s.maxMs = e.duration
-      const kind = e.detail?.kind
-      if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) {
-        s.major++
-        s.maxMajorMs = Math.max(s.maxMajorMs, e.duration)
-      } else if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) {
-        s.minor++
-        s.maxMinorMs = Math.max(s.maxMinorMs, e.duration)
-      } else {
-        s.other++
-      }
-    }
-  })
-  obs.observe({ entryTypes: ['gc'] })
-  return {
-    summary: () => ({ ...s }),
-    reset: () => {
-      s = emptyGc()
-    },
-    stop: () => obs.disconnect(),
   }
 }
 
