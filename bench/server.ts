@@ -167,7 +167,7 @@ const median = (xs: number[]): number | undefined => {
 const mib = (b: number | undefined): string => (b === undefined ? '-' : `${(b / 2 ** 20).toFixed(0)} MiB`)
 const cpuShare = (ms: number | undefined, windowMs: number): string => (ms === undefined ? '-' : `${((ms / windowMs) * 100).toFixed(0)}%`)
 
-/** Per mode: its rounds' client p99s, and each round's ratio to lru-cache's in the same round. */
+/** `mode`'s client figure (`pick`, p99 by default) in each round it completed. */
 export function p99sOf(r: ServerRegimeResult, mode: ServerMode, pick: (c: ClientResult) => number = (c) => c.latency.p99): number[] {
   return r.rounds.filter((x) => x.mode === mode && x.client !== undefined && x.error === undefined).map((x) => pick(x.client!))
 }
