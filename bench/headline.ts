@@ -10,6 +10,8 @@ import type { ReadThroughSection } from './read_through.js'
 import { sampled } from './event_loop.js'
 import type { EventLoopSection } from './event_loop.js'
 import type { MemorySection } from './memory.js'
+import { medianOf, p99sOf, roundRatios } from './server.js'
+import type { ServerSection } from './server.js'
 import { fmtMs, fmtNs, fmtRate, fmtRatio, heading, ratio, table } from './report.js'
 
 export interface HeadlineRow {
@@ -28,6 +30,7 @@ export interface HeadlineInput {
   throughput?: ThroughputResult
   bus?: BusSection
   readThrough?: ReadThroughSection
+  server?: ServerSection
   eventLoop?: EventLoopSection
   memory?: MemorySection
 }
@@ -65,6 +68,18 @@ export function headlineRows(r: HeadlineInput): HeadlineRow[] {
     if (nl !== undefined) {
       const mid = (xs: number[]): number => [...xs].sort((p, q) => p - q)[xs.length >> 1]!
       add(`getSync near hit (median of ${nl.ratios.length} interleaved rounds)`, fmtRate(mid(nl.a)), `lru-cache ${fmtRate(mid(nl.b))}`, nl.median, 'higher')
+    }
+  }
+  const sv = r.server
+  if (sv !== undefined) {
+    for (const g of sv.regimes) {
+      const p99 = (x: { latency: { p99: number } }): number => x.latency.p99
+      const sc = medianOf(p99sOf(g, 'shardcache'))
+      const lru = medianOf(p99sOf(g, 'lru-cache'))
+      const n = g.rounds.filter((x) => x.mode === 'lru-cache').length
+      const entries = g.regime.entries >= 1e6 ? `${g.regime.entries / 1e6}M` : g.regime.entries.toLocaleString('en-US')
+      add(`node:http server, ${entries} users, ${g.regime.name}: client p99${n > 1 ? ` (median of ${n} rounds)` : ''}`, sc === undefined ? undefined : fmtMs(sc),
+        lru === undefined ? undefined : `lru-cache ${fmtMs(lru)}`, medianOf(roundRatios(g, 'shardcache', 'lru-cache', p99)), 'lower')
     }
   }
   const el = r.eventLoop

@@ -7,8 +7,9 @@
  *
  * Three runs, chosen so each fits the time a user gives it (build included,
  * 2 cores; bench/README.md has the measured wall times):
- * - `npm run bench`: throughput, bus, read-through, event-loop (1M entries)
- *   and memory: under 3 minutes.
+ * - `npm run bench`: throughput, bus, read-through, server (a real
+ *   node:http server over 1M users, one round of each regime) and memory,
+ *   hit-ratio and policies: ~3.5 minutes.
  * - `npm run bench -- --quick`: the headline rows only, under a minute:
  *   throughput for shardcache 2 shards, lru-cache and ioredis (every mix, and
  *   the interleaved rounds the shardcache/ioredis ratio comes from), and
@@ -16,13 +17,13 @@
  *   as the default run, so its figures compare with it; it leaves out the
  *   other engines and sections, not measurement time.
  * - `npm run bench -- --full` (or BENCH_FULL=1): the default run with the
- *   longer runs of earlier versions (throughput 1 s / 0.5 s a row, event-loop
- *   4 s measured after 0.8 s instead of 3 s after 0.5 s), plus
- *   event-loop-5m: the event-loop scenario at 5M entries for shardcache and
- *   lru-cache (its pre-fills alone take ~70 s here, and lru-cache a 3 GiB
- *   heap), and micro: the region store (a shard's storage, in this thread)
- *   against lru-cache, which is about the store's internals rather than what
- *   a caller sees (~8 s).
+ *   longer runs (throughput 1 s / 0.5 s a row; server: three interleaved
+ *   rounds, 4 s and 8 s windows), plus event-loop (the in-process scenario
+ *   the server section grew out of, 4 s measured after 0.8 s), event-loop-5m
+ *   (the same at 5M entries for shardcache and lru-cache: its pre-fills alone
+ *   take ~70 s here, and lru-cache a 3 GiB heap), and micro: the region store
+ *   (a shard's storage, in this thread) against lru-cache, which is about the
+ *   store's internals rather than what a caller sees (~8 s).
  *
  * Sections can be picked by name (`npm run bench -- throughput memory`);
  * names override the run's own list. BENCH_SMOKE=1 shortens every duration and
@@ -54,6 +55,8 @@ import { DEFAULT_EVENT_LOOP, ENGINES, FULL_EVENT_LOOP, printEventLoop, runEventL
 import type { EventLoopBase, EventLoopSection } from './event_loop.js'
 import type { EventLoopEngine } from './event_loop_types.js'
 import { killChildrenSync } from './child.js'
+import { DEFAULT_SERVER, FULL_SERVER, printServerSection, runServerSection } from './server.js'
+import type { ServerSection } from './server.js'
 import { DEFAULT_MEMORY, printMemory, runMemory } from './memory.js'
 import type { MemorySection } from './memory.js'
 import { DEFAULT_MICRO, printMicro, runMicro } from './region_store_micro.js'
@@ -67,14 +70,14 @@ import type { HeadlineRow } from './headline.js'
 import { errorDetail, fmtCount, fmtDuration, fmtMachine, machineInfo } from './report.js'
 import type { MachineInfo } from './report.js'
 
-const SECTIONS = ['throughput', 'bus', 'read-through', 'event-loop', 'event-loop-5m', 'memory', 'hit-ratio', 'policies', 'micro'] as const
+const SECTIONS = ['throughput', 'bus', 'read-through', 'server', 'event-loop', 'event-loop-5m', 'memory', 'hit-ratio', 'policies', 'micro'] as const
 type Section = (typeof SECTIONS)[number]
 
 type Mode = 'default' | 'quick' | 'full'
 
 /** What each run does when no section is named (see the top of the file for why). */
 const MODE_SECTIONS: Record<Mode, readonly Section[]> = {
-  default: SECTIONS.filter((s) => s !== 'event-loop-5m' && s !== 'micro'),
+  default: SECTIONS.filter((s) => s !== 'event-loop' && s !== 'event-loop-5m' && s !== 'micro'),
   quick: ['throughput', 'read-through'],
   full: SECTIONS,
 }
@@ -100,6 +103,7 @@ interface BenchReport {
   throughput?: ThroughputResult
   bus?: BusSection
   readThrough?: ReadThroughSection
+  server?: ServerSection
   eventLoop?: EventLoopSection
   eventLoop5M?: EventLoopSection
   memory?: MemorySection
@@ -205,7 +209,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${line}\n`)
   }
 
-  const modeNote = { default: '', quick: ' (--quick: the headline rows only)', full: ' (--full: longer throughput runs, 5M entries, micro)' }[mode]
+  const modeNote = { default: '', quick: ' (--quick: the headline rows only)', full: ' (--full: longer runs, more server rounds, event-loop at 1M and 5M entries, micro)' }[mode]
   print(`shardcache benchmarks${modeNote}${smoke ? ' (BENCH_SMOKE: shortened, figures not comparable)' : ''}: ${sections.join(', ')}`)
   print(fmtMachine(machine))
   // Nothing of ours runs yet, so load here is other processes: they skew every figure.
@@ -261,6 +265,19 @@ async function main(): Promise<void> {
     report.readThrough = await runReadThrough(cfg, log)
     print(printReadThrough(report.readThrough))
     engineErrors('read-through', readThroughErrors(report.readThrough))
+  })
+
+  await section('server', async () => {
+    print('\nrunning server (a node:http server and an open-loop client, one process each, per cache mode) ...')
+    const base = full ? FULL_SERVER : DEFAULT_SERVER
+    const cfg = smoke
+      ? { ...base, rounds: 1, regimes: base.regimes.map((g) => ({ ...g, entries: 50_000, maxOldSpaceMb: 0, warmupMs: 300, durationMs: 700 })) }
+      : base
+    report.server = await runServerSection(cfg, log)
+    print(printServerSection(report.server, `1d. A real server: ${fmtCount(cfg.regimes[0]!.entries)} users behind node:http, light and GC-heavy`))
+    for (const g of report.server.regimes) {
+      for (const x of g.rounds) if (x.error !== undefined) report.errors.push({ section: 'server', error: `${g.regime.name} round ${x.round} ${x.mode}: ${x.error}` })
+    }
   })
 
   const elDefault = full ? FULL_EVENT_LOOP : DEFAULT_EVENT_LOOP

@@ -15,10 +15,14 @@
  * kills the process. The window starts when the client, its warm-up done,
  * requests `/_measure`, so both measure the same stretch.
  */
+import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
+import { Session } from 'node:inspector'
+import { join } from 'node:path'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { createHistogram, monitorEventLoopDelay } from 'node:perf_hooks'
+import { createHistogram, monitorEventLoopDelay, performance as perf } from 'node:perf_hooks'
+import type { EventLoopUtilization } from 'node:perf_hooks'
 import type { RecordableHistogram } from 'node:perf_hooks'
 import { LRUCache } from 'lru-cache'
 import { createCache } from '../src/index.js'
@@ -86,6 +90,29 @@ function shardStore(cache: Cache): Store {
     },
     write: (key, user) => cache.set(key, user),
     close: () => cache.close(),
+  }
+}
+
+/**
+ * BENCH_SERVER_CPU_PROF=<dir>: a CPU profile of the serving thread over the
+ * measured window, written to <dir>/<name>-<pid>.cpuprofile (open it in
+ * Chrome's DevTools). The process is killed after its report, so
+ * `--cpu-prof`, which writes at exit, would never write.
+ */
+function windowProfiler(name: string): { start(): void; stop(): void } {
+  const dir = process.env.BENCH_SERVER_CPU_PROF
+  if (dir === undefined || dir === '') return { start() {}, stop() {} }
+  const session = new Session()
+  session.connect()
+  return {
+    start() {
+      session.post('Profiler.enable', () => session.post('Profiler.start'))
+    },
+    stop() {
+      session.post('Profiler.stop', (err, r) => {
+        if (err === null) writeFileSync(join(dir, `${name}-${process.pid}.cpuprofile`), JSON.stringify(r.profile))
+      })
+    },
   }
 }
 
@@ -226,8 +253,25 @@ async function start(setup: ServerSetup): Promise<void> {
     const u = process.cpuUsage()
     return (u.user + u.system) / 1000
   }
+  // The serving thread's busiest 100 ms: V8 marks the old generation in
+  // steps on this thread before a major GC's final pause, and those steps
+  // (hundreds of ms in lru-cache's GC-heavy windows, per --trace-gc) are in
+  // neither the gc entries' pause times nor the event-loop delay.
+  let busiest = 0
+  let lastElu: EventLoopUtilization | undefined
+  let eluTimer: NodeJS.Timeout | undefined
+  const sampleBusy = (): void => {
+    const now = perf.eventLoopUtilization()
+    if (lastElu !== undefined) busiest = Math.max(busiest, perf.eventLoopUtilization(now, lastElu).utilization)
+    lastElu = now
+  }
+  const profile = windowProfiler(`${regime.name}-${mode}`.replace(/[^A-Za-z0-9]+/g, '-'))
   function beginWindow(): void {
+    profile.start()
     measuring = true
+    busiest = 0
+    lastElu = perf.eventLoopUtilization()
+    eluTimer = setInterval(sampleBusy, 100)
     gc.reset()
     eld.reset()
     eld.enable()
@@ -237,10 +281,13 @@ async function start(setup: ServerSetup): Promise<void> {
     if (m.cmd === 'report') {
       measuring = false
       eld.disable()
+      if (eluTimer !== undefined) clearInterval(eluTimer)
+      profile.stop()
       const windowMs = performance.now() - cpu0.at
       const mem = process.memoryUsage()
       const w: ServerWindow = {
         delay: { ...summary(eld as unknown as RecordableHistogram), samples: eld.count },
+        busiest100ms: busiest,
         gc: gc.summary(),
         rssBytes: mem.rss,
         heapUsedBytes: mem.heapUsed,

@@ -55,6 +55,8 @@ export interface LatencySummaryMs {
 export interface ServerWindow {
   /** The serving thread's event-loop delay (monitorEventLoopDelay, 1 ms resolution). */
   delay: LatencySummaryMs & { samples: number }
+  /** The serving thread's event-loop utilization (0–1) in its busiest 100 ms of the window: incremental GC marking shows here. */
+  busiest100ms: number
   gc: GcSummary
   rssBytes: number
   heapUsedBytes: number

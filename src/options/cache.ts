@@ -55,7 +55,12 @@ export interface CacheOptions {
    * After answering a frame, a shard thread stays awake this many microseconds
    * watching for the next one before it sleeps. Waking a sleeping thread costs
    * about half of a one-op round trip, so this buys latency for sequential
-   * callers with shard CPU (at most this much per frame). 0 turns it off.
+   * callers with shard CPU (at most this much per frame). Adaptive: a shard
+   * keeps spinning only while at least a third of its spins see the next
+   * frame arrive, and otherwise spins after one small frame in 16 to notice
+   * when they would again, so a server whose writes come a millisecond apart
+   * does not lose a core to it. Shards share cores − 1 spin slots. 0 turns
+   * it off.
    * @default 50
    */
   idleSpinMicros?: number

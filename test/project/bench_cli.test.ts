@@ -27,7 +27,7 @@ function run(args: string[], env: Record<string, string> = {}): Promise<{ code: 
 
 const results = (): string[] => (existsSync(RESULTS) ? readdirSync(RESULTS).sort() : [])
 
-const SECTIONS = 'throughput, bus, read-through, event-loop, event-loop-5m, memory, hit-ratio, policies, micro'
+const SECTIONS = 'throughput, bus, read-through, server, event-loop, event-loop-5m, memory, hit-ratio, policies, micro'
 
 test('a mistyped option, an unknown section or --quick with --full: exit 1, one line naming the fix, nothing run or written', async () => {
   const before = results()
