@@ -29,6 +29,7 @@ export type { ServerRound } from './server_types.js'
 export interface ServerSectionConfig {
   regimes: ServerRegime[]
   rounds: number
+  /** 0: the library's default. */
   shards: number
   nearEntries: number
   prefillChunk: number
@@ -69,7 +70,7 @@ export const DEFAULT_SERVER: ServerSectionConfig = {
     { ...GC_HEAVY, durationMs: 6000 },
   ],
   rounds: 1,
-  shards: 2,
+  shards: 0,
   nearEntries: 10_000,
   prefillChunk: 2000,
   seed: 11,
@@ -135,7 +136,7 @@ async function runRound(cfg: ServerSectionConfig, regime: ServerRegime, mode: Se
     const windowP = nextMessage<{ window: ServerWindow; error?: string }>(server, 'window', 30_000, label)
     server.send({ cmd: 'report' })
     const { window, error } = await windowP
-    return { round, mode, prefillMs: ready.prefillMs, client, server: window, ...(error !== undefined ? { error: `server: ${error}` } : {}) }
+    return { round, mode, prefillMs: ready.prefillMs, shards: ready.shards, client, server: window, ...(error !== undefined ? { error: `server: ${error}` } : {}) }
   } catch (err) {
     return { round, mode, error: describeError(err) }
   } finally {
@@ -191,6 +192,12 @@ export function roundRatios(r: ServerRegimeResult, mode: ServerMode, peer: Serve
   return out
 }
 
+function shardsUsed(r: ServerRegimeResult, c: ServerSectionConfig): string {
+  const n = r.rounds.find((x) => x.shards !== undefined)?.shards
+  const count = n === undefined ? (c.shards > 0 ? String(c.shards) : '?') : String(n)
+  return `${count} shard${count === '1' ? '' : 's'}${c.shards === 0 ? ' (the default here)' : ''}`
+}
+
 export function printServerSection(s: ServerSection, title: string): string {
   const out = [heading(title)]
   const c = s.config
@@ -202,7 +209,7 @@ export function printServerSection(s: ServerSection, title: string): string {
         `client: ${g.requestsPerSec.toLocaleString('en-US')} req/s open loop, Zipf s=${g.zipfS}, 1 in ${g.writeEvery} a write; ` +
         (g.feedWritesPerSec > 0 ? `feed: ${g.feedWritesPerSec.toLocaleString('en-US')} writes/s in the server; ` : '') +
         `${g.missWorkMicros} µs of work per miss; ${g.maxOldSpaceMb > 0 ? `old space ${g.maxOldSpaceMb} MiB` : "V8's default heap"}; ` +
-        `${g.warmupMs} ms warm-up, ${g.durationMs} ms measured; shardcache: ${c.shards} shards${c.nearEntries > 0 ? `, near cache ${c.nearEntries.toLocaleString('en-US')} entries` : ''}.`,
+        `${g.warmupMs} ms warm-up, ${g.durationMs} ms measured; shardcache: ${shardsUsed(r, c)}${c.nearEntries > 0 ? `, near cache ${c.nearEntries.toLocaleString('en-US')} entries` : ''}.`,
     )
     const rows = r.rounds.map((x) => {
       const cl = x.client

@@ -137,7 +137,8 @@ async function start(setup: ServerSetup): Promise<void> {
   const cache =
     mode === 'shardcache' || mode === 'shardcache + near'
       ? await createCache({
-          shards: setup.shards,
+          // 0: the library's default (cores − 1: one shard on 2 cores, the better tail there, see bench/README.md).
+          ...(setup.shards > 0 ? { shards: setup.shards } : {}),
           // Entries decide, not bytes: the budget holds every user, and the byte budget is generous.
           regions: { default: { maxEntries: regime.entries, maxBytes: Math.max(256 * 2 ** 20, regime.entries * (1024 + 3 * regime.bioBytes)) } },
           ...(mode === 'shardcache + near' ? { nearCache: { maxEntries: setup.nearEntries } } : {}),
@@ -304,7 +305,7 @@ async function start(setup: ServerSetup): Promise<void> {
       process.send!({ type: 'window', window: w, error: firstError === undefined ? undefined : String(firstError) })
     }
   })
-  const ready: ServerReady = { type: 'ready', port: (server.address() as AddressInfo).port, prefillMs }
+  const ready: ServerReady = { type: 'ready', port: (server.address() as AddressInfo).port, prefillMs, shards: cache?.shards }
   process.send!(ready)
 }
 

@@ -71,6 +71,8 @@ export interface ServerReady {
   type: 'ready'
   port: number
   prefillMs: number
+  /** The cache's shard count (shardcache modes). */
+  shards: number | undefined
 }
 
 export interface ClientConfig {
@@ -97,6 +99,7 @@ export interface ServerRound {
   round: number
   mode: ServerMode
   prefillMs?: number
+  shards?: number
   client?: ClientResult
   server?: ServerWindow
   error?: string
