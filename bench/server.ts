@@ -216,7 +216,7 @@ export function printServerSection(s: ServerSection, title: string): string {
     const rows = r.rounds.map((x) => {
       const cl = x.client
       const sv = x.server
-      if (cl === undefined || sv === undefined) return [String(x.round), x.mode, `FAILED: ${x.error ?? '?'}`, '', '', '', '', '', '', '', '', '', '']
+      if (cl === undefined || sv === undefined) return [String(x.round), x.mode, `FAILED: ${x.error ?? '?'}`, '', '', '', '', '', '', '', '', '', '', '']
       return [
         String(x.round),
         x.mode,
@@ -231,11 +231,12 @@ export function printServerSection(s: ServerSection, title: string): string {
         `${cpuShare(sv.cpu.mainMs, sv.cpu.windowMs)} / ${cpuShare(sv.cpu.shardsMs, sv.cpu.windowMs)}`,
         sv.writeRoundTripMs === undefined ? '-' : `${fmtMs(sv.writeRoundTripMs.p50)} / ${fmtMs(sv.writeRoundTripMs.p99)}`,
         `${cl.completed.toLocaleString('en-US')}${cl.errors > 0 ? ` (${cl.errors} failed)` : ''}`,
+        sv.requests.reads === 0 ? '-' : `${((sv.requests.syncReads / sv.requests.reads) * 100).toFixed(0)}%`,
       ]
     })
     for (const mode of SERVER_MODES) {
       const pick = (f: (c: ClientResult) => number): string => fmtMs(medianOf(p99sOf(r, mode, f)))
-      rows.push(['median', mode, pick((x) => x.latency.p50), pick((x) => x.latency.p99), pick((x) => x.latency.p999), pick((x) => x.latency.max), '', '', '', '', '', '', ''])
+      rows.push(['median', mode, pick((x) => x.latency.p50), pick((x) => x.latency.p99), pick((x) => x.latency.p999), pick((x) => x.latency.max), '', '', '', '', '', '', '', ''])
     }
     out.push(
       table(
@@ -253,6 +254,7 @@ export function printServerSection(s: ServerSection, title: string): string {
           { header: 'CPU main / shards' },
           { header: 'write RTT p50 / p99' },
           { header: 'responses' },
+          { header: 'reads served at once' },
         ],
         rows,
         [],
@@ -280,7 +282,7 @@ export function printServerSection(s: ServerSection, title: string): string {
     'How to read: latencies are the client\'s, from each request\'s scheduled send time to its response (a stalled server delays every request behind it); lower is better. ' +
       '"loop delay": the server thread\'s event-loop delay; "busiest 100 ms": its event-loop utilization in its busiest 100 ms (V8 marks the old generation in steps on that thread before a major GC\'s final pause: the steps show here, not in the GC pause times); GC: the server thread\'s pauses in the window (major = mark-compact); ' +
       'CPU: the window\'s CPU time over its length, of the serving thread and of the shard threads (Linux; 100% = one core); ' +
-      '"write RTT": a set\'s round trip to its shard, 1 write in 16 timed. Each mode runs in a fresh server process per round, rounds in rotated order.',
+      '"write RTT": a set\'s round trip to its shard, 1 write in 16 timed; "reads served at once": without waiting for a shard (a direct read from shared memory or a near hit; always, for lru-cache). Each mode runs in a fresh server process per round, rounds in rotated order.',
     `section wall time (children included): ${(s.wallMs / 1000).toFixed(1)} s`,
   )
   return out.join('\n')

@@ -154,7 +154,7 @@ async function start(setup: ServerSetup): Promise<void> {
   forceGc()
 
   let measuring = false
-  const counts = { reads: 0, hits: 0, writes: 0, feedWrites: 0, errors: 0 }
+  const counts = { reads: 0, hits: 0, syncReads: 0, writes: 0, feedWrites: 0, errors: 0 }
   const writeRtt = createHistogram()
   let writeSeq = 0
   let version = 0
@@ -197,6 +197,7 @@ async function start(setup: ServerSetup): Promise<void> {
     const id = Number(url.slice(3))
     if (url.startsWith('/u/')) {
       const got = store.read(userKey(id))
+      if (measuring && !(got instanceof Promise)) counts.syncReads++
       if (got instanceof Promise) {
         got.then(
           (u) => serveRead(id, res, u),

@@ -62,7 +62,8 @@ export interface ServerWindow {
   heapUsedBytes: number
   /** CPU milliseconds over the window: the serving thread, the shard threads (shardcache modes; Linux only), the whole process. */
   cpu: { mainMs: number; shardsMs: number | undefined; processMs: number; windowMs: number }
-  requests: { reads: number; hits: number; writes: number; feedWrites: number; errors: number }
+  /** `syncReads`: reads this thread answered without waiting (lru-cache, a direct or near hit of shardcache). */
+  requests: { reads: number; hits: number; syncReads: number; writes: number; feedWrites: number; errors: number }
   /** A shard round trip for a write (set), timed on 1 in 16 writes. */
   writeRoundTripMs: LatencySummaryMs | undefined
 }

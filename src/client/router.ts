@@ -174,6 +174,13 @@ export class Router extends DirectReads implements FrameSender {
    * the slice has room for all of them (see {@link #roomFor}): reads issued
    * after a write see the state after it, evictions included, as on a
    * pipelined connection.
+   *
+   * A set of a key the slice holds without expiry adds no entry (it may still
+   * add bytes): in a slice without room it counts for its bytes only, so a
+   * full cache under steady overwrites keeps its direct reads (the real-server
+   * bench's GC-heavy regime, 1M entries and 10k overwrites/s: 20% of reads
+   * were answered on the serving thread before, the rest waited for the
+   * shard). Its `writeGrowth` is then stored negated.
    */
   commitWrite(shard: number, sink: Sink, index: number, region: number, key: string | undefined, hash: number, grows = 0): void {
     const ch = this.shards[shard]!
@@ -181,10 +188,14 @@ export class Router extends DirectReads implements FrameSender {
     ops.sinks.push(sink)
     ops.indexes.push(index)
     ops.writeRegions.push(region)
-    ops.writeGrowth.push(grows)
     if (grows > 0) {
-      ch.growing[region]!++
+      // Before this write counts as pending: overwrites() reads the key's entry, which a pending write of the key forbids.
+      const overwrite = key !== undefined && this.roomEntries(shard, region) <= ch.growing[region]! && this.overwrites(shard, region, key)
+      ops.writeGrowth.push(overwrite ? -grows : grows)
+      if (!overwrite) ch.growing[region]!++
       ch.growingBytes[region]! += grows
+    } else {
+      ops.writeGrowth.push(0)
     }
     if (key === undefined) {
       ops.writeSlots.push(-1)
@@ -241,6 +252,8 @@ export class Router extends DirectReads implements FrameSender {
     if (grows > 0) {
       ch.growing[region]!--
       ch.growingBytes[region]! -= grows
+    } else if (grows < 0) {
+      ch.growingBytes[region]! += grows // an overwrite's bytes only (see commitWrite)
     }
     const slot = ops.writeSlots[i]!
     if (slot < 0) {

@@ -67,7 +67,7 @@ export interface FrameOps {
   indexes: number[]
   writeRegions: number[]
   writeSlots: number[]
-  /** Per op: the bytes it may add to its region ({@link Router.commitWrite}'s `grows`), 0 for none. */
+  /** Per op: the bytes it may add to its region ({@link Router.commitWrite}'s `grows`), 0 for none, negated for an overwrite (bytes, no entry). */
   writeGrowth: number[]
 }
 
@@ -91,7 +91,7 @@ export class ShardChannel {
   readonly inflight = new Map<number, FrameOps>()
   /** Per region: clears or pattern deletes queued or in flight. */
   readonly barriers: Int32Array
-  /** Per region: writes queued or in flight that may add an entry (and so evict others), and the bytes they may add. */
+  /** Per region: writes queued or in flight that may add an entry (and so evict others), and the bytes they and overwrites may add. */
   readonly growing: Int32Array
   readonly growingBytes: Float64Array
   restarts = 0

@@ -107,6 +107,30 @@ test('a pending set holds back direct reads of other keys only while it may evic
   })
 })
 
+test('in a full region, an overwrite of a key held without expiry does not hold back reads of other keys; one that may insert does', async () => {
+  await withCache({ shards: 1, regions: { default: { maxEntries: 3, policy: 'lru' } } }, async (cache) => {
+    await cache.mset([['a', 1], ['b', 2], ['c', 3]])
+    await cache.set('t', 'x', { ttl: 60_000 }) // evicts a (LRU): b, c, t
+    const frames = cache.framesSentForTest()
+    const overwrite = cache.set('b', 20)
+    assert.is(cache.getSync('c'), 3, 'an overwrite cannot evict: c is still read on this thread')
+    assert.is(cache.framesSentForTest(), frames)
+    assert.is(cache.getSync('b'), undefined, 'the key being written waits for its write')
+    await overwrite
+    // An entry with a TTL may expire before the set reaches it, and the set would then insert.
+    const ttlOverwrite = cache.set('t', 'y')
+    assert.is(cache.getSync('c'), undefined, 'held back: the set of a key with a TTL may insert and evict')
+    await ttlOverwrite
+    // Two sets of new keys in one tick: each may evict, so every read waits, and sees both evictions.
+    const inserts = [cache.set('d', 4), cache.set('e', 5)]
+    const reads = [cache.get('b'), cache.get('c'), cache.get('t')]
+    assert.equal(await Promise.all(inserts), [true, true])
+    assert.equal(await Promise.all(reads), [undefined, undefined, 'y'])
+    assert.is(cache.getSync('b'), undefined)
+    assert.equal(cache.getSync('e'), 5)
+  })
+})
+
 test('a write in flight holds back direct reads of its key only, and every hold is released when writes are answered', async () => {
   await withCache({ shards: 2 }, async (cache) => {
     const keys = Array.from({ length: 3000 }, (_, i) => `k:${i}`)

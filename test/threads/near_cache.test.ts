@@ -78,6 +78,23 @@ test('writes to other keys of the region leave a near entry served without a fra
   })
 })
 
+test('in a full region, a pending set of a new key sends a near read to the shard but keeps the entry: served again once the set is answered', async () => {
+  // Full (maxEntries reached): a set of a new key evicts, so while one is pending no read is answered on this thread.
+  await withCache({ shards: 1, regions: { default: { maxEntries: 4, policy: 'lru' } }, ...near }, async (cache) => {
+    await cache.mset([['b', 2], ['c', 3], ['d', 4], ['a', 1]])
+    assert.is(await cache.get('a'), 1) // the most recent: LRU evicts 'b' for the next new key
+    assert.is(cache.nearCacheHasForTest('a'), true)
+    const set = cache.set('e', 5)
+    assert.is(cache.getSync('a'), undefined) // only the shard can answer now
+    assert.is(cache.nearCacheHasForTest('a'), true)
+    await set
+    const frames = cache.framesSentForTest()
+    assert.is(cache.getSync('a'), 1)
+    assert.is(cache.framesSentForTest(), frames)
+    assert.is(await cache.get('b'), undefined)
+  })
+})
+
 test('a full near cache admits a key on its second miss, not its first; while it has room, on the first', async () => {
   await withCache({ shards: 1, nearCache: { maxEntries: 16 } }, async (cache) => {
     const keys = Array.from({ length: 40 }, (_, i) => `k${i}`)
