@@ -53,6 +53,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     router = new Router({
       shards,
       logHits: regions.map((r) => policyLearnsFromHits(r.policy)),
+      keepsForever: regions.map((r) => r.defaultTtl === Infinity),
       codec,
       nearCacheEntries: resolved.nearCacheEntries,
       replySpinMicros: resolved.replySpinMicros,
@@ -293,6 +294,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
   const router = new Router({
     shards: o.shards,
     logHits: o.regions.map((r) => policyLearnsFromHits(r.policy)),
+    keepsForever: o.regions.map((r) => r.defaultTtl === Infinity),
     codec: resolved.codec,
     nearCacheEntries,
     replySpinMicros: 0,

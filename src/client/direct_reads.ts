@@ -111,6 +111,8 @@ export class DirectReads {
    * The router counts them (commitWrite) and releases them (on the reply).
    */
   protected readonly pending: Int32Array
+  /** Per slot of {@link pending}: those of its pending writes that may remove their key or give it an expiry (Router.commitWrite's `keeps`). */
+  protected readonly mayRemove: Int32Array
   /** The same per region, summed: zero (the common case for reads) needs no hash. */
   protected readonly pendingInRegion: Int32Array
   /** Per region, when the near cache is on. */
@@ -130,6 +132,7 @@ export class DirectReads {
     this.codec = codec
     this.#logHits = logHits
     this.pending = new Int32Array(logHits.length * PENDING_SLOTS)
+    this.mayRemove = new Int32Array(logHits.length * PENDING_SLOTS)
     this.pendingInRegion = new Int32Array(logHits.length)
     this.near = nearCacheEntries > 0 ? logHits.map(() => new NearRegion(nearCacheEntries)) : undefined
   }
@@ -375,9 +378,11 @@ export class DirectReads {
    * memory shows it to this thread now. Checked only when the slice has no
    * room for another entry ({@link roomEntries}), and before the set counts
    * as pending. Nothing this thread has pending can remove the entry first:
-   * the find is refused while a write of its own to the key (or to a key
-   * sharing its slot) is pending, or any that may evict without room for it.
-   * Only an expiry could (hence none allowed), or another thread's write,
+   * the answer is no while a write of its own that may remove the key or
+   * give it an expiry is pending on its slot ({@link mayRemove}: sets
+   * without expiry of the same key do not count, so a hot key written twice
+   * in a tick stays an overwrite), or any write that may evict without room
+   * for it. Only an expiry could (hence none allowed), or another thread's write,
    * which is concurrent with this one: the set may then insert after all and
    * evict, and a read of the evicted key issued after it on this thread may
    * still find the entry, as a read ordered just before the other thread's
@@ -385,10 +390,22 @@ export class DirectReads {
    */
   protected overwrites(shard: number, region: number, key: string): boolean {
     if (!this.directReads) return false
-    const ch = this.#directFind(shard, region, key)
-    if (ch === undefined) return false
+    const ch = this.shards[shard]!
+    if (ch.dead !== undefined || !ch.link.ready || ch.barriers[region] !== 0) return false
+    if ((ch.growing[region] !== 0 || ch.growingBytes[region] !== 0) && !this.#roomFor(ch, region)) return false
+    const len = this.#encodeKey(key)
+    // Writes of this thread to the key pending are no obstacle if none of them can remove it or give it an expiry.
+    const slot = region * PENDING_SLOTS + ((this.#keyAscii ? this.#keyHash : keyHash16(key)) & (PENDING_SLOTS - 1))
+    if (this.mayRemove[slot] !== 0) return false
     const reader = ch.link.readers[region]!
     const f = this.#found
+    const log = ch.link.log
+    log.enterRead()
+    try {
+      if (!reader.find(this.#keyBytes, len, this.#keyHash, f)) return false
+    } finally {
+      log.exitRead()
+    }
     const forever = reader.expiresAt(f) === Infinity && (reader.flags(f) & SlotFlag.GRACE) === 0
     return forever && reader.valid(f)
   }

@@ -53,6 +53,9 @@ import type { FrameOps, LinkEvents, ShardLink } from './shard_channel.js'
  */
 const MAX_FRAMES_IN_FLIGHT = 1
 
+/** Set in a FrameOps `writeSlots` entry (slots are below 2^20) for a write counted in `mayRemove`. */
+const MAY_REMOVE = 1 << 30
+
 /** A frame this large is sent even when the shard is busy, so frames stay bounded. */
 const FRAME_SOFT_LIMIT_BYTES = 1 << 20
 
@@ -64,6 +67,8 @@ export interface RouterConfig {
   shards: number
   /** Per region: whether its policy learns from hits (all but FIFO), so direct reads are logged ({@link policyLearnsFromHits}). */
   logHits: boolean[]
+  /** Per region: whether it has no default TTL, so a set without one leaves its entry without expiry. */
+  keepsForever: boolean[]
   codec: Codec | undefined
   /** Near-cache entries per region; 0: none. */
   nearCacheEntries: number
@@ -114,6 +119,7 @@ export class Router extends DirectReads implements FrameSender {
     this.#remoteAt = new Float64Array(config.logHits.length * PENDING_SLOTS).fill(-Infinity)
     this.#remoteRegionAt = new Float64Array(config.logHits.length).fill(-Infinity)
     this.#replySpinMs = config.replySpinMicros / 1000
+    this.#keepsForever = config.keepsForever
     const events: LinkEvents = {
       reply: (shard, frame) => this.#onReply(this.shards[shard]!, frame),
       lost: (shard, cause) => this.#onLost(this.shards[shard]!, cause),
@@ -150,6 +156,12 @@ export class Router extends DirectReads implements FrameSender {
     return this.shards[shard]!.writer
   }
 
+  readonly #keepsForever: boolean[]
+
+  keepsForever(region: number): boolean {
+    return this.#keepsForever[region] === true
+  }
+
   /** Registers the op just written to `shard` and makes sure the frame is sent this tick. */
   commit(shard: number, sink: Sink, index: number): void {
     const ops = this.shards[shard]!.ops
@@ -181,8 +193,15 @@ export class Router extends DirectReads implements FrameSender {
    * bench's GC-heavy regime, 1M entries and 10k overwrites/s: 20% of reads
    * were answered on the serving thread before, the rest waited for the
    * shard). Its `writeGrowth` is then stored negated.
+   *
+   * `keeps`: the write leaves its key, if present, present and without
+   * expiry (a set without a TTL in a region without a default one). Other
+   * writes of a key (deletes, takes, touches, sets with a TTL) are counted
+   * in {@link mayRemove} until answered: while one is pending on a key's
+   * slot, a set of the key is not taken for an overwrite, since the key may
+   * be gone by the time the set reaches it.
    */
-  commitWrite(shard: number, sink: Sink, index: number, region: number, key: string | undefined, hash: number, grows = 0): void {
+  commitWrite(shard: number, sink: Sink, index: number, region: number, key: string | undefined, hash: number, grows = 0, keeps = false): void {
     const ch = this.shards[shard]!
     const ops = ch.ops
     ops.sinks.push(sink)
@@ -203,7 +222,8 @@ export class Router extends DirectReads implements FrameSender {
       this.#regionWriteGen[region]!++
     } else {
       const slot = region * PENDING_SLOTS + (hash & (PENDING_SLOTS - 1))
-      ops.writeSlots.push(slot)
+      ops.writeSlots.push(keeps ? slot : slot | MAY_REMOVE)
+      if (!keeps) this.mayRemove[slot]!++
       this.#writeGen[slot]!++
       this.pending[slot]!++
       this.pendingInRegion[region]!++
@@ -255,11 +275,13 @@ export class Router extends DirectReads implements FrameSender {
     } else if (grows < 0) {
       ch.growingBytes[region]! += grows // an overwrite's bytes only (see commitWrite)
     }
-    const slot = ops.writeSlots[i]!
-    if (slot < 0) {
+    const s = ops.writeSlots[i]!
+    if (s < 0) {
       ch.barriers[region]!--
       return
     }
+    const slot = s & ~MAY_REMOVE
+    if (slot !== s) this.mayRemove[slot]!--
     this.pending[slot]!--
     this.pendingInRegion[region]!--
   }

@@ -131,6 +131,21 @@ test('in a full region, an overwrite of a key held without expiry does not hold 
   })
 })
 
+test('in a full region, a key set again while its first set is pending is still an overwrite; after a pending delete of it, a set may insert', async () => {
+  await withCache({ shards: 1, regions: { default: { maxEntries: 3, policy: 'lru' } } }, async (cache) => {
+    await cache.mset([['a', 1], ['b', 2], ['c', 3]])
+    const sets = [cache.set('b', 20), cache.set('b', 21)]
+    assert.is(cache.getSync('c'), 3, 'two overwrites of b cannot evict c')
+    assert.equal(await Promise.all(sets), [true, true])
+    assert.is(cache.getSync('b'), 21)
+    const del = cache.delete('b')
+    const reinsert = cache.set('b', 22) // b is gone by then: this set inserts, and may evict
+    assert.is(cache.getSync('c'), undefined, 'held back: the set after the delete may evict c')
+    assert.equal(await Promise.all([del, reinsert]), [true, true])
+    assert.equal([cache.getSync('a'), cache.getSync('b'), cache.getSync('c')], [1, 22, 3])
+  })
+})
+
 test('a write in flight holds back direct reads of its key only, and every hold is released when writes are answered', async () => {
   await withCache({ shards: 2 }, async (cache) => {
     const keys = Array.from({ length: 3000 }, (_, i) => `k:${i}`)

@@ -24,5 +24,7 @@ export interface FrameSender {
   shardOfHash(hash: number): number
   writer(shard: number): FrameWriter
   commit(shard: number, sink: Sink, index: number): void
-  commitWrite(shard: number, sink: Sink, index: number, region: number, key: string | undefined, hash: number, grows?: number): void
+  commitWrite(shard: number, sink: Sink, index: number, region: number, key: string | undefined, hash: number, grows?: number, keeps?: boolean): void
+  /** Whether a set without a TTL leaves its entry without expiry in `region` (the region has no default TTL). */
+  keepsForever(region: number): boolean
 }

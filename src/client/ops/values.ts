@@ -98,7 +98,9 @@ export function sendSet(router: FrameSender, region: number, key: string, enc: E
   if (opts.metadata !== undefined) w.bytes(opts.metadata)
   if (opts.tags !== undefined) w.strings(opts.tags)
   if (opts.grace !== undefined) w.f64(opts.grace)
-  router.commitWrite(shard, sink, index, region, key, hash, growthBound(w.pos - start, opts.tags === undefined ? 0 : opts.tags.length))
+  // A set without expiry leaves its key present and without expiry, which a later overwrite relies on (Router.commitWrite).
+  const keeps = opts.ttl === undefined && opts.grace === undefined && router.keepsForever(region)
+  router.commitWrite(shard, sink, index, region, key, hash, growthBound(w.pos - start, opts.tags === undefined ? 0 : opts.tags.length), keeps)
 }
 
 /** A delete of `key`: TRUE when a live entry was removed. */
