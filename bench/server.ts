@@ -21,6 +21,7 @@ import type { ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { forkTracked, runChild } from './child.js'
 import { describeError, fmtMs, fmtRatio, heading, ratio, table } from './report.js'
+import type { Column } from './report.js'
 import { SERVER_MODES } from './server_types.js'
 import type { ClientConfig, ClientResult, ServerMode, ServerReady, ServerRegime, ServerRound, ServerSetup, ServerWindow } from './server_types.js'
 
@@ -200,6 +201,26 @@ function shardsUsed(r: ServerRegimeResult, c: ServerSectionConfig): string {
   return `${count} shard${count === '1' ? '' : 's'}${c.shards === 0 ? ' (the default here)' : ''}`
 }
 
+/** The server table's columns: rows with fewer cells (a failed round, the medians) are padded to these. */
+const SERVER_COLUMNS: Column[] = [
+  { header: 'round', align: 'left' },
+  { header: 'mode', align: 'left' },
+  { header: 'p50' },
+  { header: 'p99' },
+  { header: 'p99.9' },
+  { header: 'max' },
+  { header: 'loop delay p99 / busiest 100 ms' },
+  { header: 'GC maj/min' },
+  { header: 'GC max' },
+  { header: 'RSS' },
+  { header: 'CPU main / shards' },
+  { header: 'write RTT p50 / p99' },
+  { header: 'responses' },
+  { header: 'reads served at once' },
+]
+
+const padded = (cells: string[]): string[] => [...cells, ...Array<string>(SERVER_COLUMNS.length - cells.length).fill('')]
+
 export function printServerSection(s: ServerSection, title: string): string {
   const out = [heading(title)]
   const c = s.config
@@ -216,7 +237,7 @@ export function printServerSection(s: ServerSection, title: string): string {
     const rows = r.rounds.map((x) => {
       const cl = x.client
       const sv = x.server
-      if (cl === undefined || sv === undefined) return [String(x.round), x.mode, `FAILED: ${x.error ?? '?'}`, '', '', '', '', '', '', '', '', '', '', '']
+      if (cl === undefined || sv === undefined) return padded([String(x.round), x.mode, `FAILED: ${x.error ?? '?'}`])
       return [
         String(x.round),
         x.mode,
@@ -236,26 +257,11 @@ export function printServerSection(s: ServerSection, title: string): string {
     })
     for (const mode of SERVER_MODES) {
       const pick = (f: (c: ClientResult) => number): string => fmtMs(medianOf(p99sOf(r, mode, f)))
-      rows.push(['median', mode, pick((x) => x.latency.p50), pick((x) => x.latency.p99), pick((x) => x.latency.p999), pick((x) => x.latency.max), '', '', '', '', '', '', '', ''])
+      rows.push(padded(['median', mode, pick((x) => x.latency.p50), pick((x) => x.latency.p99), pick((x) => x.latency.p999), pick((x) => x.latency.max)]))
     }
     out.push(
       table(
-        [
-          { header: 'round', align: 'left' },
-          { header: 'mode', align: 'left' },
-          { header: 'p50' },
-          { header: 'p99' },
-          { header: 'p99.9' },
-          { header: 'max' },
-          { header: 'loop delay p99 / busiest 100 ms' },
-          { header: 'GC maj/min' },
-          { header: 'GC max' },
-          { header: 'RSS' },
-          { header: 'CPU main / shards' },
-          { header: 'write RTT p50 / p99' },
-          { header: 'responses' },
-          { header: 'reads served at once' },
-        ],
+        SERVER_COLUMNS,
         rows,
         [],
       ),

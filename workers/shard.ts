@@ -138,10 +138,10 @@ setEventMask(init.eventMask ?? 0)
  * each, ~22% before); a sequential caller on one shard keeps them spinning
  * (set p50 ~8 µs, as before). A sequential caller alternating between two
  * shards on 2 cores catches less (one spin slot: the other shard sleeps), and
- * its set p50 moved from 30–61 µs to 28–101 µs over three runs. While it does not pay, one small frame in
- * {@link SPIN_PROBE_EVERY} still spins, so a caller that turns sequential is
- * noticed: a probe costs the budget once, ~0.1% of a core at a thousand
- * frames a second. (Judging by the gap to the next frame instead, without
+ * its set p50 moved from 30–61 µs to 28–101 µs over three runs. While it
+ * does not pay, one small frame in {@link SPIN_PROBE_EVERY} still spins, so
+ * a caller that turns sequential is noticed: a probe costs the budget once,
+ * ~0.1% of a core at a thousand frames a second. (Judging by the gap to the next frame instead, without
  * spinning, does not work: a shard that sleeps makes its callers' round trips
  * slower, which makes the gaps longer, and it never spins again.)
  */

@@ -169,13 +169,7 @@ export class DirectReads {
     if (!this.#readable(ch, region, key, this.#keyAscii ? this.#keyHash : -1)) return undefined
     // find() compares the key bytes in the entry's chunk: inside a read (see src/wire/shared_region.ts).
     // What callers read after it (flags, expiry, versions) are atomic slot words, checked by valid().
-    const log = ch.link.log
-    log.enterRead()
-    try {
-      return ch.link.readers[region]!.find(this.#keyBytes, len, this.#keyHash, this.#found) ? ch : undefined
-    } finally {
-      log.exitRead()
-    }
+    return this.#find(ch, region, len) ? ch : undefined
   }
 
   /**
@@ -185,11 +179,30 @@ export class DirectReads {
    * has it, else -1: it is only computed while some write to the region is pending.
    */
   #readable(ch: ShardChannel, region: number, key: string, hash: number): boolean {
-    if (ch.dead !== undefined || !ch.link.ready || ch.barriers[region] !== 0) return false
-    if ((ch.growing[region] !== 0 || ch.growingBytes[region] !== 0) && !this.#roomFor(ch, region)) return false
+    if (!this.#sliceReadable(ch, region)) return false
     if (this.pendingInRegion[region] === 0) return true
     const h = hash < 0 ? keyHash16(key) : hash
     return this.pending[region * PENDING_SLOTS + (h & (PENDING_SLOTS - 1))] === 0
+  }
+
+  /**
+   * {@link #readable} but for writes of this thread to the key: the shard is
+   * up, no clear or pattern delete is pending, and no pending write may evict.
+   */
+  #sliceReadable(ch: ShardChannel, region: number): boolean {
+    if (ch.dead !== undefined || !ch.link.ready || ch.barriers[region] !== 0) return false
+    return (ch.growing[region] === 0 && ch.growingBytes[region] === 0) || this.#roomFor(ch, region)
+  }
+
+  /** Finds the entry of the key in #keyBytes[0, len) in `ch`'s slice of `region`, into #found, inside a read (see #directFind). */
+  #find(ch: ShardChannel, region: number, len: number): boolean {
+    const log = ch.link.log
+    log.enterRead()
+    try {
+      return ch.link.readers[region]!.find(this.#keyBytes, len, this.#keyHash, this.#found)
+    } finally {
+      log.exitRead()
+    }
   }
 
   /**
@@ -373,10 +386,10 @@ export class DirectReads {
   }
 
   /**
-   * Whether a set of `key` about to be sent can only overwrite: the key has a
+   * Whether a set of `key` (of {@link keyHash} `hash`) about to be sent can only overwrite: the key has a
    * live entry without expiry in its shard's slice of `region`, as shared
-   * memory shows it to this thread now. Checked only when the slice has no
-   * room for another entry ({@link roomEntries}), and before the set counts
+   * memory shows it to this thread now; false, without a look, when the
+   * slice has room for another entry anyway. Called before the set counts
    * as pending. Nothing this thread has pending can remove the entry first:
    * the answer is no while a write of its own that may remove the key or
    * give it an expiry is pending on its slot ({@link mayRemove}: sets
@@ -388,32 +401,19 @@ export class DirectReads {
    * still find the entry, as a read ordered just before the other thread's
    * write would.
    */
-  protected overwrites(shard: number, region: number, key: string): boolean {
+  protected overwrites(shard: number, region: number, key: string, hash: number): boolean {
     if (!this.directReads) return false
     const ch = this.shards[shard]!
-    if (ch.dead !== undefined || !ch.link.ready || ch.barriers[region] !== 0) return false
-    if ((ch.growing[region] !== 0 || ch.growingBytes[region] !== 0) && !this.#roomFor(ch, region)) return false
+    const reader = ch.link.readers[region]
+    // With room for one more entry than is pending, the set may insert without evicting: no need to know.
+    if (reader === undefined || Atomics.load(reader.views.header, Header.ROOM_ENTRIES) > ch.growing[region]!) return false
+    if (!this.#sliceReadable(ch, region)) return false
     const len = this.#encodeKey(key)
     // Writes of this thread to the key pending are no obstacle if none of them can remove it or give it an expiry.
-    const slot = region * PENDING_SLOTS + ((this.#keyAscii ? this.#keyHash : keyHash16(key)) & (PENDING_SLOTS - 1))
-    if (this.mayRemove[slot] !== 0) return false
-    const reader = ch.link.readers[region]!
+    if (this.mayRemove[region * PENDING_SLOTS + (hash & (PENDING_SLOTS - 1))] !== 0 || !this.#find(ch, region, len)) return false
     const f = this.#found
-    const log = ch.link.log
-    log.enterRead()
-    try {
-      if (!reader.find(this.#keyBytes, len, this.#keyHash, f)) return false
-    } finally {
-      log.exitRead()
-    }
     const forever = reader.expiresAt(f) === Infinity && (reader.flags(f) & SlotFlag.GRACE) === 0
     return forever && reader.valid(f)
-  }
-
-  /** The room for entries `shard`'s slice of `region` published after its last frame. */
-  protected roomEntries(shard: number, region: number): number {
-    const reader = this.shards[shard]!.link.readers[region]
-    return reader === undefined ? 0 : Atomics.load(reader.views.header, Header.ROOM_ENTRIES)
   }
 
   /** Remaining ms of `key` (as TTL reports it), read straight from shared memory, or {@link ASK_SHARD}. */

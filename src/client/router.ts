@@ -209,7 +209,7 @@ export class Router extends DirectReads implements FrameSender {
     ops.writeRegions.push(region)
     if (grows > 0) {
       // Before this write counts as pending: overwrites() reads the key's entry, which a pending write of the key forbids.
-      const overwrite = key !== undefined && this.roomEntries(shard, region) <= ch.growing[region]! && this.overwrites(shard, region, key)
+      const overwrite = key !== undefined && this.overwrites(shard, region, key, hash)
       ops.writeGrowth.push(overwrite ? -grows : grows)
       if (!overwrite) ch.growing[region]!++
       ch.growingBytes[region]! += grows
