@@ -15,7 +15,9 @@ import type { ExportPage } from '../client/ops/export.js'
 import type { CacheStats } from '../ops/stats.js'
 import type { FlushEvent, InvalidationEvent } from '../redis/bus.js'
 import { formatPrometheus, metricFamilies } from '../ops/metrics.js'
-import { SnapshotCorruptError, SnapshotWriter, fileSink, readSnapshot } from '../ops/snapshot.js'
+import { SnapshotCorruptError, SnapshotWriter, fileSink } from '../ops/snapshot.js'
+import { readRestorable } from '../ops/backup.js'
+import type { BackupEvent, BackupResult } from '../ops/backup.js'
 import type { SnapshotProgress } from '../ops/snapshot.js'
 import type { ShardMemory } from '../wire/region_types.js'
 import { decompress } from '../wire/compression.js'
@@ -38,8 +40,8 @@ export interface EntryEvent {
   cause?: 'size' | 'expired'
 }
 
-type CacheEventName = 'invalidation' | 'flush' | EntryEventName
-const EVENT_NAMES = ['invalidation', 'flush', 'set', 'delete', 'evict', 'expire', 'clear', 'hit', 'miss'] as const
+type CacheEventName = 'invalidation' | 'flush' | 'backup' | EntryEventName
+const EVENT_NAMES = ['invalidation', 'flush', 'backup', 'set', 'delete', 'evict', 'expire', 'clear', 'hit', 'miss'] as const
 const ENTRY_EVENT_BITS: Record<EntryEventName, number> = {
   set: ShardEvent.SET,
   delete: ShardEvent.DELETE,
@@ -130,12 +132,21 @@ export class Cache extends CacheRegion {
    * these events):
    * - `'invalidation'`: a peer's op was applied here ({@link InvalidationEvent});
    * - `'flush'`: every region was emptied because invalidations may have been
-   *   lost (disconnect, missed heartbeat, sequence gap, resubscription; {@link FlushEvent}).
+   *   lost (disconnect, missed heartbeat, sequence gap, resubscription; {@link FlushEvent});
+   *
+   * to backups (owner only, with `backup`):
+   * - `'backup'`: a backup was written (`ok: true`, with its file, entries,
+   *   size, duration and the old backups removed) or failed (`ok: false`,
+   *   with the error; nothing is left behind). A scheduled backup's failure
+   *   that no listener hears of is a process warning (`SHARDCACHE_BACKUP_FAILED`);
+   *
+   * and to entries, the events of {@link EntryEventName}.
    */
   on(event: 'invalidation', listener: (e: InvalidationEvent) => void): this
   on(event: 'flush', listener: (e: FlushEvent) => void): this
+  on(event: 'backup', listener: (e: BackupEvent) => void): this
   on(event: EntryEventName, listener: (e: EntryEvent) => void): this
-  on(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent) => void): this {
+  on(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent & BackupEvent) => void): this {
     this.#checkEvent(event, listener)
     this.core.events.on(event, listener)
     this.#updateEventMask()
@@ -145,8 +156,9 @@ export class Cache extends CacheRegion {
   /** Removes a listener added with {@link Cache.on}. */
   off(event: 'invalidation', listener: (e: InvalidationEvent) => void): this
   off(event: 'flush', listener: (e: FlushEvent) => void): this
+  off(event: 'backup', listener: (e: BackupEvent) => void): this
   off(event: EntryEventName, listener: (e: EntryEvent) => void): this
-  off(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent) => void): this {
+  off(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent & BackupEvent) => void): this {
     this.#checkEvent(event, listener)
     this.core.events.off(event, listener)
     this.#updateEventMask()
@@ -245,10 +257,18 @@ export class Cache extends CacheRegion {
    * file first: a truncated or corrupt one rejects with `E_SNAPSHOT_CORRUPT`
    * and loads nothing. Restored entries are not published on the bus nor
    * written to L2. Resolves how many entries were loaded.
+   *
+   * `path` may be a directory of backups (`createCache({ backup })`): its
+   * newest backup that reads whole is loaded; each newer one that does not is
+   * skipped with a process warning (`SHARDCACHE_BACKUP_SKIPPED`). A directory
+   * without backups loads nothing (resolves 0); one whose every backup is
+   * corrupt rejects with `E_SNAPSHOT_CORRUPT`.
    */
   async restore(path: string, options: { onProgress?: (p: SnapshotProgress) => void } = {}): Promise<number> {
     if (this.closed) throw new ClosedError()
-    const snap = readSnapshot(path)
+    if (typeof path !== 'string' || path === '') throw new InvalidOptionError(`path must be a snapshot file's or a backup directory's path (got ${describe(path)})`)
+    const snap = readRestorable(path)
+    if (snap === undefined) return 0
     const now = Date.now()
     let loaded = 0
     let bytes = 0
@@ -261,7 +281,7 @@ export class Cache extends CacheRegion {
       let raw = e.bytes
       if (e.compressed) {
         const out = decompress(e.bytes, e.rawSize)
-        if (out === undefined) throw new SnapshotCorruptError(`snapshot ${JSON.stringify(path)}: a value of ${JSON.stringify(e.key)} does not decompress; nothing more was loaded`)
+        if (out === undefined) throw new SnapshotCorruptError(`snapshot ${JSON.stringify(snap.file)}: a value of ${JSON.stringify(e.key)} does not decompress; nothing more was loaded`)
         raw = out
       }
       const fresh = e.freshUntil === undefined ? undefined : Math.max(1, e.freshUntil - now)
@@ -283,6 +303,23 @@ export class Cache extends CacheRegion {
     loaded += (await Promise.all(pending)).filter(Boolean).length
     options.onProgress?.({ entries: loaded, bytes })
     return loaded
+  }
+
+  /**
+   * Writes a backup now into `options.backup.dir` (after the one in
+   * progress, if any), then removes the oldest beyond `options.backup.keep`.
+   * Resolves the file written, its entries and size. Owner only; needs
+   * `createCache({ backup })` (`every` may be left out for backups on
+   * demand only). A failure rejects and leaves no file behind.
+   */
+  backup(): Promise<BackupResult> {
+    if (this.closed) return rejected(new ClosedError())
+    const backups = this.core.backups
+    if (backups === undefined) {
+      const why = this.core.admin.broker === undefined ? 'is for the cache createCache() returned, not an attached one' : "needs createCache({ backup: { dir } })"
+      return rejected(new InvalidOptionError(`backup() ${why}`))
+    }
+    return backups.backup()
   }
 
   /**

@@ -18,6 +18,7 @@ import type { Flights } from '../client/flights.js'
 import type { EventEmitter } from 'node:events'
 import type { BusPublisher, BusStats } from '../redis/bus.js'
 import type { L2Tier } from '../redis/l2.js'
+import type { BackupSchedule } from '../ops/backup.js'
 
 /** What `getOrCompute` calls on a miss: its result (or what its promise resolves to) is cached and returned. */
 export type Loader<T> = () => T | Promise<T>
@@ -124,6 +125,8 @@ export interface Core {
   runTask: ((t: PoolTask) => Promise<unknown>) | undefined
   /** The Redis L2 tier (owner only). */
   l2: L2Tier | undefined
+  /** Scheduled and on-demand backups (owner only, with `backup`). */
+  backups: BackupSchedule | undefined
 }
 
 /**

@@ -22,6 +22,7 @@ import { EventEmitter } from 'node:events'
 import { BusOpType } from '../redis/bus_message.js'
 import type { Bus } from '../redis/bus.js'
 import type { L2Tier } from '../redis/l2.js'
+import { BackupSchedule, prepareBackupDir } from '../ops/backup.js'
 import type { AttachOptions, CacheHandle } from '../client/attach.js'
 import { control, emit } from './core.js'
 import type { Admin, Core, PoolTask } from './core.js'
@@ -44,6 +45,7 @@ import { busHost, relayToL2, repairedToBus } from './remote.js'
 export async function createCache(options?: CacheOptions): Promise<Cache> {
   const resolved = resolveOptions(options)
   const { shards, regions, codec } = resolved
+  if (resolved.backup !== undefined) prepareBackupDir(resolved.backup.dir)
   const perShard = Array.from({ length: shards }, (_, s) => regions.map((r) => regionShare(r, s, shards)))
   // Shards spinning now, across this cache (see the transport notes in src/wire/protocol.ts).
   const spinners = new Int32Array(new SharedArrayBuffer(4))
@@ -72,6 +74,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   // Set once the bus and the L2 tier started; the broker and stats read them late.
   let bus: Bus | undefined
   let l2: L2Tier | undefined
+  let backups: BackupSchedule | undefined
   const stats = async (): Promise<CacheStats> => {
     const reports = await control(router, threads, (c) => c.stats())
     const down: number[] = []
@@ -85,6 +88,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     if (bus !== undefined) out.bus = bus.stats()
     out.frameLatency = router.frameLatency.snapshot()
     if (l2 !== undefined) out.tiers = { l1: { hits: out.hits, misses: out.misses }, l2: l2.stats() }
+    if (backups !== undefined) out.backup = backups.stats()
     return out
   }
   const resetStats = async (): Promise<void> => {
@@ -92,6 +96,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     router.frameLatency.reset()
     bus?.resetStats()
     l2?.resetStats()
+    backups?.resetStats()
   }
   const flights = new FlightCoordinator()
   const broker = new Broker(resolved, {
@@ -118,6 +123,8 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     broker,
     threads: () => threads,
     close: async () => {
+      // A backup in progress reads the shards: it ends first, and no other starts.
+      await quietly(backups?.stop())
       flights.closeAll()
       // Each part is closed whatever happened to the others before it: a failure to close one
       // (a pool that never started, a Redis that went away) must not leave the shard threads running.
@@ -141,6 +148,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     loading: new Map(),
     runTask: pool?.run,
     l2: undefined,
+    backups: undefined,
   }
   const cache = new Cache(core)
   const regionNames = regions.map((r) => r.name)
@@ -188,6 +196,15 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       core.bus = bus
       // What L2 repairs after losing writes, peers may have read from it meanwhile: they drop it too.
       if (l2 !== undefined) l2.onRepaired = repairedToBus(bus, core.options.regions)
+    }
+    if (resolved.backup !== undefined) {
+      backups = new BackupSchedule(
+        resolved.backup,
+        (file) => cache.snapshot(file),
+        (e) => emit(core.events, 'backup', e),
+        () => core.events.listenerCount('backup') > 0,
+      )
+      core.backups = backups
     }
   } catch (err) {
     core.closed = true
@@ -333,6 +350,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
     loading: new Map(),
     runTask: undefined,
     l2: undefined,
+    backups: undefined,
   })
   attached.set(handle.id, cache)
   return cache

@@ -9,7 +9,8 @@
  * evictions by cause, entries and bytes. The round trips of the owner's
  * frames to its shards, as a histogram. With a bus: its counters and the
  * propagation latency as a summary (quantiles 0.5, 0.9, 0.99). With an L2
- * tier: its counters and breaker state.
+ * tier: its counters and breaker state. With backups: their counts by
+ * result, and when the last one was written.
  */
 import type { CacheStats } from './stats.js'
 
@@ -129,6 +130,19 @@ const FAMILIES: FamilyDef[] = [
   { name: 'shardcache_l2_errors_total', help: 'Failed or timed-out L2 commands.', type: 'counter', values: one((s) => s.tiers?.l2.errors) },
   { name: 'shardcache_l2_promotions_total', help: 'L2 hits written into the shards.', type: 'counter', values: one((s) => s.tiers?.l2.promotions) },
   { name: 'shardcache_l2_breaker_open', help: '1 while the L2 circuit breaker keeps L2 out.', type: 'gauge', values: one((s) => (s.tiers === undefined ? undefined : s.tiers.l2.breaker === 'open' ? 1 : 0)) },
+  {
+    name: 'shardcache_backups_total',
+    help: 'Backups by result: written, failed, or skipped (a scheduled one due while the last was still writing).',
+    type: 'counter',
+    values: (s) => (s.backup === undefined ? [] : (['written', 'failed', 'skipped'] as const).map((result) => ({ labels: { result }, value: s.backup![result] }))),
+  },
+  {
+    name: 'shardcache_backup_last_success_timestamp_seconds',
+    help: 'When the last backup that was written started (Unix time; alert on its age).',
+    type: 'gauge',
+    values: one((s) => (s.backup?.lastSuccessAt === undefined ? undefined : s.backup.lastSuccessAt / 1000)),
+  },
+  { name: 'shardcache_backup_last_entries', help: 'Entries in the last backup written.', type: 'gauge', values: one((s) => s.backup?.lastEntries) },
 ]
 
 /** The metric families of one stats report. */

@@ -132,7 +132,8 @@ const TEMP_SUFFIX = /^(.+)-(\d+)-\d+$/
  * those whose process is gone.
  */
 export function fileSink(path: string): { out: Writable; commit(): Promise<void>; abort(): void } {
-  removeDeadTemps(path)
+  const name = basename(path)
+  removeDeadTemps(dirname(path), (n) => n === name)
   const tmp = `${path}.tmp-${HOST}-${process.pid}-${++tempFiles}`
   // 'wx': never truncate a file someone else is writing.
   const fd = openSync(tmp, 'wx')
@@ -195,19 +196,23 @@ function syncDirectory(dir: string): void {
   }
 }
 
-/** Removes the temp files of snapshots to `path` whose writing process, on this host, no longer runs (it was killed mid-write). */
-function removeDeadTemps(path: string): void {
-  const dir = dirname(path)
-  const prefix = `${basename(path)}.tmp-`
+/**
+ * Removes the temp files, in `dir`, of snapshots whose name `isSnapshot`
+ * accepts and whose writing process, on this host, no longer runs (it was
+ * killed mid-write).
+ */
+export function removeDeadTemps(dir: string, isSnapshot: (name: string) => boolean): void {
   let files: string[]
   try {
     files = readdirSync(dir)
   } catch {
-    return // the open below reports a missing directory
+    return // the open that follows reports a missing directory
   }
   for (const f of files) {
-    if (!f.startsWith(prefix)) continue
-    const m = TEMP_SUFFIX.exec(f.slice(prefix.length))
+    // The host part has no '-' (see HOST), so the last ".tmp-" is the one fileSink added.
+    const at = f.lastIndexOf('.tmp-')
+    if (at < 0 || !isSnapshot(f.slice(0, at))) continue
+    const m = TEMP_SUFFIX.exec(f.slice(at + '.tmp-'.length))
     if (m === null || m[1] !== HOST) continue
     const pid = Number(m[2])
     if (pid === process.pid || isRunning(pid)) continue
@@ -225,8 +230,15 @@ function isRunning(pid: number): boolean {
   }
 }
 
+/** A snapshot file's content: when it was taken, its regions' names, and the entries by region index. */
+export interface Snapshot {
+  createdAt: number
+  regions: string[]
+  entries: { region: number; entry: ExportedEntry }[]
+}
+
 /** Reads and checks a whole snapshot file; throws {@link SnapshotCorruptError} before anything is returned. */
-export function readSnapshot(path: string): { createdAt: number; regions: string[]; entries: { region: number; entry: ExportedEntry }[] } {
+export function readSnapshot(path: string): Snapshot {
   let buf: Buffer
   try {
     buf = readFileSync(path)

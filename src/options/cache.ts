@@ -9,8 +9,11 @@ import { InvalidOptionError } from '../errors.js'
 import { describe } from '../messages.js'
 import type { ResolvedBus } from '../redis/bus.js'
 import type { ResolvedL2 } from '../redis/l2.js'
+import type { ResolvedBackup } from '../ops/backup.js'
 import { MAX_KEY_BYTES_LIMIT } from '../wire/protocol.js'
 import type { Codec } from '../wire/values.js'
+import { resolveBackup } from './backup.js'
+import type { BackupOptions } from './backup.js'
 import { resolveBus } from './bus.js'
 import type { BusOptions } from './bus.js'
 import { DEFAULTS } from './defaults.js'
@@ -92,8 +95,13 @@ export interface CacheOptions {
   loaders?: LoaderOptions
   /** A Redis L2 tier behind the shards. See {@link L2Options}. */
   l2?: L2Options
-  /** A snapshot file to load before `createCache` resolves (see `cache.restore`). */
+  /**
+   * A snapshot file to load before `createCache` resolves, or a directory of
+   * backups, whose newest readable one is loaded (see `cache.restore`).
+   */
   restore?: string
+  /** Snapshots into a directory on a schedule, the oldest removed. See {@link BackupOptions}. */
+  backup?: BackupOptions
   /**
    * V8 heap limits of each shard thread (Node's `Worker` `resourceLimits`, in
    * MB), merged over the default. A shard keeps its entries in shared memory,
@@ -136,13 +144,15 @@ export interface ResolvedOptions {
   loaderPool?: { filename: string; maxThreads: number | undefined }
   /** Undefined: no L2 tier. */
   l2?: ResolvedL2
-  /** A snapshot to load at start. */
+  /** A snapshot (or a directory of backups) to load at start. */
   restore?: string
+  /** Undefined: no backups. */
+  backup?: ResolvedBackup
   /** Shard threads' `resourceLimits` (the default merged with the user's). */
   resourceLimits?: ShardResourceLimits
 }
 
-const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'restore', 'resourceLimits']
+const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'restore', 'backup', 'resourceLimits']
 const RESOURCE_LIMIT_KEYS = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'] as const
 
 /** What a bad codec is: not an object, or the function it lacks. */
@@ -195,11 +205,12 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const loaderPool = o.loaders === undefined ? undefined : resolveLoaders(o.loaders)
   const l2 = o.l2 === undefined ? undefined : resolveL2(o.l2)
   if (o.restore !== undefined && (typeof o.restore !== 'string' || o.restore === '')) {
-    throw new InvalidOptionError(`options.restore must be a snapshot file's path (got ${describe(o.restore)})`)
+    throw new InvalidOptionError(`options.restore must be the path of a snapshot file or of a directory of backups (got ${describe(o.restore)})`)
   }
   const restore = o.restore as string | undefined
+  const backup = o.backup === undefined ? undefined : resolveBackup(o.backup)
   const resourceLimits = resolveResourceLimits(o.resourceLimits)
-  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, restore, resourceLimits }
+  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, restore, backup, resourceLimits }
 }
 
 /**

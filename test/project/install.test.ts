@@ -141,15 +141,16 @@ test('every relative import, import() and new URL() of the installed files names
   assert.ok(seen > 100, `found the package's relative imports (${seen})`)
 })
 
-test('ESM: import, a real set/get round trip through the shard threads; yaml is not loaded until loadConfig reads a YAML file', async () => {
+test('ESM: import, a real set/get round trip through the shard threads; yaml and croner are not loaded until a YAML file or a cron schedule needs them', async () => {
   writeFileSync(join(project, 'cache.yaml'), 'shards: 1\nregions:\n  default: { maxEntries: 100 }\n')
   writeFileSync(
     join(project, 'esm.mjs'),
     `import { createRequire } from 'node:module'
 import { createCache, loadConfig, ErrorCodes } from 'shardcache'
 import { KeyvShardcache } from 'shardcache/keyv'
-// yaml is CommonJS, so loading it (by import or require) puts its files in require.cache.
-const yamlLoaded = () => Object.keys(createRequire(import.meta.url).cache).some((f) => f.includes('/node_modules/yaml/'))
+// yaml and croner are loaded with require(), which puts their files in require.cache.
+const loaded = (name) => Object.keys(createRequire(import.meta.url).cache).some((f) => f.includes('/node_modules/' + name + '/'))
+const yamlLoaded = () => loaded('yaml')
 const out = { yamlAfterImport: yamlLoaded() }
 const cache = await createCache({ shards: 2 })
 out.set = await cache.set('user:1', { name: 'Ada', visits: 3 })
@@ -163,6 +164,12 @@ await cache.close()
 out.yamlAfterCache = yamlLoaded()
 out.config = loadConfig('cache.yaml')
 out.yamlAfterLoadConfig = yamlLoaded()
+const hourly = await createCache({ shards: 1, backup: { dir: 'backups', every: '1h' } })
+await hourly.close()
+out.cronerAfterDuration = loaded('croner')
+const nightly = await createCache({ shards: 1, backup: { dir: 'backups', every: '0 3 * * *' } })
+await nightly.close()
+out.cronerAfterCron = loaded('croner')
 console.log(JSON.stringify(out))
 `,
   )
@@ -178,6 +185,8 @@ console.log(JSON.stringify(out))
     yamlAfterCache: false,
     config: { shards: 1, regions: { default: { maxEntries: 100 } } },
     yamlAfterLoadConfig: true,
+    cronerAfterDuration: false,
+    cronerAfterCron: true,
   })
   assert.is(r.stderr, '')
 })
