@@ -18,6 +18,7 @@ import { formatPrometheus, metricFamilies } from '../ops/metrics.js'
 import { SnapshotCorruptError, SnapshotWriter, fileSink } from '../ops/snapshot.js'
 import { readRestorable } from '../ops/backup.js'
 import type { BackupEvent, BackupResult } from '../ops/backup.js'
+import type { AlertEvent } from '../ops/alerts.js'
 import type { SnapshotProgress } from '../ops/snapshot.js'
 import type { ShardMemory } from '../wire/region_types.js'
 import { decompress } from '../wire/compression.js'
@@ -40,8 +41,8 @@ export interface EntryEvent {
   cause?: 'size' | 'expired'
 }
 
-type CacheEventName = 'invalidation' | 'flush' | 'backup' | EntryEventName
-const EVENT_NAMES = ['invalidation', 'flush', 'backup', 'set', 'delete', 'evict', 'expire', 'clear', 'hit', 'miss'] as const
+type CacheEventName = 'invalidation' | 'flush' | 'backup' | 'alert' | EntryEventName
+const EVENT_NAMES = ['invalidation', 'flush', 'backup', 'alert', 'set', 'delete', 'evict', 'expire', 'clear', 'hit', 'miss'] as const
 const ENTRY_EVENT_BITS: Record<EntryEventName, number> = {
   set: ShardEvent.SET,
   delete: ShardEvent.DELETE,
@@ -140,13 +141,19 @@ export class Cache extends CacheRegion {
    *   with the error; nothing is left behind). A scheduled backup's failure
    *   that no listener hears of is a process warning (`SHARDCACHE_BACKUP_FAILED`);
    *
+   * to thresholds (owner only, with `alerts`):
+   * - `'alert'`: a region's memory use or eviction rate reached its
+   *   threshold (`state: 'firing'`) or fell below it again (`'resolved'`),
+   *   once each way ({@link AlertEvent});
+   *
    * and to entries, the events of {@link EntryEventName}.
    */
   on(event: 'invalidation', listener: (e: InvalidationEvent) => void): this
   on(event: 'flush', listener: (e: FlushEvent) => void): this
   on(event: 'backup', listener: (e: BackupEvent) => void): this
+  on(event: 'alert', listener: (e: AlertEvent) => void): this
   on(event: EntryEventName, listener: (e: EntryEvent) => void): this
-  on(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent & BackupEvent) => void): this {
+  on(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent & BackupEvent & AlertEvent) => void): this {
     this.#checkEvent(event, listener)
     this.core.events.on(event, listener)
     this.#updateEventMask()
@@ -157,8 +164,9 @@ export class Cache extends CacheRegion {
   off(event: 'invalidation', listener: (e: InvalidationEvent) => void): this
   off(event: 'flush', listener: (e: FlushEvent) => void): this
   off(event: 'backup', listener: (e: BackupEvent) => void): this
+  off(event: 'alert', listener: (e: AlertEvent) => void): this
   off(event: EntryEventName, listener: (e: EntryEvent) => void): this
-  off(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent & BackupEvent) => void): this {
+  off(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent & BackupEvent & AlertEvent) => void): this {
     this.#checkEvent(event, listener)
     this.core.events.off(event, listener)
     this.#updateEventMask()

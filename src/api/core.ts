@@ -19,6 +19,7 @@ import type { EventEmitter } from 'node:events'
 import type { BusPublisher, BusStats } from '../redis/bus.js'
 import type { L2Tier } from '../redis/l2.js'
 import type { BackupSchedule } from '../ops/backup.js'
+import type { AlertWatch } from '../ops/alerts.js'
 
 /** What `getOrCompute` calls on a miss: its result (or what its promise resolves to) is cached and returned. */
 export type Loader<T> = () => T | Promise<T>
@@ -127,6 +128,8 @@ export interface Core {
   l2: L2Tier | undefined
   /** Scheduled and on-demand backups (owner only, with `backup`). */
   backups: BackupSchedule | undefined
+  /** Threshold alerts (owner only, with `alerts`). */
+  alerts: AlertWatch | undefined
 }
 
 /**

@@ -23,6 +23,7 @@ import { BusOpType } from '../redis/bus_message.js'
 import type { Bus } from '../redis/bus.js'
 import type { L2Tier } from '../redis/l2.js'
 import { BackupSchedule, prepareBackupDir } from '../ops/backup.js'
+import { AlertWatch } from '../ops/alerts.js'
 import type { AttachOptions, CacheHandle } from '../client/attach.js'
 import { control, emit } from './core.js'
 import type { Admin, Core, PoolTask } from './core.js'
@@ -123,8 +124,9 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     broker,
     threads: () => threads,
     close: async () => {
-      // A backup in progress reads the shards: it ends first, and no other starts.
+      // A backup or an alert check in progress reads the shards: it ends first, and no other starts.
       await quietly(backups?.stop())
+      await quietly(core.alerts?.stop())
       flights.closeAll()
       // Each part is closed whatever happened to the others before it: a failure to close one
       // (a pool that never started, a Redis that went away) must not leave the shard threads running.
@@ -149,6 +151,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     runTask: pool?.run,
     l2: undefined,
     backups: undefined,
+    alerts: undefined,
   }
   const cache = new Cache(core)
   const regionNames = regions.map((r) => r.name)
@@ -206,6 +209,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       )
       core.backups = backups
     }
+    if (resolved.alerts !== undefined) core.alerts = new AlertWatch(resolved.alerts, stats, (e) => emit(core.events, 'alert', e))
   } catch (err) {
     core.closed = true
     await admin.close()
@@ -351,6 +355,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
     runTask: undefined,
     l2: undefined,
     backups: undefined,
+    alerts: undefined,
   })
   attached.set(handle.id, cache)
   return cache

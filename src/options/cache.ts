@@ -10,8 +10,11 @@ import { describe } from '../messages.js'
 import type { ResolvedBus } from '../redis/bus.js'
 import type { ResolvedL2 } from '../redis/l2.js'
 import type { ResolvedBackup } from '../ops/backup.js'
+import type { ResolvedAlerts } from '../ops/alerts.js'
 import { MAX_KEY_BYTES_LIMIT } from '../wire/protocol.js'
 import type { Codec } from '../wire/values.js'
+import { resolveAlerts } from './alerts.js'
+import type { AlertOptions } from './alerts.js'
 import { resolveBackup } from './backup.js'
 import type { BackupOptions } from './backup.js'
 import { resolveBus } from './bus.js'
@@ -102,6 +105,8 @@ export interface CacheOptions {
   restore?: string
   /** Snapshots into a directory on a schedule, the oldest removed. See {@link BackupOptions}. */
   backup?: BackupOptions
+  /** `'alert'` events when a region's memory use or eviction rate passes a threshold. See {@link AlertOptions}. */
+  alerts?: AlertOptions
   /**
    * V8 heap limits of each shard thread (Node's `Worker` `resourceLimits`, in
    * MB), merged over the default. A shard keeps its entries in shared memory,
@@ -148,11 +153,13 @@ export interface ResolvedOptions {
   restore?: string
   /** Undefined: no backups. */
   backup?: ResolvedBackup
+  /** Undefined: no alerts. */
+  alerts?: ResolvedAlerts
   /** Shard threads' `resourceLimits` (the default merged with the user's). */
   resourceLimits?: ShardResourceLimits
 }
 
-const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'restore', 'backup', 'resourceLimits']
+const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'restore', 'backup', 'alerts', 'resourceLimits']
 const RESOURCE_LIMIT_KEYS = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'] as const
 
 /** What a bad codec is: not an object, or the function it lacks. */
@@ -209,8 +216,9 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   }
   const restore = o.restore as string | undefined
   const backup = o.backup === undefined ? undefined : resolveBackup(o.backup)
+  const alerts = o.alerts === undefined ? undefined : resolveAlerts(o.alerts)
   const resourceLimits = resolveResourceLimits(o.resourceLimits)
-  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, restore, backup, resourceLimits }
+  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, restore, backup, alerts, resourceLimits }
 }
 
 /**
