@@ -19,6 +19,9 @@ import { SnapshotCorruptError, SnapshotWriter, fileSink } from '../ops/snapshot.
 import { readRestorable } from '../ops/backup.js'
 import type { BackupEvent, BackupResult } from '../ops/backup.js'
 import type { AlertEvent } from '../ops/alerts.js'
+import { startAdminServer } from '../ops/admin_server.js'
+import type { AdminServer } from '../ops/admin_server.js'
+import { rejectUnknownKeys } from '../options/parse.js'
 import type { SnapshotProgress } from '../ops/snapshot.js'
 import type { ShardMemory } from '../wire/region_types.js'
 import { decompress } from '../wire/compression.js'
@@ -62,6 +65,8 @@ const SNAPSHOT_PAGE = 1000
 export class Cache extends CacheRegion {
   readonly #regions: Map<string, CacheRegion>
   #closing: Promise<void> | undefined
+  /** Endpoints of serveAdmin, closed with the cache. */
+  readonly #adminServers = new Set<AdminServer>()
 
   /** @internal Use {@link createCache}. */
   constructor(core: Core) {
@@ -354,8 +359,58 @@ export class Cache extends CacheRegion {
    */
   close(): Promise<void> {
     this.core.closed = true
-    this.#closing ??= this.core.admin.close()
+    this.#closing ??= Promise.all([...this.#adminServers].map((s) => s.close())).then(() => this.core.admin.close())
     return this.#closing
+  }
+
+  /**
+   * Serves an operator's endpoint over HTTP until `close()` (of it or of the
+   * cache): `GET /metrics` (Prometheus text), `GET /status` (JSON: shards,
+   * regions, memory, hit rates, tiers, bus, backups, firing alerts) and
+   * `GET /events` (server-sent events; `?events=set,delete,alert,...` picks
+   * them, see docs/operations.md). Every request must carry
+   * `Authorization: Bearer <token>`, else it is answered 401. Listens on
+   * `host` (default `127.0.0.1`) and `port` (default 0: a free one);
+   * resolves the port. The `shardcache status|metrics|events --url` commands
+   * are its clients. Owner only.
+   *
+   * @example
+   * ```ts
+   * const admin = await cache.serveAdmin({ port: 9464, token: process.env.CACHE_ADMIN_TOKEN! })
+   * // shardcache status --url http://127.0.0.1:9464 --token $CACHE_ADMIN_TOKEN --watch
+   * ```
+   */
+  async serveAdmin(options: { port?: number; host?: string; token: string }): Promise<AdminServer> {
+    if (this.closed) throw new ClosedError()
+    if (this.core.admin.broker === undefined) throw new InvalidOptionError("serveAdmin() is for the cache createCache() returned, not an attached one")
+    if (options === null || typeof options !== 'object') throw new InvalidOptionError(`options must be an object like { port: 9464, token } (got ${describe(options)})`)
+    rejectUnknownKeys(options, ['port', 'host', 'token'], 'options.')
+    const { port = 0, host = '127.0.0.1', token } = options
+    if (typeof token !== 'string' || token === '') throw new InvalidOptionError(`options.token must be a non-empty string, the bearer token every request must carry (got ${describe(token)})`)
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidOptionError(`options.port must be an integer from 0 to 65535 (got ${describe(port)})`)
+    if (typeof host !== 'string' || host === '') throw new InvalidOptionError(`options.host must be a host name or address (got ${describe(host)})`)
+    const source = {
+      stats: () => this.stats(),
+      metrics: () => this.metrics(),
+      firing: () => this.core.alerts?.firing() ?? [],
+      on: (event: string, l: (e: unknown) => void) => this.on(event as EntryEventName, l),
+      off: (event: string, l: (e: unknown) => void) => this.off(event as EntryEventName, l),
+    }
+    let server: AdminServer
+    try {
+      server = await startAdminServer(source, { port, host, token })
+    } catch (err) {
+      throw new InvalidOptionError(`options.port ${port} on ${host} cannot be listened on: ${(err as Error).message}`, { cause: err })
+    }
+    const tracked: AdminServer = {
+      port: server.port,
+      close: () => {
+        this.#adminServers.delete(tracked)
+        return server.close()
+      },
+    }
+    this.#adminServers.add(tracked)
+    return tracked
   }
 
   /** Whether this client is closed: `close()` was called here, or the owner closed the cache. */

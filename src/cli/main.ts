@@ -20,6 +20,9 @@
  * Redis and the event-loop, memory and bus scenarios, is `npm run bench` in a
  * clone of the repository.
  *
+ * `status|metrics|events --url URL` talk to a running cache's `serveAdmin()`
+ * endpoint (src/cli/admin.ts).
+ *
  * `--version` prints the package's version, `--help` the usage. Results go
  * to stdout; usage errors (exit code 2) and failures (exit code 1) to
  * stderr, each problem named with the value given.
@@ -39,6 +42,8 @@ import type { TraceFormat } from './traces.js'
 import { budgetOf, cacheSizeText, formatBytes, parseCacheSize, prepareTrace, replayPlan } from './replay.js'
 import type { CacheSize, ReplayReport, ReplayResult } from './replay.js'
 import { replayChart } from './replay_chart.js'
+import { ADMIN_COMMANDS, ADMIN_HELP, ADMIN_USAGE, adminCommand } from './admin.js'
+import type { AdminCommand } from './admin.js'
 
 const REPLAY_USAGE =
   'usage: shardcache replay TRACE (--sizes S,S... | --size N) [--policy all|NAME[,NAME...]] [--format keys|oracle] [--bytes] [--shards N,N...] [--json] [--chart out.svg]'
@@ -46,6 +51,7 @@ const BENCH_USAGE = 'usage: shardcache bench [--workload zipf|uniform|trace FILE
 
 const USAGE = `${REPLAY_USAGE}
        shardcache bench [--workload zipf|uniform|trace FILE] [--shards N] [--ms N] [--json] [--chart out.svg]
+       ${ADMIN_USAGE.replace('usage: ', '')}
        shardcache --version | --help
 
 replay
@@ -68,9 +74,11 @@ bench
   --shards    shard threads of the cache measured, 1 to ${DEFAULTS.maxShards} (default 2)
   --ms        measured time per engine, at least 100 (default 2000)
   --json      print the results as JSON
-  --chart     write an SVG chart of throughput and p99 latency per engine`
+  --chart     write an SVG chart of throughput and p99 latency per engine
 
-const COMMANDS = ['replay', 'bench'] as const
+${ADMIN_HELP}`
+
+const COMMANDS = ['replay', 'bench', ...ADMIN_COMMANDS] as const
 
 /** Where the command writes: results to `out` (stdout), usage and errors to `err` (stderr). */
 type Write = (s: string) => void
@@ -164,6 +172,7 @@ export async function main(argv: string[], out: Write = (s) => process.stdout.wr
   }
   if (command === 'replay') return replayCommand(rest, out, err)
   if (command === 'bench') return benchCommand(rest, out, err)
+  if ((ADMIN_COMMANDS as readonly string[]).includes(command)) return adminCommand(command as AdminCommand, rest, out, err)
   err(`shardcache: unknown ${command.startsWith('-') ? 'option' : 'command'} ${quoted(command)} (commands: ${COMMANDS.join(', ')}; see shardcache --help)\n`)
   return 2
 }

@@ -131,8 +131,8 @@ test('--version prints the package version, from a bin link in another directory
 })
 
 test('an unknown command or option names it and the commands, on stderr, exit 2; no command at all prints the usage there', async () => {
-  assert.equal(await run(['foo']), { code: 2, stdout: '', stderr: 'shardcache: unknown command "foo" (commands: replay, bench; see shardcache --help)\n' })
-  assert.equal(await runMain(['--verbose']), { code: 2, stdout: '', stderr: 'shardcache: unknown option "--verbose" (commands: replay, bench; see shardcache --help)\n' })
+  assert.equal(await run(['foo']), { code: 2, stdout: '', stderr: 'shardcache: unknown command "foo" (commands: replay, bench, status, metrics, events; see shardcache --help)\n' })
+  assert.equal(await runMain(['--verbose']), { code: 2, stdout: '', stderr: 'shardcache: unknown option "--verbose" (commands: replay, bench, status, metrics, events; see shardcache --help)\n' })
   const none = await runMain([])
   assert.equal([none.code, none.stdout, none.stderr.startsWith(REPLAY_USAGE)], [2, '', true])
 })
