@@ -20,6 +20,7 @@ import type { BusPublisher, BusStats } from '../redis/bus.js'
 import type { L2Tier } from '../redis/l2.js'
 import type { BackupSchedule } from '../ops/backup.js'
 import type { AlertWatch } from '../ops/alerts.js'
+import type { CacheTracer } from '../ops/tracing.js'
 
 /** What `getOrCompute` calls on a miss: its result (or what its promise resolves to) is cached and returned. */
 export type Loader<T> = () => T | Promise<T>
@@ -130,6 +131,8 @@ export interface Core {
   backups: BackupSchedule | undefined
   /** Threshold alerts (owner only, with `alerts`). */
   alerts: AlertWatch | undefined
+  /** Spans of operations (owner only, with `tracing`); undefined costs one check per operation. */
+  tracer: CacheTracer | undefined
 }
 
 /**

@@ -24,6 +24,7 @@ import type { Bus } from '../redis/bus.js'
 import type { L2Tier } from '../redis/l2.js'
 import { BackupSchedule, prepareBackupDir } from '../ops/backup.js'
 import { AlertWatch } from '../ops/alerts.js'
+import { loadTracer } from '../ops/tracing.js'
 import type { AttachOptions, CacheHandle } from '../client/attach.js'
 import { control, emit } from './core.js'
 import type { Admin, Core, PoolTask } from './core.js'
@@ -47,6 +48,8 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   const resolved = resolveOptions(options)
   const { shards, regions, codec } = resolved
   if (resolved.backup !== undefined) prepareBackupDir(resolved.backup.dir)
+  // Before anything starts: a missing @opentelemetry/api is a bad option.
+  const tracer = resolved.tracing === undefined ? undefined : await loadTracer(resolved.tracing, (m) => new InvalidOptionError(m))
   const perShard = Array.from({ length: shards }, (_, s) => regions.map((r) => regionShare(r, s, shards)))
   // Shards spinning now, across this cache (see the transport notes in src/wire/protocol.ts).
   const spinners = new Int32Array(new SharedArrayBuffer(4))
@@ -152,6 +155,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     l2: undefined,
     backups: undefined,
     alerts: undefined,
+    tracer,
   }
   const cache = new Cache(core)
   const regionNames = regions.map((r) => r.name)
@@ -356,6 +360,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
     l2: undefined,
     backups: undefined,
     alerts: undefined,
+    tracer: undefined,
   })
   attached.set(handle.id, cache)
   return cache

@@ -133,7 +133,10 @@ async function fly<T>(scope: RegionScope, fk: string, key: string, loader: Loade
         }
       }
     }
-    const value = await withTimeout(runLoader(loader, scope.core.runTask), opts.timeoutMs, key)
+    // With tracing, every load is a span, active while the loader runs: the loader's own spans nest under it.
+    const tracer = scope.core.tracer
+    const run = (): Promise<T> => runLoader(loader, scope.core.runTask)
+    const value = await withTimeout(tracer === undefined ? run() : tracer.span('load', scope.region.name, run), opts.timeoutMs, key)
     if (value === undefined) {
       throw new InvalidValueError(`the loader of ${JSON.stringify(key)} returned undefined, which cannot be cached: return null to cache "not found"`)
     }

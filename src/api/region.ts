@@ -12,6 +12,11 @@
  * class's `#private` members cannot be reached from other files, and a
  * public class split into helper files keeps one shape for `instanceof` and
  * its documentation.
+ *
+ * The traced operations (get, set, delete, mget, mset, mdelete,
+ * getOrCompute) are a public method that runs the `#private` one inside a
+ * span when `tracing` samples the call (src/ops/tracing.ts), and straight
+ * otherwise: without `tracing`, one `undefined` check.
  */
 import { ClosedError, InvalidOptionError } from '../errors.js'
 import type { EntryInfo } from '../wire/protocol.js'
@@ -37,6 +42,7 @@ import type { Core, Loader, PoolTask } from './core.js'
 import { RegionScope } from './scope.js'
 import { getOrCompute } from './read_through.js'
 import { applyRemote, flushLocal } from './remote.js'
+import { hitOf, mgetOf, removedOf, storedOf } from '../ops/tracing.js'
 
 /** What {@link CacheRegion.getEntry} returns. */
 export interface CacheEntry<T = unknown> extends EntryInfo {
@@ -82,6 +88,12 @@ export class CacheRegion {
 
   /** The value stored under `key`, or `undefined` when there is none (or it expired). */
   get<T = unknown>(key: string): Promise<T | undefined> {
+    const tracer = this.core.tracer
+    if (tracer !== undefined && tracer.sampled()) return tracer.span('get', this.#region.name, () => this.#get<T>(key), hitOf)
+    return this.#get<T>(key)
+  }
+
+  #get<T>(key: string): Promise<T | undefined> {
     try {
       this.#scope.open()
       checkKey(key, this.core.options.maxKeyBytes)
@@ -145,6 +157,8 @@ export class CacheRegion {
    * ```
    */
   getOrCompute<T = unknown>(key: string, loader: Loader<T> | PoolTask, options?: ComputeOptions): Promise<T> {
+    const tracer = this.core.tracer
+    if (tracer !== undefined && tracer.sampled()) return tracer.span('getOrCompute', this.#region.name, () => getOrCompute<T>(this.#scope, key, loader, options))
     return getOrCompute<T>(this.#scope, key, loader, options)
   }
 
@@ -154,6 +168,12 @@ export class CacheRegion {
    * type; other values go through the codec (JSON by default).
    */
   set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    const tracer = this.core.tracer
+    if (tracer !== undefined && tracer.sampled()) return tracer.span('set', this.#region.name, () => this.#set(key, value, options))
+    return this.#set(key, value, options)
+  }
+
+  #set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
     let enc: EncodedValue
     let opts: ResolvedSet
     try {
@@ -269,6 +289,12 @@ export class CacheRegion {
 
   /** Removes `key`. Resolves `true` when a live entry was removed. */
   delete(key: string): Promise<boolean> {
+    const tracer = this.core.tracer
+    if (tracer !== undefined && tracer.sampled()) return tracer.span('delete', this.#region.name, () => this.#delete(key))
+    return this.#delete(key)
+  }
+
+  #delete(key: string): Promise<boolean> {
     try {
       this.#scope.open()
       checkKey(key, this.core.options.maxKeyBytes)
@@ -339,6 +365,12 @@ export class CacheRegion {
 
   /** Values of `keys`, in key order; `undefined` where a key has no entry. */
   mget<T = unknown>(keys: readonly string[]): Promise<(T | undefined)[]> {
+    const tracer = this.core.tracer
+    if (tracer !== undefined && tracer.sampled()) return tracer.span('mget', this.#region.name, () => this.#mget<T>(keys), mgetOf)
+    return this.#mget<T>(keys)
+  }
+
+  #mget<T>(keys: readonly string[]): Promise<(T | undefined)[]> {
     try {
       this.#scope.open()
       checkKeys(keys, this.core.options.maxKeyBytes)
@@ -371,6 +403,12 @@ export class CacheRegion {
    * one is bad, the call rejects and nothing is stored.
    */
   mset(entries: MsetEntries, options?: SetOptions): Promise<number> {
+    const tracer = this.core.tracer
+    if (tracer !== undefined && tracer.sampled()) return tracer.span('mset', this.#region.name, () => this.#mset(entries, options), storedOf)
+    return this.#mset(entries, options)
+  }
+
+  #mset(entries: MsetEntries, options?: SetOptions): Promise<number> {
     const list: [string, EncodedValue][] = []
     let opts: ResolvedSet
     try {
@@ -408,6 +446,12 @@ export class CacheRegion {
 
   /** Removes `keys`; resolves how many live entries were removed. */
   mdelete(keys: readonly string[]): Promise<number> {
+    const tracer = this.core.tracer
+    if (tracer !== undefined && tracer.sampled()) return tracer.span('mdelete', this.#region.name, () => this.#mdelete(keys), removedOf)
+    return this.#mdelete(keys)
+  }
+
+  #mdelete(keys: readonly string[]): Promise<number> {
     try {
       this.#scope.open()
       checkKeys(keys, this.core.options.maxKeyBytes)

@@ -11,11 +11,14 @@ import type { ResolvedBus } from '../redis/bus.js'
 import type { ResolvedL2 } from '../redis/l2.js'
 import type { ResolvedBackup } from '../ops/backup.js'
 import type { ResolvedAlerts } from '../ops/alerts.js'
+import type { ResolvedTracing } from '../ops/tracing.js'
 import { MAX_KEY_BYTES_LIMIT } from '../wire/protocol.js'
 import type { Codec } from '../wire/values.js'
 import { resolveAlerts } from './alerts.js'
 import type { AlertOptions } from './alerts.js'
 import { resolveBackup } from './backup.js'
+import { resolveTracing } from './tracing.js'
+import type { TracingOptions } from './tracing.js'
 import type { BackupOptions } from './backup.js'
 import { resolveBus } from './bus.js'
 import type { BusOptions } from './bus.js'
@@ -107,6 +110,8 @@ export interface CacheOptions {
   backup?: BackupOptions
   /** `'alert'` events when a region's memory use or eviction rate passes a threshold. See {@link AlertOptions}. */
   alerts?: AlertOptions
+  /** OpenTelemetry spans of cache operations (needs `@opentelemetry/api`). See {@link TracingOptions}. @default false */
+  tracing?: boolean | TracingOptions
   /**
    * V8 heap limits of each shard thread (Node's `Worker` `resourceLimits`, in
    * MB), merged over the default. A shard keeps its entries in shared memory,
@@ -155,11 +160,13 @@ export interface ResolvedOptions {
   backup?: ResolvedBackup
   /** Undefined: no alerts. */
   alerts?: ResolvedAlerts
+  /** Undefined: no spans. */
+  tracing?: ResolvedTracing
   /** Shard threads' `resourceLimits` (the default merged with the user's). */
   resourceLimits?: ShardResourceLimits
 }
 
-const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'restore', 'backup', 'alerts', 'resourceLimits']
+const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'restore', 'backup', 'alerts', 'tracing', 'resourceLimits']
 const RESOURCE_LIMIT_KEYS = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'] as const
 
 /** What a bad codec is: not an object, or the function it lacks. */
@@ -217,8 +224,9 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const restore = o.restore as string | undefined
   const backup = o.backup === undefined ? undefined : resolveBackup(o.backup)
   const alerts = o.alerts === undefined ? undefined : resolveAlerts(o.alerts)
+  const tracing = o.tracing === undefined ? undefined : resolveTracing(o.tracing)
   const resourceLimits = resolveResourceLimits(o.resourceLimits)
-  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, restore, backup, alerts, resourceLimits }
+  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, restore, backup, alerts, tracing, resourceLimits }
 }
 
 /**

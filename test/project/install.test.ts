@@ -170,6 +170,8 @@ out.cronerAfterDuration = loaded('croner')
 const nightly = await createCache({ shards: 1, backup: { dir: 'backups', every: '0 3 * * *' } })
 await nightly.close()
 out.cronerAfterCron = loaded('croner')
+// @opentelemetry/api is an optional peer, not installed here: tracing says what to install.
+out.tracing = await createCache({ shards: 1, tracing: true }).then(() => 'started', (e) => [e.code, e.message.split(':')[0]])
 console.log(JSON.stringify(out))
 `,
   )
@@ -187,6 +189,7 @@ console.log(JSON.stringify(out))
     yamlAfterLoadConfig: true,
     cronerAfterDuration: false,
     cronerAfterCron: true,
+    tracing: ['E_INVALID_OPTION', 'options.tracing needs the @opentelemetry/api package (npm install @opentelemetry/api)'],
   })
   assert.is(r.stderr, '')
 })
