@@ -21,7 +21,8 @@ import type { BackupEvent, BackupResult } from '../ops/backup.js'
 import type { AlertEvent } from '../ops/alerts.js'
 import { startAdminServer } from '../ops/admin_server.js'
 import type { AdminServer } from '../ops/admin_server.js'
-import { rejectUnknownKeys } from '../options/parse.js'
+import { resolveAdminOptions } from '../options/admin.js'
+import type { AdminOptions } from '../options/admin.js'
 import type { SnapshotProgress } from '../ops/snapshot.js'
 import type { ShardMemory } from '../wire/region_types.js'
 import { decompress } from '../wire/compression.js'
@@ -380,15 +381,10 @@ export class Cache extends CacheRegion {
    * // shardcache status --url http://127.0.0.1:9464 --token $CACHE_ADMIN_TOKEN --watch
    * ```
    */
-  async serveAdmin(options: { port?: number; host?: string; token: string }): Promise<AdminServer> {
+  async serveAdmin(options: AdminOptions): Promise<AdminServer> {
     if (this.closed) throw new ClosedError()
     if (this.core.admin.broker === undefined) throw new InvalidOptionError("serveAdmin() is for the cache createCache() returned, not an attached one")
-    if (options === null || typeof options !== 'object') throw new InvalidOptionError(`options must be an object like { port: 9464, token } (got ${describe(options)})`)
-    rejectUnknownKeys(options, ['port', 'host', 'token'], 'options.')
-    const { port = 0, host = '127.0.0.1', token } = options
-    if (typeof token !== 'string' || token === '') throw new InvalidOptionError(`options.token must be a non-empty string, the bearer token every request must carry (got ${describe(token)})`)
-    if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidOptionError(`options.port must be an integer from 0 to 65535 (got ${describe(port)})`)
-    if (typeof host !== 'string' || host === '') throw new InvalidOptionError(`options.host must be a host name or address (got ${describe(host)})`)
+    const { port, host, token } = resolveAdminOptions(options)
     const source = {
       stats: () => this.stats(),
       metrics: () => this.metrics(),
