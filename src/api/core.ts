@@ -131,7 +131,7 @@ export interface Core {
   backups: BackupSchedule | undefined
   /** Threshold alerts (owner only, with `alerts`). */
   alerts: AlertWatch | undefined
-  /** Spans of operations (owner only, with `tracing`); undefined costs one check per operation. */
+  /** Spans of this thread's operations (`tracing` of createCache or attachCache); undefined costs one check per operation. */
   tracer: CacheTracer | undefined
 }
 

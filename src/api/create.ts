@@ -295,13 +295,15 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
   }
   const o = handle.options
   if (options !== undefined && (options === null || typeof options !== 'object')) {
-    throw new InvalidOptionError(`options must be an object like { codec, nearCache } (got ${describe(options)})`)
+    throw new InvalidOptionError(`options must be an object like { codec, nearCache, tracing } (got ${describe(options)})`)
   }
-  if (options !== undefined) rejectUnknownKeys(options, ['codec', 'nearCache'], 'options.')
+  if (options !== undefined) rejectUnknownKeys(options, ['codec', 'nearCache', 'tracing'], 'options.')
   if (o.customCodec && options?.codec === undefined) {
     throw new InvalidOptionError('options.codec is required: the owner created the cache with a custom codec, and functions cannot be posted to a thread')
   }
-  const resolvedOwn = resolveOptions({ shards: o.shards, codec: options?.codec, nearCache: options?.nearCache })
+  const resolvedOwn = resolveOptions({ shards: o.shards, codec: options?.codec, nearCache: options?.nearCache, tracing: options?.tracing })
+  // Before this thread attaches: a missing @opentelemetry/api is a bad option.
+  const tracer = resolvedOwn.tracing === undefined ? undefined : await loadTracer(resolvedOwn.tracing, (m) => new InvalidOptionError(m))
   const nearCacheEntries = options?.nearCache === undefined ? o.nearCacheEntries : resolvedOwn.nearCacheEntries
   const resolved: ResolvedOptions = {
     shards: o.shards,
@@ -360,7 +362,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
     l2: undefined,
     backups: undefined,
     alerts: undefined,
-    tracer: undefined,
+    tracer,
   })
   attached.set(handle.id, cache)
   return cache

@@ -24,6 +24,7 @@ import { MessageChannel, threadId } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import type { ResolvedOptions } from '../options/cache.js'
 import type { ResolvedRegion } from '../options/regions.js'
+import type { TracingOptions } from '../options/tracing.js'
 import type { Codec } from '../wire/values.js'
 import type { CacheStats } from '../ops/stats.js'
 import type { FrameWriter } from '../wire/protocol.js'
@@ -97,6 +98,12 @@ export interface AttachOptions {
    * @see CacheOptions.nearCache
    */
   nearCache?: false | { maxEntries?: number }
+  /**
+   * OpenTelemetry spans of this thread's operations (each thread has its own
+   * tracer provider); off unless given here.
+   * @see CacheOptions.tracing
+   */
+  tracing?: boolean | TracingOptions
 }
 
 // ── broker protocol ────────────────────────────────────────────────────────

@@ -15,6 +15,8 @@ import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node'
 import { createCache } from '../../src/index.js'
 import type { Cache, CacheOptions } from '../../src/index.js'
 import { errorOf } from '../fixtures/helpers.js'
+import { once } from 'node:events'
+import { Worker } from 'node:worker_threads'
 
 const exporter = new InMemorySpanExporter()
 const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] })
@@ -117,6 +119,23 @@ test('sampleRate 0 traces no operation but every load; without the option, nothi
   await plain.get('a')
   await plain.getOrCompute('b', () => 2)
   assert.equal(spans(), [])
+})
+
+test("an attached thread traces its own operations with attachCache(handle, { tracing }), into its own tracer provider", async () => {
+  const c = await cache({})
+  const h = c.handle()
+  const worker = new Worker(new URL('../fixtures/traced_thread.js', import.meta.url), { workerData: { handle: h }, transferList: h.transfer })
+  const [got] = (await once(worker, 'message')) as [{ name: string; childOfJob: boolean; attributes: Record<string, unknown> }[]]
+  await once(worker, 'exit')
+  assert.equal(got, [
+    { name: 'shardcache.set', childOfJob: true, attributes: { 'cache.region': 'default' } },
+    { name: 'shardcache.get', childOfJob: true, attributes: { 'cache.region': 'default', 'cache.hit': true } },
+    { name: 'shardcache.load', childOfJob: false, attributes: { 'cache.region': 'default' } },
+    { name: 'shardcache.getOrCompute', childOfJob: true, attributes: { 'cache.region': 'default' } },
+  ])
+  // The owner, without the option, traced none of it.
+  assert.equal(spans(), [])
+  assert.is(await c.get('from-thread'), 1)
 })
 
 test('bad tracing options are refused with the option named', async () => {
