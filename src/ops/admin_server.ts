@@ -10,6 +10,9 @@
  *   removals, alerts, backups and the bus's; `hit` and `miss` only when
  *   asked, since listening to them sends every read to the shards).
  *
+ * An `/events` client that stops reading has its stream closed once 1 MiB
+ * waits for it, so a stuck client cannot grow this process's memory.
+ *
  * The `shardcache status|metrics|events --url` commands (src/cli/admin.ts)
  * are its clients. Every request without `Authorization: Bearer <token>` is
  * answered 401, before its path is looked at; the token is compared in
@@ -34,6 +37,8 @@ export interface AdminSource {
 /** The events `/events` can stream, and those it streams when `?events=` is not given. */
 export const ADMIN_EVENTS = ['set', 'delete', 'evict', 'expire', 'clear', 'hit', 'miss', 'alert', 'backup', 'invalidation', 'flush'] as const
 const DEFAULT_EVENTS = ADMIN_EVENTS.filter((e) => e !== 'hit' && e !== 'miss')
+/** Bytes an `/events` stream may have waiting for its client before it is closed (a client that stopped reading). */
+const MAX_BUFFERED = 1 << 20
 /** A comment line this often keeps idle `/events` streams (and proxies) from timing out. */
 const HEARTBEAT_MS = 15_000
 
@@ -158,7 +163,16 @@ function streamEvents(source: AdminSource, url: URL, res: ServerResponse, stream
   }
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
   res.write(`: shardcache events: ${names.join(',')}\n\n`)
-  const listeners = names.map((name) => [name, (e: unknown) => res.write(`event: ${name}\ndata: ${JSON.stringify(e, errorsAsJson)}\n\n`)] as const)
+  const send = (name: string, e: unknown): void => {
+    if (res.writableEnded) return
+    // A client that does not read: its stream ends, rather than its events piling up in this process.
+    if (res.writableLength > MAX_BUFFERED) {
+      res.end(`: events were sent faster than this client read them (over ${MAX_BUFFERED} bytes waiting); stream closed\n\n`)
+      return
+    }
+    res.write(`event: ${name}\ndata: ${JSON.stringify(e, errorsAsJson)}\n\n`)
+  }
+  const listeners = names.map((name) => [name, (e: unknown) => send(name, e)] as const)
   for (const [name, l] of listeners) source.on(name, l)
   const beat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS)
   beat.unref()

@@ -7,6 +7,8 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { spawn } from 'node:child_process'
+import { get } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import { createCache } from '../../src/index.js'
 import type { AdminStatus, Cache, CacheOptions } from '../../src/index.js'
@@ -146,6 +148,34 @@ test('/events streams entry events and alerts as server-sent events, picked by ?
   // Refused, or (on a socket fetch kept alive) closed by the other side: no answer either way.
   const err = await errorOf(fetch(`${base}/status`, { headers: auth }))
   assert.match(String((err as { cause?: { code?: string } }).cause?.code), /^(ECONNREFUSED|UND_ERR_SOCKET|ECONNRESET)$/)
+})
+
+test('an /events client that stops reading has its stream closed, not its events piled up in the cache process', async () => {
+  const c = await cache({ regions: { default: { maxEntries: 1_000_000 } } })
+  const admin = await c.serveAdmin({ token: TOKEN })
+  const res = await new Promise<IncomingMessage>((resolve) => get({ port: admin.port, path: '/events?events=set', headers: auth }, resolve))
+  res.pause() // reads nothing: the sockets' buffers fill, then the server's
+  // 500,000 set events of ~70 bytes: ~35 MB, far more than loopback socket buffers and the 1 MiB the server keeps.
+  const SETS = 500_000
+  for (let i = 0; i < SETS; i += 5000) await c.mset(Array.from({ length: 5000 }, (_, j) => [`k:${i + j}`, j] as [string, number]))
+  let text = ''
+  res.setEncoding('utf8')
+  res.on('data', (d: string) => (text += d))
+  res.resume()
+  // Without the limit the stream would stay open, every event queued for it: a generous bound says so.
+  const ended = await new Promise<boolean>((resolve) => {
+    const t = setTimeout(() => resolve(false), 60_000)
+    res.once('end', () => {
+      clearTimeout(t)
+      resolve(true)
+    })
+  })
+  assert.ok(ended, 'the server kept the stream open')
+  const events = text.split('\n\n').filter((b) => b.startsWith('event: set'))
+  assert.ok(events.length > 0 && events.length < SETS, `${events.length} events`)
+  assert.match(text, /: events were sent faster than this client read them \(over 1048576 bytes waiting\); stream closed\n\n$/)
+  // The cache serves on.
+  assert.is(await c.get('k:0'), 0)
 })
 
 test('shardcache status, metrics and events against the endpoint', async () => {
