@@ -21,6 +21,8 @@ test('every length gets the smallest class that holds it, wasting at most 12.5% 
   for (let n = 0; n <= 1 << 18; n++) prev = check(n, prev)
   for (let n = (1 << 18) + 1; n <= 2 ** 32; n = Math.ceil(n * 1.01)) prev = check(n, prev)
   check(2 ** 32, -1)
+  // Where classOf's shifts give way to powers (2^30), and each power of two's edges below it.
+  for (let p = 7; p <= 31; p++) for (const n of [2 ** p - 1, 2 ** p, 2 ** p + 1]) check(n, -1)
   assert.equal([0, 4, 5, 11, 64, 65, 85, 128, 129, 144, 145, 256, 257, 65536].map((n) => classSize(classOf(n))), [4, 4, 8, 12, 64, 72, 88, 128, 144, 144, 160, 256, 288, 65536])
 })
 
