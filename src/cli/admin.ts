@@ -178,8 +178,9 @@ async function watch(render: () => Promise<string>, seconds: number, out: Write,
   const tty = process.stdout.isTTY === true
   while (signal?.aborted !== true) {
     const text = await render()
-    // Home and clear-to-end: the old frame is overwritten, not scrolled.
-    out(tty ? `\x1b[H\x1b[2J${text}` : `${text}\n`)
+    // Cursor home, each line cleared to its end, the rest of the screen below: the old frame is overwritten
+    // in place (no scrolling, and no blank flash between frames as clearing the whole screen first gives).
+    out(tty ? `\x1b[H${text.replace(/\n/g, '\x1b[K\n')}\x1b[J` : `${text}\n`)
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, seconds * 1000)
       signal?.addEventListener(

@@ -264,6 +264,31 @@ test('the installed program: status --watch redraws until stopped, with the toke
   assert.match(out, /^1 entries · /m)
 })
 
+test('status --watch on a terminal redraws in place: cursor home, each line cleared to its end, the rest cleared below', async () => {
+  const c = await cache()
+  const admin = await c.serveAdmin({ token: TOKEN })
+  await c.set('a', 1)
+  // util-linux script(1) runs the command on a pseudo-terminal, so stdout is a TTY.
+  const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} status --url http://127.0.0.1:${admin.port} --watch 0.1`
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, SHARDCACHE_TOKEN: TOKEN }, stdio: ['pipe', 'pipe', 'pipe'] })
+  let out = ''
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d
+      if (out.split('\x1b[H').length > 3) resolve()
+    })
+    child.once('exit', (code) => reject(new Error(`exited early (${code}): ${out}`)))
+  })
+  child.kill()
+  const frames = out.split('\x1b[H').slice(1, 3)
+  for (const f of frames) {
+    assert.match(f, /^shardcache at http:\/\/127\.0\.0\.1:\d+ · up /)
+    assert.ok(f.endsWith('\x1b[J') || f.includes('\x1b[J'), JSON.stringify(f.slice(-40)))
+    // The terminal turns \n into \r\n: every line ends with clear-to-end-of-line first.
+    for (const line of f.split('\x1b[J')[0]!.split('\n').slice(0, -1)) assert.ok(line.replace(/\r$/, '').endsWith('\x1b[K'), JSON.stringify(line))
+  }
+})
+
 test('serveAdmin refuses bad options with the option named, and a port in use', async () => {
   const c = await cache()
   const cases: [unknown, RegExp][] = [
