@@ -9,6 +9,9 @@ import * as assert from 'uvu/assert'
 import { ExampleProcess, request } from '../fixtures/example_process.js'
 import type { Reply } from '../fixtures/example_process.js'
 import { RedisProc } from '../fixtures/redis_proc.js'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 const ADA = '{"id":1,"name":"Ada Lovelace","email":"ada@example.com"}'
 const ADA_KING = '{"id":1,"name":"Ada King","email":"ada@example.com"}'
@@ -58,6 +61,29 @@ test('http-server.mjs: a miss runs the query, the next GET is a hit, a PUT updat
   assert.equal(seen(await request(`${url}/users/1`)), [200, 'hit', ADA_KING])
   assert.equal(seen(await request(`${url}/nope`)), [404, undefined, '{"error":"not found"}'])
   await stopsCleanly(p)
+})
+
+test('operations.mjs: the operator endpoint answers with the token only; SIGTERM writes a last backup, and a restart serves from it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'shardcache-operations-'))
+  try {
+    const env = { ADMIN_TOKEN: 'example-token', ADMIN_PORT: '0', BACKUP_DIR: dir }
+    const p = start('operations.mjs', env)
+    const url = await p.url()
+    const admin = (await p.lines(/^admin on (http:\/\/\S+)$/))[0]![1]!
+    assert.equal(seen(await request(`${url}/users/1`)), [200, 'miss', ADA])
+    assert.is((await request(`${admin}/status`)).status, 401)
+    const status = await request(`${admin}/status`, { headers: { authorization: 'Bearer example-token' } })
+    assert.is(status.status, 200)
+    assert.is((JSON.parse(status.body) as { entries: number }).entries, 1)
+    await stopsCleanly(p)
+    assert.match(p.stdout, /^backup .*\/shardcache-[\dT-]+Z\.snap: 1 entries$/m)
+    // Started again on the same directory: the user is a hit without the database.
+    const q = start('operations.mjs', env)
+    assert.equal(seen(await request(`${await q.url()}/users/1`)), [200, 'hit', ADA])
+    await stopsCleanly(q)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 test('piscina-workers.mjs: pool threads share one cache: one loader run for concurrent misses, a PUT in one thread is a hit in another', async () => {
