@@ -125,8 +125,12 @@ test("an attached thread traces its own operations with attachCache(handle, { tr
   const c = await cache({})
   const h = c.handle()
   const worker = new Worker(new URL('../fixtures/traced_thread.js', import.meta.url), { workerData: { handle: h }, transferList: h.transfer })
-  const [got] = (await once(worker, 'message')) as [{ name: string; childOfJob: boolean; attributes: Record<string, unknown> }[]]
-  await once(worker, 'exit')
+  // Both listeners first: the worker posts and then exits at once, and an exit listener added after
+  // the message may come too late to see it (the test process then exits early, with nothing pending).
+  const exited = once(worker, 'exit')
+  const reported = once(worker, 'message') as Promise<[{ name: string; childOfJob: boolean; attributes: Record<string, unknown> }[]]>
+  const [got] = await Promise.race([reported, exited.then(([code]) => Promise.reject(new Error(`the worker exited (code ${String(code)}) without reporting`)))])
+  await exited
   assert.equal(got, [
     { name: 'shardcache.set', childOfJob: true, attributes: { 'cache.region': 'default' } },
     { name: 'shardcache.get', childOfJob: true, attributes: { 'cache.region': 'default', 'cache.hit': true } },
