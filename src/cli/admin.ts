@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util'
 import type { AdminStatus } from '../ops/admin_server.js'
 import { ADMIN_EVENTS } from '../ops/admin_server.js'
 import { formatBytes } from './replay.js'
+import { textTable } from './text_table.js'
 
 /** Where a command writes. */
 type Write = (s: string) => void
@@ -118,17 +119,6 @@ async function statusText(get: (path: string) => Promise<Response>, json: boolea
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`
 const int = (n: number): string => n.toLocaleString('en-US')
 
-/** Rows as columns padded to their widest cell (numbers right-aligned). */
-function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
-  const line = (cells: string[]): string =>
-    cells
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
-      .join('  ')
-      .trimEnd()
-  return [line(head), ...rows.map(line)].join('\n')
-}
-
 function uptime(s: number): string {
   const h = Math.floor(s / 3600)
   const m = Math.floor((s % 3600) / 60)
@@ -141,12 +131,12 @@ export function renderStatus(s: AdminStatus, origin: string): string {
     `shardcache at ${origin} · up ${uptime(s.uptimeSeconds)} · ${s.shards} shard${s.shards === 1 ? '' : 's'}${s.shardsDown.length > 0 ? ` (down: ${s.shardsDown.join(', ')})` : ''}`,
     `${int(s.entries)} entries · ${formatBytes(s.usedBytes)} in use · hit rate ${pct(s.hitRate)} · process RSS ${formatBytes(s.memory.rss)}, heap ${formatBytes(s.memory.heapUsed)}`,
     '',
-    table(
+    textTable(
       ['shard', 'entries', 'memory', 'hit rate', 'evictions'],
       s.byShard.map((b) => [String(b.shard), int(b.entries), formatBytes(b.usedBytes), pct(b.hitRate), int(b.evictions)]),
     ),
     '',
-    table(
+    textTable(
       ['region', 'entries', 'memory', 'budget', 'use', 'hit rate', 'evictions'],
       Object.entries(s.regions).map(([name, r]) => [
         name,

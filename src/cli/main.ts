@@ -42,6 +42,7 @@ import type { TraceFormat } from './traces.js'
 import { budgetOf, cacheSizeText, formatBytes, parseCacheSize, prepareTrace, replayPlan } from './replay.js'
 import type { CacheSize, ReplayReport, ReplayResult } from './replay.js'
 import { replayChart } from './replay_chart.js'
+import { textTable } from './text_table.js'
 import { ADMIN_COMMANDS, ADMIN_HELP, ADMIN_USAGE, adminCommand } from './admin.js'
 import type { AdminCommand } from './admin.js'
 
@@ -202,13 +203,6 @@ function sizeCell(r: ReplayResult): string {
 }
 
 const pct = (ratio: number): string => (ratio * 100).toFixed(2)
-
-/** Aligned columns, the first left-aligned and the rest right-aligned, two spaces apart. */
-function textTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
-  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
-}
 
 /** The report's first line: the trace and its counts. */
 function traceLine(report: ReplayReport): string {

@@ -69,7 +69,7 @@ export interface AdminServer {
   close(): Promise<void>
 }
 
-export function toStatus(s: CacheStats, firing: unknown[]): AdminStatus {
+function toStatus(s: CacheStats, firing: unknown[]): AdminStatus {
   const regions: AdminStatus['regions'] = {}
   for (const [name, r] of Object.entries(s.byRegion)) {
     regions[name] = { entries: r.entries, usedBytes: r.usedBytes, maxBytes: r.maxBytes, maxEntries: r.maxEntries, utilization: r.utilization, hitRate: r.hitRate, evictions: r.evictions }
