@@ -11,7 +11,9 @@
  * ones below it, never one above. Why this order:
  * - entry points (the public index, the Keyv adapter, the command line) use the facade;
  * - api/ (the facade users call) drives client/ (the router and shard threads);
- * - client/ reads resolved options/;
+ * - client/ reads resolved options/, and relays attached threads' writes to backing/;
+ * - backing/ (write-through to a region's store) stores through the facade's
+ *   steps it is handed, and reads its options/ and reports ops/' stats types;
  * - options/ validates Redis clients and settings whose types redis/ defines;
  * - ops/ (stats, metrics, snapshots) reports on redis/ too, and is used from above;
  * - redis/ (bus and L2) encodes values with wire/;
@@ -21,6 +23,7 @@ const LAYERS = [
   { name: 'entry', path: '^src/(index\\.ts|adapters/|cli/)' },
   { name: 'api', path: '^src/api/' },
   { name: 'client', path: '^src/client/' },
+  { name: 'backing', path: '^src/backing/' },
   { name: 'options', path: '^src/options/' },
   { name: 'ops', path: '^src/ops/' },
   { name: 'redis', path: '^src/redis/' },

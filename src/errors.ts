@@ -28,6 +28,9 @@ export const ErrorCodes = {
   REDIS_NOPERM: 'E_REDIS_NOPERM',
   NOT_A_NUMBER: 'E_NOT_A_NUMBER',
   SNAPSHOT_CORRUPT: 'E_SNAPSHOT_CORRUPT',
+  WRITE_THROUGH: 'E_WRITE_THROUGH',
+  WRITE_QUEUE_FULL: 'E_WRITE_QUEUE_FULL',
+  UNSUPPORTED: 'E_UNSUPPORTED',
   INTERNAL: 'E_INTERNAL',
 } as const
 
@@ -256,6 +259,50 @@ export class NotANumberError extends CacheError {
   static readonly code = ErrorCodes.NOT_A_NUMBER
   constructor(message: string) {
     super(ErrorCodes.NOT_A_NUMBER, message)
+  }
+}
+
+/**
+ * A region's write-through store failed a `sync` write or delete: it threw,
+ * rejected, or did not settle within `writeThrough.timeout`. The store's
+ * state is then unknown (a timed-out write may still land), so the key is
+ * dropped from the cache (and from peers and L2): the next read loads what
+ * the store holds. `keys` are the keys that failed (an `mset` or `mdelete`
+ * rejects with the ones whose store call failed; the others went through);
+ * `cause` is the store's error. Code `E_WRITE_THROUGH`.
+ */
+export class WriteThroughError extends CacheError {
+  static readonly code = ErrorCodes.WRITE_THROUGH
+  readonly keys: string[]
+  constructor(message: string, keys: string[], options?: { cause?: unknown }) {
+    super(ErrorCodes.WRITE_THROUGH, message, options)
+    this.keys = keys
+  }
+}
+
+/**
+ * A region's `async` write-behind queue holds `writeThrough.maxQueue` keys
+ * already (the store is slow or down): the write was refused before it
+ * reached the cache, so nothing changed. Retry later, or raise `maxQueue`.
+ * Code `E_WRITE_QUEUE_FULL`.
+ */
+export class WriteQueueFullError extends CacheError {
+  static readonly code = ErrorCodes.WRITE_QUEUE_FULL
+  constructor(message: string) {
+    super(ErrorCodes.WRITE_QUEUE_FULL, message)
+  }
+}
+
+/**
+ * The operation cannot be done on this region as configured (for example
+ * `incr` on a region that writes through to a store: its read-modify-write
+ * happens in the shard, where the store cannot follow). Nothing changed; the
+ * message names the option that rules it out. Code `E_UNSUPPORTED`.
+ */
+export class UnsupportedError extends CacheError {
+  static readonly code = ErrorCodes.UNSUPPORTED
+  constructor(message: string) {
+    super(ErrorCodes.UNSUPPORTED, message)
   }
 }
 

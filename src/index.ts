@@ -40,13 +40,15 @@ export type { Codec } from './wire/values.js'
 export type { Loader, PoolTask } from './api/core.js'
 export type { ScanOptions } from './api/region.js'
 export type { EntryEvent, EntryEventName } from './api/cache.js'
-export type { CacheStats, CounterStats, DictionaryStats } from './ops/stats.js'
+export type { CacheStats, CounterStats, DictionaryStats, WriteThroughStats } from './ops/stats.js'
 export type { BusStats, BusRedis, ClusterNodesConfig, FlushReason, InvalidationEvent, FlushEvent } from './redis/bus.js'
 export { BusOpType } from './redis/bus_message.js'
 export type { BusOp, BusEntry, DropReason } from './redis/bus_message.js'
 export type { BusOptions } from './options/bus.js'
 export type { L2Options } from './options/l2.js'
 export type { L2Stats } from './redis/l2.js'
+export type { WriteThroughOptions, WriteStore, WriteInfo } from './options/write_through.js'
+export type { WriteErrorEvent } from './backing/write_through.js'
 export {
   CacheError,
   ErrorCodes,
@@ -68,6 +70,9 @@ export {
   RedisTlsError,
   RedisPermissionError,
   NotANumberError,
+  WriteThroughError,
+  WriteQueueFullError,
+  UnsupportedError,
   InternalError,
 } from './errors.js'
 export type { ErrorCode } from './errors.js'

@@ -39,11 +39,12 @@ const distTest = path.join(root, 'dist', 'test')
 /**
  * The test folders, by what a test stands on (docs/architecture.md): unit (one
  * thread, no server), threads (real shard threads), redis (a real redis-server),
+ * postgres (a real PostgreSQL server),
  * project (the package as users get it: install, docs, examples, bench CLI).
  * Only these folders are searched, so a stale dist/test/*.test.js left by an
  * older layout is never run.
  */
-const FOLDERS = ['unit', 'threads', 'redis', 'project']
+const FOLDERS = ['unit', 'threads', 'redis', 'postgres', 'project']
 const timeoutMs = parseTimeout(process.env.TEST_TIMEOUT_MS)
 
 // eslint-disable-next-line no-control-regex

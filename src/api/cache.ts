@@ -19,6 +19,7 @@ import { SnapshotCorruptError, SnapshotWriter, fileSink } from '../ops/snapshot.
 import { readRestorable } from '../ops/backup.js'
 import type { BackupEvent, BackupResult } from '../ops/backup.js'
 import type { AlertEvent } from '../ops/alerts.js'
+import type { WriteErrorEvent } from '../backing/write_through.js'
 import { startAdminServer } from '../ops/admin_server.js'
 import type { AdminServer } from '../ops/admin_server.js'
 import { resolveAdminOptions } from '../options/admin.js'
@@ -45,8 +46,8 @@ export interface EntryEvent {
   cause?: 'size' | 'expired'
 }
 
-type CacheEventName = 'invalidation' | 'flush' | 'backup' | 'alert' | EntryEventName
-const EVENT_NAMES = ['invalidation', 'flush', 'backup', 'alert', 'set', 'delete', 'evict', 'expire', 'clear', 'hit', 'miss'] as const
+type CacheEventName = 'invalidation' | 'flush' | 'backup' | 'alert' | 'writeError' | EntryEventName
+const EVENT_NAMES = ['invalidation', 'flush', 'backup', 'alert', 'writeError', 'set', 'delete', 'evict', 'expire', 'clear', 'hit', 'miss'] as const
 const ENTRY_EVENT_BITS: Record<EntryEventName, number> = {
   set: ShardEvent.SET,
   delete: ShardEvent.DELETE,
@@ -152,14 +153,21 @@ export class Cache extends CacheRegion {
    *   threshold (`state: 'firing'`) or fell below it again (`'resolved'`),
    *   once each way ({@link AlertEvent});
    *
+   * to write-through stores (owner only, with an `async` `writeThrough`):
+   * - `'writeError'`: the store never took a write or delete after its last
+   *   attempt ({@link WriteErrorEvent}); a written value given up is dropped
+   *   from the cache too. Without a listener it is a process warning
+   *   (`SHARDCACHE_WRITE_DROPPED`);
+   *
    * and to entries, the events of {@link EntryEventName}.
    */
   on(event: 'invalidation', listener: (e: InvalidationEvent) => void): this
   on(event: 'flush', listener: (e: FlushEvent) => void): this
   on(event: 'backup', listener: (e: BackupEvent) => void): this
   on(event: 'alert', listener: (e: AlertEvent) => void): this
+  on(event: 'writeError', listener: (e: WriteErrorEvent) => void): this
   on(event: EntryEventName, listener: (e: EntryEvent) => void): this
-  on(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent & BackupEvent & AlertEvent) => void): this {
+  on(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent & BackupEvent & AlertEvent & WriteErrorEvent) => void): this {
     this.#checkEvent(event, listener)
     this.core.events.on(event, listener)
     this.#updateEventMask()
@@ -171,8 +179,9 @@ export class Cache extends CacheRegion {
   off(event: 'flush', listener: (e: FlushEvent) => void): this
   off(event: 'backup', listener: (e: BackupEvent) => void): this
   off(event: 'alert', listener: (e: AlertEvent) => void): this
+  off(event: 'writeError', listener: (e: WriteErrorEvent) => void): this
   off(event: EntryEventName, listener: (e: EntryEvent) => void): this
-  off(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent & BackupEvent & AlertEvent) => void): this {
+  off(event: CacheEventName, listener: (e: InvalidationEvent & FlushEvent & EntryEvent & BackupEvent & AlertEvent & WriteErrorEvent) => void): this {
     this.#checkEvent(event, listener)
     this.core.events.off(event, listener)
     this.#updateEventMask()

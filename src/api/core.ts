@@ -21,6 +21,7 @@ import type { L2Tier } from '../redis/l2.js'
 import type { BackupSchedule } from '../ops/backup.js'
 import type { AlertWatch } from '../ops/alerts.js'
 import type { CacheTracer } from '../ops/tracing.js'
+import type { RegionWriter } from '../backing/write_through.js'
 
 /** What `getOrCompute` calls on a miss: its result (or what its promise resolves to) is cached and returned. */
 export type Loader<T> = () => T | Promise<T>
@@ -131,6 +132,8 @@ export interface Core {
   backups: BackupSchedule | undefined
   /** Threshold alerts (owner only, with `alerts`). */
   alerts: AlertWatch | undefined
+  /** Regions' write-through by region index: the owner's, or relays to it on an attached thread (regions without one are absent). */
+  writes: Map<number, RegionWriter>
   /** Spans of this thread's operations (`tracing` of createCache or attachCache); undefined costs one check per operation. */
   tracer: CacheTracer | undefined
 }

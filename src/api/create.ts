@@ -16,7 +16,7 @@ import { emptyRegionStats, policyLearnsFromHits } from '../wire/region_types.js'
 import type { CacheStats } from '../ops/stats.js'
 import { ShardThread } from '../client/shard_thread.js'
 import { workerExecArgv } from '../client/worker_argv.js'
-import { AttachedLink, Broker, BrokerClient, BusRelay, FlightRelay, checkHandle } from '../client/attach.js'
+import { AttachedLink, Broker, BrokerClient, BusRelay, FlightRelay, WriteRelay, checkHandle } from '../client/attach.js'
 import { FlightCoordinator } from '../client/flights.js'
 import { EventEmitter } from 'node:events'
 import { BusOpType } from '../redis/bus_message.js'
@@ -31,6 +31,9 @@ import type { Admin, Core, PoolTask } from './core.js'
 import { Cache, EVENT_OF_BIT } from './cache.js'
 import type { EntryEvent } from './cache.js'
 import { busHost, relayToL2, repairedToBus } from './remote.js'
+import { RegionScope } from './scope.js'
+import { WriteThrough, decodeCopy } from '../backing/write_through.js'
+import type { CacheSide, WriteErrorEvent } from '../backing/write_through.js'
 
 /**
  * Starts the shard threads and resolves to a ready {@link Cache}. Rejects with
@@ -79,6 +82,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   let bus: Bus | undefined
   let l2: L2Tier | undefined
   let backups: BackupSchedule | undefined
+  const writers = new Map<number, WriteThrough>()
   const stats = async (): Promise<CacheStats> => {
     const reports = await control(router, threads, (c) => c.stats())
     const down: number[] = []
@@ -93,6 +97,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     out.frameLatency = router.frameLatency.snapshot()
     if (l2 !== undefined) out.tiers = { l1: { hits: out.hits, misses: out.misses }, l2: l2.stats() }
     if (backups !== undefined) out.backup = backups.stats()
+    if (writers.size > 0) out.writeThrough = Object.fromEntries([...writers].map(([i, w]) => [regions[i]!.name, w.stats()]))
     return out
   }
   const resetStats = async (): Promise<void> => {
@@ -101,6 +106,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     bus?.resetStats()
     l2?.resetStats()
     backups?.resetStats()
+    for (const w of writers.values()) w.resetStats()
   }
   const flights = new FlightCoordinator()
   const broker = new Broker(resolved, {
@@ -119,6 +125,11 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       }
     },
     flights,
+    write: (region, sets, opts, deletes) => {
+      const w = writers.get(region)
+      if (w === undefined) return Promise.reject(new InvalidOptionError(`region ${regions[region]?.name ?? region} has no writeThrough`))
+      return sets !== undefined ? w.mset(sets, opts!) : w.delete(deletes!)
+    },
   })
   const pool = resolved.loaderPool === undefined ? undefined : loaderPool(resolved.loaderPool)
   const admin: Admin = {
@@ -130,6 +141,8 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       // A backup or an alert check in progress reads the shards: it ends first, and no other starts.
       await quietly(backups?.stop())
       await quietly(core.alerts?.stop())
+      // Writes queued for the stores are made (or given up) while the shards still run.
+      await quietly(Promise.all([...writers.values()].map((w) => w.flush())))
       flights.closeAll()
       // Each part is closed whatever happened to the others before it: a failure to close one
       // (a pool that never started, a Redis that went away) must not leave the shard threads running.
@@ -155,7 +168,20 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     l2: undefined,
     backups: undefined,
     alerts: undefined,
+    writes: writers,
     tracer,
+  }
+  for (const [index, w] of resolved.writes) {
+    const r = regions[index]!
+    const scope = new RegionScope(core, r)
+    const side: CacheSide = {
+      name: r.name,
+      defaultTtl: r.defaultTtl,
+      store: (key, enc, opts) => scope.store(key, enc, opts),
+      deleteKeys: (keys) => scope.deleteKeys(keys),
+      decode: (enc) => decodeCopy(enc, codec),
+    }
+    writers.set(index, new WriteThrough(w, side, (e) => reportWriteError(core.events, e)))
   }
   const cache = new Cache(core)
   const regionNames = regions.map((r) => r.name)
@@ -314,6 +340,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
     replySpinMicros: 0,
     nearCacheEntries,
     regions: o.regions,
+    writes: new Map(),
   }
   const state = new Int32Array(handle.state)
   const broker = new BrokerClient(handle.port, state)
@@ -362,8 +389,16 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
     l2: undefined,
     backups: undefined,
     alerts: undefined,
+    // A write-through region's writes are made by the owner, where its store is.
+    writes: new Map(o.regions.filter((r) => r.writeMode !== undefined).map((r) => [r.index, new WriteRelay(r.writeMode!, r.index, broker)])),
     tracer,
   })
   attached.set(handle.id, cache)
   return cache
+}
+
+/** An async write-through's given-up write: an event, or a process warning when nobody listens (it must not pass unseen). */
+function reportWriteError(events: EventEmitter, e: WriteErrorEvent): void {
+  if (events.listenerCount('writeError') > 0) emit(events, 'writeError', e)
+  else process.emitWarning(`regions.${e.region}.writeThrough gave up a ${e.op} of ${JSON.stringify(e.key)} after ${e.attempts} attempts: ${e.error.message}`, { code: 'SHARDCACHE_WRITE_DROPPED' })
 }

@@ -18,7 +18,8 @@
  * span when `tracing` samples the call (src/ops/tracing.ts), and straight
  * otherwise: without `tracing`, one `undefined` check.
  */
-import { ClosedError, InvalidOptionError } from '../errors.js'
+import { ClosedError, InvalidOptionError, UnsupportedError } from '../errors.js'
+import type { RegionWriter } from '../backing/write_through.js'
 import type { EntryInfo } from '../wire/protocol.js'
 import { checkTag, resolveSetOptions } from '../options/operations.js'
 import { parseTtl } from '../options/parse.js'
@@ -73,12 +74,15 @@ export class CacheRegion {
   readonly #region: ResolvedRegion
   /** What the region's other concerns (read-through, remote apply) share with it. */
   readonly #scope: RegionScope
+  /** The region's write-through (src/backing/write_through.ts), or its relay on an attached thread; undefined without one. */
+  readonly #writer: RegionWriter | undefined
 
   /** @internal */
   constructor(core: Core, region: ResolvedRegion) {
     this.core = core
     this.#region = region
     this.#scope = new RegionScope(core, region)
+    this.#writer = core.writes.get(region.index)
   }
 
   /** Name of the region this handle operates on. */
@@ -182,10 +186,31 @@ export class CacheRegion {
       opts = resolveSetOptions(options, this.core.options.maxKeyBytes)
       enc = encodeValue(value, this.core.options.codec)
       this.#scope.checkSize(key, enc, opts)
+      if (this.#writer !== undefined) this.#checkWriteOptions(opts)
     } catch (err) {
       return rejected(err)
     }
-    return this.#scope.store(key, enc, opts)
+    return this.#writer === undefined ? this.#scope.store(key, enc, opts) : this.#writer.set(key, enc, opts)
+  }
+
+  /** nx and xx decide by what the cache holds, which the store does not share: refused on a write-through region. */
+  #checkWriteOptions(opts: ResolvedSet): void {
+    if (opts.nx || opts.xx) {
+      throw new UnsupportedError(
+        `options.${opts.nx ? 'nx' : 'xx'} cannot be used on region "${this.#region.name}": it writes through to a store (regions.${this.#region.name}.writeThrough), ` +
+          'and whether the key exists in the cache says nothing about the store',
+      )
+    }
+  }
+
+  /** incr, cas and take change a value inside its shard, where a write-through store cannot follow. */
+  #checkNotWriteThrough(op: string): void {
+    if (this.#writer !== undefined) {
+      throw new UnsupportedError(
+        `${op} cannot be used on region "${this.#region.name}": it writes through to a store (regions.${this.#region.name}.writeThrough), ` +
+          `and ${op}'s read-modify-write happens in the shard, which the store cannot follow; read, then set or delete`,
+      )
+    }
   }
 
   /**
@@ -201,6 +226,7 @@ export class CacheRegion {
       this.#scope.open()
       checkKey(key, this.core.options.maxKeyBytes)
       if (typeof by !== 'number' || !Number.isFinite(by)) throw new InvalidOptionError(`by must be a finite number (got ${describe(by)})`)
+      this.#checkNotWriteThrough('incr')
     } catch (err) {
       return rejected(err)
     }
@@ -224,6 +250,7 @@ export class CacheRegion {
       checkKey(key, this.core.options.maxKeyBytes)
       opts = resolveSetOptions(options, this.core.options.maxKeyBytes)
       if (opts.nx || opts.xx) throw new InvalidOptionError('options.nx and options.xx do not apply to cas (expected undefined means "only if absent")')
+      this.#checkNotWriteThrough('cas')
       want = expected === undefined ? undefined : encodeValue(expected, this.core.options.codec)
       enc = encodeValue(next, this.core.options.codec)
       this.#scope.checkSize(key, enc, opts)
@@ -240,6 +267,7 @@ export class CacheRegion {
     try {
       this.#scope.open()
       checkKey(key, this.core.options.maxKeyBytes)
+      this.#checkNotWriteThrough('take')
     } catch (err) {
       return rejected(err)
     }
@@ -301,6 +329,7 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
+    if (this.#writer !== undefined) return this.#writer.delete([key]).then((n) => n > 0)
     const d = new Deferred<boolean>()
     sendDelete(this.core.router, this.#region.index, key, d, 0)
     this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [key] })
@@ -414,6 +443,7 @@ export class CacheRegion {
     try {
       this.#scope.open()
       opts = resolveSetOptions(options, this.core.options.maxKeyBytes)
+      if (this.#writer !== undefined) this.#checkWriteOptions(opts)
       const pairs = toPairs(entries)
       for (let i = 0; i < pairs.length; i++) {
         const pair = pairs[i]
@@ -434,6 +464,7 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
+    if (this.#writer !== undefined) return this.#writer.mset(list, opts)
     const c = new Collector<number>(list.length, countTrue)
     for (let i = 0; i < list.length; i++) sendSet(this.core.router, this.#region.index, list[i]![0], list[i]![1], opts, c, i)
     if (this.core.bus !== undefined && list.length > 0) this.#scope.publishSets(list, opts)
@@ -458,11 +489,7 @@ export class CacheRegion {
     } catch (err) {
       return rejected(err)
     }
-    const c = new Collector<number>(keys.length, countTrue)
-    for (let i = 0; i < keys.length; i++) sendDelete(this.core.router, this.#region.index, keys[i]!, c, i)
-    if (keys.length > 0) this.core.bus?.publish({ type: BusOpType.DELETE, region: this.#region.name, keys: [...keys] })
-    const l2 = this.core.l2
-    return l2 === undefined ? c.promise : Promise.all([c.promise, l2.delete(this.#region.name, keys)]).then(([n]) => n)
+    return this.#writer === undefined ? this.#scope.deleteKeys(keys) : this.#writer.delete(keys)
   }
 
   /** For each key, whether it has a live entry, in key order. */

@@ -17,12 +17,12 @@ import { decodeValue, loneSurrogateAt, wellFormed } from '../wire/values.js'
 import type { EncodedValue } from '../wire/values.js'
 import { describe, plural } from '../messages.js'
 import type { Router } from '../client/router.js'
-import { sendPeek, sendSet } from '../client/ops/values.js'
+import { sendDelete, sendPeek, sendSet } from '../client/ops/values.js'
 import { sendClear, sendDeletePattern, sendInvalidateTag } from '../client/ops/scan.js'
 import { BusOpType } from '../redis/bus_message.js'
 import type { BusEntry } from '../redis/bus_message.js'
 import type { L2Value } from '../redis/l2.js'
-import { Collector, Deferred, IGNORE, addNumbers } from './core.js'
+import { Collector, Deferred, IGNORE, addNumbers, countTrue } from './core.js'
 import type { Core } from './core.js'
 
 /** One region's share of the facade's state and steps (see the file's header). */
@@ -45,6 +45,15 @@ export class RegionScope {
     if (this.core.l2 === undefined) return d.promise
     // L2 gets what the shard stored (an nx/xx set it refused is not written there either).
     return d.promise.then((stored) => (stored ? this.toL2(key, enc, opts).then(() => stored) : stored))
+  }
+
+  /** Removes `keys` from their shards, from peers (through the bus) and from L2; resolves how many live entries the shards removed. */
+  deleteKeys(keys: readonly string[]): Promise<number> {
+    const c = new Collector<number>(keys.length, countTrue)
+    for (let i = 0; i < keys.length; i++) sendDelete(this.core.router, this.region.index, keys[i]!, c, i)
+    if (keys.length > 0) this.core.bus?.publish({ type: BusOpType.DELETE, region: this.region.name, keys: [...keys] })
+    const l2 = this.core.l2
+    return l2 === undefined ? c.promise : Promise.all([c.promise, l2.delete(this.region.name, keys)]).then(([n]) => n)
   }
 
   /** The L2 side of a set (after the shard stored it): with the entry's TTL x ttlScale, and its tags. */

@@ -138,6 +138,7 @@ export function replayTrace(p: PreparedTrace, o: ReplayOptions): ReplayCounts {
     // Compression would charge an object less than its size: the sizes are the trace's.
     compressMinBytes: Infinity,
     compressDictionary: false,
+    writeMode: undefined,
   }
   const stores = Array.from({ length: o.shards }, (_, s) => new RegionStore(regionShare(region, s, o.shards)))
   const shareBytes = stores.map((s) => s.config.maxBytes)

@@ -25,10 +25,12 @@ import type { MessagePort } from 'node:worker_threads'
 import type { ResolvedOptions } from '../options/cache.js'
 import type { ResolvedRegion } from '../options/regions.js'
 import type { TracingOptions } from '../options/tracing.js'
-import type { Codec } from '../wire/values.js'
+import type { Codec, EncodedValue } from '../wire/values.js'
+import type { ResolvedSet } from '../options/operations.js'
+import type { RegionWriter } from '../backing/write_through.js'
 import type { CacheStats } from '../ops/stats.js'
 import type { FrameWriter } from '../wire/protocol.js'
-import { CacheError, ClosedError, ErrorCodes, InvalidOptionError, ShardCrashedError } from '../errors.js'
+import { CacheError, ClosedError, ErrorCodes, InvalidOptionError, ShardCrashedError, WriteQueueFullError, WriteThroughError } from '../errors.js'
 import type { ErrorCode } from '../errors.js'
 import { describe } from '../messages.js'
 import { AccessLogWriter, SharedRegionReader, allocateAccessLog } from '../wire/shared_region.js'
@@ -114,6 +116,7 @@ type BrokerRequestBody =
   | { type: 'stats' }
   | { type: 'resetStats' }
   | { type: 'flightBegin'; key: string }
+  | { type: 'write'; region: number; sets?: [string, EncodedValue][]; opts?: ResolvedSet; deletes?: string[] }
 type BrokerRequest = BrokerRequestBody & { id: number }
 /** The end of a flight an attached thread led (src/client/flights.ts). No reply. */
 type BrokerFlightEnd = { type: 'flightEnd'; key: string; outcome: FlightOutcome }
@@ -133,7 +136,8 @@ type BrokerReply =
   | { id: number; stats: CacheStats }
   | { id: number; ok: true }
   | { id: number; turn: FlightTurn }
-  | { id: number; error: { code: string; message: string } }
+  | { id: number; count: number }
+  | { id: number; error: { code: string; message: string; keys?: string[] } }
 
 /** What the broker needs from the owner's cache. */
 export interface BrokerHost {
@@ -145,6 +149,8 @@ export interface BrokerHost {
   publish(ops: BusOp[]): void
   /** getOrCompute's single-flight coordinator. */
   flights: FlightCoordinator
+  /** An attached thread's sets (`sets`, with `opts`) or deletes of a write-through region, made by the owner's write-through; resolves how many. */
+  write(region: number, sets: [string, EncodedValue][] | undefined, opts: ResolvedSet | undefined, deletes: string[] | undefined): Promise<number>
 }
 
 /**
@@ -226,10 +232,13 @@ export class Broker {
         case 'flightBegin':
           reply = { id: req.id, turn: await this.host.flights.begin(req.key, port) }
           break
+        case 'write':
+          reply = { id: req.id, count: await this.host.write(req.region, req.sets, req.opts, req.deletes) }
+          break
       }
     } catch (err) {
-      const e = err as Error & { code?: string }
-      reply = { id: req.id, error: { code: e.code ?? 'E_INTERNAL', message: e.message } }
+      const e = err as Error & { code?: string; keys?: string[] }
+      reply = { id: req.id, error: { code: e.code ?? 'E_INTERNAL', message: e.message, keys: e.keys } }
     }
     if (this.#ports.has(port)) {
       const transfer = 'shards' in reply ? reply.shards.map((s) => s.port) : 'shard' in reply ? [reply.shard.port] : []
@@ -351,8 +360,43 @@ export class BusRelay implements BusPublisher {
   }
 }
 
-function brokerError(e: { code: string; message: string }): Error {
+/**
+ * An attached thread's writes of a write-through region: made by the
+ * owner's write-through, where the store is (a store's functions cannot be
+ * posted to a thread). Each is one round trip to the owner, on top of the
+ * store's own.
+ */
+export class WriteRelay implements RegionWriter {
+  constructor(
+    readonly mode: 'sync' | 'async',
+    readonly region: number,
+    readonly broker: BrokerClient,
+  ) {}
+
+  set(key: string, enc: EncodedValue, opts: ResolvedSet): Promise<boolean> {
+    return this.mset([[key, enc]], opts).then((n) => n > 0)
+  }
+
+  mset(list: readonly (readonly [string, EncodedValue])[], opts: ResolvedSet): Promise<number> {
+    const sets = list.map(([k, e]): [string, EncodedValue] => [k, e])
+    return this.broker.request<{ id: number; count: number }>({ type: 'write', region: this.region, sets, opts }).then((r) => r.count)
+  }
+
+  delete(keys: readonly string[]): Promise<number> {
+    return this.broker.request<{ id: number; count: number }>({ type: 'write', region: this.region, deletes: [...keys] }).then((r) => r.count)
+  }
+
+  /** The owner knows: this thread's fills of the region are guarded by the key's write marks alone. */
+  busy(): boolean {
+    return false
+  }
+}
+
+function brokerError(e: { code: string; message: string; keys?: string[] }): Error {
   if (e.code === ErrorCodes.CLOSED) return new ClosedError(e.message)
+  // The owner's write-through errors, as the owner's own callers get them.
+  if (e.code === ErrorCodes.WRITE_THROUGH) return new WriteThroughError(e.message, e.keys ?? [])
+  if (e.code === ErrorCodes.WRITE_QUEUE_FULL) return new WriteQueueFullError(e.message)
   const known = (Object.values(ErrorCodes) as string[]).includes(e.code)
   return new CacheError((known ? e.code : ErrorCodes.INTERNAL) as ErrorCode, e.message)
 }

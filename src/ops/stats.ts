@@ -112,6 +112,8 @@ export interface CacheStats extends CounterStats {
   tiers?: { l1: { hits: number; misses: number }; l2: L2Stats }
   /** The backups' figures, when the cache has `backup` (owner's view). */
   backup?: BackupStats
+  /** Each write-through region's figures, by region name, when a region has `writeThrough`. */
+  writeThrough?: Record<string, WriteThroughStats>
 }
 
 const DICTIONARY_ADDED = [
@@ -204,4 +206,23 @@ export function aggregateStats(
     // fromEntries defines own properties, so a region named "__proto__" is an ordinary key.
     byRegion: Object.fromEntries(regionNames.map((name, r) => [name, derive(sum(reports.map((regions) => regions[r]!)))])),
   }
+}
+
+/** `stats().writeThrough[region]`. */
+export interface WriteThroughStats {
+  mode: 'sync' | 'async'
+  /** Store writes confirmed. */
+  writes: number
+  /** Store deletes confirmed. */
+  deletes: number
+  /** Store calls that failed or timed out (each retry that fails counts again). */
+  failures: number
+  /** `async`: calls made again after a failure. */
+  retries: number
+  /** `async`: writes given up after their last attempt (each reported as a `'writeError'` event). */
+  dropped: number
+  /** `async`: queued writes replaced by a newer write of the same key before the store saw them. */
+  coalesced: number
+  /** `async`: store calls waiting, running or due for a retry (a gauge, at most `maxQueue`). */
+  queued: number
 }

@@ -32,6 +32,7 @@ import { isPlainObject } from '../wire/values.js'
 import type { Size } from './parse.js'
 import { resolveRegion } from './regions.js'
 import type { RegionOptions, ResolvedRegion } from './regions.js'
+import type { ResolvedWriteThrough } from './write_through.js'
 
 /** Options of {@link createCache}. */
 export interface CacheOptions {
@@ -164,6 +165,8 @@ export interface ResolvedOptions {
   tracing?: ResolvedTracing
   /** Shard threads' `resourceLimits` (the default merged with the user's). */
   resourceLimits?: ShardResourceLimits
+  /** Regions' `writeThrough`, by region index (owner only: a store cannot cross threads). */
+  writes: Map<number, ResolvedWriteThrough>
 }
 
 const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'restore', 'backup', 'alerts', 'tracing', 'resourceLimits']
@@ -211,9 +214,10 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const names = Object.keys(given)
   if (!names.includes('default')) names.unshift('default')
   if (names.length > DEFAULTS.maxRegions) throw new InvalidOptionError(`options.regions may hold at most ${DEFAULTS.maxRegions} regions (got ${names.length})`)
+  const writes = new Map<number, ResolvedWriteThrough>()
   const regions = names.map((name, i) => {
     if (name === '') throw new InvalidOptionError('options.regions: a region name must not be empty')
-    return resolveRegion(name, i, Object.hasOwn(given, name) ? given[name] : {}, shards)
+    return resolveRegion(name, i, Object.hasOwn(given, name) ? given[name] : {}, shards, writes)
   })
   const bus = o.bus === undefined ? undefined : resolveBus(o.bus, maxKeyBytes)
   const loaderPool = o.loaders === undefined ? undefined : resolveLoaders(o.loaders)
@@ -226,7 +230,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const alerts = o.alerts === undefined ? undefined : resolveAlerts(o.alerts)
   const tracing = o.tracing === undefined ? undefined : resolveTracing(o.tracing)
   const resourceLimits = resolveResourceLimits(o.resourceLimits)
-  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, restore, backup, alerts, tracing, resourceLimits }
+  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, restore, backup, alerts, tracing, resourceLimits, writes }
 }
 
 /**

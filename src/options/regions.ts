@@ -10,6 +10,8 @@ import { DEFAULTS } from './defaults.js'
 import { parseSize, parseTtl, positiveInteger, rejectUnknownKeys } from './parse.js'
 import { isPlainObject } from '../wire/values.js'
 import type { Size, Ttl } from './parse.js'
+import { resolveWriteThrough } from './write_through.js'
+import type { ResolvedWriteThrough, WriteThroughOptions } from './write_through.js'
 
 /** Options of one region. A region is a named keyspace with its own policy and budgets. */
 export interface RegionOptions {
@@ -67,6 +69,18 @@ export interface RegionOptions {
    * @default { minBytes: 1024, dictionary: false }
    */
   compression?: false | { minBytes?: Size; dictionary?: boolean }
+  /**
+   * A backing store that the region's `set`, `mset`, `delete`, `mdelete`
+   * and `take` also write (docs/write-through.md), synchronously (the store
+   * first, then the cache) or behind, through a bounded and retried queue.
+   * Fills are not written back: getOrCompute loads, L2 promotions, peers'
+   * updates and restored snapshots came from a store already. `incr` and
+   * `cas` reject with `E_UNSUPPORTED` on such a region (their
+   * read-modify-write happens in the shard, where the store cannot follow),
+   * and so do `set`'s `nx` and `xx`.
+   * @default none
+   */
+  writeThrough?: WriteThroughOptions
 }
 
 /**
@@ -82,11 +96,14 @@ export interface ResolvedRegion {
   defaultTtl: number
   compressMinBytes: number
   compressDictionary: boolean
+  /** The `writeThrough` mode, when the region has one (its store stays on the thread that created the cache). */
+  writeMode: 'sync' | 'async' | undefined
 }
 
-const REGION_KEYS = ['policy', 'maxBytes', 'maxEntries', 'ttl', 'compression']
+const REGION_KEYS = ['policy', 'maxBytes', 'maxEntries', 'ttl', 'compression', 'writeThrough']
 
-export function resolveRegion(name: string, index: number, o: unknown, shards: number): ResolvedRegion {
+/** Validates one region's options; its `writeThrough`, if any, is put in `writes` under the region's index. */
+export function resolveRegion(name: string, index: number, o: unknown, shards: number, writes?: Map<number, ResolvedWriteThrough>): ResolvedRegion {
   const at = `regions.${name}`
   if (!isPlainObject(o)) throw new InvalidOptionError(`${at} must be an object (got ${describe(o)})`)
   rejectUnknownKeys(o, REGION_KEYS, `${at}.`)
@@ -118,7 +135,13 @@ export function resolveRegion(name: string, index: number, o: unknown, shards: n
     if (c.minBytes !== undefined) compressMinBytes = parseSize(c.minBytes, `${at}.compression.minBytes`)
     else if (compressDictionary) compressMinBytes = DEFAULTS.dictionaryCompressMinBytes
   }
-  return { name, index, policy, maxBytes, maxEntries, defaultTtl, compressMinBytes, compressDictionary }
+  let writeMode: ResolvedRegion['writeMode']
+  if (o.writeThrough !== undefined) {
+    const w = resolveWriteThrough(o.writeThrough, `${at}.writeThrough`)
+    writeMode = w.mode
+    writes?.set(index, w)
+  }
+  return { name, index, policy, maxBytes, maxEntries, defaultTtl, compressMinBytes, compressDictionary, writeMode }
 }
 
 /** One shard's share of a region: the byte budget divided evenly, the entry budget split so the shares sum to it. */
