@@ -136,7 +136,7 @@ async function fly<T>(scope: RegionScope, fk: string, key: string, loader: Loade
     // With tracing, every load is a span, active while the loader runs: the loader's own spans nest under it.
     // On a write-through region, a write of the key made while the loader ran may be newer than what it read.
     const writer = scope.core.writes.get(scope.region.index)
-    const mark = writer === undefined ? 0 : scope.core.router.fillMark(scope.region.index, key)
+    const mark = writer === undefined ? 0 : writer.mark(key)
     const tracer = scope.core.tracer
     const run = (): Promise<T> => runLoader(loader, scope.core.runTask)
     const value = await withTimeout(tracer === undefined ? run() : tracer.span('load', scope.region.name, run), opts.timeoutMs, key)
@@ -148,7 +148,7 @@ async function fly<T>(scope: RegionScope, fk: string, key: string, loader: Loade
     scope.open()
     scope.checkSize(key, enc, set)
     // Served but not cached when a write of the key is pending with the store, or was made meanwhile.
-    if (writer === undefined || (!writer.busy(key) && scope.core.router.fillMark(scope.region.index, key) === mark)) await scope.store(key, enc, set, true)
+    if (writer === undefined || (!writer.busy(key) && writer.mark(key) === mark)) await scope.store(key, enc, set, true)
     outcome = { ok: true, tag: enc.tag, bytes: Uint8Array.prototype.slice.call(enc.bytes) }
     return value
   } catch (err) {

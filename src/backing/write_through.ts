@@ -40,8 +40,35 @@ export interface RegionWriter {
   mset(list: readonly (readonly [string, EncodedValue])[], opts: ResolvedSet): Promise<number>
   /** Resolves how many live entries the cache removed. */
   delete(keys: readonly string[]): Promise<number>
-  /** Whether a store call of `key` is pending here: a fill must not be cached. */
+  /** Whether a write of `key` is pending here: a fill must not be cached. */
   busy(key: string): boolean
+  /** Changes whenever a write of `key` starts here (see {@link WriteMarks}): a fill read before it must not be cached. */
+  mark(key: string): number
+}
+
+/**
+ * Write counters by key hash: a fill (a getOrCompute load) takes the key's
+ * mark before its loader runs and is cached only if the mark is unchanged and
+ * no write of the key is pending when it ends. A shared slot can only make a
+ * fill skip caching, never cache one it should not.
+ */
+export class WriteMarks {
+  readonly #slots = new Uint32Array(4096)
+
+  bump(key: string): void {
+    this.#slots[slotOf(key)]!++
+  }
+
+  mark(key: string): number {
+    return this.#slots[slotOf(key)]!
+  }
+}
+
+/** FNV-1a over the key's UTF-16 units, to 12 bits. */
+function slotOf(key: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
+  return (h >>> 0) & 4095
 }
 
 /** The cache side of a write-through: the region's own steps, without the store (src/api/scope.ts). */
@@ -70,6 +97,7 @@ export class WriteThrough implements RegionWriter {
   /** `sync`: the last write of each key with one pending (later writes of the key chain after it). */
   readonly #tails = new Map<string, Promise<unknown>>()
   readonly #queue: WriteQueue | undefined
+  readonly #marks = new WriteMarks()
 
   constructor(
     readonly o: ResolvedWriteThrough,
@@ -84,6 +112,7 @@ export class WriteThrough implements RegionWriter {
   }
 
   set(key: string, enc: EncodedValue, opts: ResolvedSet): Promise<boolean> {
+    this.#marks.bump(key)
     const q = this.#queue
     if (q === undefined) return this.#serial(key, () => this.#syncSet(key, enc, opts))
     if (!q.fits([key])) return Promise.reject(this.#full(1))
@@ -95,7 +124,10 @@ export class WriteThrough implements RegionWriter {
     const q = this.#queue
     if (q !== undefined) {
       if (!q.fits(list.map(([k]) => k))) throw this.#full(list.length)
-      for (const [key, enc] of list) q.add(key, enc, opts)
+      for (const [key, enc] of list) {
+        this.#marks.bump(key)
+        q.add(key, enc, opts)
+      }
       const stored = await Promise.all(list.map(([key, enc]) => this.cache.store(key, enc, opts)))
       return stored.filter(Boolean).length
     }
@@ -107,15 +139,23 @@ export class WriteThrough implements RegionWriter {
     const q = this.#queue
     if (q !== undefined) {
       if (!q.fits(keys)) throw this.#full(keys.length)
-      for (const key of keys) q.add(key, undefined, undefined)
+      for (const key of keys) {
+        this.#marks.bump(key)
+        q.add(key, undefined, undefined)
+      }
       return this.cache.deleteKeys(keys)
     }
+    for (const key of keys) this.#marks.bump(key)
     const settled = await Promise.allSettled(keys.map((key) => this.#serial(key, () => this.#syncDelete(key))))
     return this.#outcome(settled, keys, (n) => n as number)
   }
 
   busy(key: string): boolean {
     return this.#tails.has(key) || (this.#queue?.has(key) ?? false)
+  }
+
+  mark(key: string): number {
+    return this.#marks.mark(key)
   }
 
   /** Resolves once every queued store call is done or given up (close() waits for it). */

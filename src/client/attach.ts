@@ -27,6 +27,7 @@ import type { ResolvedRegion } from '../options/regions.js'
 import type { TracingOptions } from '../options/tracing.js'
 import type { Codec, EncodedValue } from '../wire/values.js'
 import type { ResolvedSet } from '../options/operations.js'
+import { WriteMarks } from '../backing/write_through.js'
 import type { RegionWriter } from '../backing/write_through.js'
 import type { CacheStats } from '../ops/stats.js'
 import type { FrameWriter } from '../wire/protocol.js'
@@ -367,6 +368,10 @@ export class BusRelay implements BusPublisher {
  * store's own.
  */
 export class WriteRelay implements RegionWriter {
+  readonly #marks = new WriteMarks()
+  /** Keys with a relayed write not answered yet, and how many. */
+  readonly #pending = new Map<string, number>()
+
   constructor(
     readonly mode: 'sync' | 'async',
     readonly region: number,
@@ -379,16 +384,44 @@ export class WriteRelay implements RegionWriter {
 
   mset(list: readonly (readonly [string, EncodedValue])[], opts: ResolvedSet): Promise<number> {
     const sets = list.map(([k, e]): [string, EncodedValue] => [k, e])
-    return this.broker.request<{ id: number; count: number }>({ type: 'write', region: this.region, sets, opts }).then((r) => r.count)
+    return this.#relay(sets.map(([k]) => k), { type: 'write', region: this.region, sets, opts })
   }
 
   delete(keys: readonly string[]): Promise<number> {
-    return this.broker.request<{ id: number; count: number }>({ type: 'write', region: this.region, deletes: [...keys] }).then((r) => r.count)
+    return this.#relay(keys, { type: 'write', region: this.region, deletes: [...keys] })
   }
 
-  /** The owner knows: this thread's fills of the region are guarded by the key's write marks alone. */
-  busy(): boolean {
-    return false
+  /** Whether this thread relayed a write of `key` not answered yet (the owner guards its own fills by its store calls). */
+  busy(key: string): boolean {
+    return this.#pending.has(key)
+  }
+
+  mark(key: string): number {
+    return this.#marks.mark(key)
+  }
+
+  #relay(keys: readonly string[], req: BrokerRequestBody): Promise<number> {
+    for (const k of keys) {
+      this.#marks.bump(k)
+      this.#pending.set(k, (this.#pending.get(k) ?? 0) + 1)
+    }
+    const done = (): void => {
+      for (const k of keys) {
+        const n = this.#pending.get(k)! - 1
+        if (n === 0) this.#pending.delete(k)
+        else this.#pending.set(k, n)
+      }
+    }
+    return this.broker.request<{ id: number; count: number }>(req).then(
+      (r) => {
+        done()
+        return r.count
+      },
+      (err: unknown) => {
+        done()
+        throw err
+      },
+    )
   }
 }
 

@@ -322,6 +322,9 @@ test('getOrCompute does not cache what its loader read while a write of the key 
   release()
   assert.is(await written, true)
   assert.is(await users.get('k'), 'new')
+  // A write made (and done) while the loader ran: the loader's older read is not cached either.
+  assert.is(await users.getOrCompute('m', async () => (await users.set('m', 'new'), 'old')), 'old')
+  assert.is(await users.get('m'), 'new')
   // Without a pending write the fill is cached.
   assert.is(await users.getOrCompute('j', async () => (await table.read('users', 'j')) ?? 'loaded'), 'loaded')
   assert.is(await users.get('j'), 'loaded')
