@@ -15,7 +15,8 @@
  * - backing/ (write-through to a region's store) stores through the facade's
  *   steps it is handed, and reads its options/ and reports ops/' stats types;
  * - options/ validates Redis clients and settings whose types redis/ defines;
- * - ops/ (stats, metrics, snapshots) reports on redis/ too, and is used from above;
+ * - ops/ (stats, metrics, snapshots) reports on tiers/ and redis/ too, and is used from above;
+ * - tiers/ (the chain of tiers below the shards, Keyv stores as tiers) holds the Redis tier as one of them;
  * - redis/ (bus and L2) encodes values with wire/;
  * - wire/ is what both threads share; errors.ts and messages.ts import nothing.
  */
@@ -26,6 +27,7 @@ const LAYERS = [
   { name: 'backing', path: '^src/backing/' },
   { name: 'options', path: '^src/options/' },
   { name: 'ops', path: '^src/ops/' },
+  { name: 'tiers', path: '^src/tiers/' },
   { name: 'redis', path: '^src/redis/' },
   { name: 'wire', path: '^src/wire/' },
   { name: 'base', path: '^src/(errors|messages)\\.ts$' },

@@ -17,7 +17,7 @@ import type { Broker } from '../client/attach.js'
 import type { Flights } from '../client/flights.js'
 import type { EventEmitter } from 'node:events'
 import type { BusPublisher, BusStats } from '../redis/bus.js'
-import type { L2Tier } from '../redis/l2.js'
+import type { TierChain } from '../tiers/chain.js'
 import type { BackupSchedule } from '../ops/backup.js'
 import type { AlertWatch } from '../ops/alerts.js'
 import type { CacheTracer } from '../ops/tracing.js'
@@ -126,8 +126,8 @@ export interface Core {
   loading: Map<string, Promise<unknown>>
   /** Runs a pool task; undefined without `loaders.pool` (or on attached threads). */
   runTask: ((t: PoolTask) => Promise<unknown>) | undefined
-  /** The Redis L2 tier (owner only). */
-  l2: L2Tier | undefined
+  /** The tiers below the shards: the Redis L2 and `tiers`, in order (owner only). */
+  l2: TierChain | undefined
   /** Scheduled and on-demand backups (owner only, with `backup`). */
   backups: BackupSchedule | undefined
   /** Threshold alerts (owner only, with `alerts`). */

@@ -21,7 +21,6 @@ import { FlightCoordinator } from '../client/flights.js'
 import { EventEmitter } from 'node:events'
 import { BusOpType } from '../redis/bus_message.js'
 import type { Bus } from '../redis/bus.js'
-import type { L2Tier } from '../redis/l2.js'
 import { BackupSchedule, prepareBackupDir } from '../ops/backup.js'
 import { AlertWatch } from '../ops/alerts.js'
 import { loadTracer } from '../ops/tracing.js'
@@ -32,6 +31,9 @@ import { Cache, EVENT_OF_BIT } from './cache.js'
 import type { EntryEvent } from './cache.js'
 import { busHost, relayToL2, repairedToBus } from './remote.js'
 import { RegionScope } from './scope.js'
+import { TierChain } from '../tiers/chain.js'
+import type { ChainEntry } from '../tiers/chain.js'
+import { TierMember } from '../tiers/member.js'
 import { WriteThrough, decodeCopy } from '../backing/write_through.js'
 import type { CacheSide, WriteErrorEvent } from '../backing/write_through.js'
 
@@ -80,7 +82,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   }
   // Set once the bus and the L2 tier started; the broker and stats read them late.
   let bus: Bus | undefined
-  let l2: L2Tier | undefined
+  let l2: TierChain | undefined
   let backups: BackupSchedule | undefined
   const writers = new Map<number, WriteThrough>()
   const stats = async (): Promise<CacheStats> => {
@@ -95,7 +97,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     const out: CacheStats = { ...aggregateStats(regions.map((r) => r.name), perShardStats, router.restarts, down), attachedThreads }
     if (bus !== undefined) out.bus = bus.stats()
     out.frameLatency = router.frameLatency.snapshot()
-    if (l2 !== undefined) out.tiers = { l1: { hits: out.hits, misses: out.misses }, l2: l2.stats() }
+    if (l2 !== undefined) out.tiers = { l1: { hits: out.hits, misses: out.misses }, ...l2.levelStats() } as CacheStats['tiers']
     if (backups !== undefined) out.backup = backups.stats()
     if (writers.size > 0) out.writeThrough = Object.fromEntries([...writers].map(([i, w]) => [regions[i]!.name, w.stats()]))
     return out
@@ -209,9 +211,16 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
         }),
       ),
     )
-    if (resolved.l2 !== undefined) {
-      const { L2Tier } = await import('../redis/l2.js')
-      l2 = new L2Tier(resolved.l2)
+    if (resolved.l2 !== undefined || resolved.tiers.length > 0) {
+      const levels: ChainEntry[] = []
+      if (resolved.l2 !== undefined) {
+        // Loaded only when used: ioredis is not needed by a cache without Redis.
+        const { L2Tier } = await import('../redis/l2.js')
+        const redis = new L2Tier(resolved.l2)
+        levels.push({ level: redis, ttlScale: resolved.l2.ttlScale, redis })
+      }
+      for (const t of resolved.tiers) levels.push({ level: new TierMember(t), ttlScale: t.ttlScale, redis: undefined })
+      l2 = new TierChain(levels)
       await l2.start(regions.map((r) => r.name))
       core.l2 = l2
     }
@@ -340,6 +349,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
     replySpinMicros: 0,
     nearCacheEntries,
     regions: o.regions,
+    tiers: [],
     writes: new Map(),
   }
   const state = new Int32Array(handle.state)

@@ -15,7 +15,8 @@ import { sendDelete, sendSet } from '../client/ops/values.js'
 import { BusOpType } from '../redis/bus_message.js'
 import type { BusOp } from '../redis/bus_message.js'
 import type { Bus, BusHost, FlushEvent, FlushReason, InvalidationEvent } from '../redis/bus.js'
-import type { L2Repaired, L2Tier } from '../redis/l2.js'
+import type { L2Repaired } from '../redis/l2.js'
+import type { TierChain } from '../tiers/chain.js'
 import { Glob } from '../wire/glob.js'
 import { Collector, countTrue, emit } from './core.js'
 import type { Core } from './core.js'
@@ -121,7 +122,7 @@ export function busHost(cache: { region(name: string): RemoteTarget }, core: Cor
  * write's promise resolved on its thread: L2 trails it by a message. A
  * failure is counted in the tier's stats (there is no caller left to reject).
  */
-export async function relayToL2(l2: L2Tier, regions: ResolvedRegion[], op: BusOp): Promise<void> {
+export async function relayToL2(l2: TierChain, regions: ResolvedRegion[], op: BusOp): Promise<void> {
   const r = regions.find((x) => x.name === op.region)
   if (r === undefined) return
   try {

@@ -79,7 +79,7 @@ export class RegionScope {
     if (hit === undefined) return undefined
     const value = decodeValue(hit.enc.tag, Buffer.from(hit.enc.bytes.buffer, hit.enc.bytes.byteOffset, hit.enc.bytes.byteLength), this.core.options.codec) as T
     if (promote && hit.ttlMs !== undefined) {
-      const opts: ResolvedSet = { ttl: hit.ttlMs, nx: false, xx: false, metadata: undefined, tags: undefined }
+      const opts: ResolvedSet = { ttl: hit.ttlMs, nx: false, xx: false, metadata: undefined, tags: hit.tags }
       let fits = true
       try {
         this.checkSize(key, hit.enc, opts)

@@ -29,6 +29,7 @@ import { decodeValue } from '../wire/values.js'
 import type { EncodedValue } from '../wire/values.js'
 import type { WriteThroughStats } from '../ops/stats.js'
 import { WriteQueue } from './write_queue.js'
+import { WriteMarks } from '../wire/write_marks.js'
 import type { QueuedWrite } from './write_queue.js'
 
 /** What the region's API needs to store and delete on a write-through region. */
@@ -42,33 +43,8 @@ export interface RegionWriter {
   delete(keys: readonly string[]): Promise<number>
   /** Whether a write of `key` is pending here: a fill must not be cached. */
   busy(key: string): boolean
-  /** Changes whenever a write of `key` starts here (see {@link WriteMarks}): a fill read before it must not be cached. */
+  /** Changes whenever a write of `key` starts here (src/wire/write_marks.ts): a fill read before it must not be cached. */
   mark(key: string): number
-}
-
-/**
- * Write counters by key hash: a fill (a getOrCompute load) takes the key's
- * mark before its loader runs and is cached only if the mark is unchanged and
- * no write of the key is pending when it ends. A shared slot can only make a
- * fill skip caching, never cache one it should not.
- */
-export class WriteMarks {
-  readonly #slots = new Uint32Array(4096)
-
-  bump(key: string): void {
-    this.#slots[slotOf(key)]!++
-  }
-
-  mark(key: string): number {
-    return this.#slots[slotOf(key)]!
-  }
-}
-
-/** FNV-1a over the key's UTF-16 units, to 12 bits. */
-function slotOf(key: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
-  return (h >>> 0) & 4095
 }
 
 /** The cache side of a write-through: the region's own steps, without the store (src/api/scope.ts). */

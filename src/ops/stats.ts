@@ -7,6 +7,7 @@ import type { RegionShardStats } from '../wire/region_types.js'
 import type { DictionaryShardStats } from '../wire/compression.js'
 import type { BusStats } from '../redis/bus.js'
 import type { L2Stats } from '../redis/l2.js'
+import type { TierStats } from '../tiers/member.js'
 import type { BackupStats } from './backup.js'
 import { emptyDictionaryStats } from '../wire/region_types.js'
 
@@ -109,7 +110,7 @@ export interface CacheStats extends CounterStats {
    */
   frameLatency?: { bounds: number[]; cumulative: number[]; sum: number; count: number }
   /** Per tier, when the cache has an L2 tier: the shards' reads, and L2's. */
-  tiers?: { l1: { hits: number; misses: number }; l2: L2Stats }
+  tiers?: { l1: { hits: number; misses: number }; l2: L2Stats | TierStats; [level: `l${number}`]: L2Stats | TierStats | { hits: number; misses: number } }
   /** The backups' figures, when the cache has `backup` (owner's view). */
   backup?: BackupStats
   /** Each write-through region's figures, by region name, when a region has `writeThrough`. */

@@ -33,6 +33,9 @@ import type { Size } from './parse.js'
 import { resolveRegion } from './regions.js'
 import type { RegionOptions, ResolvedRegion } from './regions.js'
 import type { ResolvedWriteThrough } from './write_through.js'
+import { resolveTiers } from './tiers.js'
+import type { TierOptions } from './tiers.js'
+import type { ResolvedTier } from '../tiers/member.js'
 
 /** Options of {@link createCache}. */
 export interface CacheOptions {
@@ -103,6 +106,15 @@ export interface CacheOptions {
   /** A Redis L2 tier behind the shards. See {@link L2Options}. */
   l2?: L2Options
   /**
+   * More tiers behind the shards (and behind `l2`, when given), in order: any
+   * Keyv store (`{ keyv: new KeyvPostgres(uri) }`) or an implementation of
+   * the {@link Tier} contract (`{ tier }`). Reads go down the tiers and copy
+   * a hit up; writes, deletes, pattern deletes, clears and tags reach every
+   * one; each is skipped by its own breaker while it fails. See
+   * {@link TierOptions} and docs/tiers.md.
+   */
+  tiers?: TierOptions[]
+  /**
    * A snapshot file to load before `createCache` resolves, or a directory of
    * backups, whose newest readable one is loaded (see `cache.restore`).
    */
@@ -155,6 +167,8 @@ export interface ResolvedOptions {
   loaderPool?: { filename: string; maxThreads: number | undefined }
   /** Undefined: no L2 tier. */
   l2?: ResolvedL2
+  /** `tiers`, after `l2` (empty: none). */
+  tiers: ResolvedTier[]
   /** A snapshot (or a directory of backups) to load at start. */
   restore?: string
   /** Undefined: no backups. */
@@ -169,7 +183,7 @@ export interface ResolvedOptions {
   writes: Map<number, ResolvedWriteThrough>
 }
 
-const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'restore', 'backup', 'alerts', 'tracing', 'resourceLimits']
+const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'tiers', 'restore', 'backup', 'alerts', 'tracing', 'resourceLimits']
 const RESOURCE_LIMIT_KEYS = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'] as const
 
 /** What a bad codec is: not an object, or the function it lacks. */
@@ -222,6 +236,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const bus = o.bus === undefined ? undefined : resolveBus(o.bus, maxKeyBytes)
   const loaderPool = o.loaders === undefined ? undefined : resolveLoaders(o.loaders)
   const l2 = o.l2 === undefined ? undefined : resolveL2(o.l2)
+  const tiers = o.tiers === undefined ? [] : resolveTiers(o.tiers, l2 === undefined ? 2 : 3)
   if (o.restore !== undefined && (typeof o.restore !== 'string' || o.restore === '')) {
     throw new InvalidOptionError(`options.restore must be the path of a snapshot file or of a directory of backups (got ${describe(o.restore)})`)
   }
@@ -230,7 +245,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const alerts = o.alerts === undefined ? undefined : resolveAlerts(o.alerts)
   const tracing = o.tracing === undefined ? undefined : resolveTracing(o.tracing)
   const resourceLimits = resolveResourceLimits(o.resourceLimits)
-  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, restore, backup, alerts, tracing, resourceLimits, writes }
+  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, tiers, restore, backup, alerts, tracing, resourceLimits, writes }
 }
 
 /**

@@ -74,6 +74,8 @@ export interface L2Value {
   enc: EncodedValue
   /** Remaining TTL in Redis (ms), Infinity without one; undefined when not read (no promotion). */
   ttlMs: number | undefined
+  /** The entry's tags, when the tier keeps them with the value (a tier of `tiers` may; Redis does not). */
+  tags?: string[]
 }
 
 /**

@@ -1,0 +1,252 @@
+/**
+ * Tiers below the shards (`createCache({ tiers })`): Keyv stores as tiers, a
+ * real PostgreSQL through `@keyv/postgres` (a private server, killed and
+ * restarted here), a `Map`, the user's own Tier, and the Redis `l2` as the
+ * first of them. Reads go down the list and copy a hit up; writes, deletes,
+ * pattern deletes, clears and tags reach every tier; a failing tier is
+ * skipped by its own breaker, and the writes it missed are deleted from it
+ * once it answers, so that no instance reads them back stale.
+ */
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import KeyvPostgres from '@keyv/postgres'
+import { createCache } from '../../src/index.js'
+import type { Cache, CacheOptions, Tier, TierStats } from '../../src/index.js'
+import { postgresTier } from '../../src/adapters/postgres.js'
+import { PgProc } from '../../tools/postgres_server.js'
+import { RedisProc } from '../fixtures/redis_proc.js'
+import { errorOf } from '../fixtures/helpers.js'
+import type pg from 'pg'
+
+let server: PgProc
+let sql: pg.Pool
+let redis: RedisProc
+const open: { close?(): Promise<unknown>; disconnect?(): Promise<unknown> }[] = []
+let tables = 0
+
+test.before(async () => {
+  server = await PgProc.start()
+  sql = server.pool()
+  redis = await RedisProc.start()
+})
+test.after.each(async () => {
+  for (const c of open.splice(0).reverse()) await (c.close ?? c.disconnect)!.call(c)
+})
+test.after(async () => {
+  await sql.end()
+  await server.stop()
+  await redis.stop()
+})
+
+/** A @keyv/postgres store on a table of its own. */
+function pgStore(): { store: KeyvPostgres; table: string } {
+  const table = `keyv${++tables}`
+  const store = new KeyvPostgres({ uri: server.url, table })
+  store.on('error', () => {})
+  open.push(store)
+  return { store, table }
+}
+
+async function cache(options: CacheOptions): Promise<Cache> {
+  const c = await createCache({ shards: 2, ...options })
+  open.push(c)
+  return c
+}
+
+async function pgKeys(table: string): Promise<string[]> {
+  const r = await sql.query(`SELECT key FROM ${table} ORDER BY key`)
+  return r.rows.map((row: { key: string }) => row.key)
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+async function until(what: string, f: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!(await f())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(25)
+  }
+}
+
+const level = async (c: Cache, l: string): Promise<TierStats> => (await c.stats()).tiers![l as 'l2'] as TierStats
+
+test('a read goes down the tiers and copies the hit up: L1, a Map, then PostgreSQL', async () => {
+  const { store, table } = pgStore()
+  // The writer has only the PostgreSQL tier: the value is there and in its own shards.
+  const writer = await cache({ tiers: [{ keyv: store }] })
+  await writer.set('user:1', { name: 'Ada' }, { ttl: '1h', tags: ['org:1'] })
+  assert.equal(await pgKeys(table), ['shardcache:default:user:1'])
+  const map = new Map<string, unknown>()
+  const reader = await cache({ tiers: [{ keyv: map, name: 'memory' }, { keyv: store, name: 'pg' }] })
+  assert.equal(await reader.get('user:1'), { name: 'Ada' })
+  const s = await reader.stats()
+  assert.is((s.tiers!.l2 as TierStats).name, 'memory')
+  assert.is(s.tiers!.l2.misses, 1)
+  assert.is((s.tiers!.l3 as TierStats).name, 'pg')
+  assert.is((s.tiers!.l3 as TierStats).hits, 1)
+  assert.is((s.tiers!.l3 as TierStats).promotions, 1)
+  // Copied into the Map (with its remaining TTL and its tags) and into the shards.
+  await until('the copy into the Map', () => map.has('shardcache:default:user:1'))
+  const stored = JSON.parse(map.get('shardcache:default:user:1') as string) as { e: number; t: string[] }
+  assert.ok(stored.e > Date.now() + 3_590_000 && stored.e <= Date.now() + 3_600_000, `expires at ${stored.e}`)
+  assert.equal(stored.t, ['org:1'])
+  assert.equal(await reader.get('user:1'), { name: 'Ada' })
+  assert.is((await level(reader, 'l3')).hits, 1, 'the second read is the shards\' hit')
+  assert.is(await reader.ttl('user:1') !== undefined, true)
+  // The tag came up with it: invalidating it removes every copy.
+  assert.is(await reader.invalidateTag('org:1'), 1)
+  assert.is(map.has('shardcache:default:user:1'), false)
+  assert.equal(await pgKeys(table), [])
+})
+
+test('writes, deletes, pattern deletes and clears reach every tier; TTLs are scaled per tier', async () => {
+  const { store, table } = pgStore()
+  const map = new Map<string, unknown>()
+  const c = await cache({ regions: { users: {} }, tiers: [{ keyv: map }, { keyv: store, ttlScale: 3 }] })
+  const users = c.region('users')
+  await users.mset([['a:1', 1], ['a:2', 2], ['b:1', 3]], { ttl: '10s' })
+  await c.set('x', 'in default')
+  const expiry = await sql.query(`SELECT value FROM ${table} WHERE key = 'shardcache:users:a:1'`)
+  const e = (JSON.parse(expiry.rows[0].value as string) as { e: number }).e
+  assert.ok(e > Date.now() + 29_000 && e <= Date.now() + 30_000, 'PostgreSQL keeps it 3 x 10 s')
+  const m = (JSON.parse(map.get('shardcache:users:a:1') as string) as { e: number }).e
+  assert.ok(m > Date.now() + 9_000 && m <= Date.now() + 10_000, 'the Map keeps it 10 s')
+  assert.is(await users.delete('b:1'), true)
+  assert.equal(await pgKeys(table), ['shardcache:default:x', 'shardcache:users:a:1', 'shardcache:users:a:2'])
+  assert.is(await users.deleteByPattern('a:*'), 2)
+  assert.equal(await pgKeys(table), ['shardcache:default:x'])
+  assert.equal([...map.keys()], ['shardcache:default:x'])
+  await users.set('y', 1)
+  assert.is(await users.clear(), 1)
+  assert.equal(await pgKeys(table), ['shardcache:default:x'])
+  // touch cannot change a TTL in a Keyv tier: it drops the copy there (a miss, never a stale TTL).
+  await c.touch('x', '1h')
+  assert.equal(await pgKeys(table), [])
+})
+
+test('a tier whose server dies is skipped by its breaker; the writes it missed are deleted from it once it answers, so nobody reads them back', async () => {
+  const table = `tier${++tables}`
+  const tier = postgresTier({ connectionString: server.url, table })
+  const c = await cache({ tiers: [{ tier, timeout: 500, breakDuration: 200 }] })
+  await c.set('k', 'old')
+  await c.set('j', 'kept')
+  await server.kill()
+  try {
+    assert.is(await c.set('k', 'new'), true, 'the shards take the write')
+    assert.is(await c.get('k'), 'new')
+    for (let i = 0; i < 6; i++) assert.is(await c.get(`absent:${i}`), undefined)
+    const down = await level(c, 'l2')
+    assert.ok(down.errors >= 5, `errors ${down.errors}`)
+    assert.is(down.unsynced, 1)
+    assert.is(down.lostWrites, 1)
+    assert.ok(down.breaker === 'open' || down.breaker === 'half-open', down.breaker)
+  } finally {
+    await server.restart()
+  }
+  // The old value is still in PostgreSQL until the repair deletes it; a second instance on the same table must not get it.
+  await until('the repair', async () => (await level(c, 'l2')).unsynced === 0)
+  assert.equal((await sql.query(`SELECT key FROM ${table}`)).rows, [{ key: 'j' }])
+  const s = await level(c, 'l2')
+  assert.is(s.resynced, 1)
+  assert.is(s.breaker, 'closed')
+  const other = await cache({ tiers: [{ tier: postgresTier({ connectionString: server.url, table }) }] })
+  assert.is(await other.get('k'), undefined)
+  assert.is(await other.get('j'), 'kept')
+})
+
+test('a Keyv tier that hangs (@keyv/postgres on a paused server) times out, opens its breaker, and is repaired when it answers', async () => {
+  const { store, table } = pgStore()
+  const c = await cache({ tiers: [{ keyv: store, timeout: 200, breakDuration: 100 }] })
+  await c.set('k', 'old')
+  server.signal('SIGSTOP')
+  try {
+    assert.is(await c.set('k', 'new'), true)
+    for (let i = 0; i < 5; i++) assert.is(await c.get(`absent:${i}`), undefined)
+    const s = await level(c, 'l2')
+    assert.ok(s.errors >= 5, `errors ${s.errors}`)
+    assert.is(s.unsynced, 1)
+  } finally {
+    server.signal('SIGCONT')
+  }
+  await until('the repair', async () => (await level(c, 'l2')).unsynced === 0)
+  // The write that timed out may have landed before the repair's delete, never after it: the key is gone.
+  assert.equal(await pgKeys(table), [])
+  assert.is(await c.get('k'), 'new')
+})
+
+test('the Redis l2 is the first tier: a PostgreSQL hit is copied into Redis and the shards', async () => {
+  const { store } = pgStore()
+  const writer = await cache({ tiers: [{ keyv: store }] })
+  await writer.set('deep', [1, 2, 3])
+  const c = await cache({ l2: { redis: redis.url, prefix: `t${tables}:` }, tiers: [{ keyv: store, name: 'pg' }] })
+  assert.equal(await c.get('deep'), [1, 2, 3])
+  const s = await c.stats()
+  assert.is(s.tiers!.l2.misses, 1)
+  assert.is((s.tiers!.l3 as TierStats).hits, 1)
+  await until('the copy into Redis', async () => (await redis.command('EXISTS', `t${tables}:default:deep`)) === 1)
+  // A third instance with Redis alone finds it there.
+  const top = await cache({ l2: { redis: redis.url, prefix: `t${tables}:` } })
+  assert.equal(await top.get('deep'), [1, 2, 3])
+  assert.is((await top.stats()).tiers!.l2.hits, 1)
+})
+
+test('a Tier of the user\'s own, with 1 in promotion.frequency hits copied up', async () => {
+  const rows = new Map<string, { bytes: Uint8Array; ttlMs: number }>()
+  let reads = 0
+  const mine: Tier = {
+    async get(region, key) {
+      reads++
+      return rows.get(`${region}/${key}`)
+    },
+    async set(region, key, e) {
+      rows.set(`${region}/${key}`, { bytes: e.bytes, ttlMs: e.ttlMs })
+    },
+    async delete(region, keys) {
+      for (const k of keys) rows.delete(`${region}/${k}`)
+    },
+    async deleteMatching(region, _glob, matches) {
+      for (const k of [...rows.keys()]) if (k.startsWith(`${region}/`) && matches(k.slice(region.length + 1))) rows.delete(k)
+    },
+    async clear(region) {
+      for (const k of [...rows.keys()]) if (k.startsWith(`${region}/`)) rows.delete(k)
+    },
+    async invalidateTag() {
+      rows.clear()
+    },
+    async health() {
+      return true
+    },
+    stats: () => ({ rows: rows.size }),
+  }
+  const writer = await cache({ tiers: [{ tier: mine }] })
+  await writer.set('v', 'from mine')
+  const c = await cache({ tiers: [{ keyv: new Map() }, { tier: mine, promotion: { frequency: 1_000_000_000 } }] })
+  for (let i = 0; i < 5; i++) assert.is(await c.get('v'), 'from mine')
+  const l3 = await level(c, 'l3')
+  assert.is(l3.name, 'tier-l3')
+  assert.is(l3.hits, 5, 'never copied up: every read comes down to it')
+  assert.is(l3.promotions, 0)
+  assert.equal(l3.store, { rows: 1 })
+  assert.is(reads, 5)
+})
+
+test('bad tiers are refused, naming the option', async () => {
+  const cases: [unknown, RegExp][] = [
+    [{ keyv: new Map() }, /options\.tiers must be an array of tiers like \[\{ keyv: store \}\]/],
+    [[{}], /options\.tiers\[0\] must have exactly one of keyv and tier/],
+    [[{ keyv: new Map(), tier: {} }], /options\.tiers\[0\] must have exactly one of keyv and tier/],
+    [[{ keyv: { get() {} } }], /options\.tiers\[0\]\.keyv must be a Keyv store \(get, set, delete, clear\) or a Keyv instance/],
+    [[{ keyv: new Map() }, { tier: { get() {}, set() {} } }], /options\.tiers\[1\]\.tier must implement the Tier contract: missing delete, deleteMatching, clear, invalidateTag, health/],
+    [[{ keyv: new Map(), ttlScale: 0 }], /options\.tiers\[0\]\.ttlScale must be a positive number \(got 0\)/],
+    [[{ keyv: new Map(), promotion: { frequency: 0.5 } }], /options\.tiers\[0\]\.promotion\.frequency/],
+    [[{ keyv: new Map(), timeout: Infinity }], /options\.tiers\[0\]\.timeout must be finite/],
+    [[{ keyv: new Map(), store: 1 }], /options\.tiers\[0\]\.store/],
+  ]
+  for (const [tiers, re] of cases) {
+    const e = await errorOf(createCache({ shards: 1, tiers: tiers as never }))
+    assert.is(e.code, 'E_INVALID_OPTION', String(re))
+    assert.match(e.message, re)
+  }
+})
+
+test.run()
