@@ -205,7 +205,7 @@ export class L2Tier {
       return undefined
     }
     this.#c.hits++
-    return { enc, ttlMs: res.pttl === undefined ? undefined : res.pttl < 0 ? Infinity : res.pttl }
+    return { enc, ttlMs: res.pttl === undefined ? undefined : res.pttl < 0 ? Infinity : res.pttl, tags: enc.tags }
   }
 
   /** Whether the next hit should be promoted into the shards: 1 in `promotion.frequency`. */
@@ -222,7 +222,7 @@ export class L2Tier {
   /** Writes `key` with `ttlMs` x ttlScale (no expiry for Infinity), and adds it to its tags' sets. */
   async set(region: string, key: string, enc: EncodedValue, ttlMs: number, compressMinBytes: number, tags: string[] | undefined): Promise<void> {
     const k = this.key(region, key)
-    const bytes = encodeL2(enc, compressMinBytes)
+    const bytes = encodeL2(enc, compressMinBytes, tags)
     const px = ttlMs === Infinity ? undefined : Math.max(1, Math.round(ttlMs * this.#opts.ttlScale))
     await this.#repair.write([[k, region, key]], async (c) => {
       if (tags === undefined || tags.length === 0) {
@@ -301,7 +301,7 @@ export class L2Tier {
         if (enc !== undefined) {
           this.#c.hits++
           const pttl = (await this.#breaker.call((c) => c.pttl(k))) ?? -1
-          return { enc, ttlMs: pttl < 0 ? Infinity : pttl }
+          return { enc, ttlMs: pttl < 0 ? Infinity : pttl, tags: enc.tags }
         }
       }
       if (Date.now() >= deadline) return undefined

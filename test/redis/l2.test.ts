@@ -107,6 +107,38 @@ test('deletes, mdelete, deleteByPattern, clear and invalidateTag reach L2; nx se
   assert.is(await b.get('n'), 'first')
 })
 
+test('a value promoted from L2 keeps its tags: a peer\'s invalidateTag removes the promoted copy too', async () => {
+  const r = await server()
+  // timeout 200 ms: a fill window of 400 ms after a peer's invalidation.
+  const a = await cache(r, { timeout: 200 }, { bus: { redis: r.url } })
+  const b = await cache(r, { timeout: 200 }, { bus: { redis: r.url } })
+  // b reads each value after a's invalidation of it arrived (else that invalidation could drop b's copy).
+  const arrived = (): Promise<void> =>
+    new Promise((resolve) => {
+      const on = (): void => {
+        b.off('invalidation', on)
+        resolve()
+      }
+      b.on('invalidation', on)
+    })
+  let seen = arrived()
+  await a.set('doc', { v: 1 }, { tags: ['org:7'] })
+  await seen
+  await new Promise((r) => setTimeout(r, 450)) // the promotion waits out the fill window after a peer's invalidation
+  assert.equal(await b.get('doc'), { v: 1 }) // from L2, promoted into b's shards
+  assert.is((await tiers(b)).l2.promotions, 1)
+  assert.is(await b.invalidateTag('org:7'), 1, 'b\'s promoted copy carries the tag')
+  seen = arrived()
+  await a.set('doc2', { v: 2 }, { tags: ['org:8'] })
+  await seen
+  await new Promise((r) => setTimeout(r, 450))
+  assert.equal(await b.get('doc2'), { v: 2 })
+  assert.is((await tiers(b)).l2.promotions, 2)
+  await a.invalidateTag('org:8')
+  // The peer's invalidation reaches b's promoted copy.
+  await eventually(() => b.get('doc2'), (v) => v === undefined)
+})
+
 test('atomic operations keep L2 coherent: incr, cas and take remove the key there, touch sets its TTL', async () => {
   const r = await server()
   const a = await cache(r, { ttlScale: 2 })
