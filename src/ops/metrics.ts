@@ -13,6 +13,8 @@
  * result, and when the last one was written.
  */
 import type { CacheStats } from './stats.js'
+import type { L2Stats } from '../redis/l2.js'
+import type { TierStats } from '../tiers/member.js'
 
 /** A metric's labels, by name. */
 export type Labels = Record<string, string>
@@ -48,6 +50,14 @@ const one = (pick: (s: CacheStats) => number | undefined) => (s: CacheStats) => 
   const v = pick(s)
   return v === undefined ? [] : [{ labels: {}, value: v }]
 }
+
+/** One sample per tier below the shards (`stats().tiers.l2`, `l3`, …), labeled `tier` (the level) and `name` (`redis` for the l2 option). */
+const perTier = (pick: (t: L2Stats) => number) => (s: CacheStats) =>
+  s.tiers === undefined
+    ? []
+    : Object.entries(s.tiers)
+        .filter(([level]) => level !== 'l1')
+        .map(([tier, t]) => ({ labels: { tier, name: (t as TierStats).name ?? 'redis' }, value: pick(t as L2Stats) }))
 
 /** Every family, fixed up front (a registry registers names once). */
 const FAMILIES: FamilyDef[] = [
@@ -130,6 +140,13 @@ const FAMILIES: FamilyDef[] = [
   { name: 'shardcache_l2_errors_total', help: 'Failed or timed-out L2 commands.', type: 'counter', values: one((s) => s.tiers?.l2.errors) },
   { name: 'shardcache_l2_promotions_total', help: 'L2 hits written into the shards.', type: 'counter', values: one((s) => s.tiers?.l2.promotions) },
   { name: 'shardcache_l2_breaker_open', help: '1 while the L2 circuit breaker keeps L2 out.', type: 'gauge', values: one((s) => (s.tiers === undefined ? undefined : s.tiers.l2.breaker === 'open' ? 1 : 0)) },
+  // Every tier below the shards (l2 included), labeled by level and name: what `tiers` adds.
+  { name: 'shardcache_tier_hits_total', help: 'Reads a tier below the shards answered with a value.', type: 'counter', values: perTier((t) => t.hits) },
+  { name: 'shardcache_tier_misses_total', help: 'Reads a tier below the shards could not answer.', type: 'counter', values: perTier((t) => t.misses) },
+  { name: 'shardcache_tier_errors_total', help: 'Failed or timed-out calls of a tier.', type: 'counter', values: perTier((t) => t.errors) },
+  { name: 'shardcache_tier_promotions_total', help: 'Hits of a tier copied into the tiers above it.', type: 'counter', values: perTier((t) => t.promotions) },
+  { name: 'shardcache_tier_unsynced', help: 'Keys whose last write to a tier failed, read as misses there until repaired.', type: 'gauge', values: perTier((t) => t.unsynced) },
+  { name: 'shardcache_tier_breaker_open', help: "1 while a tier's circuit breaker keeps it out.", type: 'gauge', values: perTier((t) => (t.breaker === 'open' ? 1 : 0)) },
   {
     name: 'shardcache_backups_total',
     help: 'Backups by result: written, failed, or skipped (a scheduled one due while the last was still writing).',

@@ -92,6 +92,10 @@ test('a read goes down the tiers and copies the hit up: L1, a Map, then PostgreS
   assert.equal(stored.t, ['org:1'])
   assert.equal(await reader.get('user:1'), { name: 'Ada' })
   assert.is((await level(reader, 'l3')).hits, 1, 'the second read is the shards\' hit')
+  const text = await reader.metrics()
+  assert.match(text, '\nshardcache_tier_hits_total{tier="l3",name="pg"} 1\n')
+  assert.match(text, '\nshardcache_tier_misses_total{tier="l2",name="memory"} 1\n')
+  assert.match(text, '\nshardcache_tier_breaker_open{tier="l3",name="pg"} 0\n')
   assert.is(await reader.ttl('user:1') !== undefined, true)
   // The tag came up with it: invalidating it removes every copy.
   assert.is(await reader.invalidateTag('org:1'), 1)
