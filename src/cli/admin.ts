@@ -150,7 +150,15 @@ export function renderStatus(s: AdminStatus, origin: string): string {
     ),
   ]
   const extra: string[] = []
-  if (s.tiers !== null && s.tiers !== undefined) extra.push(`L2: ${int(s.tiers.l2.hits)} hits, ${int(s.tiers.l2.misses)} misses, breaker ${s.tiers.l2.breaker}`)
+  if (s.tiers !== null && s.tiers !== undefined) {
+    // One line per tier below the shards: l2 (Redis, or the first of `tiers`), l3, …
+    for (const [level, t] of Object.entries(s.tiers)) {
+      if (level === 'l1') continue
+      const tier = t as { hits: number; misses: number; breaker: string; name?: string; unsynced: number }
+      const unsynced = tier.unsynced > 0 ? `, ${int(tier.unsynced)} unsynced` : ''
+      extra.push(`${level.toUpperCase()}${tier.name !== undefined ? ` (${tier.name})` : ''}: ${int(tier.hits)} hits, ${int(tier.misses)} misses, breaker ${tier.breaker}${unsynced}`)
+    }
+  }
   if (s.bus !== null) extra.push(`bus: ${s.bus.connected ? 'connected' : 'DISCONNECTED'}, ${int(s.bus.published)} published, ${int(s.bus.received)} received`)
   if (s.backup !== null && s.backup !== undefined) {
     const b = s.backup

@@ -11,7 +11,8 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import KeyvPostgres from '@keyv/postgres'
 import { createCache } from '../../src/index.js'
-import type { Cache, CacheOptions, Tier, TierStats } from '../../src/index.js'
+import type { AdminStatus, Cache, CacheOptions, Tier, TierStats } from '../../src/index.js'
+import { renderStatus } from '../../src/cli/admin.js'
 import { postgresTier } from '../../src/adapters/postgres.js'
 import { PgProc } from '../../tools/postgres_server.js'
 import { RedisProc } from '../fixtures/redis_proc.js'
@@ -96,6 +97,13 @@ test('a read goes down the tiers and copies the hit up: L1, a Map, then PostgreS
   assert.match(text, '\nshardcache_tier_hits_total{tier="l3",name="pg"} 1\n')
   assert.match(text, '\nshardcache_tier_misses_total{tier="l2",name="memory"} 1\n')
   assert.match(text, '\nshardcache_tier_breaker_open{tier="l3",name="pg"} 0\n')
+  // The operator's view lists every tier.
+  const admin = await reader.serveAdmin({ token: 'secret' })
+  const status = (await (await fetch(`http://127.0.0.1:${admin.port}/status`, { headers: { authorization: 'Bearer secret' } })).json()) as AdminStatus
+  await admin.close()
+  const shown = renderStatus(status, 'here')
+  assert.match(shown, '\nL2 (memory): 0 hits, 1 misses, breaker closed\n')
+  assert.match(shown, '\nL3 (pg): 1 hits, 0 misses, breaker closed\n')
   assert.is(await reader.ttl('user:1') !== undefined, true)
   // The tag came up with it: invalidating it removes every copy.
   assert.is(await reader.invalidateTag('org:1'), 1)
