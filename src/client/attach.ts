@@ -85,8 +85,8 @@ export interface HandleOptions {
   customCodec: boolean
   /**
    * How attached threads relay their writes to the owner, which publishes
-   * them on its bus and applies them to its L2 tier: 'update' (with values)
-   * when the owner has an L2 tier or an update-mode bus, 'invalidate' (keys
+   * them on its bus and applies them to its tiers (L2 and `tiers`): 'update' (with values)
+   * when the owner has tiers below the shards or an update-mode bus, 'invalidate' (keys
    * only) for an invalidate-mode bus, undefined when it has neither.
    */
   relayMode: 'invalidate' | 'update' | undefined
@@ -200,7 +200,7 @@ export class Broker {
         nearCacheEntries: o.nearCacheEntries,
         regions: o.regions,
         customCodec: o.codec !== undefined,
-        relayMode: o.l2 !== undefined ? 'update' : o.bus?.mode,
+        relayMode: o.l2 !== undefined || o.tiers.length > 0 ? 'update' : o.bus?.mode,
       },
       state: this.state.buffer as SharedArrayBuffer,
       port: port2,

@@ -17,6 +17,7 @@ import { postgresTier } from '../../src/adapters/postgres.js'
 import { PgProc } from '../../tools/postgres_server.js'
 import { RedisProc } from '../fixtures/redis_proc.js'
 import { errorOf } from '../fixtures/helpers.js'
+import { ClientThread } from '../fixtures/client_thread.js'
 import type pg from 'pg'
 
 let server: PgProc
@@ -240,6 +241,19 @@ test('a Tier of the user\'s own, with 1 in promotion.frequency hits copied up', 
   assert.is(l3.promotions, 0)
   assert.equal(l3.store, { rows: 1 })
   assert.is(reads, 5)
+})
+
+test('an attached thread\'s writes reach the owner\'s tiers', async () => {
+  const map = new Map<string, unknown>()
+  const c = await cache({ tiers: [{ keyv: map }] })
+  const t = new ClientThread()
+  open.push({ close: () => t.worker.terminate() })
+  await t.attach(c)
+  assert.is(await t.call('set', 'from-thread', { t: 1 }, { tags: ['x'] }), true)
+  await until('the relayed write', () => map.has('shardcache:default:from-thread'))
+  assert.equal((JSON.parse(map.get('shardcache:default:from-thread') as string) as { t: string[] }).t, ['x'])
+  assert.is(await t.call('delete', 'from-thread'), true)
+  await until('the relayed delete', () => !map.has('shardcache:default:from-thread'))
 })
 
 test('bad tiers are refused, naming the option', async () => {
