@@ -179,6 +179,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     const side: CacheSide = {
       name: r.name,
       defaultTtl: r.defaultTtl,
+      compressMinBytes: r.compressMinBytes,
       store: (key, enc, opts) => scope.store(key, enc, opts),
       deleteKeys: (keys) => scope.deleteKeys(keys),
       decode: (enc) => decodeCopy(enc, codec),
@@ -219,7 +220,11 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
         const redis = new L2Tier(resolved.l2)
         levels.push({ level: redis, ttlScale: resolved.l2.ttlScale, redis })
       }
-      for (const t of resolved.tiers) levels.push({ level: new TierMember(t), ttlScale: t.ttlScale, redis: undefined })
+      for (const t of resolved.tiers) {
+        // A region writing through to this very tier has its writes made there by the write-through.
+        const through = new Set([...resolved.writes].filter(([, w]) => w.tier === t.tier).map(([i]) => regions[i]!.name))
+        levels.push({ level: new TierMember(t, through), ttlScale: t.ttlScale, redis: undefined })
+      }
       l2 = new TierChain(levels)
       await l2.start(regions.map((r) => r.name))
       core.l2 = l2

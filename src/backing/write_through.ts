@@ -26,6 +26,7 @@ import { plural } from '../messages.js'
 import type { ResolvedSet } from '../options/operations.js'
 import type { ResolvedWriteThrough, WriteInfo } from '../options/write_through.js'
 import { decodeValue } from '../wire/values.js'
+import { encodeL2 } from '../redis/l2_codec.js'
 import type { EncodedValue } from '../wire/values.js'
 import type { WriteThroughStats } from '../ops/stats.js'
 import { WriteQueue } from './write_queue.js'
@@ -51,6 +52,7 @@ export interface RegionWriter {
 export interface CacheSide {
   readonly name: string
   readonly defaultTtl: number
+  readonly compressMinBytes: number
   store(key: string, enc: EncodedValue, opts: ResolvedSet): Promise<boolean>
   deleteKeys(keys: readonly string[]): Promise<number>
   decode(enc: EncodedValue): unknown
@@ -222,15 +224,24 @@ export class WriteThrough implements RegionWriter {
 
   async #write(key: string, enc: EncodedValue, opts: ResolvedSet): Promise<void> {
     const ttl = opts.ttl ?? this.cache.defaultTtl
+    const tier = this.o.tier
+    if (tier !== undefined) {
+      // A tier takes the encoded value, as the tiers below the shards do (src/tiers/member.ts).
+      const bytes = encodeL2(enc, this.cache.compressMinBytes, opts.tags)
+      await this.#timed(() => tier.set(this.cache.name, key, { bytes, ttlMs: ttl, tags: opts.tags }), 'write', key)
+      this.#counters.writes++
+      return
+    }
     const info: WriteInfo = { region: this.cache.name, ttlMs: ttl === Infinity ? undefined : ttl, tags: opts.tags }
     // A copy, decoded from what the cache stored: the caller may change its object after set() returned.
     const value = this.cache.decode(enc)
-    await this.#timed(() => this.o.store.write(key, value, info), 'write', key)
+    await this.#timed(() => this.o.store!.write(key, value, info), 'write', key)
     this.#counters.writes++
   }
 
   async #remove(key: string): Promise<void> {
-    await this.#timed(() => this.o.store.delete(key, { region: this.cache.name }), 'delete', key)
+    const tier = this.o.tier
+    await this.#timed(() => (tier !== undefined ? tier.delete(this.cache.name, [key]) : this.o.store!.delete(key, { region: this.cache.name })), 'delete', key)
     this.#counters.deletes++
   }
 

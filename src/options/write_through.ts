@@ -9,6 +9,7 @@ import { describe } from '../messages.js'
 import { isPlainObject } from '../wire/values.js'
 import { parseTtl, positiveInteger, rejectUnknownKeys } from './parse.js'
 import type { Ttl } from './parse.js'
+import type { Tier } from '../tiers/tier.js'
 
 /** What a write tells the store besides the key and the value. */
 export interface WriteInfo {
@@ -36,8 +37,13 @@ export interface WriteStore {
 
 /** `regions.<name>.writeThrough`. */
 export interface WriteThroughOptions {
-  /** The store `set` and `delete` also write (`{ write, delete }`; see {@link WriteStore}). */
-  store: WriteStore
+  /**
+   * The store `set` and `delete` also write: `{ write, delete }` (see
+   * {@link WriteStore}), or a {@link Tier} (such as `postgresTier(...)`),
+   * which is given the encoded value, its TTL and tags, as tiers are; the
+   * same tier in `tiers` then serves reads of what was written through.
+   */
+  store: WriteStore | Tier
   /**
    * - `'sync'`: the store is written first and the cache only once it
    *   confirmed; `set` resolves after both. A store failure rejects with
@@ -69,7 +75,10 @@ export interface WriteThroughOptions {
 
 /** `writeThrough` after validation. */
 export interface ResolvedWriteThrough {
-  store: WriteStore
+  /** A `{ write, delete }` store; undefined when `tier` is the store. */
+  store: WriteStore | undefined
+  /** A tier as the store. */
+  tier: Tier | undefined
   mode: 'sync' | 'async'
   timeoutMs: number
   maxQueue: number
@@ -81,14 +90,18 @@ export interface ResolvedWriteThrough {
 /** The longest wait between two calls of one write. */
 export const MAX_RETRY_DELAY_MS = 5000
 
+/** What makes a store a Tier (src/tiers/tier.ts). */
+const TIER_METHODS = ['get', 'set', 'delete', 'deleteMatching', 'clear', 'invalidateTag', 'health'] as const
+
 const KEYS = ['store', 'mode', 'timeout', 'maxQueue', 'concurrency', 'attempts', 'retryDelay']
 
 export function resolveWriteThrough(o: unknown, at: string): ResolvedWriteThrough {
   if (!isPlainObject(o)) throw new InvalidOptionError(`${at} must be an object like { store: { write, delete }, mode: 'sync' } (got ${describe(o)})`)
   rejectUnknownKeys(o, KEYS, `${at}.`)
-  const store = o.store as Partial<WriteStore> | undefined
-  if (store === null || typeof store !== 'object' || typeof store.write !== 'function' || typeof store.delete !== 'function') {
-    throw new InvalidOptionError(`${at}.store must be an object with write(key, value, info) and delete(key, info) functions (got ${describe(store)})`)
+  const store = o.store as Partial<WriteStore & Tier> | undefined
+  const tier = store !== null && typeof store === 'object' && TIER_METHODS.every((m) => typeof store[m] === 'function') ? (store as Tier) : undefined
+  if (tier === undefined && (store === null || typeof store !== 'object' || typeof store.write !== 'function' || typeof store.delete !== 'function')) {
+    throw new InvalidOptionError(`${at}.store must be an object with write(key, value, info) and delete(key, info) functions, or a Tier (got ${describe(store)})`)
   }
   const mode = o.mode ?? 'sync'
   if (mode !== 'sync' && mode !== 'async') throw new InvalidOptionError(`${at}.mode must be "sync" or "async" (got ${describe(mode)})`)
@@ -97,7 +110,8 @@ export function resolveWriteThrough(o: unknown, at: string): ResolvedWriteThroug
   const retryDelayMs = o.retryDelay === undefined ? 100 : parseTtl(o.retryDelay, `${at}.retryDelay`)
   if (retryDelayMs > MAX_RETRY_DELAY_MS) throw new InvalidOptionError(`${at}.retryDelay must be at most ${MAX_RETRY_DELAY_MS} ms (got ${describe(o.retryDelay)})`)
   return {
-    store: store as WriteStore,
+    store: tier === undefined ? (store as WriteStore) : undefined,
+    tier,
     mode,
     timeoutMs,
     maxQueue: o.maxQueue === undefined ? 10_000 : positiveInteger(o.maxQueue, `${at}.maxQueue`),

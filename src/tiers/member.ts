@@ -72,7 +72,15 @@ export class TierMember {
   #timer: NodeJS.Timeout | undefined
   #closed = false
 
-  constructor(o: ResolvedTier) {
+  /**
+   * @param writtenThrough regions whose `writeThrough.store` is this tier:
+   * their writes, touches and deletes reach it through the write-through
+   * already (once, in order), and are not made again here.
+   */
+  constructor(
+    o: ResolvedTier,
+    readonly writtenThrough: ReadonlySet<string> = new Set(),
+  ) {
     this.#o = o
     this.name = o.name
   }
@@ -125,6 +133,7 @@ export class TierMember {
   }
 
   set(region: string, key: string, enc: EncodedValue, ttlMs: number, compressMinBytes: number, tags: string[] | undefined): Promise<void> {
+    if (this.writtenThrough.has(region)) return Promise.resolve()
     const ttl = ttlMs === Infinity ? Infinity : Math.max(1, Math.round(ttlMs * this.#o.ttlScale))
     const bytes = encodeL2(enc, compressMinBytes)
     return this.#write([key], region, () => this.#o.tier.set(region, key, { bytes, ttlMs: ttl, tags }))
@@ -136,7 +145,7 @@ export class TierMember {
   }
 
   delete(region: string, keys: readonly string[]): Promise<void> {
-    if (keys.length === 0) return Promise.resolve()
+    if (keys.length === 0 || this.writtenThrough.has(region)) return Promise.resolve()
     return this.#write(keys, region, () => this.#o.tier.delete(region, keys))
   }
 

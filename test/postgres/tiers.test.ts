@@ -256,6 +256,26 @@ test('an attached thread\'s writes reach the owner\'s tiers', async () => {
   await until('the relayed delete', () => !map.has('shardcache:default:from-thread'))
 })
 
+test('a tier as a region\'s write-through store: written once, before the cache, and read back through tiers by another instance', async () => {
+  const table = `tier${++tables}`
+  const tier = postgresTier({ connectionString: server.url, table })
+  let sets = 0
+  const counted: Tier = { ...tier, set: (r, k, e) => (sets++, tier.set(r, k, e)), get: (r, k) => tier.get(r, k), close: () => tier.close() }
+  const c = await cache({ regions: { users: { writeThrough: { store: counted } } }, tiers: [{ tier: counted }] })
+  await c.region('users').set('u:1', { name: 'Ada' }, { tags: ['org:1'] })
+  assert.is(sets, 1, 'once, by the write-through (the chain leaves the region to it)')
+  assert.equal((await sql.query(`SELECT region, key, tags FROM ${table}`)).rows, [{ region: 'users', key: 'u:1', tags: ['org:1'] }])
+  await c.region('users').touch('u:1', '1h')
+  assert.is((await sql.query(`SELECT count(*)::int AS n FROM ${table}`)).rows[0].n, 1, 'a touch leaves the stored row')
+  // Another region of the same cache goes through the chain as usual.
+  await c.set('plain', 1)
+  assert.is(sets, 2)
+  const reader = await cache({ regions: { users: {} }, tiers: [{ tier: postgresTier({ connectionString: server.url, table }) }] })
+  assert.equal(await reader.region('users').get('u:1'), { name: 'Ada' })
+  assert.is(await c.region('users').delete('u:1'), true)
+  assert.is((await sql.query(`SELECT count(*)::int AS n FROM ${table} WHERE region = 'users'`)).rows[0].n, 0)
+})
+
 test('bad tiers are refused, naming the option', async () => {
   const cases: [unknown, RegExp][] = [
     [{ keyv: new Map() }, /options\.tiers must be an array of tiers like \[\{ keyv: store \}\]/],
