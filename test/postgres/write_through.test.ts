@@ -284,7 +284,7 @@ test('incr, cas, take, nx and xx are refused on a write-through region, changing
 test('bad writeThrough options are refused, naming the option', async () => {
   const store = { write: () => {}, delete: () => {} }
   const cases: [unknown, RegExp][] = [
-    [{}, /regions\.users\.writeThrough\.store must be an object with write\(key, value, info\) and delete\(key, info\) functions \(got undefined\)/],
+    [{}, /regions\.users\.writeThrough\.store must be an object with write\(key, value, info\) and delete\(key, info\) functions, or a Tier \(got undefined\)/],
     [{ store: { write: () => {} } }, /regions\.users\.writeThrough\.store must be an object with write/],
     [{ store, mode: 'later' }, /regions\.users\.writeThrough\.mode must be "sync" or "async" \(got the string "later"\)/],
     [{ store, timeout: Infinity }, /regions\.users\.writeThrough\.timeout must be finite/],
