@@ -30,10 +30,10 @@ export function getOrCompute<T>(scope: RegionScope, key: string, loader: Loader<
     scope.open()
     checkKey(key, scope.core.options.maxKeyBytes)
     opts = resolveComputeOptions(options, scope.core.options.maxKeyBytes)
-    if (opts.lock && scope.core.l2 === undefined && (scope.core.bus?.lock === undefined || scope.core.bus.mode !== 'update')) {
+    if (opts.lock && scope.core.l2?.leases !== true && (scope.core.bus?.lock === undefined || scope.core.bus.mode !== 'update')) {
       throw new InvalidOptionError(
-        'options.lockAcrossInstances needs an L2 tier (createCache({ l2 })) or a bus in update mode, where the instances that wait get the value from; ' +
-          'on an attached thread, the owner\'s L2 tier',
+        'options.lockAcrossInstances needs the Redis L2 tier (createCache({ l2 })) or a bus in update mode, where the instances that wait get the value from ' +
+          '(tiers of createCache({ tiers }) hold no leases); on an attached thread, the owner\'s L2 tier',
       )
     }
     checkLoader(scope, loader)
@@ -104,7 +104,8 @@ async function fly<T>(scope: RegionScope, fk: string, key: string, loader: Loade
     if (opts.lock) {
       const ms = Number.isFinite(opts.timeoutMs) ? opts.timeoutMs : DEFAULT_LEASE_MS
       const token = randomUUID()
-      const l2 = scope.core.l2
+      // The lease lives in the Redis tier when there is one, else on the bus.
+      const l2 = scope.core.l2?.leases === true ? scope.core.l2 : undefined
       const bus = scope.core.bus!
       const name = `${scope.region.name}:${key}`
       const got = l2 !== undefined ? await l2.lock(scope.region.name, key, token, ms) : await bus.lock!(name, token, ms)

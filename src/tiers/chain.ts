@@ -62,6 +62,11 @@ export class TierChain implements TierLevel {
     this.#redis = levels.find((l) => l.redis !== undefined)?.redis
   }
 
+  /** Whether the chain holds getOrCompute's leases (it has the Redis tier). */
+  get leases(): boolean {
+    return this.#redis !== undefined
+  }
+
   get fillWindowMs(): number {
     return Math.max(...this.#levels.map((l) => l.level.fillWindowMs))
   }

@@ -276,6 +276,24 @@ test('a tier as a region\'s write-through store: written once, before the cache,
   assert.is((await sql.query(`SELECT count(*)::int AS n FROM ${table} WHERE region = 'users'`)).rows[0].n, 0)
 })
 
+test('lockAcrossInstances with tiers but no Redis l2: the lease is the bus\'s (update mode); without such a bus it is refused, not ignored', async () => {
+  const map = new Map<string, unknown>()
+  const caches = await Promise.all([0, 1, 2].map(() => cache({ tiers: [{ keyv: map }], bus: { redis: redis.url, mode: 'update', channel: `lock${tables}` } })))
+  let calls = 0
+  const loader = async (): Promise<unknown> => {
+    calls++
+    await sleep(100)
+    return { shared: true }
+  }
+  const results = await Promise.all(caches.map((c) => c.getOrCompute('k', loader, { lockAcrossInstances: true, timeout: 2000 })))
+  assert.is(calls, 1)
+  for (const v of results) assert.equal(v, { shared: true })
+  const alone = await cache({ tiers: [{ keyv: new Map() }] })
+  const e = await errorOf(alone.getOrCompute('x', () => 1, { lockAcrossInstances: true }))
+  assert.is(e.code, 'E_INVALID_OPTION')
+  assert.match(e.message, 'options.lockAcrossInstances needs the Redis L2 tier (createCache({ l2 })) or a bus in update mode')
+})
+
 test('bad tiers are refused, naming the option', async () => {
   const cases: [unknown, RegExp][] = [
     [{ keyv: new Map() }, /options\.tiers must be an array of tiers like \[\{ keyv: store \}\]/],
