@@ -191,6 +191,28 @@ export abstract class RegionSlots {
     Atomics.store(h, Header.ROOM_BYTES, roomOf(this.config.maxBytes - this.usedBytes))
   }
 
+  /**
+   * A new byte budget for this slice (a rebalance between shards: the
+   * owner's maintenance, src/ops/maintenance.ts). The policy resizes its
+   * shares, and entries are evicted down to a smaller budget at once.
+   * Returns how many were evicted. The slots were reserved for the largest
+   * budget a rebalance may give (`RegionShardConfig.maxBytesCeiling`).
+   */
+  setMaxBytes(maxBytes: number): number {
+    this.config.maxBytes = maxBytes
+    this.policy.resize?.(maxBytes)
+    let evicted = 0
+    while (this.usedBytes > maxBytes) {
+      const victim = this.policy.victim(NIL)
+      if (victim === NIL) break
+      this.remove(victim, ShardEvent.EVICT)
+      this.evictionsSize++
+      evicted++
+    }
+    this.publishRoom()
+    return evicted
+  }
+
   /** @internal For the bench: bytes of the eviction policy's own state, and the slots it is sized for. */
   policyFootprint(): { bytes: number; slots: number } {
     return { bytes: this.policy.stateBytes(), slots: this.capacity }

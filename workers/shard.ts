@@ -234,6 +234,7 @@ const control: ShardControl = {
     for (const log of logs) log.resetHits()
     retiredHits.fill(0)
   },
+  setMaxBytes: (region, maxBytes) => stores[region]!.setMaxBytes(maxBytes),
   memory: (gc) => {
     const collect = (globalThis as { gc?: () => void }).gc
     if (gc && collect !== undefined) collect()

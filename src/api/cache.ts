@@ -20,6 +20,7 @@ import { readRestorable } from '../ops/backup.js'
 import type { BackupEvent, BackupResult } from '../ops/backup.js'
 import type { AlertEvent } from '../ops/alerts.js'
 import type { WriteErrorEvent } from '../backing/write_through.js'
+import type { RebalanceMove } from '../ops/maintenance.js'
 import { startAdminServer } from '../ops/admin_server.js'
 import type { AdminServer } from '../ops/admin_server.js'
 import { resolveAdminOptions } from '../options/admin.js'
@@ -343,6 +344,23 @@ export class Cache extends CacheRegion {
       return rejected(new InvalidOptionError(`backup() ${why}`))
     }
     return backups.backup()
+  }
+
+  /**
+   * One rebalance check now (as `maintenance.rebalance.every` runs them):
+   * in each region with a byte budget, moves budget to the shard that evicted
+   * far more than the others since the previous check. Resolves the moves
+   * made (none on the first check, which only takes the counts). Owner only;
+   * needs `createCache({ maintenance: { rebalance } })`.
+   */
+  rebalance(): Promise<RebalanceMove[]> {
+    if (this.closed) return rejected(new ClosedError())
+    const m = this.core.maintenance
+    if (m === undefined || this.core.options.maintenance?.rebalance === undefined) {
+      const why = this.core.admin.broker === undefined ? 'is for the cache createCache() returned, not an attached one' : "needs createCache({ maintenance: { rebalance: { every } } })"
+      return rejected(new InvalidOptionError(`rebalance() ${why}`))
+    }
+    return m.rebalance()
   }
 
   /**

@@ -20,6 +20,7 @@ import type { BusPublisher, BusStats } from '../redis/bus.js'
 import type { TierChain } from '../tiers/chain.js'
 import type { BackupSchedule } from '../ops/backup.js'
 import type { AlertWatch } from '../ops/alerts.js'
+import type { Maintenance } from '../ops/maintenance.js'
 import type { CacheTracer } from '../ops/tracing.js'
 import type { RegionWriter } from '../backing/write_through.js'
 
@@ -130,6 +131,8 @@ export interface Core {
   l2: TierChain | undefined
   /** Scheduled and on-demand backups (owner only, with `backup`). */
   backups: BackupSchedule | undefined
+  /** Scheduled cleanup and rebalance (owner only, with `maintenance`). */
+  maintenance: Maintenance | undefined
   /** Threshold alerts (owner only, with `alerts`). */
   alerts: AlertWatch | undefined
   /** Regions' write-through by region index: the owner's, or relays to it on an attached thread (regions without one are absent). */

@@ -23,6 +23,7 @@ import { BusOpType } from '../redis/bus_message.js'
 import type { Bus } from '../redis/bus.js'
 import { BackupSchedule, prepareBackupDir } from '../ops/backup.js'
 import { AlertWatch } from '../ops/alerts.js'
+import { Maintenance } from '../ops/maintenance.js'
 import { loadTracer } from '../ops/tracing.js'
 import type { AttachOptions, CacheHandle } from '../client/attach.js'
 import { control, emit } from './core.js'
@@ -55,7 +56,15 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
   if (resolved.backup !== undefined) prepareBackupDir(resolved.backup.dir)
   // Before anything starts: a missing @opentelemetry/api is a bad option.
   const tracer = resolved.tracing === undefined ? undefined : await loadTracer(resolved.tracing, (m) => new InvalidOptionError(m))
-  const perShard = Array.from({ length: shards }, (_, s) => regions.map((r) => regionShare(r, s, shards)))
+  const perShard = Array.from({ length: shards }, (_, s) =>
+    regions.map((r) => {
+      const share = regionShare(r, s, shards)
+      // With rebalancing, each shard reserves slots for the largest budget it may be given.
+      const ceiling = Maintenance.ceiling(resolved.maintenance, r, shards)
+      if (ceiling !== undefined) share.maxBytesCeiling = ceiling
+      return share
+    }),
+  )
   // Shards spinning now, across this cache (see the transport notes in src/wire/protocol.ts).
   const spinners = new Int32Array(new SharedArrayBuffer(4))
   const threads: ShardThread[] = []
@@ -99,6 +108,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     out.frameLatency = router.frameLatency.snapshot()
     if (l2 !== undefined) out.tiers = { l1: { hits: out.hits, misses: out.misses }, ...l2.levelStats() } as CacheStats['tiers']
     if (backups !== undefined) out.backup = backups.stats()
+    if (core.maintenance !== undefined) out.maintenance = core.maintenance.stats()
     if (writers.size > 0) out.writeThrough = Object.fromEntries([...writers].map(([i, w]) => [regions[i]!.name, w.stats()]))
     return out
   }
@@ -109,6 +119,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     l2?.resetStats()
     backups?.resetStats()
     for (const w of writers.values()) w.resetStats()
+    core.maintenance?.resetStats()
   }
   const flights = new FlightCoordinator()
   const broker = new Broker(resolved, {
@@ -143,6 +154,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       // A backup or an alert check in progress reads the shards: it ends first, and no other starts.
       await quietly(backups?.stop())
       await quietly(core.alerts?.stop())
+      await quietly(core.maintenance?.stop())
       // Writes queued for the stores are made (or given up) while the shards still run.
       await quietly(Promise.all([...writers.values()].map((w) => w.flush())))
       flights.closeAll()
@@ -171,6 +183,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     backups: undefined,
     alerts: undefined,
     writes: writers,
+    maintenance: undefined,
     tracer,
   }
   for (const [index, w] of resolved.writes) {
@@ -254,6 +267,15 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       core.backups = backups
     }
     if (resolved.alerts !== undefined) core.alerts = new AlertWatch(resolved.alerts, stats, (e) => emit(core.events, 'alert', e))
+    if (resolved.maintenance !== undefined) {
+      core.maintenance = new Maintenance(resolved.maintenance, {
+        regions,
+        perShard,
+        shardStats: async () => (await control(router, threads, (c) => c.stats())).map((r) => r?.regions),
+        setMaxBytes: (shard, region, maxBytes) => threads[shard]!.call((c) => c.setMaxBytes(region, maxBytes)),
+        cleanup: async () => (await Promise.all(regions.map((r) => cache.region(r.name).cleanupExpired()))).reduce((a, b) => a + b, 0),
+      })
+    }
   } catch (err) {
     core.closed = true
     await admin.close()
@@ -404,6 +426,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
     l2: undefined,
     backups: undefined,
     alerts: undefined,
+    maintenance: undefined,
     // A write-through region's writes are made by the owner, where its store is.
     writes: new Map(o.regions.filter((r) => r.writeMode !== undefined).map((r) => [r.index, new WriteRelay(r.writeMode!, r.index, broker)])),
     tracer,

@@ -23,6 +23,7 @@ import { BusOpType } from '../redis/bus_message.js'
 import type { BusEntry } from '../redis/bus_message.js'
 import type { L2Value } from '../redis/l2.js'
 import { Collector, Deferred, IGNORE, addNumbers, countTrue } from './core.js'
+import { Maintenance } from '../ops/maintenance.js'
 import type { Core } from './core.js'
 
 /** One region's share of the facade's state and steps (see the file's header). */
@@ -34,7 +35,8 @@ export class RegionScope {
     readonly core: Core,
     readonly region: ResolvedRegion,
   ) {
-    this.shareBytes = Math.floor(region.maxBytes / core.router.shardCount)
+    // With rebalancing, a shard's budget may drop to a share of an even one: an entry must fit that.
+    this.shareBytes = Maintenance.floor(core.options.maintenance, region, core.router.shardCount)
   }
 
   /** A validated set: to the key's shard, and to peers through the bus. */
@@ -158,7 +160,8 @@ export class RegionScope {
       const parts = tags === 0 ? '' : ` + ${tags} for ${plural(opts.tags!.length, 'tag')} (UTF-8 bytes + ${TAG_LINK_OVERHEAD_BYTES} each)`
       throw new ValueTooLargeError(
         `entry is ${plural(charge, 'byte')} (key + value + metadata${parts} + ${ENTRY_OVERHEAD_BYTES}), over region "${r.name}"'s per-shard budget ` +
-          `of ${plural(this.shareBytes, 'byte')} (regions.${r.name}.maxBytes ${r.maxBytes} over ${plural(this.core.router.shardCount, 'shard')})`,
+          `of ${plural(this.shareBytes, 'byte')} (regions.${r.name}.maxBytes ${r.maxBytes} over ${plural(this.core.router.shardCount, 'shard')}` +
+          `${this.core.options.maintenance?.rebalance !== undefined && this.core.router.shardCount > 1 ? `, times maintenance.rebalance.minShare ${this.core.options.maintenance.rebalance.minShare}` : ''})`,
       )
     }
   }

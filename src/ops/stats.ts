@@ -9,6 +9,7 @@ import type { BusStats } from '../redis/bus.js'
 import type { L2Stats } from '../redis/l2.js'
 import type { TierStats } from '../tiers/member.js'
 import type { BackupStats } from './backup.js'
+import type { MaintenanceStats } from './maintenance.js'
 import { emptyDictionaryStats } from '../wire/region_types.js'
 
 /**
@@ -113,6 +114,8 @@ export interface CacheStats extends CounterStats {
   tiers?: { l1: { hits: number; misses: number }; l2: L2Stats | TierStats; [level: `l${number}`]: L2Stats | TierStats | { hits: number; misses: number } }
   /** The backups' figures, when the cache has `backup` (owner's view). */
   backup?: BackupStats
+  /** Scheduled maintenance's figures (owner's view), with `maintenance`. */
+  maintenance?: MaintenanceStats
   /** Each write-through region's figures, by region name, when a region has `writeThrough`. */
   writeThrough?: Record<string, WriteThroughStats>
 }

@@ -34,6 +34,9 @@ import { resolveRegion } from './regions.js'
 import type { RegionOptions, ResolvedRegion } from './regions.js'
 import type { ResolvedWriteThrough } from './write_through.js'
 import { resolveTiers } from './tiers.js'
+import { resolveMaintenance } from './maintenance.js'
+import type { MaintenanceOptions } from './maintenance.js'
+import type { ResolvedMaintenance } from '../ops/maintenance.js'
 import type { TierOptions } from './tiers.js'
 import type { ResolvedTier } from '../tiers/member.js'
 
@@ -123,6 +126,8 @@ export interface CacheOptions {
   backup?: BackupOptions
   /** `'alert'` events when a region's memory use or eviction rate passes a threshold. See {@link AlertOptions}. */
   alerts?: AlertOptions
+  /** Scheduled upkeep: cleanup of expired entries, rebalance of byte budgets between shards. See {@link MaintenanceOptions}. */
+  maintenance?: MaintenanceOptions
   /** OpenTelemetry spans of cache operations (needs `@opentelemetry/api`). See {@link TracingOptions}. @default false */
   tracing?: boolean | TracingOptions
   /**
@@ -175,6 +180,8 @@ export interface ResolvedOptions {
   backup?: ResolvedBackup
   /** Undefined: no alerts. */
   alerts?: ResolvedAlerts
+  /** Undefined: no scheduled maintenance. */
+  maintenance?: ResolvedMaintenance
   /** Undefined: no spans. */
   tracing?: ResolvedTracing
   /** Shard threads' `resourceLimits` (the default merged with the user's). */
@@ -183,7 +190,7 @@ export interface ResolvedOptions {
   writes: Map<number, ResolvedWriteThrough>
 }
 
-const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'tiers', 'restore', 'backup', 'alerts', 'tracing', 'resourceLimits']
+const CACHE_KEYS = ['shards', 'regions', 'maxKeyBytes', 'maxValueBytes', 'codec', 'idleSpinMicros', 'replySpinMicros', 'nearCache', 'bus', 'loaders', 'l2', 'tiers', 'restore', 'backup', 'alerts', 'maintenance', 'tracing', 'resourceLimits']
 const RESOURCE_LIMIT_KEYS = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'] as const
 
 /** What a bad codec is: not an object, or the function it lacks. */
@@ -243,9 +250,10 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const restore = o.restore as string | undefined
   const backup = o.backup === undefined ? undefined : resolveBackup(o.backup)
   const alerts = o.alerts === undefined ? undefined : resolveAlerts(o.alerts)
+  const maintenance = o.maintenance === undefined ? undefined : resolveMaintenance(o.maintenance)
   const tracing = o.tracing === undefined ? undefined : resolveTracing(o.tracing)
   const resourceLimits = resolveResourceLimits(o.resourceLimits)
-  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, tiers, restore, backup, alerts, tracing, resourceLimits, writes }
+  return { shards, maxKeyBytes, maxValueBytes, codec, idleSpinMicros, replySpinMicros, nearCacheEntries, regions, bus, loaderPool, l2, tiers, restore, backup, alerts, maintenance, tracing, resourceLimits, writes }
 }
 
 /**

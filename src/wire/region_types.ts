@@ -33,8 +33,10 @@ export function policyLearnsFromHits(policy: EvictionPolicy): boolean {
 export interface RegionShardConfig {
   name: string
   policy: EvictionPolicy
-  /** This shard's byte budget; `Infinity` when the region has none. */
+  /** This shard's byte budget; `Infinity` when the region has none. A rebalance between shards changes it. */
   maxBytes: number
+  /** The largest byte budget a rebalance may give this shard (slots are reserved for it); `maxBytes` when absent. */
+  maxBytesCeiling?: number
   /** This shard's entry budget; `Infinity` when the region has none. */
   maxEntries: number
   /** TTL in ms applied when a set gives none; `Infinity` for none. */
@@ -73,7 +75,7 @@ export interface RegionShardStats {
 
 /** Slots a region slice with this configuration can ever use (what its shared memory reserves). */
 export function slotsFor(config: RegionShardConfig): number {
-  return slotLimit(config.maxEntries, config.maxBytes, ENTRY_OVERHEAD_BYTES)
+  return slotLimit(config.maxEntries, Math.max(config.maxBytes, config.maxBytesCeiling ?? 0), ENTRY_OVERHEAD_BYTES)
 }
 
 /** What the router passes to each shard thread. */
@@ -107,6 +109,8 @@ export interface ShardControl {
   resetStats(): void
   /** This thread's heap (and the process's RSS), after a full GC first when `gc` and the process runs with --expose-gc. For soak tests. */
   memory(gc: boolean): ShardMemory
+  /** Sets a region's byte budget in this shard (a rebalance); resolves how many entries that evicted. */
+  setMaxBytes(region: number, maxBytes: number): number
 }
 
 /** What {@link ShardControl.memory} reports. Heap figures are this thread's isolate; `rss` is the whole process's. */

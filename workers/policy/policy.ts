@@ -110,6 +110,13 @@ export interface Policy {
   grow(capacity: number): void
 
   /**
+   * The byte budget changed (a rebalance between shards). Policies whose
+   * shares are of the budget resize them; the store then evicts down to the
+   * budget through {@link victim}. Absent: the policy has no such shares.
+   */
+  resize?(maxBytes: number): void
+
+  /**
    * Iteration over every slot in the order, each exactly once: `first()`,
    * then `next(slot)` until NIL. `next` must be taken before the slot's entry
    * is removed (keys() and deleteMatching() remove as they go). The order is

@@ -53,7 +53,7 @@ export class S3FifoPolicy implements Policy {
   #state: Uint8Array
   /** Main's share: it is evicted from while over either. */
   readonly #mainMaxEntries: number
-  readonly #mainMaxBytes: number
+  #mainMaxBytes: number
   readonly #ghost: Ghost
 
   readonly screens: boolean = false
@@ -68,6 +68,11 @@ export class S3FifoPolicy implements Policy {
     this.#mainMaxBytes = this.#q.weighs ? maxBytes - Math.floor(maxBytes * SMALL_SHARE) : Infinity
     // The ghost is as large as main (the paper's 90%).
     this.#ghost = new Ghost(this.#mainMaxEntries, this.#mainMaxBytes)
+  }
+
+  /** Main's share of a new byte budget (the ghost keeps its size: it only remembers hashes). */
+  resize(maxBytes: number): void {
+    if (this.#q.weighs) this.#mainMaxBytes = maxBytes - Math.floor(maxBytes * SMALL_SHARE)
   }
 
   insert(slot: number, hash: number, charge: number): void {

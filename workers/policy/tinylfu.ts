@@ -84,7 +84,9 @@ export class TinyLfuPolicy implements Policy {
   /** Whether shares count charged bytes (no entry budget) rather than entries. */
   readonly #weighs: boolean
   /** The budget the shares are of: entries, or bytes when {@link #weighs}. */
-  readonly #budget: number
+  #budget: number
+  /** The window's share of {@link #budget} now. */
+  #share = INITIAL_WINDOW
   readonly #maxEntries: number
   /** The window's share of the budget in its unit (whole entries with an entry budget). */
   #windowLimit = Infinity
@@ -290,8 +292,22 @@ export class TinyLfuPolicy implements Policy {
     }
   }
 
+  /**
+   * A new byte budget: the window and protected shares follow it. The
+   * sketch, the ghost and the window simulations keep their sizes (they
+   * judge frequencies and shares, which a budget moved between shards
+   * changes little).
+   */
+  resize(maxBytes: number): void {
+    if (!this.#weighs) return
+    this.#budget = maxBytes
+    this.#configure(this.#share, this.#secondChance)
+    this.#demoteProtected()
+  }
+
   /** The window at `share` of the budget (whole entries with an entry budget), and the second chance on or off. */
   #configure(share: number, secondChance: boolean): void {
+    this.#share = share
     const window = Number.isFinite(this.#budget) ? Math.max(1, this.#budget * share) : Infinity
     this.#windowLimit = this.#weighs ? window : Math.ceil(window)
     this.#secondChance = secondChance
