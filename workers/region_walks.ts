@@ -219,6 +219,8 @@ export abstract class RegionWalks extends RegionSlots {
       usedBytes: this.usedBytes,
       rawBytes: this.rawBytes,
       storedBytes: this.storedBytes,
+      arenaBytes: this.slab.reservedBytes,
+      arenaFreeBytes: this.slab.freeBytes,
     }
     if (this.dict !== undefined) s.dictionary = this.dict.stats()
     return s

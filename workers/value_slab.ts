@@ -119,6 +119,8 @@ export class ValueSlab {
   /** Pairs (ref, class) freed since the readers were last looked at. */
   #freed: number[] = []
   #waiting: Retired[] = []
+  /** Bytes of the chunks in use (their classes' sizes): what a compacted arena would need. */
+  #liveBytes = 0
 
   /**
    * `onGrow` runs after the arena grew, so views of it can be remapped.
@@ -144,7 +146,9 @@ export class ValueSlab {
    * {@link ArenaFullError} when the arena cannot grow.
    */
   store(head: Uint8Array, tail: Uint8Array = EMPTY): number {
-    const ref = this.#alloc(classOf(head.length + tail.length))
+    const c = classOf(head.length + tail.length)
+    const ref = this.#alloc(c)
+    this.#liveBytes += classSize(c)
     this.#bytes.set(head, ref)
     if (tail.length > 0) this.#bytes.set(tail, ref + head.length)
     return ref
@@ -161,6 +165,7 @@ export class ValueSlab {
    */
   free(ref: number, length: number): void {
     const c = classOf(length)
+    this.#liveBytes -= classSize(c)
     if (this.#grace === undefined) this.#classes[c]!.free.push(ref)
     else this.#freed.push(ref, c)
   }
@@ -184,6 +189,16 @@ export class ValueSlab {
   /** Bytes of the arena carved into pages so far, for tests and stats. */
   get reservedBytes(): number {
     return this.#top
+  }
+
+  /**
+   * Bytes of the arena not holding a live chunk: freed chunks (of classes
+   * that may not be asked for again) and the unused rest of each class's
+   * page. The arena never shrinks, so this is memory the process keeps
+   * without using it (the fragmentation a compaction would return).
+   */
+  get freeBytes(): number {
+    return this.#top - this.#liveBytes
   }
 
   #alloc(c: number): number {
@@ -238,6 +253,7 @@ export class ValueSlab {
 
   #reset(): void {
     this.#top = 0
+    this.#liveBytes = 0
     this.#classes = Array.from({ length: CLASSES }, (_, c) => {
       const size = classSize(c)
       const pageBytes = Math.max(size, Math.min(MAX_PAGE_BYTES, Math.max(MIN_PAGE_BYTES, size * 256)))

@@ -79,6 +79,8 @@ const FAMILIES: FamilyDef[] = [
   { name: 'shardcache_corrupt_total', help: 'Compressed values that failed their checksum.', type: 'counter', values: perRegion((r) => r.corrupt) },
   { name: 'shardcache_entries', help: 'Live entries.', type: 'gauge', values: perRegion((r) => r.entries) },
   { name: 'shardcache_used_bytes', help: 'Bytes charged against maxBytes.', type: 'gauge', values: perRegion((r) => r.usedBytes) },
+  { name: 'shardcache_arena_bytes', help: "Bytes of the shards' value arenas in use (they never shrink).", type: 'gauge', values: perRegion((r) => r.arenaBytes) },
+  { name: 'shardcache_arena_free_bytes', help: 'Bytes of the value arenas holding no live entry.', type: 'gauge', values: perRegion((r) => r.arenaFreeBytes) },
   { name: 'shardcache_raw_bytes', help: 'Value bytes before compression.', type: 'gauge', values: perRegion((r) => r.rawBytes) },
   { name: 'shardcache_stored_bytes', help: 'Value bytes as stored.', type: 'gauge', values: perRegion((r) => r.storedBytes) },
   {

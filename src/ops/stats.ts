@@ -74,6 +74,14 @@ export interface CounterStats {
   rawBytes: number
   /** Value bytes as stored (after compression). */
   storedBytes: number
+  /**
+   * Bytes of the shards' value arenas in use: each grows as values come and
+   * never shrinks (a SharedArrayBuffer cannot), so after a churn that
+   * changed the values' sizes it can hold far more than the live entries.
+   */
+  arenaBytes: number
+  /** Of {@link arenaBytes}, bytes not holding a live key and value: freed chunks of sizes not asked for since, and unused page ends. */
+  arenaFreeBytes: number
   /** Byte budget, `null` when unbounded. */
   maxBytes: number | null
   /** Entry budget, `null` when unbounded. */
@@ -129,13 +137,13 @@ type Sum = RegionShardStats
 
 const ADDED = [
   'hits', 'misses', 'staleServed', 'sets', 'deletes', 'evictionsSize', 'evictionsExpired', 'corrupt',
-  'entries', 'compressedEntries', 'usedBytes', 'rawBytes', 'storedBytes',
+  'entries', 'compressedEntries', 'usedBytes', 'rawBytes', 'storedBytes', 'arenaBytes', 'arenaFreeBytes',
 ] as const
 
 function sum(parts: RegionShardStats[]): Sum {
   const s: Sum = {
     hits: 0, misses: 0, staleServed: 0, sets: 0, deletes: 0, evictionsSize: 0, evictionsExpired: 0, corrupt: 0,
-    entries: 0, compressedEntries: 0, usedBytes: 0, rawBytes: 0, storedBytes: 0, maxBytes: 0, maxEntries: 0,
+    entries: 0, compressedEntries: 0, usedBytes: 0, rawBytes: 0, storedBytes: 0, arenaBytes: 0, arenaFreeBytes: 0, maxBytes: 0, maxEntries: 0,
   }
   for (const p of parts) {
     for (const k of ADDED) s[k] += p[k]
@@ -184,6 +192,8 @@ function derive(s: Sum): CounterStats {
     usedBytes: s.usedBytes,
     rawBytes: s.rawBytes,
     storedBytes: s.storedBytes,
+    arenaBytes: s.arenaBytes,
+    arenaFreeBytes: s.arenaFreeBytes,
     maxBytes: s.maxBytes,
     maxEntries: s.maxEntries,
     hitRate: reads === 0 ? 0 : s.hits / reads,

@@ -65,6 +65,10 @@ export interface RegionShardStats {
   usedBytes: number
   rawBytes: number
   storedBytes: number
+  /** Bytes of the value arena in use (it grows, and never shrinks). */
+  arenaBytes: number
+  /** Of those, bytes not holding a live key and value (freed chunks, unused page ends). */
+  arenaFreeBytes: number
   maxBytes: number | null
   maxEntries: number | null
   /** Stale values served within their grace period (getOrCompute `grace`). */
@@ -141,6 +145,8 @@ export function emptyRegionStats(config: RegionShardConfig): RegionShardStats {
     usedBytes: 0,
     rawBytes: 0,
     storedBytes: 0,
+    arenaBytes: 0,
+    arenaFreeBytes: 0,
     maxBytes: Number.isFinite(config.maxBytes) ? config.maxBytes : null,
     maxEntries: Number.isFinite(config.maxEntries) ? config.maxEntries : null,
     ...(config.compressDictionary === true && Number.isFinite(config.compressMinBytes) ? { dictionary: emptyDictionaryStats() } : {}),

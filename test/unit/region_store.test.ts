@@ -25,6 +25,8 @@ test('a new store is empty and reports its budgets (null when unbounded)', () =>
     usedBytes: 0,
     rawBytes: 0,
     storedBytes: 0,
+    arenaBytes: 0,
+    arenaFreeBytes: 0,
     maxBytes: 1000,
     maxEntries: 10,
   })
@@ -478,6 +480,8 @@ test('resetStats() zeroes the counters and keeps entries and bytes', () => {
     usedBytes: before.usedBytes,
     rawBytes: before.rawBytes,
     storedBytes: before.storedBytes,
+    arenaBytes: before.arenaBytes,
+    arenaFreeBytes: before.arenaFreeBytes,
     maxBytes: null,
     maxEntries: 2,
   })

@@ -80,4 +80,18 @@ test('pages are carved per class as needed and clear() makes the whole arena reu
   assert.is(slab.reservedBytes, 0)
 })
 
+test('freeBytes: the arena carved so far minus the live chunks; freed chunks of a size not asked for again stay free', () => {
+  const slab = new ValueSlab()
+  const refs = Array.from({ length: 1000 }, () => slab.store(new Uint8Array(100)))
+  assert.is(slab.reservedBytes, 2 << 16) // 104-byte chunks, 630 to a 64 KiB page: two pages
+  assert.is(slab.freeBytes, slab.reservedBytes - 1000 * 104)
+  for (const r of refs) slab.free(r, 100)
+  assert.is(slab.freeBytes, slab.reservedBytes, 'all free, none returned')
+  const big = slab.store(new Uint8Array(1000))
+  assert.ok(slab.freeBytes > 1000 * 104, 'the 100-byte class\'s chunks do not serve a 1,000-byte value')
+  slab.free(big, 1000)
+  slab.clear()
+  assert.equal([slab.reservedBytes, slab.freeBytes], [0, 0])
+})
+
 test.run()

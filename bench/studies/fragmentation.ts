@@ -1,0 +1,34 @@
+/**
+ * What a churn that changes value sizes leaves in the shards' value arenas,
+ * which grow and never shrink (a SharedArrayBuffer cannot): 1M values of 100
+ * bytes, all deleted, then 100k values of 1,000 bytes. Prints, after each
+ * phase, the process's RSS, the arenas' extent (`arenaBytes`), what in them
+ * holds no live entry (`arenaFreeBytes`), and the live entries' bytes: the
+ * memory a compaction (a new arena with the live chunks, readers remapped
+ * to it) would give back.
+ *
+ *   node --expose-gc dist/bench/studies/fragmentation.js
+ */
+import { createCache } from '../../src/index.js'
+
+const MB = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MB`
+const gc = (globalThis as { gc?: () => void }).gc
+const cache = await createCache({ shards: 2, regions: { default: { maxBytes: '1gb', compression: false } } })
+const report = async (phase: string): Promise<void> => {
+  gc?.()
+  const s = await cache.stats()
+  console.log(
+    `${phase.padEnd(34)} rss ${MB(process.memoryUsage().rss).padStart(9)}  arena ${MB(s.arenaBytes).padStart(9)}  free in it ${MB(s.arenaFreeBytes).padStart(9)}  ` +
+      `live ${MB(s.arenaBytes - s.arenaFreeBytes).padStart(9)}  entries ${s.entries}`,
+  )
+}
+await report('empty')
+const small = 'x'.repeat(100)
+for (let i = 0; i < 1_000_000; i += 10_000) await cache.mset(Array.from({ length: 10_000 }, (_, j) => [`k${i + j}`, small] as [string, string]))
+await report('1M values of 100 bytes')
+for (let i = 0; i < 1_000_000; i += 10_000) await cache.mdelete(Array.from({ length: 10_000 }, (_, j) => `k${i + j}`))
+await report('all deleted')
+const large = 'y'.repeat(1000)
+for (let i = 0; i < 100_000; i += 10_000) await cache.mset(Array.from({ length: 10_000 }, (_, j) => [`big${i + j}`, large] as [string, string]))
+await report('then 100k values of 1,000 bytes')
+await cache.close()
