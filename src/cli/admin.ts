@@ -164,6 +164,14 @@ export function renderStatus(s: AdminStatus, origin: string): string {
     const b = s.backup
     extra.push(`backups: ${int(b.written)} written, ${int(b.failed)} failed${b.lastSuccessAt !== undefined ? `, last at ${new Date(b.lastSuccessAt).toISOString()}` : ''}${b.lastError !== undefined ? ` (last error: ${b.lastError})` : ''}`)
   }
+  for (const [region, w] of Object.entries(s.writeThrough ?? {})) {
+    extra.push(`write-through ${region} (${w.mode}): ${int(w.writes)} writes, ${int(w.deletes)} deletes, ${int(w.failures)} failures${w.mode === 'async' ? `, ${int(w.queued)} queued, ${int(w.dropped)} dropped` : ''}`)
+  }
+  if (s.maintenance !== null && s.maintenance !== undefined) {
+    const m = s.maintenance
+    const budgets = Object.entries(m.budgets).map(([r, b]) => ` ${r} ${b.map((n) => formatBytes(n)).join(' / ')}`)
+    extra.push(`maintenance: ${int(m.cleanups)} cleanups (${int(m.cleaned)} removed), ${int(m.moves)} budget moves${budgets.length > 0 ? `; budgets per shard:${budgets.join(';')}` : ''}`)
+  }
   for (const a of s.alerts as { kind: string; region: string; value: number; threshold: number }[]) {
     extra.push(`ALERT ${a.kind} on ${a.region}: ${a.kind === 'memoryUse' ? pct(a.value) : `${a.value.toFixed(0)}/s`} (threshold ${a.kind === 'memoryUse' ? pct(a.threshold) : `${a.threshold}/s`})`)
   }

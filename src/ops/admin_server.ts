@@ -59,6 +59,10 @@ export interface AdminStatus {
   tiers: CacheStats['tiers'] | null
   bus: { connected: boolean; published: number; received: number } | null
   backup: CacheStats['backup'] | null
+  /** Each write-through region's figures, when a region has one. */
+  writeThrough: CacheStats['writeThrough'] | null
+  /** Scheduled maintenance's figures, with `maintenance`. */
+  maintenance: CacheStats['maintenance'] | null
   alerts: unknown[]
 }
 
@@ -88,6 +92,8 @@ function toStatus(s: CacheStats, firing: unknown[]): AdminStatus {
     tiers: s.tiers ?? null,
     bus: s.bus === undefined ? null : { connected: s.bus.connected, published: s.bus.published, received: s.bus.received },
     backup: s.backup ?? null,
+    writeThrough: s.writeThrough ?? null,
+    maintenance: s.maintenance ?? null,
     alerts: firing,
   }
 }

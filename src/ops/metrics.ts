@@ -12,7 +12,7 @@
  * tier: its counters and breaker state. With backups: their counts by
  * result, and when the last one was written.
  */
-import type { CacheStats } from './stats.js'
+import type { CacheStats, WriteThroughStats } from './stats.js'
 import type { L2Stats } from '../redis/l2.js'
 import type { TierStats } from '../tiers/member.js'
 
@@ -58,6 +58,9 @@ const perTier = (pick: (t: L2Stats) => number) => (s: CacheStats) =>
     : Object.entries(s.tiers)
         .filter(([level]) => level !== 'l1')
         .map(([tier, t]) => ({ labels: { tier, name: (t as TierStats).name ?? 'redis' }, value: pick(t as L2Stats) }))
+
+const perWriteThrough = (pick: (w: WriteThroughStats) => number) => (s: CacheStats) =>
+  Object.entries(s.writeThrough ?? {}).map(([region, w]) => ({ labels: { region }, value: pick(w) }))
 
 /** Every family, fixed up front (a registry registers names once). */
 const FAMILIES: FamilyDef[] = [
@@ -149,6 +152,12 @@ const FAMILIES: FamilyDef[] = [
   { name: 'shardcache_tier_promotions_total', help: 'Hits of a tier copied into the tiers above it.', type: 'counter', values: perTier((t) => t.promotions) },
   { name: 'shardcache_tier_unsynced', help: 'Keys whose last write to a tier failed, read as misses there until repaired.', type: 'gauge', values: perTier((t) => t.unsynced) },
   { name: 'shardcache_tier_breaker_open', help: "1 while a tier's circuit breaker keeps it out.", type: 'gauge', values: perTier((t) => (t.breaker === 'open' ? 1 : 0)) },
+  // Write-through regions, labeled by region.
+  { name: 'shardcache_write_through_writes_total', help: 'Store writes a write-through region had confirmed.', type: 'counter', values: perWriteThrough((w) => w.writes) },
+  { name: 'shardcache_write_through_deletes_total', help: 'Store deletes a write-through region had confirmed.', type: 'counter', values: perWriteThrough((w) => w.deletes) },
+  { name: 'shardcache_write_through_failures_total', help: 'Store calls of a write-through region that failed or timed out.', type: 'counter', values: perWriteThrough((w) => w.failures) },
+  { name: 'shardcache_write_through_dropped_total', help: 'Writes an async write-through region gave up.', type: 'counter', values: perWriteThrough((w) => w.dropped) },
+  { name: 'shardcache_write_through_queued', help: "Store calls waiting in an async write-through region's queue.", type: 'gauge', values: perWriteThrough((w) => w.queued) },
   {
     name: 'shardcache_backups_total',
     help: 'Backups by result: written, failed, or skipped (a scheduled one due while the last was still writing).',

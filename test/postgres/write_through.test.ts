@@ -12,7 +12,8 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createCache } from '../../src/index.js'
-import type { Cache, CacheOptions, WriteErrorEvent, WriteStore } from '../../src/index.js'
+import type { AdminStatus, Cache, CacheOptions, WriteErrorEvent, WriteStore } from '../../src/index.js'
+import { renderStatus } from '../../src/cli/admin.js'
 import { postgresStore } from '../../src/adapters/postgres.js'
 import type { PostgresStore } from '../../src/adapters/postgres.js'
 import { PgProc } from '../../tools/postgres_server.js'
@@ -257,6 +258,15 @@ test('async: a write given up after its attempts is reported and dropped from th
   assert.is(s.failures, 2)
   assert.is(s.retries, 1)
   assert.equal(await rows(store), {})
+  // What an operator sees: metrics, and the status the command line draws.
+  const text = await c.metrics()
+  assert.match(text, '\nshardcache_write_through_dropped_total{region="users"} 1\n')
+  assert.match(text, '\nshardcache_write_through_failures_total{region="users"} 2\n')
+  assert.match(text, '\nshardcache_write_through_queued{region="users"} 0\n')
+  const admin = await c.serveAdmin({ token: 't' })
+  const status = (await (await fetch(`http://127.0.0.1:${admin.port}/status`, { headers: { authorization: 'Bearer t' } })).json()) as AdminStatus
+  await admin.close()
+  assert.match(renderStatus(status, 'here'), '\nwrite-through users (async): 0 writes, 0 deletes, 2 failures, 0 queued, 1 dropped\n')
 })
 
 test('incr, cas, take, nx and xx are refused on a write-through region, changing nothing', async () => {

@@ -9,7 +9,8 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createCache } from '../../src/index.js'
-import type { Cache, CacheOptions } from '../../src/index.js'
+import type { AdminStatus, Cache, CacheOptions } from '../../src/index.js'
+import { renderStatus } from '../../src/cli/admin.js'
 import { errorOf } from '../fixtures/helpers.js'
 
 const open: Cache[] = []
@@ -90,6 +91,11 @@ test('rebalance stops at maxShare and minShare of an even share; the giver evict
   }
   const s = await c.stats()
   assert.equal(s.maintenance!.budgets.hot, [175_000, 25_000])
+  const admin = await c.serveAdmin({ token: 't' })
+  const status = (await (await fetch(`http://127.0.0.1:${admin.port}/status`, { headers: { authorization: 'Bearer t' } })).json()) as AdminStatus
+  await admin.close()
+  const shown = renderStatus(status, 'here')
+  assert.ok(shown.includes('\nmaintenance: 0 cleanups (0 removed), 3 budget moves; budgets per shard: default 32 MB / 32 MB; hot 170.9 KB / 24.41 KB\n'), JSON.stringify(shown))
   assert.is(s.maintenance!.moves, 3)
   assert.is(s.maintenance!.movedBytes, 75_000)
   assert.ok(s.byShard[1]!.usedBytes <= 25_000, `shard 1 holds ${s.byShard[1]!.usedBytes} bytes`)
