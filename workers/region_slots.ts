@@ -91,7 +91,9 @@ export abstract class RegionSlots {
   protected readonly keyTable: KeyTable
   /** Hash of the key last looked up by {@link live}, reused when a set inserts it. */
   protected lastHash = 0
-  protected readonly slab: ValueSlab
+  /** Replaced only by {@link compact}. */
+  protected slab: ValueSlab
+  readonly #grace: ReaderGrace | undefined
   protected metas: (Uint8Array | undefined)[] = []
   protected readonly tags = new TagIndex()
   protected created: Float64Array
@@ -155,6 +157,7 @@ export abstract class RegionSlots {
     const c = this.capacity
     mem.slots.grow(c * SLOT_WORDS * 4)
     this.keyTable = new KeyTable(this.v, config.maxEntries, this.#grew)
+    this.#grace = readers
     this.slab = new ValueSlab(mem.values, this.#grew, readers)
     this.#grew()
     this.publishRoom()
@@ -163,6 +166,11 @@ export abstract class RegionSlots {
     this.created = reserve(Float64Array, c, limit)
     this.raw = reserve(Uint32Array, c, limit)
     this.dictIds = reserve(Uint8Array, c, limit)
+  }
+
+  /** The generation of the value arena (0 until a {@link compact}). */
+  get arenaGen(): number {
+    return Atomics.load(this.v.header, Header.ARENA)
   }
 
   /** The shared memory readers on other threads map. */
@@ -211,6 +219,45 @@ export abstract class RegionSlots {
     }
     this.publishRoom()
     return evicted
+  }
+
+  /**
+   * Copies every live entry's chunk into a new value arena and drops the old
+   * one, giving back what a churn left free in it (a SharedArrayBuffer can
+   * grow, never shrink). Readers on other threads keep the old arena, never
+   * written again, until they adopt the new one by message; the protocol is
+   * in src/wire/shared_region.ts ("Compaction"). Runs in one go: the shard
+   * answers nothing else meanwhile (the pause is measured by the caller).
+   * Returns the new arena and its generation, to post to the readers.
+   */
+  compact(): { values: SharedArrayBuffer; gen: number; beforeBytes: number; afterBytes: number } {
+    const v = this.v
+    const h = v.header
+    const old = this.slab
+    const beforeBytes = old.reservedBytes
+    const values = new SharedArrayBuffer(0, { maxByteLength: v.memory.values.maxByteLength })
+    const slab = new ValueSlab(values, this.#grew, this.#grace)
+    // Odd first: from here on a reader's read either stops at ARENA or fails its closing SEQ check.
+    Atomics.add(h, Header.SEQ, 1)
+    Atomics.add(h, Header.EPOCH, 1) // near-cache entries check their slot again
+    const gen = Atomics.add(h, Header.ARENA, 1) + 1
+    const from = old.bytes
+    v.memory.values = values
+    this.slab = slab
+    v.remap()
+    const slots = v.slots
+    for (let slot = 0; slot < this.capacity; slot++) {
+      const base = slot * SLOT_WORDS
+      const flags = slots[base + Slot.FLAGS]!
+      if ((flags & SlotFlag.LIVE) === 0) continue
+      const ref = v.slotsU[base + Slot.KEY_REF]!
+      const len = (flags >>> KEY_LEN_SHIFT) + v.slotsU[base + Slot.STORED_SIZE]!
+      storeSlotWord(slots, base, Slot.KEY_REF, slab.store(from.subarray(ref, ref + len)) | 0)
+    }
+    Atomics.add(h, Header.SEQ, 1)
+    // The shard's own views may have been remapped by growth meanwhile: readers remap too.
+    Atomics.add(h, Header.GEN, 1)
+    return { values, gen, beforeBytes, afterBytes: slab.reservedBytes }
   }
 
   /** @internal For the bench: bytes of the eviction policy's own state, and the slots it is sized for. */

@@ -12,7 +12,7 @@ import type { MessagePort } from 'node:worker_threads'
 import { expose } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
 import { CasFlag, DRAIN_ACCESS_LOG, ShardEvent, FrameReader, FrameWriter, Op, REPLY_TAKEN, SetFlag, Signal, SMALL_FRAME_OPS, Status } from '../src/wire/protocol.js'
-import type { FrameMessage, ShardEventsMessage, ShardMessage } from '../src/wire/protocol.js'
+import type { ArenaMessage, FrameMessage, ShardEventsMessage, ShardMessage } from '../src/wire/protocol.js'
 import { writeEntry } from '../src/wire/records.js'
 import { Glob } from '../src/wire/glob.js'
 import { AccessLogReader, monotonicNow } from '../src/wire/shared_region.js'
@@ -36,6 +36,8 @@ const stores = init.regions.map((cfg, i) => new RegionStore(cfg, monotonicNow, i
 /** Per region: hits counted in the logs of attached threads that have gone. */
 const retiredHits = new Float64Array(stores.length)
 let attachedThreads = 0
+/** Attached threads' ports, for what every reader must hear (a compaction's new arena). */
+const clients = new Set<MessagePort>()
 
 /** Applies the reads other threads made from shared memory (LRU order); runs before every frame, so writes see them. */
 function drainLogs(): void {
@@ -193,6 +195,11 @@ function takeSpinSlot(): boolean {
 function attach(client: MessagePort, log: AccessLogReader): void {
   logs.push(log)
   attachedThreads++
+  clients.add(client)
+  // Arenas a compaction replaced: the memory this thread was handed may predate them.
+  stores.forEach((s, region) => {
+    if (s.arenaGen > 0) client.postMessage({ arena: { region, values: s.memory.values, gen: s.arenaGen } } satisfies ArenaMessage)
+  })
   client.on('message', (msg: FrameMessage) => {
     drainLogs()
     if (typeof msg === 'number') return // DRAIN_ACCESS_LOG: done above
@@ -202,6 +209,7 @@ function attach(client: MessagePort, log: AccessLogReader): void {
     client.postMessage(reply, [reply.buffer as ArrayBuffer])
   })
   client.on('close', () => {
+    clients.delete(client)
     drainLogs()
     for (let r = 0; r < stores.length; r++) retiredHits[r]! += log.hitsOf(r)
     log.detached = true // chunks waiting for its read wait no longer
@@ -235,6 +243,18 @@ const control: ShardControl = {
     retiredHits.fill(0)
   },
   setMaxBytes: (region, maxBytes) => stores[region]!.setMaxBytes(maxBytes),
+  compact: (region) => {
+    const s = stores[region]!
+    const freeBefore = s.stats().arenaFreeBytes
+    const started = performance.now()
+    const r = s.compact()
+    const pauseMs = performance.now() - started
+    // Every reader thread maps the new arena; until its message arrives, it asks the shard.
+    const msg: ArenaMessage = { arena: { region, values: r.values, gen: r.gen } }
+    port!.postMessage(msg)
+    for (const c of clients) c.postMessage(msg)
+    return { shard: init.shard, region, beforeBytes: r.beforeBytes, afterBytes: r.afterBytes, freeBefore, pauseMs }
+  },
   memory: (gc) => {
     const collect = (globalThis as { gc?: () => void }).gc
     if (gc && collect !== undefined) collect()

@@ -192,13 +192,15 @@ export class ValueSlab {
   }
 
   /**
-   * Bytes of the arena not holding a live chunk: freed chunks (of classes
-   * that may not be asked for again) and the unused rest of each class's
-   * page. The arena never shrinks, so this is memory the process keeps
-   * without using it (the fragmentation a compaction would return).
+   * Bytes of the arena in freed chunks (waiting for a value of their class,
+   * which may not come again: the fragmentation a compaction gives back).
+   * Not counted: the unused end of each class's current page, which its next
+   * values take, and which a compacted arena would have as well.
    */
   get freeBytes(): number {
-    return this.#top - this.#liveBytes
+    let pageEnds = 0
+    for (const c of this.#classes) pageEnds += c.end - c.next
+    return this.#top - this.#liveBytes - pageEnds
   }
 
   #alloc(c: number): number {

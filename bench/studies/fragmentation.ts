@@ -4,8 +4,9 @@
  * bytes, all deleted, then 100k values of 1,000 bytes. Prints, after each
  * phase, the process's RSS, the arenas' extent (`arenaBytes`), what in them
  * holds no live entry (`arenaFreeBytes`), and the live entries' bytes: the
- * memory a compaction (a new arena with the live chunks, readers remapped
- * to it) would give back.
+ * memory a compaction gives back: then `compact()`, and the same figures
+ * once the shards and this thread collected the old arenas (a full GC on
+ * each: run with --expose-gc, which the shard threads inherit).
  *
  *   node --expose-gc dist/bench/studies/fragmentation.js
  */
@@ -31,4 +32,14 @@ await report('all deleted')
 const large = 'y'.repeat(1000)
 for (let i = 0; i < 100_000; i += 10_000) await cache.mset(Array.from({ length: 10_000 }, (_, j) => [`big${i + j}`, large] as [string, string]))
 await report('then 100k values of 1,000 bytes')
+const results = await cache.compact()
+const pause = Math.max(...results.map((r) => r.pauseMs))
+// The owner maps the new arenas when their message arrives; its reads of the old ones end then.
+await new Promise((r) => setTimeout(r, 100))
+await cache.shardMemoryForTest(true) // a full GC in each shard: the old arenas go
+await report(`compacted (longest shard pause ${pause.toFixed(1)} ms)`)
+await new Promise((r) => setTimeout(r, 1000))
+await cache.shardMemoryForTest(true)
+await report('a second later, GC again')
+console.log(`this thread's arrayBuffers ${MB(process.memoryUsage().arrayBuffers)}; shards' ${(await cache.shardMemoryForTest(true)).map((m) => MB(m?.arrayBuffers ?? 0)).join(', ')}`)
 await cache.close()

@@ -21,6 +21,7 @@ import type { BackupEvent, BackupResult } from '../ops/backup.js'
 import type { AlertEvent } from '../ops/alerts.js'
 import type { WriteErrorEvent } from '../backing/write_through.js'
 import type { RebalanceMove } from '../ops/maintenance.js'
+import type { CompactResult } from '../wire/region_types.js'
 import { startAdminServer } from '../ops/admin_server.js'
 import type { AdminServer } from '../ops/admin_server.js'
 import { resolveAdminOptions } from '../options/admin.js'
@@ -361,6 +362,23 @@ export class Cache extends CacheRegion {
       return rejected(new InvalidOptionError(`rebalance() ${why}`))
     }
     return m.rebalance()
+  }
+
+  /**
+   * Compacts now every shard's value arena that holds free bytes: each
+   * shard copies a region's live entries into a new arena and drops the old
+   * one, so the memory a churn left free (`stats().arenaFreeBytes`) is given
+   * back once no thread maps it. A shard does nothing else while it copies
+   * (each result's `pauseMs`); other threads' direct reads of the region go
+   * through the shard until they map the new arena. Resolves what each shard
+   * did, per region. Owner only. `maintenance.compact` runs it on a schedule,
+   * past a threshold.
+   */
+  compact(): Promise<CompactResult[]> {
+    if (this.closed) return rejected(new ClosedError())
+    const m = this.core.maintenance
+    if (m === undefined) return rejected(new InvalidOptionError('compact() is for the cache createCache() returned, not an attached one'))
+    return m.compact()
   }
 
   /**

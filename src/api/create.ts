@@ -108,7 +108,7 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
     out.frameLatency = router.frameLatency.snapshot()
     if (l2 !== undefined) out.tiers = { l1: { hits: out.hits, misses: out.misses }, ...l2.levelStats() } as CacheStats['tiers']
     if (backups !== undefined) out.backup = backups.stats()
-    if (core.maintenance !== undefined) out.maintenance = core.maintenance.stats()
+    if (resolved.maintenance !== undefined && core.maintenance !== undefined) out.maintenance = core.maintenance.stats()
     if (writers.size > 0) out.writeThrough = Object.fromEntries([...writers].map(([i, w]) => [regions[i]!.name, w.stats()]))
     return out
   }
@@ -267,12 +267,14 @@ export async function createCache(options?: CacheOptions): Promise<Cache> {
       core.backups = backups
     }
     if (resolved.alerts !== undefined) core.alerts = new AlertWatch(resolved.alerts, stats, (e) => emit(core.events, 'alert', e))
-    if (resolved.maintenance !== undefined) {
-      core.maintenance = new Maintenance(resolved.maintenance, {
+    {
+      // Always (its schedules only with the option): cache.compact() works without one.
+      core.maintenance = new Maintenance(resolved.maintenance ?? { cleanupMs: undefined, rebalance: undefined, compact: undefined }, {
         regions,
         perShard,
         shardStats: async () => (await control(router, threads, (c) => c.stats())).map((r) => r?.regions),
         setMaxBytes: (shard, region, maxBytes) => threads[shard]!.call((c) => c.setMaxBytes(region, maxBytes)),
+        compact: (shard, region) => threads[shard]!.call((c) => c.compact(region)),
         cleanup: async () => (await Promise.all(regions.map((r) => cache.region(r.name).cleanupExpired()))).reduce((a, b) => a + b, 0),
       })
     }
@@ -397,7 +399,7 @@ export async function attachCache(handle: CacheHandle, options?: AttachOptions):
       return l
     },
   })
-  const reply = await broker.request<{ id: number; shards: { port: import('node:worker_threads').MessagePort; memory: import('../wire/shared_region.js').RegionMemory[]; generation: number }[] }>({
+  const reply = await broker.request<{ id: number; shards: { port: import('node:worker_threads').MessagePort; memory: import('../wire/shared_region.js').RegionMemory[]; arenas: number[]; generation: number }[] }>({
     type: 'attach',
     logs: links.map((l) => l.logMemory),
   })

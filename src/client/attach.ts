@@ -30,7 +30,7 @@ import type { ResolvedSet } from '../options/operations.js'
 import { WriteMarks } from '../wire/write_marks.js'
 import type { RegionWriter } from '../backing/write_through.js'
 import type { CacheStats } from '../ops/stats.js'
-import type { FrameWriter } from '../wire/protocol.js'
+import type { ArenaMessage, FrameWriter } from '../wire/protocol.js'
 import { CacheError, ClosedError, ErrorCodes, InvalidOptionError, ShardCrashedError, WriteQueueFullError, WriteThroughError } from '../errors.js'
 import type { ErrorCode } from '../errors.js'
 import { describe } from '../messages.js'
@@ -128,6 +128,8 @@ type BrokerPublish = { type: 'publish'; ops: BusOp[] }
 interface ShardAccess {
   port: MessagePort
   memory: RegionMemory[]
+  /** The generation of each region's value arena in `memory` (see src/wire/shared_region.ts "Compaction"). */
+  arenas: number[]
   generation: number
 }
 
@@ -259,7 +261,8 @@ export class Broker {
     }
     if (this.host.isDead(t.index)) throw new ShardCrashedError(t.index, { restarting: false })
     const { port, memory } = t.attach(log)
-    return { port, memory, generation: t.generation }
+    // Each memory object is the owner's reader's: its arena and that arena's generation go together.
+    return { port, memory, arenas: t.readers.map((r) => r.arenaGen), generation: t.generation }
   }
 
   /** Tells attached threads the cache is closing: from now on their ops reject with E_CLOSED. */
@@ -467,8 +470,12 @@ export class AttachedLink implements ShardLink {
     const port = access.port
     this.#port = port
     this.#generation = access.generation
-    this.readers = access.memory.map((m) => new SharedRegionReader(m))
-    port.on('message', (frame: Uint8Array) => this.events.reply(this.index, frame))
+    this.readers = access.memory.map((m, r) => new SharedRegionReader(m, undefined, access.arenas[r]))
+    port.on('message', (frame: Uint8Array | ArenaMessage) => {
+      // A compaction's new arena (the shard also posts the current ones when this thread connects).
+      if (!(frame instanceof Uint8Array)) this.readers[frame.arena.region]?.adoptArena(frame.arena.values, frame.arena.gen)
+      else this.events.reply(this.index, frame)
+    })
     port.on('close', () => {
       if (this.#port !== port) return
       this.#port = undefined

@@ -17,7 +17,7 @@ import type { Remote } from 'comlink'
 import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs'
 import { ClosedError, ShardCrashedError } from '../errors.js'
 import { DRAIN_ACCESS_LOG, REPLY_TAKEN, SHARED_FRAME_BYTES, SIGNAL_SLOTS, SMALL_FRAME_OPS, Signal } from '../wire/protocol.js'
-import type { FrameMessage, FrameWriter, ShardEventsMessage, ShardMessage } from '../wire/protocol.js'
+import type { ArenaMessage, FrameMessage, FrameWriter, ShardEventsMessage, ShardMessage } from '../wire/protocol.js'
 import type { ShardControl, ShardInit } from '../wire/region_types.js'
 import { slotsFor } from '../wire/region_types.js'
 import type { RegionShardConfig } from '../wire/region_types.js'
@@ -107,8 +107,10 @@ export class ShardThread implements ShardLink {
     })
     died.catch(() => {})
     let lastError: Error | undefined
-    worker.on('message', (msg: FrameMessage | ShardEventsMessage) => {
+    worker.on('message', (msg: FrameMessage | ShardEventsMessage | ArenaMessage) => {
       if (typeof msg === 'object' && 'shardEvents' in msg) this.onEvents(msg.shardEvents)
+      // A compaction's new arena: the reader maps it, and the memory handed to attaching threads is updated with it.
+      else if (typeof msg === 'object' && 'arena' in msg) this.readers[msg.arena.region]?.adoptArena(msg.arena.values, msg.arena.gen)
       else this.events.reply(this.index, typeof msg === 'number' ? this.replies.subarray(0, msg) : msg)
     })
     worker.on('error', (err) => {

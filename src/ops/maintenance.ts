@@ -1,7 +1,8 @@
 /**
  * Scheduled upkeep of a cache's shards (`createCache({ maintenance })`):
- * the cleanup of expired entries, and the rebalance of byte budgets between
- * a region's shards.
+ * the cleanup of expired entries, the compaction of value arenas a churn
+ * left mostly free (workers/region_slots.ts `compact`), and the rebalance of
+ * byte budgets between a region's shards.
  *
  * Why a rebalance: keys hash to shards evenly, but what they hold need not
  * be even (a few large values, a hot key family with churn), and each shard
@@ -12,7 +13,7 @@
  * configurations are updated too, so that a restarted shard starts with its
  * current budget.
  */
-import type { RegionShardConfig, RegionShardStats } from '../wire/region_types.js'
+import type { CompactResult, RegionShardConfig, RegionShardStats } from '../wire/region_types.js'
 
 /** What the maintenance needs of a region (a `RegionInfo`, src/options/regions.ts, which this layer does not import). */
 interface RegionInfo {
@@ -25,6 +26,7 @@ interface RegionInfo {
 export interface ResolvedMaintenance {
   cleanupMs: number | undefined
   rebalance: { everyMs: number; threshold: number; step: number; minShare: number; maxShare: number; minEvictions: number } | undefined
+  compact: { everyMs: number; minFreeRatio: number; minFreeBytes: number } | undefined
 }
 
 /** One budget move of a rebalance. */
@@ -48,6 +50,10 @@ export interface MaintenanceStats {
   rebalanceChecks: number
   moves: number
   movedBytes: number
+  /** Compactions run (one per shard and region), the arena bytes they gave back, and the longest pause one cost its shard. */
+  compactions: number
+  compactedBytes: number
+  maxCompactPauseMs: number
   /** Each rebalanced region's byte budget per shard now (regions without a byte budget are left out). */
   budgets: Record<string, number[]>
 }
@@ -61,6 +67,7 @@ export interface MaintenanceHost {
   shardStats(): Promise<(RegionShardStats[] | undefined)[]>
   setMaxBytes(shard: number, region: number, maxBytes: number): Promise<number>
   cleanup(): Promise<number>
+  compact(shard: number, region: number): Promise<CompactResult>
 }
 
 export class Maintenance {
@@ -71,18 +78,48 @@ export class Maintenance {
   #stopped = false
   /** Size evictions per region and shard at the last rebalance check. */
   #last: number[][] | undefined
-  readonly #c = { cleanups: 0, cleaned: 0, rebalanceChecks: 0, moves: 0, movedBytes: 0 }
+  readonly #c = { cleanups: 0, cleaned: 0, rebalanceChecks: 0, moves: 0, movedBytes: 0, compactions: 0, compactedBytes: 0, maxCompactPauseMs: 0 }
 
   constructor(o: ResolvedMaintenance, host: MaintenanceHost) {
     this.#o = o
     this.#host = host
+    // Each tick runs its task through #serial once: the tasks themselves are not serialized again (that would wait on itself).
     const every = (ms: number, task: () => Promise<unknown>): void => {
       const t = setInterval(() => void this.#serial(task).catch(() => {}), ms)
       t.unref()
       this.#timers.push(t)
     }
-    if (o.cleanupMs !== undefined) every(o.cleanupMs, () => this.cleanup())
-    if (o.rebalance !== undefined) every(o.rebalance.everyMs, () => this.rebalance())
+    if (o.cleanupMs !== undefined) every(o.cleanupMs, () => this.#cleanup())
+    if (o.rebalance !== undefined) every(o.rebalance.everyMs, () => this.#rebalance())
+    const c = o.compact
+    if (c !== undefined) every(c.everyMs, () => this.#compact((free, live) => free >= c.minFreeBytes && free >= c.minFreeRatio * live))
+  }
+
+  /**
+   * Compacts every shard's region slices whose value arena `worth` compacting
+   * (its free and live bytes), one at a time; resolves what each did.
+   */
+  compact(worth: (freeBytes: number, liveBytes: number) => boolean = (free) => free > 0): Promise<CompactResult[]> {
+    return this.#serial(() => this.#compact(worth))
+  }
+
+  async #compact(worth: (freeBytes: number, liveBytes: number) => boolean): Promise<CompactResult[]> {
+    const reports = await this.#host.shardStats()
+    const done: CompactResult[] = []
+    for (let shard = 0; shard < reports.length; shard++) {
+      const rep = reports[shard]
+      if (rep === undefined) continue
+      for (let region = 0; region < rep.length; region++) {
+        const r = rep[region]!
+        if (!worth(r.arenaFreeBytes, r.arenaBytes - r.arenaFreeBytes)) continue
+        const res = await this.#host.compact(shard, region)
+        this.#c.compactions++
+        this.#c.compactedBytes += Math.max(0, res.beforeBytes - res.afterBytes)
+        this.#c.maxCompactPauseMs = Math.max(this.#c.maxCompactPauseMs, res.pauseMs)
+        done.push(res)
+      }
+    }
+    return done
   }
 
   /** The largest budget a rebalance may give one shard of `region`, for the slots it reserves; undefined without rebalancing. */
@@ -98,7 +135,11 @@ export class Maintenance {
     return Math.floor(even * o.rebalance.minShare)
   }
 
-  async cleanup(): Promise<number> {
+  cleanup(): Promise<number> {
+    return this.#serial(() => this.#cleanup())
+  }
+
+  async #cleanup(): Promise<number> {
     const n = await this.#host.cleanup()
     this.#c.cleanups++
     this.#c.cleaned += n
@@ -119,7 +160,7 @@ export class Maintenance {
   }
 
   resetStats(): void {
-    Object.assign(this.#c, { cleanups: 0, cleaned: 0, rebalanceChecks: 0, moves: 0, movedBytes: 0 })
+    Object.assign(this.#c, { cleanups: 0, cleaned: 0, rebalanceChecks: 0, moves: 0, movedBytes: 0, compactions: 0, compactedBytes: 0, maxCompactPauseMs: 0 })
   }
 
   /** Stops the schedules, after the task in progress. */

@@ -80,7 +80,7 @@ export interface CounterStats {
    * changed the values' sizes it can hold far more than the live entries.
    */
   arenaBytes: number
-  /** Of {@link arenaBytes}, bytes not holding a live key and value: freed chunks of sizes not asked for since, and unused page ends. */
+  /** Of {@link arenaBytes}, bytes in freed chunks, waiting for values of their size (the unused end of each size's current page, which its next values take, is not counted): what `compact()` gives back. */
   arenaFreeBytes: number
   /** Byte budget, `null` when unbounded. */
   maxBytes: number | null

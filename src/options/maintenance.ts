@@ -7,8 +7,8 @@ import { InvalidOptionError } from '../errors.js'
 import { describe } from '../messages.js'
 import type { ResolvedMaintenance } from '../ops/maintenance.js'
 import { isPlainObject } from '../wire/values.js'
-import { finiteDuration, rejectUnknownKeys } from './parse.js'
-import type { Ttl } from './parse.js'
+import { finiteDuration, parseSize, rejectUnknownKeys } from './parse.js'
+import type { Size, Ttl } from './parse.js'
 
 /** `createCache({ maintenance })`. */
 export interface MaintenanceOptions {
@@ -30,11 +30,21 @@ export interface MaintenanceOptions {
    * @default off
    */
   rebalance?: { every: Ttl; threshold?: number; step?: number; minShare?: number; maxShare?: number; minEvictions?: number }
+  /**
+   * Compacts a shard's value arena for a region (copies its live entries
+   * into a new one, so the memory a churn left free is given back) when the
+   * free bytes in it are at least `minFreeRatio` times the live ones and at
+   * least `minFreeBytes`. The shard pauses while it copies (measured in
+   * `stats().maintenance.maxCompactPauseMs`); other threads' direct reads of
+   * the region go through the shard until they have the new arena.
+   * @default off
+   */
+  compact?: { every: Ttl; minFreeRatio?: number; minFreeBytes?: Size }
 }
 
 export function resolveMaintenance(v: unknown): ResolvedMaintenance {
   if (!isPlainObject(v)) throw new InvalidOptionError(`options.maintenance must be an object like { cleanup: { every: '1m' }, rebalance: { every: '30s' } } (got ${describe(v)})`)
-  rejectUnknownKeys(v, ['cleanup', 'rebalance'], 'options.maintenance.')
+  rejectUnknownKeys(v, ['cleanup', 'rebalance', 'compact'], 'options.maintenance.')
   let cleanupMs: number | undefined
   if (v.cleanup !== undefined) {
     if (!isPlainObject(v.cleanup)) throw new InvalidOptionError(`options.maintenance.cleanup must be an object like { every: '1m' } (got ${describe(v.cleanup)})`)
@@ -63,6 +73,16 @@ export function resolveMaintenance(v: unknown): ResolvedMaintenance {
       minEvictions: num('minEvictions', 100, (x) => x >= 0, 'a count of at least 0'),
     }
   }
-  if (cleanupMs === undefined && rebalance === undefined) throw new InvalidOptionError('options.maintenance needs cleanup, rebalance or both')
-  return { cleanupMs, rebalance }
+  let compact: ResolvedMaintenance['compact']
+  if (v.compact !== undefined) {
+    const c = v.compact
+    const at = 'options.maintenance.compact'
+    if (!isPlainObject(c)) throw new InvalidOptionError(`${at} must be an object like { every: '10m', minFreeRatio: 1 } (got ${describe(c)})`)
+    rejectUnknownKeys(c, ['every', 'minFreeRatio', 'minFreeBytes'], `${at}.`)
+    const ratio = c.minFreeRatio ?? 1
+    if (typeof ratio !== 'number' || !Number.isFinite(ratio) || ratio < 0) throw new InvalidOptionError(`${at}.minFreeRatio must be a number of at least 0 (got ${describe(ratio)})`)
+    compact = { everyMs: finiteDuration(c.every, `${at}.every`), minFreeRatio: ratio, minFreeBytes: c.minFreeBytes === undefined ? 1 << 20 : parseSize(c.minFreeBytes, `${at}.minFreeBytes`) }
+  }
+  if (cleanupMs === undefined && rebalance === undefined && compact === undefined) throw new InvalidOptionError('options.maintenance needs cleanup, rebalance or compact')
+  return { cleanupMs, rebalance, compact }
 }

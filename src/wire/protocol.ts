@@ -271,6 +271,15 @@ export interface ShardEventsMessage {
   shardEvents: (number | string)[]
 }
 
+/**
+ * A shard's new value arena for one region, after a compaction
+ * (src/wire/shared_region.ts "Compaction"): posted to the owner and to every
+ * attached thread, whose readers adopt it.
+ */
+export interface ArenaMessage {
+  arena: { region: number; values: SharedArrayBuffer; gen: number }
+}
+
 /** Asks a shard to apply the reads logged by direct readers now (src/wire/shared_region.ts): their log is half full. */
 export const DRAIN_ACCESS_LOG = -1
 

@@ -67,7 +67,7 @@ export interface RegionShardStats {
   storedBytes: number
   /** Bytes of the value arena in use (it grows, and never shrinks). */
   arenaBytes: number
-  /** Of those, bytes not holding a live key and value (freed chunks, unused page ends). */
+  /** Of those, bytes in freed chunks (not the unused end of each size class's page, which its next values take). */
   arenaFreeBytes: number
   maxBytes: number | null
   maxEntries: number | null
@@ -115,6 +115,21 @@ export interface ShardControl {
   memory(gc: boolean): ShardMemory
   /** Sets a region's byte budget in this shard (a rebalance); resolves how many entries that evicted. */
   setMaxBytes(region: number, maxBytes: number): number
+  /** Copies a region's live entries into a new value arena (see workers/region_slots.ts `compact`); what it did and how long the shard paused. */
+  compact(region: number): CompactResult
+}
+
+/** What a compaction did in one shard (`cache.compact()`, `maintenance.compact`). */
+export interface CompactResult {
+  shard: number
+  region: number
+  /** The arena's extent before and after. */
+  beforeBytes: number
+  afterBytes: number
+  /** Bytes of the old arena that held no live entry. */
+  freeBefore: number
+  /** How long the shard did nothing else. */
+  pauseMs: number
 }
 
 /** What {@link ShardControl.memory} reports. Heap figures are this thread's isolate; `rss` is the whole process's. */

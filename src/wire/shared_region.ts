@@ -52,10 +52,23 @@
  *
  * Growth: every buffer is a growable SharedArrayBuffer, reserved once at its
  * largest size (address space only; memory is committed as it is touched) and
- * grown in place, so no buffer is ever replaced and readers never need a
- * message to follow. Views are fixed-length (V8 reads length-tracking views
- * 2–3x slower, measured), so after a growth the shard bumps GEN in the header
- * and readers remap.
+ * grown in place, so a growth needs no message to follow. Views are
+ * fixed-length (V8 reads length-tracking views 2–3x slower, measured), so
+ * after a growth the shard bumps GEN in the header and readers remap.
+ *
+ * Compaction is the one replacement: a growable buffer cannot shrink, so to
+ * give back what a churn left free in the value arena the shard copies the
+ * live chunks into a new arena (workers/region_slots.ts `compact`). It holds
+ * the region's SEQ odd while it rewrites the slots' refs, and bumps ARENA
+ * first; a reader checks ARENA against the generation of the arena its views
+ * map, after its first SEQ load, and asks the shard while they differ. Why
+ * that is safe: a reader that loaded a rewritten ref loaded it after the odd
+ * SEQ store (both atomics), so its closing SEQ load fails; a reader that
+ * started after the rewrite sees the new ARENA (stored before the even SEQ it
+ * loaded first) and stops. The old arena is never written again, so plain
+ * loads of it stay what they were. The new arena reaches each reader thread
+ * by message ({@link SharedRegionReader.adoptArena}); until then it asks the
+ * shard, which stays the authority.
  */
 /** The default clock: epoch-based ms from a monotonic source; agrees across threads to a few µs (measured). */
 export const monotonicNow = (): number => performance.timeOrigin + performance.now()
@@ -68,6 +81,8 @@ export const Header = {
   MASK: 1,
   /** Bumped after any buffer grew: readers remap their views. */
   GEN: 2,
+  /** Generation of the value arena: bumped when a compaction replaced it (see the notes above). */
+  ARENA: 3,
   /**
    * Bumped by the shard before it changes any slot, and before a clear. A
    * near-cache entry checked while the epoch read E is still current while it
@@ -265,11 +280,35 @@ export class SharedRegionReader {
   #gen = 0
 
   readonly #now: () => number
+  /** The generation of the arena {@link views} map (Header.ARENA when it was adopted). */
+  #arena: number
 
-  /** `now` must be the shard's clock (tests inject one into both). */
-  constructor(memory: RegionMemory, now: () => number = monotonicNow) {
+  /**
+   * `now` must be the shard's clock (tests inject one into both). `arena`:
+   * the generation of `memory.values` (0 for the arena a shard starts with;
+   * a later one comes with the memory an attaching thread is given).
+   */
+  constructor(memory: RegionMemory, now: () => number = monotonicNow, arena = 0) {
     this.#v = new RegionViews(memory)
     this.#now = now
+    this.#arena = arena
+  }
+
+  /** The generation of the value arena this reader maps. */
+  get arenaGen(): number {
+    return this.#arena
+  }
+
+  /**
+   * Maps the arena of generation `gen` a compaction made (its message may
+   * come after a later one's: an older one is ignored). The memory object is
+   * updated too, so that whoever hands it on hands on the new arena.
+   */
+  adoptArena(values: SharedArrayBuffer, gen: number): void {
+    if (gen <= this.#arena) return
+    this.#v.memory.values = values
+    this.#v.remap()
+    this.#arena = gen
   }
 
   /**
@@ -281,6 +320,8 @@ export class SharedRegionReader {
     const v = this.#remapIfGrown()
     const regionSeq = Atomics.load(v.header, Header.SEQ)
     if ((regionSeq & 1) !== 0) return false
+    // After SEQ (see the notes above): an arena other than ours means a compaction replaced it.
+    if (Atomics.load(v.header, Header.ARENA) !== this.#arena) return false
     const buckets = v.buckets
     const slots = v.slots
     // A hint (see the notes above): it only bounds the probe.

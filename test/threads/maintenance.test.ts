@@ -112,6 +112,20 @@ test('rebalance stops at maxShare and minShare of an even share; the giver evict
   assert.ok(restarted.byShard[1]!.usedBytes <= 25_000 && restarted.byShard[1]!.usedBytes > 20_000, `shard 1 holds ${restarted.byShard[1]!.usedBytes} bytes`)
 })
 
+test('rebalance on its schedule: the moves happen without a call', async () => {
+  const c = await cache({ ...rebalanced('lru'), maintenance: { rebalance: { every: 30, threshold: 2, step: 0.25, minShare: 0.25, maxShare: 1.75, minEvictions: 5 } } })
+  const many = keysOn(c, 0, 140, 'a')
+  const few = keysOn(c, 1, 20, 'b')
+  const deadline = Date.now() + 20_000
+  while ((await c.stats()).maintenance!.moves === 0) {
+    if (Date.now() > deadline) throw new Error('no scheduled move')
+    await round(c, many, few) // each round evicts on shard 0 (its timers are unref'd: this loop keeps the process alive)
+  }
+  const s = (await c.stats()).maintenance!
+  assert.ok(s.rebalanceChecks >= 2)
+  assert.ok(s.budgets.hot![0]! > 100_000, String(s.budgets.hot))
+})
+
 test('no move when the shards evict alike, or below minEvictions', async () => {
   const c = await cache({ shards: 2, regions: { even: { maxBytes: 100_000, compression: false } }, maintenance: { rebalance: { every: '1h', minEvictions: 10 } } })
   const r = c.region('even')
@@ -145,7 +159,7 @@ test('scheduled cleanup removes expired entries the shards\' own sweep has not r
 
 test('bad maintenance options are refused, naming the option; rebalance() needs it', async () => {
   const cases: [unknown, RegExp][] = [
-    [{}, /options\.maintenance needs cleanup, rebalance or both/],
+    [{}, /options\.maintenance needs cleanup, rebalance or compact/],
     [{ cleanup: {} }, /options\.maintenance\.cleanup\.every/],
     [{ rebalance: { every: '1s', threshold: 1 } }, /options\.maintenance\.rebalance\.threshold must be a ratio above 1 \(got 1\)/],
     [{ rebalance: { every: '1s', minShare: 1 } }, /options\.maintenance\.rebalance\.minShare must be a share/],
