@@ -14,6 +14,7 @@ import { createCache } from '../../src/index.js'
 import type { AdminStatus, Cache, CacheOptions, Tier, TierStats } from '../../src/index.js'
 import { renderStatus } from '../../src/cli/admin.js'
 import { postgresTier } from '../../src/adapters/postgres.js'
+import { redisTier } from '../../src/index.js'
 import { PgProc } from '../../tools/postgres_server.js'
 import { RedisProc } from '../fixtures/redis_proc.js'
 import { errorOf } from '../fixtures/helpers.js'
@@ -201,6 +202,27 @@ test('the Redis l2 is the first tier: a PostgreSQL hit is copied into Redis and 
   const top = await cache({ l2: { redis: redis.url, prefix: `t${tables}:` } })
   assert.equal(await top.get('deep'), [1, 2, 3])
   assert.is((await top.stats()).tiers!.l2.hits, 1)
+})
+
+test('redisTier: Redis anywhere in tiers, through the Tier contract (TTLs scaled by its options in tiers, tags kept)', async () => {
+  const prefix = `rt${++tables}:`
+  const writer = await cache({ tiers: [{ tier: await redisTier({ redis: redis.url, prefix }), ttlScale: 2 }] })
+  await writer.set('k', { v: 1 }, { ttl: '1h', tags: ['t1'] })
+  const pttl = (await redis.command('PTTL', `${prefix}default:k`)) as number
+  assert.ok(pttl > 7_190_000 && pttl <= 7_200_000, `2 x 1 h in Redis (${pttl} ms)`)
+  const map = new Map<string, unknown>()
+  const reader = await cache({ tiers: [{ keyv: map }, { tier: await redisTier({ redis: redis.url, prefix }), name: 'redis' }] })
+  assert.equal(await reader.get('k'), { v: 1 })
+  const s = await reader.stats()
+  assert.is((s.tiers!.l3 as TierStats).hits, 1)
+  assert.equal((s.tiers!.l3 as TierStats).store, { hits: 1, misses: 0, errors: 0, unsynced: 0, pending: 0 })
+  await until('the copy into the Map', () => map.has('shardcache:default:k'))
+  assert.equal((JSON.parse(map.get('shardcache:default:k') as string) as { t: string[] }).t, ['t1'])
+  assert.is(await reader.invalidateTag('t1'), 1)
+  assert.is(await redis.command('EXISTS', `${prefix}default:k`), 0)
+  await reader.set('p:1', 1)
+  await reader.deleteByPattern('p:*')
+  assert.is(await redis.command('EXISTS', `${prefix}default:p:1`), 0)
 })
 
 test('a Tier of the user\'s own, with 1 in promotion.frequency hits copied up', async () => {
