@@ -11,29 +11,21 @@ import { tmpdir, userInfo } from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { freePort } from './redis_server.js'
-import { watchdogScript } from './watchdog.js'
+import { groupAlive, killGroupSync, watchdogScript } from './watchdog.js'
 
 const WATCHDOG_SCRIPT = watchdogScript('group')
 const groups = new Set<number>()
 let hooked = false
 
-function killGroup(pgid: number): void {
-  try {
-    process.kill(-pgid, 'SIGKILL')
-  } catch {
-    // gone already
-  }
-}
-
 function hookExit(): void {
   if (hooked) return
   hooked = true
   process.on('exit', () => {
-    for (const g of groups) killGroup(g)
+    for (const g of groups) killGroupSync(g)
   })
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
-      for (const g of groups) killGroup(g)
+      for (const g of groups) killGroupSync(g)
       if (process.listenerCount(sig) === 0) process.kill(process.pid, sig)
     })
   }
@@ -141,9 +133,9 @@ export class PgProc {
     const g = this.#pgid
     if (g === undefined) return
     this.#pgid = undefined
-    killGroup(g)
+    killGroupSync(g)
     // Until every backend is gone, a new postmaster would refuse the data directory.
-    while (alive(-g)) await sleep(20)
+    while (groupAlive(g)) await sleep(20)
   }
 
   /** SIGSTOP (`pause`) or SIGCONT (`resume`) to the server and its backends: a hang. */
@@ -165,14 +157,5 @@ export class PgProc {
     this.signal('SIGCONT')
     await this.kill()
     rmSync(this.#dir, { recursive: true, force: true })
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
   }
 }

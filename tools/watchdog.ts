@@ -33,3 +33,22 @@ export function watchdogScript(target: 'program' | 'group'): string {
     'exit $code',
   ].join('\n')
 }
+
+/** SIGKILLs a process group (a 'group' watchdog's, by its pid), if anything of it is left. Synchronous, for exit hooks. */
+export function killGroupSync(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL')
+  } catch {
+    // the group is empty already
+  }
+}
+
+/** Whether anything of a process group is still running. */
+export function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0)
+    return true
+  } catch {
+    return false
+  }
+}

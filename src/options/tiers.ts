@@ -9,6 +9,7 @@ import { describe } from '../messages.js'
 import { isPlainObject } from '../wire/values.js'
 import { KeyvTier, isKeyvLike } from '../tiers/keyv_tier.js'
 import type { ResolvedTier } from '../tiers/member.js'
+import { missingTierMethods } from '../tiers/tier.js'
 import type { Tier } from '../tiers/tier.js'
 import { parseTtl, positiveInteger, rejectUnknownKeys } from './parse.js'
 import type { Ttl } from './parse.js'
@@ -32,7 +33,6 @@ export interface TierOptions {
 }
 
 const TIER_KEYS = ['keyv', 'tier', 'name', 'ttlScale', 'promotion', 'timeout', 'breakDuration']
-const CONTRACT = ['get', 'set', 'delete', 'deleteMatching', 'clear', 'invalidateTag', 'health'] as const
 
 /** `first`: the level of the first of `tiers` (2 without `l2`, 3 with it). */
 export function resolveTiers(o: unknown, first: number): ResolvedTier[] {
@@ -47,10 +47,9 @@ export function resolveTiers(o: unknown, first: number): ResolvedTier[] {
       if (!isKeyvLike(t.keyv)) throw new InvalidOptionError(`${at}.keyv must be a Keyv store (get, set, delete, clear) or a Keyv instance (got ${describe(t.keyv)})`)
       tier = new KeyvTier(t.keyv)
     } else {
-      const impl = t.tier as Partial<Tier> | null
-      const missing = impl === null || typeof impl !== 'object' ? [...CONTRACT] : CONTRACT.filter((m) => typeof impl[m] !== 'function')
+      const missing = missingTierMethods(t.tier)
       if (missing.length > 0) throw new InvalidOptionError(`${at}.tier must implement the Tier contract: missing ${missing.join(', ')} (got ${describe(t.tier)})`)
-      tier = impl as Tier
+      tier = t.tier as Tier
     }
     const level = `l${first + i}`
     const name = t.name ?? `${t.keyv !== undefined ? 'keyv' : 'tier'}-${level}`

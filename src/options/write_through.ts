@@ -9,6 +9,7 @@ import { describe } from '../messages.js'
 import { isPlainObject } from '../wire/values.js'
 import { parseTtl, positiveInteger, rejectUnknownKeys } from './parse.js'
 import type { Ttl } from './parse.js'
+import { missingTierMethods } from '../tiers/tier.js'
 import type { Tier } from '../tiers/tier.js'
 
 /** What a write tells the store besides the key and the value. */
@@ -90,16 +91,13 @@ export interface ResolvedWriteThrough {
 /** The longest wait between two calls of one write. */
 export const MAX_RETRY_DELAY_MS = 5000
 
-/** What makes a store a Tier (src/tiers/tier.ts). */
-const TIER_METHODS = ['get', 'set', 'delete', 'deleteMatching', 'clear', 'invalidateTag', 'health'] as const
-
 const KEYS = ['store', 'mode', 'timeout', 'maxQueue', 'concurrency', 'attempts', 'retryDelay']
 
 export function resolveWriteThrough(o: unknown, at: string): ResolvedWriteThrough {
   if (!isPlainObject(o)) throw new InvalidOptionError(`${at} must be an object like { store: { write, delete }, mode: 'sync' } (got ${describe(o)})`)
   rejectUnknownKeys(o, KEYS, `${at}.`)
   const store = o.store as Partial<WriteStore & Tier> | undefined
-  const tier = store !== null && typeof store === 'object' && TIER_METHODS.every((m) => typeof store[m] === 'function') ? (store as Tier) : undefined
+  const tier = missingTierMethods(store).length === 0 ? (store as Tier) : undefined
   if (tier === undefined && (store === null || typeof store !== 'object' || typeof store.write !== 'function' || typeof store.delete !== 'function')) {
     throw new InvalidOptionError(`${at}.store must be an object with write(key, value, info) and delete(key, info) functions, or a Tier (got ${describe(store)})`)
   }

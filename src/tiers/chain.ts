@@ -49,7 +49,8 @@ export interface ChainEntry {
   redis: L2Tier | undefined
 }
 
-export class TierChain implements TierLevel {
+/** What the facade calls `core.l2`: the levels' operations, applied down the list (reads) or to all (writes). */
+export class TierChain {
   readonly #levels: ChainEntry[]
   readonly #top: TierLevel
   readonly #redis: L2Tier | undefined
@@ -152,11 +153,6 @@ export class TierChain implements TierLevel {
 
   waitFor(region: string, key: string, ms: number): Promise<L2Value | undefined> {
     return this.#redis === undefined ? Promise.resolve(undefined) : this.#redis.waitFor(region, key, ms)
-  }
-
-  /** The first tier's figures (`stats().tiers.l2`, as before tiers). */
-  stats(): L2Stats | TierStats {
-    return this.#top.stats()
   }
 
   /** Every tier's figures: `l2`, `l3`, … in order. */

@@ -21,6 +21,7 @@
 import type { EncodedValue } from '../wire/values.js'
 import { decodeL2, encodeL2 } from '../redis/l2_codec.js'
 import { MAX_UNSYNCED } from '../redis/l2_repair.js'
+import { resetL2Counters, zeroL2Counters } from '../redis/l2_types.js'
 import type { L2Repaired, L2Stats, L2Value } from '../redis/l2.js'
 import type { Tier } from './tier.js'
 
@@ -49,15 +50,14 @@ export interface TierStats extends L2Stats {
   store?: Record<string, number>
 }
 
-const zero = () => ({ hits: 0, misses: 0, errors: 0, promotions: 0, corrupt: 0, skipped: 0, resynced: 0, resyncFlushes: 0, lostWrites: 0, repaired: 0 })
-
 class Skipped extends Error {}
 
 export class TierMember {
   readonly name: string
   onRepaired: ((r: L2Repaired) => void) | undefined
   readonly #o: ResolvedTier
-  #c = zero()
+  /** The Redis tier's counters (src/redis/l2_types.ts): a tier here reports the same figures. */
+  readonly #c = zeroL2Counters()
   #failures = 0
   #openUntil = 0
   #probing = false
@@ -172,7 +172,7 @@ export class TierMember {
   }
 
   resetStats(): void {
-    this.#c = zero()
+    resetL2Counters(this.#c)
   }
 
   async close(): Promise<void> {

@@ -10,6 +10,15 @@
  * fails leaves the key unread from that tier until it could be deleted there.
  */
 
+/** The methods every {@link Tier} has (`stats` and `close` are optional). */
+export const TIER_METHODS = ['get', 'set', 'delete', 'deleteMatching', 'clear', 'invalidateTag', 'health'] as const
+
+/** The contract's methods `x` lacks (all of them when it is not an object). */
+export function missingTierMethods(x: unknown): string[] {
+  if (x === null || typeof x !== 'object') return [...TIER_METHODS]
+  return TIER_METHODS.filter((m) => typeof (x as Record<string, unknown>)[m] !== 'function')
+}
+
 /** What a tier stores for a key. */
 export interface TierEntry {
   /** The encoded value: store it as given, return it as given. */

@@ -17,7 +17,7 @@ import { postgresTier } from '../../src/adapters/postgres.js'
 import { redisTier } from '../../src/index.js'
 import { PgProc } from '../../tools/postgres_server.js'
 import { RedisProc } from '../fixtures/redis_proc.js'
-import { errorOf } from '../fixtures/helpers.js'
+import { errorOf, until } from '../fixtures/helpers.js'
 import { ClientThread } from '../fixtures/client_thread.js'
 import type pg from 'pg'
 
@@ -62,14 +62,6 @@ async function pgKeys(table: string): Promise<string[]> {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-async function until(what: string, f: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(25)
-  }
-}
 
 const level = async (c: Cache, l: string): Promise<TierStats> => (await c.stats()).tiers![l as 'l2'] as TierStats
 

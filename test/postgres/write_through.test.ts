@@ -17,7 +17,7 @@ import { renderStatus } from '../../src/cli/admin.js'
 import { postgresStore } from '../../src/adapters/postgres.js'
 import type { PostgresStore } from '../../src/adapters/postgres.js'
 import { PgProc } from '../../tools/postgres_server.js'
-import { errorOf } from '../fixtures/helpers.js'
+import { errorOf, until } from '../fixtures/helpers.js'
 import { ClientThread } from '../fixtures/client_thread.js'
 import type pg from 'pg'
 
@@ -55,16 +55,6 @@ async function rows(store: PostgresStore): Promise<Record<string, unknown>> {
   await store.ready() // the table exists even when no write reached the server
   const r = await sql.query(`SELECT key, value, bytes FROM ${store.table} ORDER BY key`)
   return Object.fromEntries(r.rows.map((row: { key: string; value: unknown; bytes: Buffer | null }) => [row.key, row.bytes ?? row.value]))
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
-async function until(what: string, f: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(25)
-  }
 }
 
 test('sync: set, mset, delete and mdelete reach the table, then the cache; TTLs become expires_at; binary values are bytea', async () => {

@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert'
 import { createCache } from '../../src/index.js'
 import type { Cache, CacheOptions } from '../../src/index.js'
 import { ClientThread } from '../fixtures/client_thread.js'
+import { until } from '../fixtures/helpers.js'
 
 const open: { close(): Promise<unknown> }[] = []
 async function cache(o: CacheOptions): Promise<Cache> {
@@ -30,14 +31,6 @@ async function churn(c: Cache): Promise<void> {
   for (let i = 0; i < 20_000; i += 1_000) await c.mset(Array.from({ length: 1_000 }, (_, j) => [`s${i + j}`, small] as [string, string]))
   for (let i = 0; i < 20_000; i += 1_000) await c.mdelete(Array.from({ length: 1_000 }, (_, j) => `s${i + j}`))
   for (let i = 0; i < 2_000; i += 500) await c.mset(Array.from({ length: 500 }, (_, j) => [`b${i + j}`, large(i + j)] as [string, string]))
-}
-
-async function until(what: string, f: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
 }
 
 test('compact() gives the arenas\' free bytes back; every value reads the same, from the owner and from attached threads', async () => {
