@@ -428,8 +428,12 @@ export abstract class RegionSlots {
 
   /** Marks a slot's shared record as changing (its sequence number odd); {@link end} publishes the change. */
   protected begin(slot: number): void {
-    Atomics.add(this.v.header, Header.EPOCH, 1) // first: a reader that sees the old epoch read before this change
+    // The slot odd first, then the epoch: a reader whose (atomic) epoch load sees the new epoch then
+    // sees the slot changing or changed, and a near entry can be stamped with that epoch only with
+    // the slot's new state. The other order left a gap where a reader saw the new epoch and the old
+    // slot, stamped the old value with it, and served it after the change without a look.
     Atomics.add(this.v.slots, slot * SLOT_WORDS + Slot.SEQ, 1)
+    Atomics.add(this.v.header, Header.EPOCH, 1)
   }
 
   protected end(slot: number): void {

@@ -154,8 +154,9 @@ export abstract class RegionWalks extends RegionSlots {
     this.deletes += live
     if ((this.eventMask & ShardEvent.CLEAR) !== 0) this.onEvent(ShardEvent.CLEAR, '')
     const header = this.v.header
+    // Odd first, then the epoch (see RegionSlots#begin): readers stand back until it is even again.
+    Atomics.add(header, Header.SEQ, 1)
     Atomics.add(header, Header.EPOCH, 1)
-    Atomics.add(header, Header.SEQ, 1) // readers stand back until it is even again
     this.keyTable.clear()
     const slots = this.v.slots
     for (let slot = 0; slot < this.used; slot++) {

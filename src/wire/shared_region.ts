@@ -84,7 +84,9 @@ export const Header = {
   /** Generation of the value arena: bumped when a compaction replaced it (see the notes above). */
   ARENA: 3,
   /**
-   * Bumped by the shard before it changes any slot, and before a clear. A
+   * Bumped by the shard as it begins to change any slot, and a clear: after
+   * the slot's (or the header's) SEQ turned odd, so a reader that loads the
+   * new epoch sees the change begun (workers/region_slots.ts begin). A
    * near-cache entry checked while the epoch read E is still current while it
    * reads E, without a look at its slot record (a random cache line among
    * millions; the epoch is one hot word). In a cache line of its own: it moves

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads'
 import { RegionStore } from '../../workers/region_store.js'
 import { slotsFor } from '../../src/wire/region_types.js'
 import type { RegionShardConfig } from '../../src/wire/region_types.js'
-import { AccessLogReader, AccessLogWriter, LOG_CAPACITY, SharedRegionReader, allocateAccessLog, allocateRegionMemory, hashBytes, newFound } from '../../src/wire/shared_region.js'
+import { AccessLogReader, AccessLogWriter, Header, LOG_CAPACITY, SharedRegionReader, allocateAccessLog, allocateRegionMemory, hashBytes, newFound } from '../../src/wire/shared_region.js'
 import type { Found } from '../../src/wire/shared_region.js'
 import { ENTRY_OVERHEAD_BYTES, MAX_KEY_BYTES_LIMIT, ValueTag } from '../../src/wire/protocol.js'
 import { checkValue } from '../fixtures/region_values.js'
@@ -94,6 +94,65 @@ test('a reader sees sets, updates, deletes, expiry and clear, and grows with the
   assert.is(read(reader, 't'), undefined, 'expired: left to the shard')
   store.clear()
   assert.is(read(reader, 'key:0'), undefined)
+})
+
+/**
+ * Runs `write` with a near-cache check made between every two of its atomic
+ * steps on `store`'s shared memory, one thread interleaving with itself at the
+ * points another thread could. The check is the router's (src/client/direct_reads.ts):
+ * load the region's epoch, then read `key` and validate it (a near entry stamped
+ * with that epoch when the read is valid). A stamp that equals the epoch once the
+ * write is done would let a near hit serve the value read, without a look at its
+ * slot: so it must not, unless that value is still the key's.
+ */
+function stampsDuring(store: RegionStore, key: string, write: () => void): { checks: number; stamps: { epoch: number; value: string }[] } {
+  const reader = new SharedRegionReader(store.memory)
+  const header = reader.views.header
+  const stamps: { epoch: number; value: string }[] = []
+  const add = Atomics.add
+  let inside = false
+  let checks = 0
+  const check = (): void => {
+    inside = true
+    checks++
+    try {
+      const epoch = Atomics.load(header, Header.EPOCH)
+      const value = read(reader, key)
+      if (value !== undefined) stamps.push({ epoch, value })
+    } finally {
+      inside = false
+    }
+  }
+  ;(Atomics as { add: typeof Atomics.add }).add = ((ta: Int32Array, i: number, v: number) => {
+    const r = add(ta, i, v)
+    if (!inside) check()
+    return r
+  }) as typeof Atomics.add
+  try {
+    write()
+  } finally {
+    ;(Atomics as { add: typeof Atomics.add }).add = add
+  }
+  return { checks, stamps }
+}
+
+test('a near-cache stamp taken at any point of a write or a clear is stale once it is done (the slot change is begun before the epoch moves)', () => {
+  const store = new RegionStore(config({ maxEntries: 100 }))
+  const put = (k: string, v: string) => store.set(k, ValueTag.STRING, Buffer.from(v), undefined, false, false, undefined)
+  put('k', 'old')
+  const epochNow = (): number => Atomics.load(new SharedRegionReader(store.memory).views.header, Header.EPOCH)
+  for (const [what, write, after] of [
+    ['an update', () => put('k', 'new'), 'new'],
+    ['a delete', () => store.delete('k'), undefined],
+    ['a clear', () => store.clear(), undefined],
+  ] as const) {
+    put('k', 'old')
+    const { checks, stamps } = stampsDuring(store, 'k', write)
+    assert.ok(checks >= 2, `${what}: reads were made between its steps`)
+    for (const s of stamps) {
+      if (s.epoch === epochNow()) assert.is(s.value, after, `${what}: a read stamped with the final epoch holds the final value`)
+    }
+  }
 })
 
 test('the longest key the options allow (65535 bytes) keeps its length, flags and charge beside each other in the slot record', () => {
