@@ -69,6 +69,11 @@ export function headlineRows(r: HeadlineInput): HeadlineRow[] {
       const mid = (xs: number[]): number => [...xs].sort((p, q) => p - q)[xs.length >> 1]!
       add(`getSync near hit (median of ${nl.ratios.length} interleaved rounds)`, fmtRate(mid(nl.a)), `lru-cache ${fmtRate(mid(nl.b))}`, nl.median, 'higher')
     }
+    const hl = t.hotNearVsLru
+    if (hl !== undefined) {
+      const mid = (xs: number[]): number => [...xs].sort((p, q) => p - q)[xs.length >> 1]!
+      add(`getSync near hit, 1,000 hot keys in a tight loop (median of ${hl.ratios.length} rounds)`, fmtRate(mid(hl.a)), `lru-cache ${fmtRate(mid(hl.b))}`, hl.median, 'higher')
+    }
   }
   const sv = r.server
   if (sv !== undefined) {

@@ -29,7 +29,7 @@ import type { Ttl } from '../options/parse.js'
 import { checkKey, checkKeys, encodeValue, wellFormed } from '../wire/values.js'
 import type { EncodedValue } from '../wire/values.js'
 import { describe } from '../messages.js'
-import { ASK_SHARD } from '../client/direct_reads.js'
+import { ASK_SHARD, NEAR_MISS } from '../client/direct_reads.js'
 import { sendCas, sendDelete, sendGet, sendGetEntry, sendHas, sendIncr, sendSet, sendTake, sendTouch, sendTtl } from '../client/ops/values.js'
 import type { RawEntry } from '../client/ops/entry.js'
 import { sendCleanup, sendKeys, sendScan } from '../client/ops/scan.js'
@@ -132,9 +132,14 @@ export class CacheRegion {
   getSync<T = unknown>(key: string): T | undefined {
     const { router, options } = this.core
     if (this.core.closed || router.closed) throw new ClosedError()
-    // The common key needs no UTF-8 count (see checkKey): tested inline, as this is the near-hit path.
-    if (typeof key !== 'string' || key.length === 0 || key.length * 3 > options.maxKeyBytes || !wellFormed(key)) checkKey(key, options.maxKeyBytes)
-    const value = router.readValue(this.#region.index, key)
+    const region = this.#region.index
+    // A near hit first: only checked keys are held, so a hit needs no check (see nearValue).
+    let value = router.nearValue(region, key)
+    if (value === NEAR_MISS) {
+      // The common key needs no UTF-8 count (see checkKey): tested inline.
+      if (typeof key !== 'string' || key.length === 0 || key.length * 3 > options.maxKeyBytes || !wellFormed(key)) checkKey(key, options.maxKeyBytes)
+      value = router.readShared(region, key)
+    }
     return value === ASK_SHARD ? undefined : (value as T)
   }
 

@@ -470,7 +470,8 @@ export class AttachedLink implements ShardLink {
     const port = access.port
     this.#port = port
     this.#generation = access.generation
-    this.readers = access.memory.map((m, r) => new SharedRegionReader(m, undefined, access.arenas[r]))
+    for (const r of this.readers) r.retired = true
+    this.readers = access.memory.map((m, r) => new SharedRegionReader(m, undefined, access.arenas[r], this.log))
     port.on('message', (frame: Uint8Array | ArenaMessage) => {
       // A compaction's new arena (the shard also posts the current ones when this thread connects).
       if (!(frame instanceof Uint8Array)) this.readers[frame.arena.region]?.adoptArena(frame.arena.values, frame.arena.gen)
@@ -480,6 +481,7 @@ export class AttachedLink implements ShardLink {
       if (this.#port !== port) return
       this.#port = undefined
       this.ready = false
+      for (const r of this.readers) r.retired = true
       if (!this.#closed) this.events.lost(this.index, new Error(`the port to shard ${this.index} closed`))
     })
     if (this.#inflight) port.ref()

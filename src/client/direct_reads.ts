@@ -39,6 +39,15 @@ export const ASK_SHARD: unique symbol = Symbol('ask the shard')
 const NOT_NOW: unique symbol = Symbol('not now')
 
 /**
+ * A near hit's epoch check is a plain load but for one in this many (a power
+ * of two), an `Atomics.load`: see #nearHit.
+ */
+const NEAR_SYNC_EVERY = 64
+
+/** What {@link DirectReads.nearValue} returns when the near cache cannot answer but shared memory may. */
+export const NEAR_MISS: unique symbol = Symbol('near miss')
+
+/**
  * A near hit is logged for the shard's LRU order once in this many (a power
  * of two): a log entry is three shared stores and a check of the ring, on
  * the one path that must stay close to a Map lookup, and a key hot enough to
@@ -115,10 +124,16 @@ export class DirectReads {
   protected readonly mayRemove: Int32Array
   /** The same per region, summed: zero (the common case for reads) needs no hash. */
   protected readonly pendingInRegion: Int32Array
+  /**
+   * Per region, every write of this thread not answered yet, of a key or not
+   * (clears, pattern deletes): while zero, no pending write, barrier or growth
+   * can fail a read's checks on any shard, so a near hit skips them.
+   */
+  protected readonly unanswered: Int32Array
   /** Per region, when the near cache is on. */
   protected readonly near: NearRegion[] | undefined
-  /** Near hits so far: one in {@link NEAR_LOG_EVERY} is logged for the shard's LRU order. */
-  #nearHits = 0
+  /** Near hits checked so far: one in {@link NEAR_SYNC_EVERY} loads the epoch atomically. */
+  #nearChecks = 0
   /** UTF-8 bytes of the key of the current direct read (keys are at most 65535 bytes). */
   readonly #keyBytes = Buffer.allocUnsafe(0x10000)
   #keyHash = 0
@@ -134,6 +149,7 @@ export class DirectReads {
     this.pending = new Int32Array(logHits.length * PENDING_SLOTS)
     this.mayRemove = new Int32Array(logHits.length * PENDING_SLOTS)
     this.pendingInRegion = new Int32Array(logHits.length)
+    this.unanswered = new Int32Array(logHits.length)
     this.near = nearCacheEntries > 0 ? logHits.map(() => new NearRegion(nearCacheEntries)) : undefined
   }
 
@@ -250,18 +266,34 @@ export class DirectReads {
    * off this thread.
    */
   readValue(region: number, key: string): unknown {
+    const v = this.nearValue(region, key)
+    return v !== NEAR_MISS ? v : this.readShared(region, key)
+  }
+
+  /**
+   * {@link readValue} from the near cache alone: the value, {@link ASK_SHARD}
+   * (only the shard may answer now), or {@link NEAR_MISS} (not held, or held
+   * stale and dropped: shared memory may answer). `key` may be unchecked: only
+   * checked keys are held, so a hit proves it valid (getSync checks it after a
+   * miss: the check was a seventh of a near hit's time).
+   */
+  nearValue(region: number, key: string): unknown {
     if (!this.directReads) return ASK_SHARD
     const near = this.near?.[region]
-    if (near !== undefined) {
-      const i = near.find(key)
-      if (i >= 0) {
-        const v = this.#nearHit(near, i, region, key)
-        if (v === NOT_NOW) return ASK_SHARD
-        if (v !== ASK_SHARD) return v
-        near.remove(i)
-      }
-    }
-    return this.#readShared(region, key, near)
+    if (near === undefined) return NEAR_MISS
+    const i = near.find(key)
+    if (i < 0) return NEAR_MISS
+    const v = this.#nearHit(near, i, region, key)
+    if (v === NOT_NOW) return ASK_SHARD
+    if (v !== ASK_SHARD) return v
+    near.remove(i)
+    return NEAR_MISS
+  }
+
+  /** {@link readValue} from shared memory, past the near cache (see {@link nearValue}). */
+  readShared(region: number, key: string): unknown {
+    if (!this.directReads) return ASK_SHARD
+    return this.#readShared(region, key, this.near?.[region])
   }
 
   /**
@@ -320,28 +352,44 @@ export class DirectReads {
   #nearHit(near: NearRegion, i: number, region: number, key: string): unknown {
     const m = near.meta
     const b = i * NEAR_WORDS
-    const ch = this.shards[m[b + NearWord.SHARD]!]!
     const reader = near.refs[2 * i + 1] as SharedRegionReader
-    if (ch.link.readers[region] !== reader) return ASK_SHARD
-    if (!this.#readable(ch, region, key, -1)) return NOT_NOW
-    // Nothing in the region changed since the entry was last checked: current, without reading its slot.
-    // Else the slot and region versions, read in place (not through a reader method), and the entry re-stamped.
+    // The link's checks, only when one could fail: a reader that is not retired is its link's
+    // current one, on a live link (its link retires it first), and with no write of this thread to
+    // the region unanswered, nothing pending, no barrier and no growth can refuse the read.
+    // Loading the channel and its link for them was a tenth of a near hit.
+    if (reader.retired || this.unanswered[region] !== 0) {
+      const ch = this.shards[m[b + NearWord.SHARD]!]!
+      if (ch.link.readers[region] !== reader) return ASK_SHARD
+      if (!this.#readable(ch, region, key, -1)) return NOT_NOW
+    }
+    // Nothing in the region changed since the entry was last checked: current, without reading its
+    // slot. A plain load (src/wire/shared_region.ts, note 4): it sees every change that happens-before
+    // this call, and nothing shared is read after it. It was a fifth of a near hit as Atomics.load.
+    // One check in NEAR_SYNC_EVERY loads it atomically all the same: a caller spinning on getSync
+    // with nothing else that synchronizes sees a write within that many hits, and no compiler may
+    // keep a plain load's value across the builtin call.
     const views = reader.views
-    const epoch = Atomics.load(views.header, Header.EPOCH)
-    if (epoch !== m[b + NearWord.EPOCH]) {
-      if (Atomics.load(views.slots, m[b + NearWord.SLOT]! * SLOT_WORDS) !== m[b + NearWord.SEQ] || Atomics.load(views.header, Header.SEQ) !== m[b + NearWord.REGION_SEQ]) {
+    const header = views.header
+    const seen = (++this.#nearChecks & (NEAR_SYNC_EVERY - 1)) === 0 ? Atomics.load(header, Header.EPOCH) : header[Header.EPOCH]!
+    if (seen !== m[b + NearWord.EPOCH]) {
+      // Changed: the epoch again, atomically, so that the slot and region versions loaded after it
+      // (in place, not through a reader method) show every change it counts; then the entry re-stamped.
+      const epoch = Atomics.load(header, Header.EPOCH)
+      if (Atomics.load(views.slots, m[b + NearWord.SLOT]! * SLOT_WORDS) !== m[b + NearWord.SEQ] || Atomics.load(header, Header.SEQ) !== m[b + NearWord.REGION_SEQ]) {
         return ASK_SHARD
       }
       m[b + NearWord.EPOCH] = epoch
     }
-    const expiresAt = near.metaF[i * (NEAR_WORDS / 2) + NEAR_EXPIRES_F64]!
-    if (expiresAt !== Infinity && expiresAt <= monotonicNow()) return ASK_SHARD
     const flags = m[b + NearWord.FLAGS]!
+    if ((flags & NearFlag.EXPIRES) !== 0 && near.metaF[i * (NEAR_WORDS / 2) + NEAR_EXPIRES_F64]! <= monotonicNow()) return ASK_SHARD
     m[b + NearWord.FLAGS] = flags | NearFlag.USED
-    const log = ch.link.log
-    log.hits[region]!++
-    // Hot keys are hit often enough that a sample keeps them recent (or frequent) in the shard's policy.
-    if (this.#logHits[region] && (++this.#nearHits & (NEAR_LOG_EVERY - 1)) === 0) log.record(region, m[b + NearWord.SLOT]!, m[b + NearWord.SEQ]!)
+    // The link's log, through the reader: the near cache holds only readers the links made.
+    const log = reader.log!
+    const hits = log.hits[region]! + 1
+    log.hits[region] = hits
+    // Hot keys are hit often enough that a sample keeps them recent (or frequent) in the shard's
+    // policy: the hits counted (direct ones too) pick which, one in NEAR_LOG_EVERY.
+    if ((hits & (NEAR_LOG_EVERY - 1)) === 0 && this.#logHits[region]) log.record(region, m[b + NearWord.SLOT]!, m[b + NearWord.SEQ]!)
     const v = near.refs[2 * i]
     // Binary values are copied per hit, as a direct read would: callers may write to them.
     return (flags & NearFlag.BINARY) !== 0 ? copyBytes(v as Uint8Array) : v

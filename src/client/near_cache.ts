@@ -14,7 +14,7 @@
  * message to be invalidated.
  *
  * The shortcut: the shard also bumps one word per region slice, its epoch,
- * before any slot change. An entry remembers the epoch it was last checked
+ * as it begins any slot change (once the slot is marked changing). An entry remembers the epoch it was last checked
  * at; while the epoch still reads that, nothing in the region has changed and
  * the slot need not be read (a random cache line among millions, ~20% of a
  * near hit on the benchmark's 100k keys; near hits went from ~1.9M/s to
@@ -77,6 +77,8 @@ export const NearFlag = {
   BINARY: 1,
   /** Read since the clock hand last passed. */
   USED: 2,
+  /** It has an expiry (words 6–7): a hit on an entry without one reads no clock and no float. */
+  EXPIRES: 4,
 } as const
 
 /** One region's near entries on this thread. */
@@ -147,7 +149,7 @@ export class NearRegion {
     m[b + NearWord.SLOT] = f.slot
     m[b + NearWord.SEQ] = f.seq
     m[b + NearWord.REGION_SEQ] = f.regionSeq
-    m[b + NearWord.FLAGS] = binary ? NearFlag.BINARY : 0
+    m[b + NearWord.FLAGS] = (binary ? NearFlag.BINARY : 0) | (expiresAt !== Infinity ? NearFlag.EXPIRES : 0)
     this.metaF[i * (NEAR_WORDS / 2) + NEAR_EXPIRES_F64] = expiresAt
   }
 

@@ -126,7 +126,7 @@ export class Router extends DirectReads implements FrameSender {
       ready: (shard) => this.#afterReply(this.shards[shard]!),
       dead: (shard, error) => {
         const ch = this.shards[shard]!
-        ch.dead = error
+        this.#markDead(ch, error)
         this.#afterReply(ch)
       },
     }
@@ -207,6 +207,7 @@ export class Router extends DirectReads implements FrameSender {
     ops.sinks.push(sink)
     ops.indexes.push(index)
     ops.writeRegions.push(region)
+    this.unanswered[region]!++
     if (grows > 0) {
       // Before this write counts as pending: overwrites() reads the key's entry, which a pending write of the key forbids.
       const overwrite = key !== undefined && this.overwrites(shard, region, key, hash)
@@ -268,6 +269,7 @@ export class Router extends DirectReads implements FrameSender {
   #released(ch: ShardChannel, ops: FrameOps, i: number): void {
     const region = ops.writeRegions[i]!
     if (region < 0) return
+    this.unanswered[region]!--
     const grows = ops.writeGrowth[i]!
     if (grows > 0) {
       ch.growing[region]!--
@@ -495,7 +497,7 @@ export class Router extends DirectReads implements FrameSender {
       ch.crashesInARow++
       if (ch.crashesInARow > MAX_RESTARTS_IN_A_ROW) {
         const why = new Error(`shard ${ch.index} crashed ${plural(ch.crashesInARow, 'time')} in a row without answering a frame`, { cause })
-        ch.dead = new ShardCrashedError(ch.index, { cause: why, restarting: false })
+        this.#markDead(ch, new ShardCrashedError(ch.index, { cause: why, restarting: false }))
         this.#afterReply(ch) // rejects what waits for it
         return
       }
@@ -504,6 +506,12 @@ export class Router extends DirectReads implements FrameSender {
     ch.link.restart()
     // Ops written while the thread was down are still in the open frame.
     this.#afterReply(ch)
+  }
+
+  /** The shard is given up on: its ops fail with `error`, and nothing read from its memory is served (its readers retire). */
+  #markDead(ch: ShardChannel, error: Error): void {
+    ch.dead = error
+    for (const r of ch.link.readers) r.retired = true
   }
 
   #signalDrained(ch: ShardChannel): void {

@@ -101,6 +101,8 @@ export class ShardThread implements ShardLink {
       // Not the main entry's options (`--input-type` kills a worker at startup): see src/client/worker_argv.ts.
       execArgv: workerExecArgv(),
     })
+    const logWriter = new AccessLogWriter(log, () => worker.postMessage(DRAIN_ACCESS_LOG))
+    const readers = memory.map((m) => new SharedRegionReader(m, undefined, 0, logWriter))
     let markDied!: (err: Error) => void
     const died = new Promise<never>((_, reject) => {
       markDied = reject
@@ -118,6 +120,8 @@ export class ShardThread implements ShardLink {
     })
     worker.on('exit', (code) => {
       port1.close()
+      // No thread keeps this memory current any more (a restart brings new memory and readers).
+      for (const r of readers) r.retired = true
       // Asked to stop by close(): it has not died, and nothing is reported (pending control calls get E_CLOSED).
       if (this.#closing) {
         markDied(new ClosedError())
@@ -134,10 +138,11 @@ export class ShardThread implements ShardLink {
     port1.on('close', () => worker.ref())
     worker.unref()
     port1.unref()
+    for (const r of this.readers) r.retired = true
     this.worker = worker
     this.memory = memory
-    this.readers = memory.map((m) => new SharedRegionReader(m))
-    this.log = new AccessLogWriter(log, () => worker.postMessage(DRAIN_ACCESS_LOG))
+    this.readers = readers
+    this.log = logWriter
     this.controlPort = port1
     this.control = wrap<ShardControl>(nodeEndpoint(port1))
     this.died = died

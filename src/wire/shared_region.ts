@@ -39,6 +39,19 @@
  *    wrong hint only leads to a slot whose key bytes and record are checked
  *    as above, within bounds. A racing write can cost a miss on this path,
  *    never a wrong value.
+ * 4. The near cache's check that nothing changed (the region's EPOCH against
+ *    the one an entry was stamped with, src/client/direct_reads.ts) is a
+ *    plain load. It needs no ordering: the value served is the reading
+ *    thread's own copy, so nothing shared is read after it. It is never torn
+ *    (an aligned Int32 element), and by the model's coherence it sees every
+ *    bump that happens-before it: every write whose completion this thread
+ *    can have learned of, by a message or an atomic, is counted in the epoch
+ *    it loads. A bump it misses belongs to a write concurrent with the read,
+ *    which may be ordered after it. When the epoch differs, the entry is
+ *    re-checked from an `Atomics.load` of it, as a direct read begins. And
+ *    one check in 64 is an `Atomics.load`: the model lets a loop that never
+ *    synchronizes keep reading an old value with plain loads (a compiler
+ *    may hoist them), so a caller spinning on a key still sees its write.
  *
  * The region header has one more sequence number for bulk changes (clear).
  * Every miss on this path (absent, expired, torn, growing) is answered by the
@@ -284,13 +297,29 @@ export class SharedRegionReader {
   readonly #now: () => number
   /** The generation of the arena {@link views} map (Header.ARENA when it was adopted). */
   #arena: number
+  /**
+   * Set once no live shard thread keeps this memory current for the thread
+   * reading it (the thread exited or was replaced, its link closed, or the
+   * router gave up on it), and never cleared: a new thread comes with new
+   * memory and a new reader. The near cache serves a hit without checking its
+   * shard's link only while this is false (src/client/direct_reads.ts).
+   */
+  retired = false
 
   /**
    * `now` must be the shard's clock (tests inject one into both). `arena`:
    * the generation of `memory.values` (0 for the arena a shard starts with;
-   * a later one comes with the memory an attaching thread is given).
+   * a later one comes with the memory an attaching thread is given). `log`:
+   * the access log of the link this thread reads the shard through, where
+   * the near cache counts the hits it answers from this memory (the links
+   * give it; other readers count nothing).
    */
-  constructor(memory: RegionMemory, now: () => number = monotonicNow, arena = 0) {
+  constructor(
+    memory: RegionMemory,
+    now: () => number = monotonicNow,
+    arena = 0,
+    readonly log?: AccessLogWriter,
+  ) {
     this.#v = new RegionViews(memory)
     this.#now = now
     this.#arena = arena

@@ -50,6 +50,28 @@ test('a write, delete or clear from another thread makes the near entry miss at 
   })
 })
 
+test('a caller spinning on getSync, never yielding, sees another thread\'s delete of the key', async () => {
+  await withCache({ shards: 1, ...near }, async (cache) => {
+    const t = new ClientThread()
+    try {
+      await t.attach(cache)
+      await cache.set('k', 'v')
+      assert.is(await t.call('get', 'k'), 'v') // the thread's link to the shard is up
+      assert.is(await cache.get('k'), 'v')
+      assert.is(cache.getSync('k'), 'v')
+      const deleted = t.call('delete', 'k')
+      // The other thread deletes through its own link while this one spins: nothing here yields.
+      const deadline = performance.now() + 30_000
+      let spins = 0
+      while (cache.getSync('k') !== undefined && performance.now() < deadline) spins++
+      assert.is(cache.getSync('k'), undefined, `still served after ${spins} spins`)
+      assert.is(await deleted, true)
+    } finally {
+      await t.worker.terminate()
+    }
+  })
+})
+
 test('writes to other keys of the region leave a near entry served without a frame; a touch of its key from another thread reaches it', async () => {
   // One shard, so every write below moves the region epoch the near entry was stamped with. Writes
   // come from another thread: this thread's own writes drop its near entry for the key outright.
