@@ -8,8 +8,9 @@
  *
  * The base class of the {@link Router} (src/client/router.ts), which
  * extends it, rather than an object the router holds: the facade calls
- * `router.readValue`, and a router method forwarding to a helper would put
- * one more call level on the near-hit path (getSync, readValue, #nearHit),
+ * `router.readValue` (`nearValue` from getSync), and a router method
+ * forwarding to a helper would put one more call level on the near-hit path
+ * (getSync, nearValue, #nearHit),
  * the one path that must stay close to a Map lookup and is kept small for
  * V8 to inline (bench/OPTIMIZATIONS.md). The state both halves use (the
  * shard channels, the pending-write counts, the near cache) is `protected`
