@@ -161,21 +161,27 @@ const NEAR_VS_LRU_ROUND_MS = 150
 async function interleavedNearVsLru(near: SyncKv, w: Workload, ops: Uint8Array, keys: number): Promise<InterleavedRatio> {
   const lru = lruKv(keys)
   await lru.prefill(w.keys, (i) => w.values[i & (VALUE_VARIANTS - 1)]!)
-  const a: number[] = []
-  const b: number[] = []
+  const run = (kv: SyncKv): number => syncLoop(kv, w, ops, NEAR_VS_LRU_ROUND_MS, SYNC_BATCH, SYNC_SAMPLE_EVERY).opsPerSec
   try {
-    syncLoop(lru, w, ops, NEAR_VS_LRU_ROUND_MS, SYNC_BATCH, SYNC_SAMPLE_EVERY)
-    for (let r = 0; r < NEAR_VS_LRU_ROUNDS; r++) {
-      // Which goes first alternates too, so neither always follows the other's cache footprint.
-      const first = r % 2 === 0 ? near : lru
-      const second = first === near ? lru : near
-      const x = syncLoop(first, w, ops, NEAR_VS_LRU_ROUND_MS, SYNC_BATCH, SYNC_SAMPLE_EVERY).opsPerSec
-      const y = syncLoop(second, w, ops, NEAR_VS_LRU_ROUND_MS, SYNC_BATCH, SYNC_SAMPLE_EVERY).opsPerSec
-      a.push(first === near ? x : y)
-      b.push(first === near ? y : x)
-    }
+    run(lru)
+    return alternateRounds(near, lru, run)
   } finally {
     await lru.close()
+  }
+}
+
+/** {@link NEAR_VS_LRU_ROUNDS} rounds of `run(near)` and `run(lru)`, and the median of their per-round ratios. */
+function alternateRounds(near: SyncKv, lru: SyncKv, run: (kv: SyncKv) => number): InterleavedRatio {
+  const a: number[] = []
+  const b: number[] = []
+  for (let r = 0; r < NEAR_VS_LRU_ROUNDS; r++) {
+    // Which goes first alternates too, so neither always follows the other's cache footprint.
+    const first = r % 2 === 0 ? near : lru
+    const second = first === near ? lru : near
+    const x = run(first)
+    const y = run(second)
+    a.push(first === near ? x : y)
+    b.push(first === near ? y : x)
   }
   const ratios = a.map((x, i) => x / b[i]!)
   return { roundMs: NEAR_VS_LRU_ROUND_MS, a, b, ratios, median: median(ratios) }
@@ -195,8 +201,6 @@ async function interleavedHotNearVsLru(near: SyncKv, w: Workload, keys: number):
   const lru = lruKv(keys)
   await lru.prefill(w.keys, (i) => w.values[i & (VALUE_VARIANTS - 1)]!)
   const hot = w.keys.slice(0, HOT_KEYS)
-  const a: number[] = []
-  const b: number[] = []
   // A loop of its own per engine, as a caller's would be: one shared loop calling both gets is a
   // polymorphic call that V8 inlines for neither, and lru-cache's small get loses most by it.
   const loopOf = new Map<SyncKv, HotLoop>([near, lru].map((kv) => [kv, hotLoop()]))
@@ -204,19 +208,10 @@ async function interleavedHotNearVsLru(near: SyncKv, w: Workload, keys: number):
   try {
     run(lru)
     run(near)
-    for (let r = 0; r < NEAR_VS_LRU_ROUNDS; r++) {
-      const first = r % 2 === 0 ? near : lru
-      const second = first === near ? lru : near
-      const x = run(first)
-      const y = run(second)
-      a.push(first === near ? x : y)
-      b.push(first === near ? y : x)
-    }
+    return alternateRounds(near, lru, run)
   } finally {
     await lru.close()
   }
-  const ratios = a.map((x, i) => x / b[i]!)
-  return { roundMs: NEAR_VS_LRU_ROUND_MS, a, b, ratios, median: median(ratios) }
 }
 
 /** Gets/s of `kv` reading `hot` in turn for about `ms`; throws on a miss (every key is held). */
